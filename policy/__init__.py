@@ -1,0 +1,22 @@
+"""The policy engine: English policy files → compiled policies → verdicts on subjects.
+
+It knows nothing of MCP. Importing it is cheap: models load on first use.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Offline by default: these must be set before litellm, huggingface_hub or tldextract are imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from .errors import PolicyError  # noqa: E402
+from .subject import Subject, SubjectKind  # noqa: E402
+from .verdict import Action, Outcome, Span, Tier, TierStep, Verdict  # noqa: E402
+
+__all__ = ["Action", "Outcome", "PolicyError", "Span", "Subject", "SubjectKind", "Tier", "TierStep", "Verdict"]

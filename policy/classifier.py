@@ -1,0 +1,164 @@
+"""The embedding classifier tier.
+
+Two kinds of compiled classifier, both scoring in [0, 1] and both chunk-aware:
+
+* trained heads (built-in detectors): a logistic-regression `screen` on static embeddings runs
+  over every chunk; the `head` on transformer embeddings runs only on chunks the screen flags.
+* exemplars (any English policy): nearness to violation exemplars against nearness to allowed
+  exemplars, on transformer embeddings.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .chunking import Chunk, segment
+from .compiled import ClassifierSpec, Exemplar, LinearHead
+from .embeddings import Embedder
+
+__all__ = ["ClassifierResult", "EmbedderPair", "PolicyClassifier", "exemplar_score"]
+
+MAX_HEAD_CHUNKS = 6  # transformer passes per subject, whatever its size
+SCREEN_DEFAULT = 0.2
+
+
+@dataclass(frozen=True)
+class EmbedderPair:
+    """The transformer and the fast static embedder, in the same vector space."""
+
+    minilm: Embedder
+    static: Embedder
+
+
+@dataclass(frozen=True)
+class ClassifierResult:
+    score: float
+    screened_out: bool  # the fast screen found nothing worth a closer look in any chunk
+    chunk: Chunk | None
+    suspicious: tuple[Chunk, ...] = ()
+    nearest_exemplar: str | None = None
+    nearest_similarity: float | None = None
+    stage: str = "head"
+    chunks: int = 0
+
+
+@dataclass
+class PolicyClassifier:
+    spec: ClassifierSpec
+    models: EmbedderPair
+    _exemplar_vectors: np.ndarray | None = field(default=None, init=False)
+    _exemplar_static: np.ndarray | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def warm(self) -> None:
+        """Embed the exemplars now, so the first subject does not pay for it."""
+        self._vectors()
+
+    def _vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            if self._exemplar_vectors is None or self._exemplar_static is None:
+                texts = [exemplar.text for exemplar in self.spec.exemplars]
+                self._exemplar_vectors = self.models.minilm.encode(texts) if texts else np.zeros((0, 1))
+                self._exemplar_static = self.models.static.encode(texts) if texts else np.zeros((0, 1))
+            return self._exemplar_vectors, self._exemplar_static
+
+    def score(self, text: str) -> ClassifierResult:
+        chunks = segment(text, max_chars=self.spec.chunk_chars)
+        if not chunks:
+            return ClassifierResult(score=0.0, screened_out=True, chunk=None, stage="empty")
+        if self.spec.head is not None:
+            return self._score_heads(chunks)
+        return self._score_exemplars(chunks)
+
+    def _score_heads(self, chunks: list[Chunk]) -> ClassifierResult:
+        assert self.spec.head is not None
+        candidates = chunks
+        screen_scores: np.ndarray | None = None
+        if self.spec.screen is not None:
+            screen_scores = _apply(self.spec.screen, self.models.static.encode([c.text for c in chunks]))
+            cut = self.spec.screen.metrics.get("pass_threshold", SCREEN_DEFAULT)
+            order = np.argsort(-screen_scores)
+            flagged = [int(i) for i in order if screen_scores[i] >= cut][:MAX_HEAD_CHUNKS]
+            if not flagged:
+                top = int(order[0])
+                return ClassifierResult(
+                    score=float(screen_scores[top]) * self.spec.thresholds.allow_below,
+                    screened_out=True, chunk=chunks[top], stage="screen", chunks=len(chunks),
+                )
+            candidates = [chunks[i] for i in flagged]
+        elif len(chunks) > MAX_HEAD_CHUNKS:
+            candidates = _spread(chunks, MAX_HEAD_CHUNKS)
+        head_scores = _apply(self.spec.head, self.models.minilm.encode([c.text for c in candidates]))
+        order = np.argsort(-head_scores)
+        best = int(order[0])
+        nearest, similarity = self._nearest(candidates[best].text)
+        return ClassifierResult(
+            score=float(head_scores[best]), screened_out=False, chunk=candidates[best],
+            suspicious=tuple(candidates[int(i)] for i in order[:3]),
+            nearest_exemplar=nearest, nearest_similarity=similarity, stage="head", chunks=len(chunks),
+        )
+
+    def _score_exemplars(self, chunks: list[Chunk]) -> ClassifierResult:
+        vectors, static_vectors = self._vectors()
+        exemplars = self.spec.exemplars
+        if not exemplars:
+            return ClassifierResult(score=0.5, screened_out=False, chunk=chunks[0], stage="no-exemplars")
+        positive = np.array([e.violation for e in exemplars])
+        candidates = chunks
+        if len(chunks) > MAX_HEAD_CHUNKS and positive.any():
+            # Rank windows by static similarity to any violation exemplar; look closely at the top ones.
+            sims = self.models.static.encode([c.text for c in chunks]) @ static_vectors[positive].T
+            order = np.argsort(-sims.max(axis=1))[:MAX_HEAD_CHUNKS]
+            candidates = [chunks[int(i)] for i in order]
+        sims = self.models.minilm.encode([c.text for c in candidates]) @ vectors.T
+        scores = [exemplar_score(row, positive) for row in sims]
+        best = int(np.argmax(scores))
+        nearest_index = int(np.argmax(sims[best]))
+        order = np.argsort(-np.asarray(scores))
+        return ClassifierResult(
+            score=float(scores[best]), screened_out=False, chunk=candidates[best],
+            suspicious=tuple(candidates[int(i)] for i in order[:3]),
+            nearest_exemplar=exemplars[nearest_index].text,
+            nearest_similarity=float(sims[best][nearest_index]), stage="exemplars", chunks=len(chunks),
+        )
+
+    def _nearest(self, text: str) -> tuple[str | None, float | None]:
+        if not self.spec.exemplars:
+            return None, None
+        vectors, _ = self._vectors()
+        sims = (self.models.minilm.encode([text]) @ vectors.T)[0]
+        index = int(np.argmax(sims))
+        return self.spec.exemplars[index].text, float(sims[index])
+
+
+def exemplar_score(similarities: np.ndarray, positive: np.ndarray) -> float:
+    """Score one text from its cosine similarities to each exemplar.
+
+    High when the text is near a violation exemplar and nearer to it than to any allowed one;
+    near zero when it resembles no violation at all.
+    """
+    pos = float(similarities[positive].max()) if positive.any() else 0.0
+    neg = float(similarities[~positive].max()) if (~positive).any() else 0.0
+    relevance = min(1.0, max(0.0, (pos - 0.2) / 0.35))
+    if not (~positive).any():
+        return relevance
+    margin = 0.5 + 0.5 * math.tanh(8.0 * (pos - neg))
+    return relevance * margin
+
+
+def _apply(head: LinearHead, vectors: np.ndarray) -> np.ndarray:
+    logits = vectors @ np.asarray(head.weights, dtype=np.float32) + head.bias
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def _spread(chunks: list[Chunk], count: int) -> list[Chunk]:
+    step = len(chunks) / count
+    return [chunks[int(i * step)] for i in range(count)]
+
+
+def exemplar_texts(exemplars: list[Exemplar]) -> list[str]:
+    return [exemplar.text for exemplar in exemplars]

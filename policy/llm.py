@@ -1,0 +1,199 @@
+"""Structured LLM calls: the one module that owns litellm and instructor.
+
+`StructuredLLM` is the seam: the compiler and the judge ask it for a validated pydantic value.
+`LiteLLMClient` reaches any litellm model string (``openai/...`` with an ``api_base``,
+``ollama_chat/...``, ``ollama/...``, hosted providers); `policy.testing.FakeLLM` is the
+scripted stand-in for unit tests.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+from .errors import LLMOutputError, LLMUnavailableError
+
+__all__ = ["LLMResult", "LiteLLMClient", "StructuredLLM", "StructuredMode", "choose_mode"]
+
+T = TypeVar("T", bound=BaseModel)
+StructuredMode = Literal["auto", "json_schema", "json", "tools", "md_json"]
+
+_UNAVAILABLE_NAMES = (
+    "APIConnectionError",
+    "Timeout",
+    "ServiceUnavailableError",
+    "InternalServerError",
+    "RateLimitError",
+    "NotFoundError",
+    "AuthenticationError",
+    "BadGatewayError",
+    "ConnectError",
+    "ReadTimeout",
+    "ConnectTimeout",
+)
+
+
+@dataclass(frozen=True)
+class LLMResult(Generic[T]):
+    value: T
+    model: str
+    latency_ms: float
+    cost_usd: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class StructuredLLM(Protocol):
+    """Asks a model for a value of a pydantic type; retries invalid output with the validation error."""
+
+    model: str
+
+    def complete(
+        self,
+        messages: list[dict[str, str]],
+        response_model: type[T],
+        *,
+        timeout: float,
+        max_retries: int = 2,
+        max_tokens: int | None = None,
+    ) -> LLMResult[T]: ...
+
+
+def choose_mode(model: str, api_base: str | None) -> Literal["json_schema", "json", "tools", "md_json"]:
+    """The structured-output mode a backend handles best.
+
+    Local OpenAI-compatible servers (llama.cpp, LM Studio, vLLM) reliably honour JSON-object mode
+    but several reject ``json_schema``; Ollama takes a JSON schema as its ``format``; hosted
+    OpenAI-style APIs do tool calls well.
+    """
+    provider = model.split("/", 1)[0] if "/" in model else ""
+    if provider in ("ollama", "ollama_chat"):
+        return "json_schema"
+    if provider in ("openai", "hosted_vllm", "lm_studio", "llamafile") and api_base:
+        return "json"
+    return "tools"
+
+
+class LiteLLMClient:
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        mode: StructuredMode = "auto",
+        temperature: float = 0.0,
+    ) -> None:
+        self.model = model
+        self.api_base = api_base
+        self.api_key = api_key
+        self.mode = choose_mode(model, api_base) if mode == "auto" else mode
+        self.temperature = temperature
+        self._client: Any = None
+
+    def _instructor(self) -> Any:
+        if self._client is None:
+            import instructor
+            import litellm
+
+            litellm.suppress_debug_info = True
+            litellm.telemetry = False
+            modes = {
+                "json_schema": instructor.Mode.JSON_SCHEMA,
+                "json": instructor.Mode.JSON,
+                "tools": instructor.Mode.TOOLS,
+                "md_json": instructor.Mode.MD_JSON,
+            }
+            self._client = instructor.from_litellm(litellm.completion, mode=modes[self.mode])
+        return self._client
+
+    def complete(
+        self,
+        messages: list[dict[str, str]],
+        response_model: type[T],
+        *,
+        timeout: float,
+        max_retries: int = 2,
+        max_tokens: int | None = None,
+    ) -> LLMResult[T]:
+        client = self._instructor()
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "response_model": response_model,
+            "max_retries": max_retries,
+            "timeout": timeout,
+            "temperature": self.temperature,
+            "num_retries": 0,
+        }
+        if self.api_base:
+            kwargs["api_base"] = self.api_base
+        if self.api_key:
+            kwargs["api_key"] = self.api_key
+        elif self.api_base:
+            kwargs["api_key"] = "sk-local"  # local servers ignore it; litellm's OpenAI path insists on one
+        if max_tokens:
+            kwargs["max_tokens"] = max_tokens
+        started = time.perf_counter()
+        try:
+            value, raw = client.chat.completions.create_with_completion(**kwargs)
+        except Exception as exc:  # litellm and instructor raise many types; sorted into our two below
+            raise _translate(exc, self.model, self.api_base) from exc
+        latency = (time.perf_counter() - started) * 1000
+        usage = getattr(raw, "usage", None)
+        return LLMResult(
+            value=value,
+            model=self.model,
+            latency_ms=latency,
+            cost_usd=_cost(raw),
+            prompt_tokens=getattr(usage, "prompt_tokens", None),
+            completion_tokens=getattr(usage, "completion_tokens", None),
+        )
+
+
+def _cost(raw: Any) -> float | None:
+    try:
+        import litellm
+
+        cost = litellm.completion_cost(completion_response=raw)
+    except Exception:  # unknown models have no price; that is not an error
+        return None
+    return float(cost) if cost else None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    for item in list(seen):
+        for attribute in ("failed_attempts",):
+            for attempt in getattr(item, attribute, None) or []:
+                inner = getattr(attempt, "exception", None)
+                if isinstance(inner, BaseException):
+                    seen.append(inner)
+    return seen
+
+
+def _translate(exc: Exception, model: str, api_base: str | None) -> Exception:
+    where = f"{model}" + (f" at {api_base}" if api_base else "")
+    for item in _chain(exc):
+        name = type(item).__name__
+        if any(marker in name for marker in _UNAVAILABLE_NAMES) or isinstance(item, TimeoutError | ConnectionError):
+            return LLMUnavailableError(
+                f"the LLM {where} is unavailable ({name}: {_first_line(item)}); "
+                "check that the server is running and the model name is right"
+            )
+    return LLMOutputError(
+        f"the LLM {where} did not return valid structured output after retries ({type(exc).__name__}: "
+        f"{_first_line(exc)}); try a larger model or another --judge-mode"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else ""

@@ -1,0 +1,73 @@
+"""Regular expressions from untrusted authors (an LLM, a policy file) made safe to run.
+
+Two guards against catastrophic backtracking: patterns with the classic nested-quantifier
+shapes are refused when a rule is built, and every match runs with a time limit on a bounded
+slice of input. A timed-out match raises `RegexTimeout`; the engine then applies the policy's
+``on_error`` rather than treating the text as clean.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import regex
+
+from .errors import RuleError
+
+__all__ = ["MAX_PATTERN_CHARS", "MAX_SCAN_CHARS", "RegexTimeout", "compile_safe", "search_all"]
+
+MAX_PATTERN_CHARS = 512
+MAX_SCAN_CHARS = 1_048_576
+MATCH_TIMEOUT_S = 0.05
+
+# A group that itself ends in a quantifier, quantified again: (a+)+, (\w*)*, (x{2,})+ ...
+_NESTED_QUANTIFIER = regex.compile(r"\((?:[^()\\]|\\.)*[+*}]\)(?:[+*]|\{\d*,\d*\})")
+# A quantified group of alternatives where one alternative is a prefix of another: (a|ab)+ ...
+_QUANTIFIED_ALTERNATION = regex.compile(r"\((?:\?:)?([^()|\\]+)\|([^()|\\]+)\)[+*]")
+
+
+class RegexTimeout(RuleError):
+    """A match exceeded its time limit."""
+
+
+@lru_cache(maxsize=1024)
+def compile_safe(pattern: str, ignore_case: bool = True) -> Any:
+    """Compile `pattern` or raise `RuleError` saying why it is unsafe or invalid."""
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise RuleError(
+            f"regex is {len(pattern)} characters long (limit {MAX_PATTERN_CHARS}); split it into several rules"
+        )
+    if _NESTED_QUANTIFIER.search(pattern):
+        raise RuleError(
+            f"regex {pattern!r} nests quantifiers (like (a+)+), which can take exponential time; "
+            "rewrite it without a quantified group that ends in a quantifier"
+        )
+    alternation = _QUANTIFIED_ALTERNATION.search(pattern)
+    if alternation and _overlapping(alternation.group(1), alternation.group(2)):
+        raise RuleError(
+            f"regex {pattern!r} repeats overlapping alternatives, which can take exponential time; "
+            "make the alternatives mutually exclusive"
+        )
+    flags = regex.IGNORECASE if ignore_case else 0
+    try:
+        return regex.compile(pattern, flags | regex.VERSION0)
+    except regex.error as exc:
+        raise RuleError(f"regex {pattern!r} does not compile: {exc}") from exc
+
+
+def _overlapping(first: str, second: str) -> bool:
+    return first.startswith(second) or second.startswith(first)
+
+
+def search_all(compiled: Any, text: str, limit: int = 32) -> list[tuple[int, int]]:
+    """Spans of up to `limit` matches in the first MAX_SCAN_CHARS of `text`, time-limited."""
+    spans: list[tuple[int, int]] = []
+    try:
+        for match in compiled.finditer(text[:MAX_SCAN_CHARS], timeout=MATCH_TIMEOUT_S):
+            spans.append(match.span())
+            if len(spans) >= limit:
+                break
+    except TimeoutError as exc:
+        raise RegexTimeout(f"regex {compiled.pattern!r} took longer than {MATCH_TIMEOUT_S * 1000:.0f} ms") from exc
+    return spans

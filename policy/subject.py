@@ -1,0 +1,105 @@
+"""What the engine judges: a `Subject`, independent of MCP.
+
+The gateway turns MCP messages into subjects; the engine never sees MCP itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+__all__ = ["Subject", "SubjectKind", "canonical_json", "iter_strings"]
+
+
+class SubjectKind(StrEnum):
+    """Where in the traffic a subject comes from."""
+
+    TOOL_CALL = "tool_call"
+    TOOL_RESULT = "tool_result"
+    TOOL_DESCRIPTION = "tool_description"
+    PROMPT = "prompt"
+    RESOURCE = "resource"
+    SAMPLING = "sampling"
+
+
+class Subject(BaseModel):
+    """One thing to judge.
+
+    `text` is what a model would read (a tool result's text, a description, a prompt);
+    `arguments` are a tool call's arguments; `structured` is a result's structured content.
+    Evidence spans point into these by field path: ``text``, ``arguments.<path>``,
+    ``structured.<path>``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: SubjectKind
+    server: str = ""
+    tool: str = ""
+    method: str = ""
+    arguments: dict[str, JsonValue] = Field(default_factory=dict)
+    text: str = ""
+    structured: JsonValue = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    def canonical(self) -> str:
+        """A canonical JSON rendering: equal subjects give equal strings."""
+        return canonical_json(self.model_dump(mode="json"))
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.canonical().encode()).hexdigest()
+
+    def strings(self) -> Iterator[tuple[str, str]]:
+        """Every string a detector should scan, with its field path."""
+        if self.text:
+            yield "text", self.text
+        yield from iter_strings(self.arguments, "arguments")
+        if self.structured is not None:
+            yield from iter_strings(self.structured, "structured")
+
+    def reading(self) -> str:
+        """The subject as one text, for classifiers and the judge."""
+        parts: list[str] = []
+        if self.kind is SubjectKind.TOOL_CALL:
+            parts.append(f"call {self.tool or '?'}" + (f" on {self.server}" if self.server else ""))
+            if self.arguments:
+                parts.append(canonical_json(self.arguments))
+        if self.text:
+            parts.append(self.text)
+        elif self.structured is not None and self.kind is not SubjectKind.TOOL_CALL:
+            parts.append(canonical_json(self.structured))
+        return "\n".join(parts)
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def iter_strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Walk a JSON value and yield (path, string) for every string and number in it.
+
+    Numbers are included because a card number or an account id is often sent as one.
+    """
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int | float):
+        yield path, str(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from iter_strings(item, f"{path}.{_path_key(str(key))}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from iter_strings(item, f"{path}[{index}]")
+
+
+def _path_key(key: str) -> str:
+    if key and all(ch.isalnum() or ch in "_-" for ch in key):
+        return key
+    return json.dumps(key, ensure_ascii=False).join("[]")
