@@ -58,13 +58,19 @@ class PolicyClassifier:
         """Embed the exemplars now, so the first subject does not pay for it."""
         self._vectors()
 
-    def _vectors(self) -> tuple[np.ndarray, np.ndarray]:
+    def _vectors(self) -> np.ndarray:
         with self._lock:
-            if self._exemplar_vectors is None or self._exemplar_static is None:
+            if self._exemplar_vectors is None:
                 texts = [exemplar.text for exemplar in self.spec.exemplars]
                 self._exemplar_vectors = self.models.minilm.encode(texts) if texts else np.zeros((0, 1))
+            return self._exemplar_vectors
+
+    def _static_vectors(self) -> np.ndarray:
+        with self._lock:
+            if self._exemplar_static is None:
+                texts = [exemplar.text for exemplar in self.spec.exemplars]
                 self._exemplar_static = self.models.static.encode(texts) if texts else np.zeros((0, 1))
-            return self._exemplar_vectors, self._exemplar_static
+            return self._exemplar_static
 
     def score(self, text: str) -> ClassifierResult:
         chunks = segment(text, max_chars=self.spec.chunk_chars)
@@ -103,7 +109,7 @@ class PolicyClassifier:
         )
 
     def _score_exemplars(self, chunks: list[Chunk]) -> ClassifierResult:
-        vectors, static_vectors = self._vectors()
+        vectors = self._vectors()
         exemplars = self.spec.exemplars
         if not exemplars:
             return ClassifierResult(score=0.5, screened_out=False, chunk=chunks[0], stage="no-exemplars")
@@ -111,7 +117,7 @@ class PolicyClassifier:
         candidates = chunks
         if len(chunks) > MAX_HEAD_CHUNKS and positive.any():
             # Rank windows by static similarity to any violation exemplar; look closely at the top ones.
-            sims = self.models.static.encode([c.text for c in chunks]) @ static_vectors[positive].T
+            sims = self.models.static.encode([c.text for c in chunks]) @ self._static_vectors()[positive].T
             order = np.argsort(-sims.max(axis=1))[:MAX_HEAD_CHUNKS]
             candidates = [chunks[int(i)] for i in order]
         sims = self.models.minilm.encode([c.text for c in candidates]) @ vectors.T
@@ -129,8 +135,7 @@ class PolicyClassifier:
     def _nearest(self, text: str) -> tuple[str | None, float | None]:
         if not self.spec.exemplars:
             return None, None
-        vectors, _ = self._vectors()
-        sims = (self.models.minilm.encode([text]) @ vectors.T)[0]
+        sims = (self.models.minilm.encode([text]) @ self._vectors().T)[0]
         index = int(np.argmax(sims))
         return self.spec.exemplars[index].text, float(sims[index])
 

@@ -1,0 +1,72 @@
+"""What every command shares: error handling at the CLI boundary, stderr output, settings."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+from policy.errors import CompiledPolicyError, CompileError, LLMError, ModelLoadError, PolicyError, PolicySourceError
+
+from ..errors import ClientConfigError, ConfigError, GatewayError
+from ..settings import Settings, load_settings
+
+__all__ = [
+    "EXIT_FINDINGS", "EXIT_OK", "EXIT_RUNTIME", "EXIT_USAGE", "cli_errors", "emit_json", "fail", "say",
+    "setup_logging", "settings_from",
+]
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
+
+ConfigOption = typer.Option(None, "--config", help="Settings TOML file (default: ~/.config/mcp-gateway/config.toml).")
+
+
+def say(message: str = "", *, err: bool = True) -> None:
+    """Human output: stderr, so stdout stays free for --json and for the protocol."""
+    typer.echo(message, err=err)
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    say(f"error: {message}")
+    raise typer.Exit(code)
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """The CLI boundary: known errors become a message and an exit code; nothing else is swallowed."""
+    try:
+        yield
+    except (ConfigError, ClientConfigError, PolicySourceError, CompiledPolicyError) as exc:
+        fail(str(exc), EXIT_USAGE)
+    except (CompileError, LLMError, ModelLoadError) as exc:
+        fail(str(exc), EXIT_RUNTIME)
+    except (PolicyError, GatewayError) as exc:
+        fail(str(exc), EXIT_RUNTIME)
+
+
+def setup_logging(level: str = "WARNING") -> None:
+    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level, logging.WARNING),
+                        format="mcp-gateway %(levelname)s %(name)s: %(message)s")
+    for noisy in ("LiteLLM", "litellm", "httpx", "httpcore", "sentence_transformers", "presidio-analyzer"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*MCPDeprecationWarning.*")
+
+
+def settings_from(config: Path | None, **overrides: Any) -> Settings:
+    with cli_errors():
+        settings = load_settings(config, **overrides)
+    setup_logging(settings.log_level)
+    return settings

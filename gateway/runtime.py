@@ -1,0 +1,80 @@
+"""Assembling the policy engine from settings: policies, models, detectors and the judge."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from policy.cache import DiskVerdictCache
+from policy.classifier import EmbedderPair
+from policy.detectors import DetectorRegistry
+from policy.embeddings import MiniLMEmbedder, StaticEmbedder
+from policy.engine import Engine
+from policy.judge import Judge
+from policy.llm import LiteLLMClient
+from policy.loader import LoadedPolicy, builtin_policy_dir, load_policies
+
+from .errors import ConfigError
+from .settings import Settings
+
+__all__ = ["Runtime", "build_judge", "build_models", "build_runtime", "policy_paths"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    engine: Engine
+    loaded: tuple[LoadedPolicy, ...]
+    judge: Judge | None
+
+    @property
+    def warnings(self) -> list[str]:
+        return [item.warning for item in self.loaded if item.warning]
+
+
+def build_models(settings: Settings) -> EmbedderPair:
+    minilm = MiniLMEmbedder(threads=settings.embed_threads)
+    return EmbedderPair(minilm=minilm, static=StaticEmbedder(minilm, cache_dir=settings.cache_dir))
+
+
+def build_judge(settings: Settings) -> Judge | None:
+    judge = settings.judge
+    if not judge.model:
+        return None
+    llm = LiteLLMClient(
+        judge.model, api_base=judge.api_base,
+        api_key=judge.api_key.get_secret_value() if judge.api_key else None, mode=judge.mode,
+    )
+    cache = DiskVerdictCache(settings.cache_dir / "judge")
+    return Judge(llm, cache, timeout_s=judge.timeout_s, max_calls_per_minute=judge.max_calls_per_minute)
+
+
+def policy_paths(settings: Settings, extra: Sequence[Path] = ()) -> list[Path]:
+    paths = [builtin_policy_dir()] if settings.builtin_policies else []
+    paths += [*settings.policies, *extra]
+    if not paths:
+        raise ConfigError("no policies to enforce: built-in policies are off and no --policies were given")
+    return paths
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    extra_policies: Sequence[Path] = (),
+    models: EmbedderPair | None = None,
+    detectors: DetectorRegistry | None = None,
+    with_judge: bool = True,
+) -> Runtime:
+    models = models or build_models(settings)
+    registry = detectors or DetectorRegistry()
+    loaded = load_policies(policy_paths(settings, extra_policies), models=models, detectors=registry)
+    unknown = set(settings.disable) - {item.policy.id for item in loaded}
+    if unknown:
+        raise ConfigError(f"'disable' names unknown policies: {', '.join(sorted(unknown))}")
+    active = [item for item in loaded if item.policy.id not in settings.disable]
+    judge = build_judge(settings) if with_judge else None
+    engine = Engine([item.policy for item in active], models=models, detectors=registry, judge=judge)
+    return Runtime(engine=engine, loaded=tuple(active), judge=judge)

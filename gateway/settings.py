@@ -1,0 +1,128 @@
+"""Gateway settings: one pydantic-settings model, loaded once by the CLI and passed down.
+
+Sources, strongest first: command-line options (passed as overrides), ``MCP_GATEWAY_*``
+environment variables (``__`` nests: ``MCP_GATEWAY_JUDGE__MODEL``), a TOML file
+(``--config``, ``$MCP_GATEWAY_CONFIG`` or ``~/.config/mcp-gateway/config.toml``), defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigError
+
+__all__ = ["JudgeSettings", "Settings", "default_config_path", "load_settings"]
+
+
+def _state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "mcp-gateway"
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "mcp-gateway"
+
+
+def default_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    return Path(base) / "mcp-gateway" / "config.toml"
+
+
+class JudgeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(default=None, description="litellm model string, e.g. ollama_chat/qwen2.5:1.5b")
+    api_base: str | None = None
+    api_key: SecretStr | None = None
+    mode: Literal["auto", "json_schema", "json", "tools", "md_json"] = "auto"
+    timeout_s: float = Field(default=20.0, gt=0)
+    max_calls_per_minute: int = Field(default=60, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MCP_GATEWAY_", env_nested_delimiter="__", extra="forbid", validate_default=True,
+    )
+
+    policies: list[Path] = Field(default_factory=list, description="extra policy files or directories")
+    builtin_policies: bool = True
+    disable: list[str] = Field(default_factory=list, description="policy ids to switch off")
+    judge: JudgeSettings = Field(default_factory=JudgeSettings)
+    cache_dir: Path = Field(default_factory=_cache_dir)
+    audit_db: Path = Field(default_factory=lambda: _state_dir() / "audit.db")
+    pins_db: Path = Field(default_factory=lambda: _state_dir() / "pins.db")
+    audit: bool = True
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    init_timeout_s: float = Field(default=60.0, gt=0)
+    engine_ready_timeout_s: float = Field(default=90.0, gt=0)
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    restart_backoff_s: float = Field(default=0.5, ge=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    embed_threads: int = Field(default=1, ge=1, le=64)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings
+
+
+class _EnvSettings(Settings):
+    # Other tools may set MCP_GATEWAY_* variables we do not know (and MCP_GATEWAY_CONFIG names the
+    # file itself): the environment is read leniently, the TOML file strictly.
+    model_config = SettingsConfigDict(
+        env_prefix="MCP_GATEWAY_", env_nested_delimiter="__", extra="ignore", validate_default=True,
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: settings file not found; check --config or MCP_GATEWAY_CONFIG") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file or remove it") from exc
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        elif value is not None:
+            merged[key] = value
+    return merged
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the TOML file, the environment and `overrides` (None values are ignored)."""
+    path = config or (Path(os.environ["MCP_GATEWAY_CONFIG"]) if os.environ.get("MCP_GATEWAY_CONFIG") else None)
+    explicit = path is not None
+    path = path or default_config_path()
+    file_values = _read_toml(path) if (explicit or path.exists()) else {}
+    try:
+        from_env = _EnvSettings()
+        env_values = from_env.model_dump(exclude_unset=True)
+        values = _merge(_merge(file_values, env_values), {k: v for k, v in overrides.items() if v is not None})
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        source = f"{path}, " if file_values else ""
+        raise ConfigError(
+            f"invalid setting {where!r} ({first['msg']}); check {source}MCP_GATEWAY_* environment variables "
+            "and command-line options"
+        ) from exc
