@@ -1,0 +1,79 @@
+"""``mcp-gateway wrap`` and ``mcp-gateway run``: the gateway itself."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from ..downstream import ServerSpec
+from ..serve import make_parts, run, serve_wrap_stdio
+from ..transports import StdioCommand
+from ._app import app
+from ._common import ConfigOption, cli_errors, fail, settings_from
+
+PoliciesOpt = Annotated[list[Path] | None, typer.Option("--policies", help="Extra policy file or directory; repeatable.")]
+JudgeModelOpt = Annotated[str | None, typer.Option("--judge-model", help="litellm model for the judge, e.g. ollama_chat/qwen2.5:1.5b.")]
+JudgeBaseOpt = Annotated[str | None, typer.Option("--judge-api-base", help="API base URL of the judge model.")]
+NoBuiltinOpt = Annotated[bool, typer.Option("--no-builtin", help="Do not enforce the built-in policies.")]
+NoAuditOpt = Annotated[bool, typer.Option("--no-audit", help="Do not write the audit log.")]
+AuditDbOpt = Annotated[Path | None, typer.Option("--audit-db", help="Audit log SQLite file.")]
+TransportOpt = Annotated[Literal["stdio", "http"], typer.Option("--transport", help="How clients reach the gateway.")]
+PortOpt = Annotated[int, typer.Option("--port", help="Port for --transport http (loopback).")]
+
+
+def _header(value: str) -> tuple[str, str]:
+    name, sep, rest = value.partition(":")
+    if not sep or not name.strip():
+        fail(f"--header {value!r} must look like 'Name: value'")
+    return name.strip(), rest.strip()
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def wrap(
+    command: Annotated[list[str] | None, typer.Argument(help="The server's command and arguments, after --.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Server name for policies and logs.")] = None,
+    url: Annotated[str | None, typer.Option("--url", help="A remote server (Streamable HTTP or SSE) instead.")] = None,
+    remote_transport: Annotated[Literal["http", "sse"], typer.Option(
+        "--remote-transport", help="Protocol of the remote server at --url.")] = "http",
+    header: Annotated[list[str] | None, typer.Option("--header", help="'Name: value' for --url; repeatable.")] = None,
+    policies: PoliciesOpt = None,
+    no_builtin: NoBuiltinOpt = False,
+    judge_model: JudgeModelOpt = None,
+    judge_api_base: JudgeBaseOpt = None,
+    transport: TransportOpt = "stdio",
+    port: PortOpt = 8765,
+    no_audit: NoAuditOpt = False,
+    audit_db: AuditDbOpt = None,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Put the gateway in front of one server: `mcp-gateway wrap --name fs -- npx -y @modelcontextprotocol/server-filesystem ~`."""
+    if bool(command) == bool(url):
+        fail("give either a server command after '--' or --url, not both and not neither")
+    settings = settings_from(
+        config, judge={"model": judge_model, "api_base": judge_api_base},
+        builtin_policies=False if no_builtin else None, audit=False if no_audit else None, audit_db=audit_db,
+    )
+    if command:
+        server_name = name or Path(command[0]).name
+        spec = ServerSpec(name=server_name, stdio=StdioCommand(command[0], tuple(command[1:]), cwd=os.getcwd()))
+    else:
+        assert url is not None
+        server_name = name or url.split("//", 1)[-1].split("/", 1)[0]
+        spec = ServerSpec(name=server_name, url=url, transport=remote_transport,
+                          headers=tuple(_header(h) for h in header or []))
+    with cli_errors():
+        parts = make_parts(settings, policies or [])
+    try:
+        if transport == "stdio":
+            run(serve_wrap_stdio, spec, settings, parts)
+        else:
+            from ..http_front import serve_wrap_http
+
+            run(serve_wrap_http, spec, settings, parts, port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        parts.close()

@@ -1,0 +1,233 @@
+"""One downstream MCP server: connecting, supervising, restarting.
+
+A server that crashes is restarted on the next request, and the client's original
+``initialize`` is replayed to it, so the client never has to reconnect. A request that
+outlives ``request_timeout_s`` is answered with an error (and cancelled downstream).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import anyio
+import anyio.abc
+from mcp.shared.dispatcher import CallOptions, DispatchContext
+from mcp.shared.exceptions import MCPError
+from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+from mcp.shared.transport_context import TransportContext
+from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+
+from .errors import DownstreamError
+from .transports import ServerProcess, StdioCommand, stdio_downstream
+
+__all__ = ["Downstream", "ServerSpec"]
+
+logger = logging.getLogger(__name__)
+
+OnRequest = Callable[[DispatchContext[TransportContext], str, Mapping[str, Any] | None], Awaitable[dict[str, Any]]]
+OnNotify = Callable[[DispatchContext[TransportContext], str, Mapping[str, Any] | None], Awaitable[None]]
+DOWNSTREAM_UNAVAILABLE = -32043
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """How to reach one server: a command (stdio) or a URL (Streamable HTTP or legacy SSE)."""
+
+    name: str
+    stdio: StdioCommand | None = None
+    url: str | None = None
+    transport: Literal["stdio", "http", "sse"] = "stdio"
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def describe(self) -> str:
+        if self.stdio is not None:
+            return self.stdio.describe()
+        return f"{self.url} ({self.transport})"
+
+
+@dataclass
+class _Connection:
+    dispatcher: JSONRPCDispatcher[TransportContext]
+    process: ServerProcess | None
+    done: anyio.Event = field(default_factory=anyio.Event)
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+
+
+class Downstream:
+    def __init__(
+        self,
+        spec: ServerSpec,
+        *,
+        request_timeout_s: float,
+        init_timeout_s: float,
+        max_message_bytes: int,
+        restart_backoff_s: float = 0.5,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.request_timeout_s = request_timeout_s
+        self.init_timeout_s = init_timeout_s
+        self.max_message_bytes = max_message_bytes
+        self.restart_backoff_s = restart_backoff_s
+        self.init_params: dict[str, Any] | None = None
+        self.init_result: dict[str, Any] | None = None
+        self.starts = 0
+        self._connection: _Connection | None = None
+        self._lock = anyio.Lock()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._on_request: OnRequest | None = None
+        self._on_notify: OnNotify | None = None
+        self._last_start = 0.0
+        self._last_exit: str = ""
+
+    def bind(self, tg: anyio.abc.TaskGroup, on_request: OnRequest, on_notify: OnNotify) -> None:
+        """Attach to the relay's task group and its handlers for what the server sends."""
+        self._tg, self._on_request, self._on_notify = tg, on_request, on_notify
+
+    @property
+    def alive(self) -> bool:
+        return self._connection is not None and not self._connection.done.is_set()
+
+    async def initialize(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Forward the client's initialize (and remember it, to replay after a restart)."""
+        self.init_params = dict(params or {})
+        async with self._lock:
+            connection = await self._start_locked(replay=False)
+        result = await self._send(connection, "initialize", self.init_params,
+                                  {"timeout": self.init_timeout_s, "cancel_on_abandon": False})
+        self.init_result = result
+        return result
+
+    async def request(self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None) -> dict[str, Any]:
+        connection = await self._ensure()
+        options: CallOptions = {"timeout": self.request_timeout_s}
+        options.update(opts or {})
+        return await self._send(connection, method, params, options)
+
+    async def notify(self, method: str, params: Mapping[str, Any] | None) -> None:
+        if self.alive:
+            assert self._connection is not None
+            await self._connection.dispatcher.notify(method, params)
+        elif method != "notifications/initialized":
+            logger.debug("dropped %s for server %r: not running", method, self.name)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            self._connection.scope.cancel()
+            with anyio.move_on_after(8, shield=True):
+                await self._connection.done.wait()
+
+    async def _ensure(self) -> _Connection:
+        if self.alive:
+            assert self._connection is not None
+            return self._connection
+        async with self._lock:
+            if self.alive:
+                assert self._connection is not None
+                return self._connection
+            return await self._start_locked(replay=self.init_params is not None)
+
+    async def _start_locked(self, *, replay: bool) -> _Connection:
+        if self._connection is not None and not self._connection.done.is_set():
+            return self._connection
+        wait = self._last_start + self.restart_backoff_s - time.monotonic()
+        if self.starts and wait > 0:
+            await anyio.sleep(wait)  # a server that dies at once must not be respawned in a tight loop
+        self._last_start = time.monotonic()
+        if self.starts:
+            logger.warning("restarting server %r (%s)%s", self.name, self.spec.describe(),
+                           f" after: {self._last_exit}" if self._last_exit else "")
+        assert self._tg is not None, "Downstream.bind() must be called first"
+        connection: _Connection = await self._tg.start(self._run_connection)
+        self.starts += 1
+        self._connection = connection
+        if replay and self.init_params is not None:
+            try:
+                await connection.dispatcher.send_raw_request(
+                    "initialize", self.init_params, {"timeout": self.init_timeout_s, "cancel_on_abandon": False})
+                await connection.dispatcher.notify("notifications/initialized", None)
+            except MCPError as exc:
+                raise MCPError(code=DOWNSTREAM_UNAVAILABLE, message=(
+                    f"mcp-gateway: server {self.name!r} was restarted but did not initialize again: "
+                    f"{exc.error.message}")) from exc
+        return connection
+
+    async def _run_connection(self, *, task_status: anyio.abc.TaskStatus[_Connection]) -> None:
+        connection: _Connection | None = None
+        try:
+            async with self._transport() as (read, write, process):
+                dispatcher: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(read, write)
+                connection = _Connection(dispatcher, process)
+                assert self._on_request is not None and self._on_notify is not None
+                with connection.scope:
+                    async with anyio.create_task_group() as tg:
+                        await tg.start(dispatcher.run, self._on_request, self._on_notify)
+                        task_status.started(connection)
+        except Exception as exc:  # the session boundary: a dead server must not take the relay down
+            if connection is None:
+                raise
+            logger.error("connection to server %r ended with an error: %s", self.name, exc)
+        finally:
+            if connection is not None:
+                connection.done.set()
+                self._last_exit = self._exit_note(connection)
+
+    def _exit_note(self, connection: _Connection) -> str:
+        process = connection.process
+        if process is None:
+            return "connection closed"
+        code = process.returncode
+        note = f"exit code {code}" if code is not None else "its output closed"
+        words = process.last_words()
+        return f"{note}; its stderr ended with: {words}" if words else note
+
+    @asynccontextmanager
+    async def _transport(self) -> AsyncIterator[tuple[Any, Any, ServerProcess | None]]:
+        spec = self.spec
+        if spec.stdio is not None:
+            async with stdio_downstream(spec.name, spec.stdio, max_message_bytes=self.max_message_bytes) as (r, w, p):
+                yield r, w, p
+            return
+        assert spec.url is not None
+        import httpx2
+
+        headers = dict(spec.headers)
+        try:
+            if spec.transport == "sse":
+                from mcp.client.sse import sse_client
+
+                async with sse_client(spec.url, headers=headers or None, timeout=self.init_timeout_s) as (r, w):
+                    yield r, w, None
+            else:
+                from mcp.client.streamable_http import streamable_http_client
+
+                async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(self.request_timeout_s)) as http:
+                    async with streamable_http_client(spec.url, http_client=http) as streams:
+                        yield streams[0], streams[1], None
+        except (OSError, httpx2.HTTPError) as exc:
+            raise DownstreamError(f"server {spec.name!r}: cannot connect to {spec.url}: {exc}") from exc
+
+    async def _send(self, connection: _Connection, method: str, params: Mapping[str, Any] | None,
+                    opts: CallOptions) -> dict[str, Any]:
+        try:
+            return await connection.dispatcher.send_raw_request(method, params, opts)
+        except MCPError as exc:
+            code = exc.error.code
+            if code == CONNECTION_CLOSED:
+                with anyio.move_on_after(2):
+                    await connection.done.wait()
+                note = self._exit_note(connection)
+                raise MCPError(code=CONNECTION_CLOSED, message=(
+                    f"mcp-gateway: server {self.name!r} stopped while handling {method} ({note}); "
+                    "it will be restarted on the next request")) from exc
+            if code == REQUEST_TIMEOUT and "timed out" in exc.error.message:
+                seconds = opts.get("timeout")
+                raise MCPError(code=REQUEST_TIMEOUT, message=(
+                    f"mcp-gateway: server {self.name!r} did not answer {method} within {seconds:g} s and may be "
+                    "hung; the request was cancelled (raise request_timeout_s if the tool is slow)")) from exc
+            raise

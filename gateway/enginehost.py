@@ -1,0 +1,89 @@
+"""The policy engine inside a running gateway: loaded in the background, consulted off the event loop.
+
+``initialize`` is answered while models still load; a guarded message waits (bounded by
+``engine_ready_timeout_s``) until the engine is ready. If it cannot load, every guarded message
+is refused with the reason: a guard that failed to start must not quietly become no guard.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import anyio
+import anyio.to_thread
+
+from policy.engine import Engine
+from policy.subject import Subject
+from policy.verdict import Action, Outcome, Tier, TierStep, Verdict
+
+from .runtime import Runtime
+
+__all__ = ["EngineHost"]
+
+logger = logging.getLogger(__name__)
+
+
+class EngineHost:
+    def __init__(self, factory: Callable[[], Runtime], *, ready_timeout_s: float = 90.0, warm: bool = True) -> None:
+        self._factory = factory
+        self._ready = threading.Event()
+        self._runtime: Runtime | None = None
+        self._error: str | None = None
+        self._ready_timeout_s = ready_timeout_s
+        self._warm = warm
+        self._thread: threading.Thread | None = None
+        self.load_seconds: float | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._load, name="mcp-gateway-engine", daemon=True)
+            self._thread.start()
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            runtime = self._factory()
+            if self._warm:
+                runtime.engine.warm()
+            self._runtime = runtime
+            self.load_seconds = time.perf_counter() - started
+            logger.info("policy engine ready in %.1f s with %d policies", self.load_seconds,
+                        len(runtime.engine.policies))
+        except Exception as exc:  # the load boundary: any failure must become a refusal, not a crash
+            self._error = f"{type(exc).__name__}: {exc}"
+            logger.error("the policy engine failed to load; every guarded message will be refused: %s", self._error)
+        finally:
+            self._ready.set()
+
+    @property
+    def runtime(self) -> Runtime | None:
+        return self._runtime
+
+    @property
+    def engine(self) -> Engine | None:
+        return self._runtime.engine if self._runtime else None
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self._ready.wait(timeout)
+
+    async def check(self, subject: Subject) -> list[Verdict]:
+        if not self._ready.is_set():
+            ready = await anyio.to_thread.run_sync(self._ready.wait, self._ready_timeout_s, abandon_on_cancel=True)
+            if not ready:
+                return [_refusal(f"the policy engine was not ready within {self._ready_timeout_s:g} s "
+                                 "(engine_ready_timeout_s)")]
+        if self._runtime is None:
+            return [_refusal(f"the policy engine failed to load: {self._error}")]
+        engine = self._runtime.engine
+        if not engine.in_scope(subject):
+            return []
+        return await anyio.to_thread.run_sync(engine.check, subject, abandon_on_cancel=True)
+
+
+def _refusal(reason: str) -> Verdict:
+    # fail closed: without an engine, nothing can be checked, so nothing guarded passes
+    return Verdict(policy="mcp-gateway", outcome=Outcome.VIOLATION, action=Action.BLOCK, tier=Tier.ON_ERROR,
+                   reason=reason, trace=(TierStep(tier=Tier.ON_ERROR, result="error", detail=reason),))

@@ -1,0 +1,275 @@
+"""Guards: MCP messages in, engine verdicts applied, MCP messages out.
+
+The guard decides nothing itself. It turns a message into a subject, asks the engine, and applies
+the verdicts: block (a tool error result naming the policy, or a JSON-RPC error where a method has
+no error result), mask (on the parsed values, so JSON stays JSON), warn (the message passes with a
+warning in ``_meta``), audit (the message passes; the decision is logged). Every verdict is logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp.shared.exceptions import MCPError
+
+from policy.subject import Subject, SubjectKind
+from policy.verdict import Action, Span, Verdict
+
+from .audit import AuditLog, AuditRow
+from .enginehost import EngineHost
+from .masking import mask_string
+from .subjects import TextLayout, call_subject, mask_message, result_subject, sampling_subject
+
+__all__ = ["BLOCKED", "Decision", "Guard", "decide"]
+
+logger = logging.getLogger(__name__)
+
+BLOCKED = -32040  # a JSON-RPC error for methods whose results cannot carry an error flag
+META_KEY = "mcp-gateway"
+
+
+@dataclass(frozen=True)
+class Decision:
+    applied: str  # allow | block | mask | warn | audit
+    verdicts: tuple[Verdict, ...]
+    blocking: tuple[Verdict, ...] = ()
+    masks: tuple[Span, ...] = ()
+    warnings: tuple[Verdict, ...] = ()
+
+    def message(self, what: str) -> str:
+        reasons = "; ".join(f"policy '{v.policy}': {v.reason}" for v in self.blocking)
+        return f"mcp-gateway blocked this {what}. {reasons}"
+
+
+def _maskable(span: Span) -> bool:
+    return span.field == "text" or span.field.startswith(("arguments", "structured"))
+
+
+def decide(verdicts: list[Verdict]) -> Decision:
+    violated = [v for v in verdicts if v.violated]
+    blocking: list[Verdict] = []
+    masks: list[Span] = []
+    warnings: list[Verdict] = []
+    for verdict in violated:
+        if verdict.action is Action.MASK:
+            spans = [span for span in verdict.evidence if _maskable(span)]
+            if spans:
+                masks.extend(spans)
+            else:
+                # a mask policy that found something it cannot point at must not let it through
+                blocking.append(verdict)
+        elif verdict.action is Action.BLOCK:
+            blocking.append(verdict)
+        elif verdict.action is Action.WARN:
+            warnings.append(verdict)
+    if blocking:
+        applied = "block"
+    elif masks:
+        applied = "mask"
+    elif warnings:
+        applied = "warn"
+    elif violated:
+        applied = "audit"
+    else:
+        applied = "allow"
+    return Decision(applied, tuple(verdicts), tuple(blocking), tuple(masks), tuple(warnings))
+
+
+@dataclass
+class Guard:
+    host: EngineHost
+    audit: AuditLog | None = None
+    session: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    hidden_tools: dict[str, set[str]] = field(default_factory=dict)  # server -> tools removed from its list
+
+    async def _judge(self, subject: Subject) -> Decision:
+        started = time.perf_counter()
+        verdicts = await self.host.check(subject)
+        decision = decide(verdicts)
+        if verdicts:
+            self._log(subject, decision)
+            if decision.applied != "allow":
+                logger.info("%s %s/%s: %s by %s (%.1f ms)", decision.applied, subject.server, subject.tool or
+                            subject.method, subject.kind.value, ", ".join(v.policy for v in verdicts if v.violated),
+                            (time.perf_counter() - started) * 1000)
+        return decision
+
+    # --- client → server ------------------------------------------------------------------
+
+    async def client_request(self, server: str, method: str, params: Mapping[str, Any] | None
+                             ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """(params to forward, or None) and (a result to answer with instead, or None)."""
+        if method not in ("tools/call", "prompts/get"):
+            return (dict(params) if params is not None else None), None
+        params = dict(params or {})
+        if method == "tools/call":
+            name = str(params.get("name", ""))
+            if name in self.hidden_tools.get(server, set()):
+                return None, _tool_error(f"mcp-gateway: the tool {name!r} is blocked on server {server!r} "
+                                         "(its description failed a policy check; see 'mcp-gateway logs')")
+            kind = SubjectKind.TOOL_CALL
+        else:
+            name = str(params.get("name", ""))
+            kind = SubjectKind.PROMPT
+        subject = call_subject(kind, server, name, method, params.get("arguments"))
+        decision = await self._judge(subject)
+        if decision.applied == "block":
+            if method == "tools/call":
+                return None, _tool_error(decision.message("tool call"), decision)
+            raise MCPError(code=BLOCKED, message=decision.message("prompt request"))
+        if decision.applied == "mask":
+            params = mask_message(params, None, list(decision.masks), arguments_key="arguments")
+        return params, None
+
+    # --- server → client ------------------------------------------------------------------
+
+    async def server_result(self, server: str, method: str, params: Mapping[str, Any] | None,
+                            result: dict[str, Any]) -> dict[str, Any]:
+        if method == "tools/list":
+            return await self._tool_list(server, result)
+        built = result_subject(method, server, params, result)
+        if built is None:
+            return result
+        subject, layout = built
+        if not subject.text and subject.structured is None and not subject.arguments:
+            return result
+        decision = await self._judge(subject)
+        return self._apply(decision, method, result, layout)
+
+    def _apply(self, decision: Decision, method: str, result: dict[str, Any], layout: TextLayout) -> dict[str, Any]:
+        if decision.applied == "block":
+            if method in ("tools/call", "tasks/result"):
+                return _tool_error(decision.message("tool result"), decision)
+            raise MCPError(code=BLOCKED, message=decision.message(method.replace("/", " ")))
+        if decision.applied == "mask":
+            result = mask_message(result, layout, list(decision.masks), structured_key="structuredContent")
+            result = _with_meta(result, "masked", sorted({span.label for span in decision.masks}))
+        if decision.warnings:
+            result = _with_meta(result, "warnings", [{"policy": v.policy, "reason": v.reason}
+                                                     for v in decision.warnings])
+        return result
+
+    async def server_request(self, server: str, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """A request the server sends to the client (sampling): the params to forward."""
+        params = dict(params or {})
+        if method != "sampling/createMessage":
+            return params
+        subject, layout = sampling_subject(server, params)
+        if not subject.text:
+            return params
+        decision = await self._judge(subject)
+        if decision.applied == "block":
+            raise MCPError(code=BLOCKED, message=decision.message("sampling request"))
+        if decision.applied == "mask":
+            params = mask_message(params, layout, list(decision.masks))
+        return params
+
+    async def _tool_list(self, server: str, result: dict[str, Any]) -> dict[str, Any]:
+        tools = result.get("tools")
+        if not isinstance(tools, list):
+            return result
+        kept: list[Any] = []
+        hidden = self.hidden_tools.setdefault(server, set())
+        for tool in tools:
+            if not isinstance(tool, dict):
+                kept.append(tool)
+                continue
+            subject = Subject(kind=SubjectKind.TOOL_DESCRIPTION, server=server, tool=str(tool.get("name", "")),
+                              method="tools/list", text=describe_tool(tool))
+            decision = await self._judge(subject)
+            if decision.applied == "block":
+                hidden.add(subject.tool)
+                logger.warning("removed tool %r of server %r from the list: %s", subject.tool, server,
+                               decision.message("tool"))
+                continue
+            hidden.discard(subject.tool)
+            kept.append(tool)
+        if len(kept) == len(tools):
+            return result
+        return {**result, "tools": kept}
+
+    # --- audit ----------------------------------------------------------------------------
+
+    def _log(self, subject: Subject, decision: Decision) -> None:
+        if self.audit is None:
+            return
+        excerpt = safe_excerpt(subject, decision, self.host)
+        rows = [
+            AuditRow(
+                ts=time.time(), session=self.session, server=subject.server, method=subject.method,
+                tool=subject.tool, kind=subject.kind.value, policy=v.policy, outcome=v.outcome.value,
+                action=v.action.value, applied=decision.applied if v.violated else "allow", tier=v.tier.value,
+                score=v.score, reason=_mask_reason(v.reason), latency_ms=round(v.latency_ms, 3),
+                cache_hit=v.cache_hit, judge_model=v.judge_model,
+                evidence=json.dumps([{"field": s.field, "start": s.start, "end": s.end, "label": s.label}
+                                     for s in v.evidence]),
+                excerpt=excerpt,
+                trace=json.dumps([step.model_dump(mode="json") for step in v.trace]),
+            )
+            for v in decision.verdicts
+        ]
+        self.audit.record(rows)
+
+
+def describe_tool(tool: Mapping[str, Any]) -> str:
+    """What a model reads of a tool: its title, description and parameter descriptions."""
+    parts: list[str] = []
+    for key in ("title", "description"):
+        if isinstance(tool.get(key), str) and tool[key].strip():
+            parts.append(tool[key])
+    schema = tool.get("inputSchema")
+    if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
+        for name, prop in schema["properties"].items():
+            if isinstance(prop, dict) and isinstance(prop.get("description"), str):
+                parts.append(f"{name}: {prop['description']}")
+    return "\n".join(parts)
+
+
+def _tool_error(text: str, decision: Decision | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": True}
+    if decision is not None:
+        result["_meta"] = {META_KEY: {"blocked": [v.policy for v in decision.blocking]}}
+    return result
+
+
+def _with_meta(result: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    meta = dict(result.get("_meta") or {})
+    ours = dict(meta.get(META_KEY) or {})
+    ours[key] = value
+    meta[META_KEY] = ours
+    return {**result, "_meta": meta}
+
+
+def _mask_reason(reason: str) -> str:
+    return reason[:500]
+
+
+def safe_excerpt(subject: Subject, decision: Decision, host: EngineHost, limit: int = 400) -> str:
+    """A short excerpt of the subject with every span any policy found masked, then masked again
+    by the secrets detector: the audit log must never hold a raw secret."""
+    spans = [s for v in decision.verdicts for s in v.evidence]
+    if subject.kind is SubjectKind.TOOL_CALL:
+        masked = mask_message({"arguments": subject.arguments}, None, spans, arguments_key="arguments")
+        text = json.dumps(masked["arguments"], ensure_ascii=False, sort_keys=True)
+    else:
+        text = mask_string(subject.text, [(s.start, s.end, s.label) for s in spans if s.field == "text"])
+        if not text and subject.structured is not None:
+            text = json.dumps(subject.structured, ensure_ascii=False)[:4000]
+    # Scan a window well past the cut, so a secret straddling the cut is still recognised whole.
+    text = text[: limit * 8]
+    engine = host.engine
+    if engine is None:
+        return "[excerpt withheld: the secrets scanner is not loaded]"
+    try:
+        detector = engine.detectors.get("secrets")
+        text = mask_string(text, [(s.start, s.end, s.label) for s in detector.scan("excerpt", text)])
+    except Exception as exc:  # the row must still be written, but never with an unscanned excerpt
+        logger.debug("secrets re-scan of an audit excerpt failed: %s", exc)
+        return "[excerpt withheld: the secrets scanner failed]"
+    return text[:limit]

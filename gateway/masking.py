@@ -1,0 +1,203 @@
+"""Masking spans out of strings and JSON values without breaking them.
+
+A masked string gets ``[MASKED:<label>]`` where each span was. When the string is itself a JSON
+document (a tool returning JSON as text), the replacement respects its syntax: a span inside a
+string literal is replaced by safe characters (and never leaves half an escape sequence behind),
+a span over a number becomes a quoted string, so the result still parses.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from policy.verdict import Span
+
+__all__ = ["mask_json_text", "mask_string", "mask_value_at", "merge_spans", "set_path", "token"]
+
+_PATH_PART = re.compile(r'\.([A-Za-z0-9_-]+)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]')
+
+
+def token(label: str) -> str:
+    return f"[MASKED:{label}]"
+
+
+def merge_spans(spans: Iterable[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Sorted, non-overlapping spans; overlapping ones merge (keeping the first label)."""
+    merged: list[tuple[int, int, str]] = []
+    for start, end, label in sorted(spans):
+        if end <= start:
+            continue
+        if merged and start <= merged[-1][1]:
+            first = merged[-1]
+            merged[-1] = (first[0], max(first[1], end), first[2])
+        else:
+            merged.append((start, end, label))
+    return merged
+
+
+def mask_string(text: str, spans: Sequence[tuple[int, int, str]]) -> str:
+    """Replace each span with a mask token; JSON text stays valid JSON."""
+    ranges = [(max(0, s), min(len(text), e), label) for s, e, label in merge_spans(spans)]
+    if not ranges:
+        return text
+    stripped = text.lstrip()
+    if stripped[:1] in ("{", "[", '"'):
+        masked = mask_json_text(text, ranges)
+        if masked is not None:
+            return masked
+    return _replace(text, ranges)
+
+
+def _replace(text: str, ranges: Sequence[tuple[int, int, str]]) -> str:
+    out: list[str] = []
+    cursor = 0
+    for start, end, label in ranges:
+        out.append(text[cursor:start])
+        out.append(token(label))
+        cursor = end
+    out.append(text[cursor:])
+    return "".join(out)
+
+
+def _json_regions(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The string literals (inside the quotes) and number literals of a JSON text."""
+    strings: list[tuple[int, int]] = []
+    numbers: list[tuple[int, int]] = []
+    index = 0
+    length = len(text)
+    while index < length:
+        ch = text[index]
+        if ch == '"':
+            start = index + 1
+            index += 1
+            while index < length and text[index] != '"':
+                index += 2 if text[index] == "\\" else 1
+            strings.append((start, min(index, length)))
+            index += 1
+        elif ch == "-" or ch.isdigit():
+            start = index
+            while index < length and text[index] in "0123456789+-.eE":
+                index += 1
+            numbers.append((start, index))
+        else:
+            index += 1
+    return strings, numbers
+
+
+def mask_json_text(text: str, ranges: Sequence[tuple[int, int, str]]) -> str | None:
+    """Mask spans of a JSON document's text so that it still parses; None if it was not JSON."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return None
+    strings, numbers = _json_regions(text)
+    adjusted: list[tuple[int, int, str, bool]] = []
+    for start, end, label in ranges:
+        # Secret content in JSON lives in string and number literals: mask each literal the span
+        # touches, within the literal, and leave the quotes, commas and braces alone.
+        touched = False
+        for region_start, region_end in strings:
+            if region_end <= start or region_start >= end:
+                continue
+            touched = True
+            sub_start, sub_end = max(start, region_start), min(end, region_end)
+            backslashes = 0
+            while sub_start - backslashes - 1 >= region_start and text[sub_start - backslashes - 1] == "\\":
+                backslashes += 1
+            sub_start -= backslashes % 2  # never keep the backslash of a cut escape sequence
+            if sub_end < region_end and text[sub_end - 1] == "\\":
+                sub_end += 1
+            adjusted.append((sub_start, sub_end, label, False))
+        for number_start, number_end in numbers:
+            if number_end <= start or number_start >= end:
+                continue
+            touched = True
+            adjusted.append((number_start, number_end, label, True))
+        if not touched:
+            adjusted.append((start, end, label, True))
+    out: list[str] = []
+    cursor = 0
+    for start, end, label, quote in sorted(adjusted):
+        if start < cursor:
+            start = cursor
+        if end <= start:
+            continue
+        out.append(text[cursor:start])
+        out.append(json.dumps(token(label)) if quote else token(label))
+        cursor = end
+    out.append(text[cursor:])
+    masked = "".join(out)
+    try:
+        json.loads(masked)
+    except ValueError:
+        return None
+    return masked
+
+
+def _parse_path(path: str) -> list[str | int]:
+    parts: list[str | int] = []
+    for match in _PATH_PART.finditer(path):
+        name, index, quoted = match.groups()
+        if name is not None:
+            parts.append(name)
+        elif index is not None:
+            parts.append(int(index))
+        else:
+            parts.append(json.loads(quoted))
+    return parts
+
+
+def set_path(root: Any, path: str, value: Any) -> bool:
+    """Set the value at a subject field path (``.a.b[2]``, relative to `root`); False if absent."""
+    parts = _parse_path(path)
+    if not parts:
+        return False
+    node = root
+    for part in parts[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    last = parts[-1]
+    try:
+        node[last]  # noqa: B018  (existence check)
+    except (KeyError, IndexError, TypeError):
+        return False
+    node[last] = value
+    return True
+
+
+def get_path(root: Any, path: str) -> Any:
+    node = root
+    for part in _parse_path(path):
+        node = node[part]
+    return node
+
+
+def mask_value_at(root: Any, path: str, spans: Sequence[tuple[int, int, str]]) -> Any:
+    """A deep copy of `root` with the string (or number) at `path` masked."""
+    out = copy.deepcopy(root)
+    try:
+        current = get_path(out, path)
+    except (KeyError, IndexError, TypeError):
+        return out
+    if isinstance(current, bool) or current is None:
+        return out
+    if isinstance(current, int | float):
+        set_path(out, path, mask_string(str(current), spans))
+    elif isinstance(current, str):
+        set_path(out, path, mask_string(current, spans))
+    return out
+
+
+def spans_by_field(spans: Iterable[Span], prefix: str) -> dict[str, list[tuple[int, int, str]]]:
+    """Group spans whose field starts with `prefix`, keyed by the rest of the path."""
+    grouped: dict[str, list[tuple[int, int, str]]] = {}
+    for span in spans:
+        if span.field == prefix or span.field.startswith(prefix + ".") or span.field.startswith(prefix + "["):
+            grouped.setdefault(span.field[len(prefix):], []).append((span.start, span.end, span.label))
+    return grouped

@@ -1,0 +1,91 @@
+"""The relay: a JSON-RPC-level proxy between one client and one server, guarding both directions.
+
+Two SDK `JSONRPCDispatcher`s, one per leg, pass raw dicts: nothing is re-declared or
+re-serialised through typed models, so every method, notification and unknown field survives.
+Ids, progress tokens and cancellations are per leg and mapped by the dispatchers. Guards act
+only on the messages that carry content (see `gateway.guards`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+from mcp.shared.dispatcher import CallOptions, DispatchContext
+from mcp.shared.exceptions import MCPError
+from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher, progress_token_from_params
+from mcp.shared.transport_context import TransportContext
+
+from .downstream import DOWNSTREAM_UNAVAILABLE, Downstream
+from .errors import DownstreamError
+from .guards import Guard
+
+__all__ = ["DISPATCHER_OWNED", "WrapRelay"]
+
+logger = logging.getLogger(__name__)
+
+# Ids differ per leg, so these are translated by the dispatchers, never forwarded raw.
+DISPATCHER_OWNED = frozenset({"notifications/cancelled", "notifications/progress"})
+
+
+class WrapRelay:
+    """One client, one server."""
+
+    def __init__(self, downstream: Downstream, guard: Guard | None, *, client_request_timeout_s: float = 600.0) -> None:
+        self.downstream = downstream
+        self.guard = guard
+        self.client_request_timeout_s = client_request_timeout_s
+        self._up: JSONRPCDispatcher[TransportContext] | None = None
+
+    async def serve(self, read: Any, write: Any) -> None:
+        # initialize runs inline: the client's notifications/initialized must not overtake it downstream.
+        up: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(
+            read, write, inline_methods=frozenset({"initialize"}))
+        self._up = up
+        async with anyio.create_task_group() as tg:
+            self.downstream.bind(tg, self._server_request, self._server_notify)
+            await up.run(self._client_request, self._client_notify)
+            await self.downstream.close()
+            tg.cancel_scope.cancel()
+
+    async def _client_request(self, dctx: DispatchContext[TransportContext], method: str,
+                              params: Mapping[str, Any] | None) -> dict[str, Any]:
+        try:
+            if method == "initialize":
+                return await self.downstream.initialize(params)
+            options: CallOptions = {}
+            if progress_token_from_params(params) is not None:
+                options["on_progress"] = dctx.progress
+            forwarded: Mapping[str, Any] | None = params
+            if self.guard is not None:
+                forwarded, answer = await self.guard.client_request(self.downstream.name, method, params)
+                if answer is not None:
+                    return answer
+            result = await self.downstream.request(method, forwarded, options)
+            if self.guard is not None:
+                result = await self.guard.server_result(self.downstream.name, method, forwarded, result)
+            return result
+        except DownstreamError as exc:
+            raise MCPError(code=DOWNSTREAM_UNAVAILABLE, message=f"mcp-gateway: {exc}") from exc
+
+    async def _client_notify(self, dctx: DispatchContext[TransportContext], method: str,
+                             params: Mapping[str, Any] | None) -> None:
+        if method in DISPATCHER_OWNED:
+            return
+        await self.downstream.notify(method, params)
+
+    async def _server_request(self, dctx: DispatchContext[TransportContext], method: str,
+                              params: Mapping[str, Any] | None) -> dict[str, Any]:
+        assert self._up is not None
+        forwarded: Mapping[str, Any] | None = params
+        if self.guard is not None:
+            forwarded = await self.guard.server_request(self.downstream.name, method, params)
+        return await self._up.send_raw_request(method, forwarded, {"timeout": self.client_request_timeout_s})
+
+    async def _server_notify(self, dctx: DispatchContext[TransportContext], method: str,
+                             params: Mapping[str, Any] | None) -> None:
+        if method in DISPATCHER_OWNED or self._up is None:
+            return
+        await self._up.notify(method, params)

@@ -1,0 +1,58 @@
+"""Running a gateway: engine host, audit log, guard and relay, on stdio or Streamable HTTP."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from .audit import AuditLog
+from .downstream import Downstream, ServerSpec
+from .enginehost import EngineHost
+from .guards import Guard
+from .relay import WrapRelay
+from .runtime import build_runtime
+from .settings import Settings
+from .transports import stdio_upstream
+
+__all__ = ["GatewayParts", "make_downstream", "make_parts", "serve_wrap_stdio"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GatewayParts:
+    host: EngineHost
+    audit: AuditLog | None
+
+    def close(self) -> None:
+        if self.audit is not None:
+            self.audit.close()
+
+
+def make_parts(settings: Settings, extra_policies: Sequence[Path] = ()) -> GatewayParts:
+    host = EngineHost(lambda: build_runtime(settings, extra_policies=extra_policies),
+                      ready_timeout_s=settings.engine_ready_timeout_s)
+    host.start()
+    audit = AuditLog(settings.audit_db) if settings.audit else None
+    return GatewayParts(host, audit)
+
+
+def make_downstream(spec: ServerSpec, settings: Settings) -> Downstream:
+    return Downstream(
+        spec, request_timeout_s=settings.request_timeout_s, init_timeout_s=settings.init_timeout_s,
+        max_message_bytes=settings.max_message_bytes, restart_backoff_s=settings.restart_backoff_s,
+    )
+
+
+async def serve_wrap_stdio(spec: ServerSpec, settings: Settings, parts: GatewayParts) -> None:
+    relay = WrapRelay(make_downstream(spec, settings), Guard(parts.host, parts.audit))
+    async with stdio_upstream(max_message_bytes=settings.max_message_bytes) as (read, write):
+        await relay.serve(read, write)
+
+
+def run(coro_fn: object, *args: object) -> None:
+    anyio.run(coro_fn, *args, backend="asyncio")  # type: ignore[arg-type]

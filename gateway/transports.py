@@ -1,0 +1,335 @@
+"""Newline-delimited JSON-RPC over pipes, in the SDK's `SessionMessage` stream contract.
+
+The relay's dispatchers are the SDK's `JSONRPCDispatcher`; these transports only frame bytes.
+They differ from the SDK's stdio transports where a gateway needs more:
+
+* every line is bounded (``max_message_bytes``): an oversized message is discarded as it streams
+  in, and the request it belonged to is answered with an error that says so, instead of memory
+  growing without limit;
+* garbage on a server's stdout is logged and skipped; the connection survives;
+* the server's stderr is forwarded (prefixed with its name) and its last lines are kept, so a
+  crash can be explained;
+* the client side takes fd 0 and 1 for the protocol and points them at /dev/null and stderr, so
+  nothing a library prints can corrupt the wire; no worker threads sit in the I/O path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import re
+import shutil
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+
+import anyio
+import mcp_types as types
+from anyio.abc import Process
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp.os.posix.utilities import terminate_posix_process_tree
+from mcp.shared.message import SessionMessage
+
+from .errors import DownstreamError
+
+__all__ = ["LineFramer", "ServerProcess", "StdioCommand", "stdio_downstream", "stdio_upstream"]
+
+logger = logging.getLogger(__name__)
+
+MESSAGE_TOO_LARGE = -32042
+_ID = re.compile(rb'"id"\s*:\s*("(?:[^"\\]|\\.){0,200}"|-?\d{1,20})')
+
+
+@dataclass(frozen=True)
+class StdioCommand:
+    command: str
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    cwd: str | None = None
+
+    def describe(self) -> str:
+        return " ".join([self.command, *self.args])
+
+
+@dataclass
+class LineFramer:
+    """Splits a byte stream into lines of at most `limit` bytes; reports what it had to drop."""
+
+    limit: int
+    on_line: Callable[[bytes], None]
+    on_oversize: Callable[[bytes, int], None]  # (first bytes of the message, its size so far)
+    _buffer: bytearray = field(default_factory=bytearray)
+    _discarding: bool = False
+    _dropped: int = 0
+    _head: bytes = b""
+
+    def feed(self, data: bytes) -> None:
+        start = 0
+        while True:
+            newline = data.find(b"\n", start)
+            if newline == -1:
+                self._absorb(data[start:])
+                return
+            self._absorb(data[start:newline])
+            self._finish()
+            start = newline + 1
+
+    def _absorb(self, piece: bytes) -> None:
+        if not piece:
+            return
+        if self._discarding:
+            self._dropped += len(piece)
+            return
+        self._buffer += piece
+        if len(self._buffer) > self.limit:
+            self._discarding = True
+            self._head = bytes(self._buffer[:4096])
+            self._dropped = len(self._buffer)
+            self._buffer.clear()
+
+    def _finish(self) -> None:
+        if self._discarding:
+            self.on_oversize(self._head, self._dropped)
+            self._discarding = False
+            self._dropped = 0
+            self._head = b""
+            return
+        line = bytes(self._buffer).strip()
+        self._buffer.clear()
+        if line:
+            self.on_line(line)
+
+
+def _request_id(head: bytes) -> types.RequestId | None:
+    match = _ID.search(head)
+    if match is None:
+        return None
+    raw = match.group(1)
+    return raw[1:-1].decode(errors="replace") if raw.startswith(b'"') else int(raw)
+
+
+def _parse(line: bytes, origin: str) -> SessionMessage | None:
+    try:
+        return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
+    except ValueError as exc:
+        preview = line[:200].decode(errors="replace")
+        logger.warning("%s sent a line that is not JSON-RPC (%d bytes), skipped: %r (%s)",
+                       origin, len(line), preview, str(exc).splitlines()[0])
+        return None
+
+
+def _encode(message: SessionMessage) -> bytes:
+    return message.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+
+
+def _too_large(request_id: types.RequestId, size: int, limit: int, who: str) -> SessionMessage:
+    return SessionMessage(types.JSONRPCError(
+        jsonrpc="2.0", id=request_id,
+        error=types.ErrorData(
+            code=MESSAGE_TOO_LARGE,
+            message=f"mcp-gateway: {who} sent a message of more than {size:,} bytes, over the {limit:,}-byte limit; "
+                    "it was dropped. Raise max_message_bytes (MCP_GATEWAY_MAX_MESSAGE_BYTES) if this is expected.",
+        ),
+    ))
+
+
+@dataclass
+class ServerProcess:
+    """A running downstream server, for supervision and error messages."""
+
+    name: str
+    process: Process
+    stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
+
+    def last_words(self) -> str:
+        return " | ".join(line for line in self.stderr_tail if line.strip())[-600:]
+
+
+def resolve_command(command: str, name: str, env: dict[str, str]) -> str:
+    if os.sep in command or (os.altsep and os.altsep in command):
+        if not os.path.exists(command):
+            raise DownstreamError(f"server {name!r}: command {command!r} does not exist; fix the path in its config")
+        return command
+    found = shutil.which(command, path=env.get("PATH"))
+    if found is None:
+        raise DownstreamError(
+            f"server {name!r}: command {command!r} was not found on PATH ({env.get('PATH', '')}); install it or "
+            "give its absolute path in the server's config"
+        )
+    return found
+
+
+@asynccontextmanager
+async def stdio_downstream(
+    name: str, spec: StdioCommand, *, max_message_bytes: int
+) -> AsyncIterator[tuple[MemoryObjectReceiveStream[SessionMessage | Exception],
+                         MemoryObjectSendStream[SessionMessage], ServerProcess]]:
+    """Start a stdio MCP server and connect to it; on exit, stop its whole process group."""
+    env = {**os.environ, **dict(spec.env)}
+    executable = resolve_command(spec.command, name, env)
+    try:
+        process = await anyio.open_process(
+            [executable, *spec.args], env=env, cwd=spec.cwd, start_new_session=True,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        raise DownstreamError(f"server {name!r}: cannot start {spec.describe()!r}: {exc.strerror or exc}") from exc
+    server = ServerProcess(name, process)
+    inbound_send, inbound = anyio.create_memory_object_stream[SessionMessage | Exception](64)
+    outbound, outbound_receive = anyio.create_memory_object_stream[SessionMessage](64)
+    ready: list[SessionMessage] = []
+
+    def on_line(line: bytes) -> None:
+        message = _parse(line, f"server {name!r}")
+        if message is not None:
+            ready.append(message)
+
+    def on_oversize(head: bytes, size: int) -> None:
+        request_id = _request_id(head)
+        logger.error("server %r sent a message over %d bytes (limit %d); dropped", name, size, max_message_bytes)
+        if request_id is not None and b'"method"' not in head[:200]:
+            ready.append(_too_large(request_id, size, max_message_bytes, f"server {name!r}"))
+
+    framer = LineFramer(max_message_bytes, on_line, on_oversize)
+
+    async def read_stdout() -> None:
+        assert process.stdout is not None
+        async with inbound_send:
+            with suppress(anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                while True:
+                    framer.feed(await process.stdout.receive(1 << 16))
+                    while ready:
+                        await inbound_send.send(ready.pop(0))
+
+    async def write_stdin() -> None:
+        assert process.stdin is not None
+        async with outbound_receive:
+            try:
+                async for message in outbound_receive:
+                    await process.stdin.send(_encode(message))
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
+                await inbound_send.aclose()
+
+    async def read_stderr() -> None:
+        assert process.stderr is not None
+        buffer = b""
+        with suppress(anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            while True:
+                buffer += await process.stderr.receive(1 << 14)
+                *lines, buffer = buffer.split(b"\n")
+                for raw in lines:
+                    text = raw.decode(errors="replace")
+                    server.stderr_tail.append(text)
+                    sys.stderr.write(f"[{name}] {text}\n")
+                if len(buffer) > 1 << 16:
+                    buffer = buffer[-4096:]
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read_stdout)
+        tg.start_soon(write_stdin)
+        tg.start_soon(read_stderr)
+        try:
+            yield inbound, outbound, server
+        finally:
+            with anyio.CancelScope(shield=True):
+                await _stop(process)
+            tg.cancel_scope.cancel()
+
+
+async def _stop(process: Process) -> None:
+    """Close stdin, give the server a moment to exit by itself, then end its whole process group."""
+    if process.stdin is not None:
+        with suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await process.stdin.aclose()
+    with anyio.move_on_after(1.0):
+        while process.returncode is None:
+            await anyio.sleep(0.01)
+    if process.returncode is None:
+        await terminate_posix_process_tree(process, 2.0)
+    else:
+        # The leader is gone; children it left in its group must not outlive the gateway.
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, 15)
+    with anyio.move_on_after(2.0):
+        await process.wait()
+
+
+@asynccontextmanager
+async def stdio_upstream(
+    *, max_message_bytes: int
+) -> AsyncIterator[tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]]]:
+    """Serve the protocol on this process's stdin/stdout.
+
+    While serving, fd 0 reads /dev/null and fd 1 writes to stderr: a stray print from any library
+    lands on stderr instead of corrupting the JSON-RPC stream.
+    """
+    loop = asyncio.get_running_loop()
+    wire_in, wire_out = os.dup(0), os.dup(1)
+    saved_in, saved_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)
+    os.close(devnull)
+    inbound_send, inbound = anyio.create_memory_object_stream[SessionMessage | Exception](64)
+    outbound, outbound_receive = anyio.create_memory_object_stream[SessionMessage](64)
+    reader = asyncio.StreamReader(limit=1 << 16)
+    in_file = os.fdopen(wire_in, "rb", buffering=0)
+    out_file = os.fdopen(wire_out, "wb", buffering=0)
+    read_transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), in_file)
+    write_transport, write_protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, out_file)
+    writer = asyncio.StreamWriter(write_transport, write_protocol, None, loop)
+    replies: list[SessionMessage] = []
+    pending: list[SessionMessage] = []
+
+    def on_line(line: bytes) -> None:
+        message = _parse(line, "the client")
+        if message is not None:
+            pending.append(message)
+
+    def on_oversize(head: bytes, size: int) -> None:
+        request_id = _request_id(head)
+        logger.error("the client sent a message over %d bytes (limit %d); dropped", size, max_message_bytes)
+        if request_id is not None:
+            replies.append(_too_large(request_id, size, max_message_bytes, "the client"))
+
+    framer = LineFramer(max_message_bytes, on_line, on_oversize)
+
+    async def read_stdin() -> None:
+        async with inbound_send:
+            while True:
+                data = await reader.read(1 << 16)
+                if not data:
+                    return
+                framer.feed(data)
+                while replies:
+                    await outbound.send(replies.pop(0))
+                while pending:
+                    await inbound_send.send(pending.pop(0))
+
+    async def write_stdout() -> None:
+        async with outbound_receive:
+            with suppress(ConnectionError, BrokenPipeError):
+                async for message in outbound_receive:
+                    writer.write(_encode(message))
+                    await writer.drain()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_stdin)
+            tg.start_soon(write_stdout)
+            yield inbound, outbound
+            tg.cancel_scope.cancel()
+    finally:
+        read_transport.close()
+        write_transport.close()
+        os.dup2(saved_in, 0)
+        os.dup2(saved_out, 1)
+        os.close(saved_in)
+        os.close(saved_out)
