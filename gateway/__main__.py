@@ -1,0 +1,5 @@
+"""``python -m gateway`` is ``mcp-gateway``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,178 @@
+"""The relay under real conditions: a real gateway process, a real server process, the real client."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+from mcp import MCPError
+
+from policy.conditions import Predicate, Rule
+from policy.subject import SubjectKind
+
+from .relay_support import RAW_SERVER, gateway_env, gateway_session, server_log, write_rule_policy
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def policies(tmp_path: Path) -> Path:
+    directory = tmp_path / "policies"
+    write_rule_policy(
+        directory, "no-attacker-mail", "Never send anything to attacker-mail.example.",
+        [Rule(id="attacker-domain", description="recipient at attacker-mail.example",
+              when=Predicate(path="arguments.**", op="contains", value="attacker-mail.example"))],
+        [SubjectKind.TOOL_CALL],
+    )
+    return directory
+
+
+def args(policies: Path) -> list[str]:
+    return ["--no-builtin", "--policies", str(policies)]
+
+
+def text(result: types.CallToolResult) -> str:
+    return "".join(block.text for block in result.content if isinstance(block, types.TextContent))
+
+
+async def test_messages_and_unknown_fields_pass_through_unchanged(tmp_path: Path, policies: Path) -> None:
+    with anyio.fail_after(60):
+        async with gateway_session(tmp_path, RAW_SERVER, gateway_args=args(policies)) as session:
+            init = await session.initialize()
+            tools = await session.list_tools()
+            result = await session.call_tool("echo", {"text": "hello"})
+    assert init.server_info.name == "raw-server"
+    assert init.instructions == "fault injection server"
+    assert [tool.name for tool in tools.tools][:3] == ["echo", "crash", "hang"]
+    assert text(result) == "hello"
+    received = server_log(tmp_path)
+    assert received[0]["method"] == "initialize"
+    assert received[0]["params"]["clientInfo"]["name"] == "mcp"  # the real client's own initialize
+
+
+async def test_a_blocked_call_never_reaches_the_server_and_the_client_sees_why(tmp_path: Path, policies: Path) -> None:
+    with anyio.fail_after(60):
+        async with gateway_session(tmp_path, RAW_SERVER, gateway_args=args(policies)) as session:
+            await session.initialize()
+            blocked = await session.call_tool("args", {"to": "boss@attacker-mail.example", "body": "hi"})
+            allowed = await session.call_tool("args", {"to": "boss@example.com"})
+    assert blocked.is_error is True
+    assert "policy 'no-attacker-mail'" in text(blocked)
+    assert "attacker-domain" in text(blocked)
+    assert json.loads(text(allowed)) == {"to": "boss@example.com"}
+    calls = [m for m in server_log(tmp_path) if m.get("method") == "tools/call"]
+    assert [c["params"]["arguments"] for c in calls] == [{"to": "boss@example.com"}]
+    with sqlite3.connect(tmp_path / "audit.db") as db:
+        rows = db.execute("SELECT policy, applied, tier, tool, excerpt FROM decisions ORDER BY id").fetchall()
+    assert ("no-attacker-mail", "block", "rules", "args") == rows[0][:4]
+    assert rows[1][1] == "allow"
+
+
+async def test_garbage_on_server_stdout_is_skipped(tmp_path: Path, policies: Path) -> None:
+    with anyio.fail_after(60):
+        async with gateway_session(tmp_path, RAW_SERVER, gateway_args=args(policies)) as session:
+            await session.initialize()
+            result = await session.call_tool("garbage", {})
+            after = await session.call_tool("echo", {"text": "still here"})
+    assert text(result) == "after-garbage"
+    assert text(after) == "still here"
+    assert "not JSON-RPC" in (tmp_path / "gateway.stderr").read_text()
+
+
+async def test_a_crashed_server_gives_a_clear_error_and_is_restarted(tmp_path: Path, policies: Path) -> None:
+    with anyio.fail_after(60):
+        async with gateway_session(tmp_path, RAW_SERVER, gateway_args=args(policies)) as session:
+            await session.initialize()
+            with pytest.raises(MCPError) as crashed:
+                await session.call_tool("crash", {})
+            again = await session.call_tool("echo", {"text": "back"})
+    message = crashed.value.error.message
+    assert "server 'raw' stopped while handling tools/call" in message
+    assert "exit code 3" in message
+    assert "simulated crash" in message
+    assert text(again) == "back"
+    initializes = [m for m in server_log(tmp_path) if m.get("method") == "initialize"]
+    assert len(initializes) == 2  # the client's initialize was replayed to the new process
+
+
+async def test_a_hanging_server_is_answered_by_the_timeout(tmp_path: Path, policies: Path) -> None:
+    env = gateway_env(tmp_path, request_timeout_s="1.5")
+    with anyio.fail_after(60):
+        async with gateway_session(tmp_path, RAW_SERVER, gateway_args=args(policies), env=env) as session:
+            await session.initialize()
+            with pytest.raises(MCPError) as hung:
+                await session.call_tool("hang", {})
+            after = await session.call_tool("echo", {"text": "ok"})
+    assert "did not answer tools/call within 1.5 s" in hung.value.error.message
+    assert text(after) == "ok"
+    cancels = [m for m in server_log(tmp_path) if m.get("method") == "notifications/cancelled"]
+    assert len(cancels) == 1  # the server is told to stop working on it
+
+
+async def test_an_oversized_result_is_refused_with_a_clear_error(tmp_path: Path, policies: Path) -> None:
+    env = gateway_env(tmp_path, max_message_bytes="100000")
+    with anyio.fail_after(60):
+        async with gateway_session(tmp_path, RAW_SERVER, gateway_args=args(policies), env=env) as session:
+            await session.initialize()
+            with pytest.raises(MCPError) as refused:
+                await session.call_tool("huge", {"bytes": 300_000})
+            fine = await session.call_tool("huge", {"bytes": 50_000})
+    assert "over the 100,000-byte limit" in refused.value.error.message
+    assert len(text(fine)) == 50_000
+
+
+async def test_progress_sampling_and_list_changed_reach_the_client(tmp_path: Path, policies: Path) -> None:
+    progress: list[tuple[float, float | None]] = []
+    notifications: list[str] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, total))
+
+    async def sampling(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        asked = params.messages[0].content
+        assert isinstance(asked, types.TextContent)
+        return types.CreateMessageResult(role="assistant", model="client-model",
+                                         content=types.TextContent(type="text", text=f"reply to {asked.text}"))
+
+    async def on_message(message: Any) -> None:
+        root = getattr(message, "root", message)
+        method = getattr(root, "method", None)
+        if method:
+            notifications.append(method)
+
+    with anyio.fail_after(60):
+        async with gateway_session(tmp_path, RAW_SERVER, gateway_args=args(policies),
+                                   sampling_callback=sampling, message_handler=on_message) as session:
+            await session.initialize()
+            done = await session.call_tool("progress", {}, progress_callback=on_progress)
+            sampled = await session.call_tool("sample", {"text": "ping"})
+            await session.call_tool("changed", {})
+            tools = await session.list_tools()
+    assert text(done) == "progress-done"
+    assert progress == [(1, 3), (2, 3), (3, 3)]
+    assert "reply to ping" in text(sampled) and "client-model" in text(sampled)
+    assert "notifications/tools/list_changed" in notifications
+    assert tools.tools[-1].name.startswith("extra")
+
+
+async def test_closing_the_client_stops_the_server_process(tmp_path: Path, policies: Path) -> None:
+    import psutil
+
+    with anyio.fail_after(60):
+        async with gateway_session(tmp_path, RAW_SERVER, gateway_args=args(policies)) as session:
+            await session.initialize()
+            gateway = [p for p in psutil.Process().children() if "gateway" in " ".join(p.cmdline())]
+            servers = [child for g in gateway for child in g.children(recursive=True)]
+            assert servers, "the gateway should have started the server"
+    gone, alive = psutil.wait_procs([*gateway, *servers], timeout=10)
+    assert alive == []

@@ -1,0 +1,128 @@
+"""A raw JSON-RPC stdio MCP server for fault tests: it can crash, hang, spew garbage, send huge
+results, ask the client for sampling, report progress and change its tool list.
+
+Every message it receives is appended (one JSON line) to $RAW_SERVER_LOG, so tests can check
+what actually reached the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+LOG = os.environ.get("RAW_SERVER_LOG")
+OUT = sys.stdout.buffer
+LOCK = threading.Lock()
+pending: dict[Any, threading.Event] = {}
+answers: dict[Any, Any] = {}
+
+TOOLS = [
+    {"name": name, "description": f"{name} tool", "inputSchema": {"type": "object"}}
+    for name in ("echo", "crash", "hang", "garbage", "huge", "slow", "sample", "progress", "changed", "leak", "args")
+]
+
+
+def send(message: dict[str, Any]) -> None:
+    with LOCK:
+        OUT.write(json.dumps(message).encode() + b"\n")
+        OUT.flush()
+
+
+def text_result(request_id: Any, text: str, **extra: Any) -> None:
+    send({"jsonrpc": "2.0", "id": request_id, "result": {"content": [{"type": "text", "text": text}], **extra}})
+
+
+def call_tool(request_id: Any, params: dict[str, Any]) -> None:
+    name = params.get("name")
+    args = params.get("arguments") or {}
+    if name == "echo":
+        text_result(request_id, str(args.get("text", "")))
+    elif name == "crash":
+        sys.stderr.write("raw-server: fatal: simulated crash in tool 'crash'\n")
+        sys.stderr.flush()
+        os._exit(3)
+    elif name == "hang":
+        return
+    elif name == "garbage":
+        with LOCK:
+            OUT.write(b"this is not json {{{\n")
+            OUT.flush()
+        text_result(request_id, "after-garbage")
+    elif name == "huge":
+        text_result(request_id, "x" * int(args.get("bytes", 1000)))
+    elif name == "slow":
+        time.sleep(float(args.get("seconds", 1)))
+        text_result(request_id, "slow-done")
+    elif name == "progress":
+        token = (params.get("_meta") or {}).get("progressToken")
+        for step in range(1, 4):
+            if token is not None:
+                send({"jsonrpc": "2.0", "method": "notifications/progress",
+                      "params": {"progressToken": token, "progress": step, "total": 3}})
+        text_result(request_id, "progress-done")
+    elif name == "changed":
+        TOOLS.append({"name": f"extra{len(TOOLS)}", "inputSchema": {"type": "object"}})
+        send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+        text_result(request_id, "changed")
+    elif name == "leak":
+        text_result(request_id, str(args.get("text", "")), structuredContent={"value": str(args.get("text", ""))})
+    elif name == "args":
+        text_result(request_id, json.dumps(args, sort_keys=True))
+    elif name == "sample":
+        ask_id = f"srv-{request_id}"
+        event = threading.Event()
+        pending[ask_id] = event
+        send({"jsonrpc": "2.0", "id": ask_id, "method": "sampling/createMessage", "params": {
+            "messages": [{"role": "user", "content": {"type": "text", "text": str(args.get("text", "hi"))}}],
+            "maxTokens": 20}})
+        event.wait(30)
+        reply = answers.pop(ask_id, {})
+        text_result(request_id, "sampled: " + json.dumps(reply, sort_keys=True))
+    else:
+        send({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32602, "message": f"no tool {name}"}})
+
+
+def handle(message: dict[str, Any]) -> None:
+    method = message.get("method")
+    request_id = message.get("id")
+    if method is None:
+        if request_id in pending:
+            answers[request_id] = message.get("result", message.get("error"))
+            pending.pop(request_id).set()
+        return
+    if method == "initialize":
+        send({"jsonrpc": "2.0", "id": request_id, "result": {
+            "protocolVersion": message["params"].get("protocolVersion", "2025-06-18"),
+            "capabilities": {"tools": {"listChanged": True}},
+            "serverInfo": {"name": "raw-server", "version": "1.0", "x-unknown-field": {"kept": True}},
+            "instructions": "fault injection server"}})
+    elif method == "tools/list":
+        send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": TOOLS}})
+    elif method == "tools/call":
+        threading.Thread(target=call_tool, args=(request_id, message.get("params") or {}), daemon=True).start()
+    elif method == "ping":
+        send({"jsonrpc": "2.0", "id": request_id, "result": {}})
+    elif request_id is not None:
+        send({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32601, "message": "Method not found"}})
+
+
+def main() -> None:
+    for raw in sys.stdin.buffer:
+        line = raw.strip()
+        if not line:
+            continue
+        message = json.loads(line)
+        if LOG:
+            with open(LOG, "a", encoding="utf-8") as log_file:
+                log_file.write(json.dumps(message) + "\n")
+        handle_thread = threading.Thread(target=handle, args=(message,), daemon=True)
+        handle_thread.start()
+        handle_thread.join(0.05)
+
+
+if __name__ == "__main__":
+    main()
