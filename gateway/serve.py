@@ -18,7 +18,7 @@ from .runtime import build_runtime
 from .settings import Settings
 from .transports import stdio_upstream
 
-__all__ = ["GatewayParts", "make_downstream", "make_parts", "serve_wrap_stdio"]
+__all__ = ["GatewayParts", "make_downstream", "make_parts", "serve_run_stdio", "serve_wrap_stdio"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,14 @@ def make_downstream(spec: ServerSpec, settings: Settings) -> Downstream:
 
 async def serve_wrap_stdio(spec: ServerSpec, settings: Settings, parts: GatewayParts) -> None:
     relay = WrapRelay(make_downstream(spec, settings), Guard(parts.host, parts.audit))
+    async with stdio_upstream(max_message_bytes=settings.max_message_bytes) as (read, write):
+        await relay.serve(read, write)
+
+
+async def serve_run_stdio(specs: Sequence[ServerSpec], settings: Settings, parts: GatewayParts) -> None:
+    from .router import RouterRelay
+
+    relay = RouterRelay([make_downstream(spec, settings) for spec in specs], Guard(parts.host, parts.audit))
     async with stdio_upstream(max_message_bytes=settings.max_message_bytes) as (read, write):
         await relay.serve(read, write)
 

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import typer
 
 from ..downstream import ServerSpec
-from ..serve import make_parts, run, serve_wrap_stdio
+from ..serve import make_parts, run, serve_run_stdio, serve_wrap_stdio
 from ..transports import StdioCommand
 from ._app import app
 from ._common import ConfigOption, cli_errors, fail, settings_from
@@ -73,6 +73,62 @@ def wrap(
             from ..http_front import serve_wrap_http
 
             run(serve_wrap_http, spec, settings, parts, port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        parts.close()
+
+
+# Lasso's plugin names, mapped onto our built-in policies (its 'xetrack' logging is our audit log).
+LASSO_PLUGINS: dict[str, list[str]] = {"basic": ["secrets"], "presidio": ["pii"], "xetrack": []}
+BUILTIN_IDS = ("secrets", "pii", "prompt-injection", "content-safety", "tool-poisoning")
+
+
+def _disabled_by_plugins(plugins: list[str]) -> list[str] | None:
+    if not plugins:
+        return None
+    unknown = [p for p in plugins if p not in LASSO_PLUGINS]
+    if unknown:
+        fail(f"unknown plugin(s) {', '.join(unknown)}; known: {', '.join(LASSO_PLUGINS)} "
+             "(mcp-gateway enforces its own built-in policies; drop -p to get all of them)")
+    wanted = {policy for plugin in plugins for policy in LASSO_PLUGINS[plugin]}
+    return [policy for policy in BUILTIN_IDS if policy not in wanted]
+
+
+@app.command("run")
+def run_cmd(
+    mcp_json_path: Annotated[Path, typer.Option("--mcp-json-path", help="An mcp.json (mcpServers or servers).")],
+    plugin: Annotated[list[str] | None, typer.Option("--plugin", "-p", help="Lasso-compatible plugin names.")] = None,
+    scan: Annotated[bool, typer.Option("--scan", help="Accepted for Lasso compatibility: tool lists are always scanned.")] = False,
+    policies: PoliciesOpt = None,
+    no_builtin: NoBuiltinOpt = False,
+    judge_model: JudgeModelOpt = None,
+    judge_api_base: JudgeBaseOpt = None,
+    transport: TransportOpt = "stdio",
+    port: PortOpt = 8765,
+    no_audit: NoAuditOpt = False,
+    audit_db: AuditDbOpt = None,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Put the gateway in front of every server of an mcp.json; tools become `server__tool`."""
+    from ..mcpjson import load_servers
+
+    disable = _disabled_by_plugins(plugin or [])
+    settings = settings_from(
+        config, judge={"model": judge_model, "api_base": judge_api_base},
+        builtin_policies=False if no_builtin else None, audit=False if no_audit else None, audit_db=audit_db,
+        disable=disable,
+    )
+    with cli_errors():
+        specs = load_servers(mcp_json_path.expanduser())
+        parts = make_parts(settings, policies or [])
+    try:
+        if transport == "stdio":
+            run(serve_run_stdio, specs, settings, parts)
+        else:
+            from ..http_front import serve_run_http
+
+            run(serve_run_http, specs, settings, parts, port)
     except KeyboardInterrupt:
         pass
     finally:

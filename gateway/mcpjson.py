@@ -1,0 +1,100 @@
+"""Reading server definitions from an mcp.json: Cursor / Claude Desktop ``mcpServers`` and VS Code ``servers``."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from .downstream import ServerSpec
+from .errors import ConfigError
+from .jsonc import JsoncError
+from .jsonc import parse as parse_jsonc
+from .transports import StdioCommand
+
+__all__ = ["load_servers", "parse_servers"]
+
+_ENV_REF = re.compile(r"\$\{(env:)?([A-Za-z_][A-Za-z0-9_]*)\}")
+_HTTP_TYPES = {"http", "streamable-http", "streamable_http", "streamablehttp", "streamableHttp"}
+
+
+def load_servers(path: Path) -> list[ServerSpec]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such mcp.json; check --mcp-json-path") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc})") from exc
+    try:
+        data = parse_jsonc(text).to_python()
+    except JsoncError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc}); fix the file") from exc
+    return parse_servers(data, path)
+
+
+def _expand(value: str, where: str) -> str:
+    if "${input:" in value:
+        raise ConfigError(f"{where}: '${{input:...}}' prompts are not supported here; put the value in the file "
+                          "or in an environment variable and use ${env:NAME}")
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(2)
+        if name not in os.environ:
+            raise ConfigError(f"{where}: environment variable {name!r} is not set")
+        return os.environ[name]
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def _is_gateway(entry: dict[str, Any]) -> bool:
+    # A Lasso-style config lists the gateway itself next to the servers it fronts; fronting it would recurse.
+    words = [str(entry.get("command", "")), *map(str, entry.get("args") or [])]
+    return any(Path(word).name == "mcp-gateway" for word in words[:1]) or "--mcp-json-path" in words
+
+
+def parse_servers(data: Any, path: Path) -> list[ServerSpec]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a JSON object with 'mcpServers' (or 'servers')")
+    servers = data.get("mcpServers", data.get("servers"))
+    if servers is None and isinstance(data.get("mcp"), dict):
+        servers = data["mcp"].get("servers")
+    if not isinstance(servers, dict):
+        raise ConfigError(f"{path}: no 'mcpServers' (Cursor, Claude) or 'servers' (VS Code) object found")
+    specs: list[ServerSpec] = []
+    for name, entry in servers.items():
+        where = f"{path}: server {name!r}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: must be an object with 'command' or 'url'")
+        if entry.get("disabled") is True or _is_gateway(entry):
+            continue
+        kind = str(entry.get("type") or entry.get("transport") or "").strip()
+        url = entry.get("url") or entry.get("serverUrl")
+        headers = entry.get("headers") or {}
+        if not isinstance(headers, dict):
+            raise ConfigError(f"{where}: 'headers' must be an object")
+        header_items = tuple((str(k), _expand(str(v), where)) for k, v in headers.items())
+        if url:
+            transport = "sse" if kind == "sse" or (not kind and str(url).rstrip("/").endswith("/sse")) else "http"
+            if kind and kind != "sse" and kind not in _HTTP_TYPES:
+                raise ConfigError(f"{where}: unknown type {kind!r}; use stdio, http or sse")
+            specs.append(ServerSpec(name=name, url=_expand(str(url), where), transport=transport, headers=header_items))
+            continue
+        command = entry.get("command")
+        if not isinstance(command, str) or not command.strip():
+            raise ConfigError(f"{where}: needs a 'command' (stdio) or a 'url' (remote)")
+        args = entry.get("args") or []
+        if not isinstance(args, list):
+            raise ConfigError(f"{where}: 'args' must be a list of strings")
+        env = entry.get("env") or {}
+        if not isinstance(env, dict):
+            raise ConfigError(f"{where}: 'env' must be an object of strings")
+        cwd = entry.get("cwd")
+        specs.append(ServerSpec(name=name, stdio=StdioCommand(
+            command=_expand(command, where), args=tuple(_expand(str(a), where) for a in args),
+            env=tuple((str(k), _expand(str(v), where)) for k, v in env.items()),
+            cwd=_expand(str(cwd), where) if cwd else str(path.parent.resolve()),
+        )))
+    if not specs:
+        raise ConfigError(f"{path}: no enabled servers to front")
+    return specs

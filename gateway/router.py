@@ -1,0 +1,268 @@
+"""Run mode: one gateway in front of every server of an mcp.json.
+
+Names are always prefixed, so they never change when servers come and go: tool ``read`` of server
+``fs`` is ``fs__read``, prompt ``p`` is ``fs__p``, resource ``file:///x`` is ``fs+file:///x``
+(also inside results, e.g. resource links). Requests are routed by that prefix; notifications
+and the server's own requests to the client are routed back.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+from mcp.shared.dispatcher import CallOptions, DispatchContext
+from mcp.shared.exceptions import MCPError
+from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher, progress_token_from_params
+from mcp.shared.transport_context import TransportContext
+from mcp_types import METHOD_NOT_FOUND
+
+from .downstream import DOWNSTREAM_UNAVAILABLE, Downstream
+from .errors import DownstreamError
+from .guards import Guard
+from .relay import DISPATCHER_OWNED
+
+__all__ = ["SEP", "RouterRelay", "prefix_name"]
+
+logger = logging.getLogger(__name__)
+
+SEP = "__"
+UNKNOWN_TARGET = -32602
+_LIST_KEYS = {"tools/list": "tools", "prompts/list": "prompts", "resources/list": "resources",
+              "resources/templates/list": "resourceTemplates"}
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "server"
+
+
+def prefix_name(server: str, name: str) -> str:
+    return f"{_slug(server)}{SEP}{name}"
+
+
+class RouterRelay:
+    def __init__(self, downstreams: list[Downstream], guard: Guard | None, *, version: str = "0.1.0",
+                 client_request_timeout_s: float = 600.0) -> None:
+        self.by_prefix = {_slug(d.name): d for d in downstreams}
+        if len(self.by_prefix) != len(downstreams):
+            raise DownstreamError("two servers in the mcp.json have names that become the same prefix; rename one")
+        self.guard = guard
+        self.version = version
+        self.client_request_timeout_s = client_request_timeout_s
+        self._up: JSONRPCDispatcher[TransportContext] | None = None
+        self.unavailable: dict[str, str] = {}
+
+    async def serve(self, read: Any, write: Any) -> None:
+        up: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(
+            read, write, inline_methods=frozenset({"initialize"}))
+        self._up = up
+        async with anyio.create_task_group() as tg:
+            for prefix, downstream in self.by_prefix.items():
+                downstream.bind(tg, self._server_request_for(prefix), self._server_notify_for(prefix))
+            await up.run(self._client_request, self._client_notify)
+            for downstream in self.by_prefix.values():
+                await downstream.close()
+            tg.cancel_scope.cancel()
+
+    # --- routing helpers -------------------------------------------------------------------
+
+    def _split(self, value: str, sep: str) -> tuple[Downstream, str]:
+        head, found, rest = value.partition(sep)
+        downstream = self.by_prefix.get(head) if found else None
+        if downstream is None:
+            known = ", ".join(sorted(self.by_prefix))
+            raise MCPError(code=UNKNOWN_TARGET, message=(
+                f"mcp-gateway: {value!r} does not name a server; names look like '<server>{sep}<name>' "
+                f"with server one of: {known}"))
+        return downstream, rest
+
+    def _available(self) -> list[tuple[str, Downstream]]:
+        return [(p, d) for p, d in self.by_prefix.items() if p not in self.unavailable]
+
+    # --- client → servers ------------------------------------------------------------------
+
+    async def _client_request(self, dctx: DispatchContext[TransportContext], method: str,
+                              params: Mapping[str, Any] | None) -> dict[str, Any]:
+        try:
+            if method == "initialize":
+                return await self._initialize(params)
+            if method == "ping":
+                return {}
+            if method in _LIST_KEYS:
+                return await self._list(method)
+            if method == "logging/setLevel":
+                for _, downstream in self._available():
+                    await downstream.request(method, params)
+                return {}
+            downstream, forwarded, rename = self._route(method, params)
+            options: CallOptions = {}
+            if progress_token_from_params(params) is not None:
+                options["on_progress"] = dctx.progress
+            if self.guard is not None:
+                forwarded, answer = await self.guard.client_request(downstream.name, method, forwarded)
+                if answer is not None:
+                    return answer
+            result = await downstream.request(method, forwarded, options)
+            if self.guard is not None:
+                result = await self.guard.server_result(downstream.name, method, forwarded, result)
+            return _rewrite_uris(result, rename) if rename else result
+        except DownstreamError as exc:
+            raise MCPError(code=DOWNSTREAM_UNAVAILABLE, message=f"mcp-gateway: {exc}") from exc
+
+    def _route(self, method: str, params: Mapping[str, Any] | None) -> tuple[Downstream, dict[str, Any], str]:
+        params = dict(params or {})
+        if method in ("tools/call", "prompts/get"):
+            downstream, name = self._split(str(params.get("name", "")), SEP)
+            return downstream, {**params, "name": name}, _slug(downstream.name)
+        if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
+            downstream, uri = self._split(str(params.get("uri", "")), "+")
+            return downstream, {**params, "uri": uri}, _slug(downstream.name)
+        if method == "completion/complete":
+            ref = dict(params.get("ref") or {})
+            if ref.get("type") == "ref/prompt":
+                downstream, name = self._split(str(ref.get("name", "")), SEP)
+                ref["name"] = name
+            else:
+                downstream, uri = self._split(str(ref.get("uri", "")), "+")
+                ref["uri"] = uri
+            return downstream, {**params, "ref": ref}, ""
+        available = self._available()
+        if len(available) == 1:
+            return available[0][1], params, _slug(available[0][1].name)
+        raise MCPError(code=METHOD_NOT_FOUND, message=(
+            f"mcp-gateway run mode cannot tell which server should answer {method!r}; use wrap mode for it"))
+
+    async def _initialize(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        results: dict[str, dict[str, Any]] = {}
+
+        async def start(prefix: str, downstream: Downstream) -> None:
+            try:
+                results[prefix] = await downstream.initialize(params)
+            except (MCPError, DownstreamError) as exc:
+                message = exc.error.message if isinstance(exc, MCPError) else str(exc)
+                self.unavailable[prefix] = message
+                logger.error("server %r did not start: %s", downstream.name, message)
+
+        async with anyio.create_task_group() as tg:
+            for prefix, downstream in self.by_prefix.items():
+                tg.start_soon(start, prefix, downstream)
+        if not results:
+            raise MCPError(code=DOWNSTREAM_UNAVAILABLE, message="mcp-gateway: no server started: " + "; ".join(
+                f"{p}: {m}" for p, m in self.unavailable.items()))
+        return self._merged(params or {}, results)
+
+    def _merged(self, params: Mapping[str, Any], results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        capabilities: dict[str, Any] = {}
+        for result in results.values():
+            for key, value in (result.get("capabilities") or {}).items():
+                if isinstance(value, dict) and isinstance(capabilities.get(key), dict):
+                    merged = dict(capabilities[key])
+                    for flag, setting in value.items():
+                        merged[flag] = merged.get(flag) or setting
+                    capabilities[key] = merged
+                else:
+                    capabilities.setdefault(key, value)
+        first = next(iter(results.values()))
+        notes = [f"{p}: {r['instructions']}" for p, r in results.items() if r.get("instructions")]
+        notes += [f"{p}: unavailable ({m})" for p, m in self.unavailable.items()]
+        merged_result: dict[str, Any] = {
+            "protocolVersion": first.get("protocolVersion", params.get("protocolVersion")),
+            "capabilities": capabilities,
+            "serverInfo": {"name": "mcp-gateway", "version": self.version},
+        }
+        if notes:
+            merged_result["instructions"] = "\n".join(notes)
+        return merged_result
+
+    async def _list(self, method: str) -> dict[str, Any]:
+        key = _LIST_KEYS[method]
+        merged: list[Any] = []
+        for prefix, downstream in self._available():
+            try:
+                items = await self._all_pages(downstream, method, key)
+            except (MCPError, DownstreamError) as exc:
+                logger.warning("server %r: %s failed: %s", downstream.name, method, exc)
+                continue
+            for item in items:
+                if not isinstance(item, dict):
+                    continue
+                renamed = dict(item)
+                if "name" in renamed and key in ("tools", "prompts"):
+                    renamed["name"] = prefix_name(downstream.name, str(renamed["name"]))
+                for uri_key in ("uri", "uriTemplate"):
+                    if isinstance(renamed.get(uri_key), str):
+                        renamed[uri_key] = f"{prefix}+{renamed[uri_key]}"
+                merged.append(renamed)
+        return {key: merged}
+
+    async def _all_pages(self, downstream: Downstream, method: str, key: str) -> list[Any]:
+        items: list[Any] = []
+        cursor: str | None = None
+        for _ in range(100):  # a server that pages forever must not hang the list
+            result = await downstream.request(method, {"cursor": cursor} if cursor else None)
+            if method == "tools/list" and self.guard is not None:
+                result = await self.guard.server_result(downstream.name, method, None, result)
+            items.extend(result.get(key) or [])
+            cursor = result.get("nextCursor")
+            if not cursor:
+                break
+        return items
+
+    async def _client_notify(self, dctx: DispatchContext[TransportContext], method: str,
+                             params: Mapping[str, Any] | None) -> None:
+        if method in DISPATCHER_OWNED:
+            return
+        for _, downstream in self._available():
+            await downstream.notify(method, params)
+
+    # --- servers → client ------------------------------------------------------------------
+
+    def _server_request_for(self, prefix: str) -> Any:
+        async def on_request(dctx: DispatchContext[TransportContext], method: str,
+                             params: Mapping[str, Any] | None) -> dict[str, Any]:
+            assert self._up is not None
+            forwarded: Mapping[str, Any] | None = params
+            if self.guard is not None:
+                forwarded = await self.guard.server_request(self.by_prefix[prefix].name, method, params)
+            return await self._up.send_raw_request(method, forwarded, {"timeout": self.client_request_timeout_s})
+        return on_request
+
+    def _server_notify_for(self, prefix: str) -> Any:
+        async def on_notify(dctx: DispatchContext[TransportContext], method: str,
+                            params: Mapping[str, Any] | None) -> None:
+            if method in DISPATCHER_OWNED or self._up is None:
+                return
+            if method == "notifications/resources/updated" and params and isinstance(params.get("uri"), str):
+                params = {**params, "uri": f"{prefix}+{params['uri']}"}
+            await self._up.notify(method, params)
+        return on_notify
+
+
+def _rewrite_uris(result: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Prefix resource URIs inside a result (resource links, embedded resources), so the client can read them."""
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            out = {k: walk(v) for k, v in value.items()}
+            if value.get("type") in ("resource_link",) and isinstance(value.get("uri"), str):
+                out["uri"] = f"{prefix}+{value['uri']}"
+            if isinstance(value.get("resource"), dict) and isinstance(value["resource"].get("uri"), str):
+                out["resource"] = {**out["resource"], "uri": f"{prefix}+{value['resource']['uri']}"}
+            return out
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    if "content" not in result and "contents" not in result:
+        return result
+    rewritten = dict(result)
+    if "content" in result:
+        rewritten["content"] = walk(result["content"])
+    if "contents" in result:
+        rewritten["contents"] = [
+            {**c, "uri": f"{prefix}+{c['uri']}"} if isinstance(c, dict) and isinstance(c.get("uri"), str) else c
+            for c in result["contents"]
+        ]
+    return rewritten
