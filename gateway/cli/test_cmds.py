@@ -1,0 +1,247 @@
+"""``mcp-gateway policy test`` (the eval harness) and ``mcp-gateway policy tune``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from xml.sax.saxutils import escape, quoteattr
+
+import typer
+
+from policy.cases import Case, load_cases
+from policy.cassette import CassetteCache, ReplayOnlyLLM
+from policy.detectors import DetectorRegistry
+from policy.engine import Engine
+from policy.evaluate import CaseResult, PolicyMetrics, evaluate_cases, score_results
+from policy.judge import Judge
+from policy.loader import builtin_policy_dir, load_policies
+from policy.lockfile import lock_path, write_lock
+from policy.tuning import tune_policy
+
+from ..runtime import build_judge, build_models
+from ..settings import Settings
+from ._app import policy_app
+from ._common import EXIT_FINDINGS, EXIT_RUNTIME, ConfigOption, cli_errors, emit_json, fail, say, settings_from
+
+Format = Literal["text", "json", "junit"]
+
+
+def _policy_paths(paths: list[Path] | None, builtin: bool) -> list[Path]:
+    chosen = list(paths or [])
+    if not chosen:
+        chosen = [builtin_policy_dir()] + ([Path("policies")] if Path("policies").is_dir() else [])
+    elif builtin:
+        chosen.insert(0, builtin_policy_dir())
+    return chosen
+
+
+def _own_cases(sources: list[Path]) -> list[Path]:
+    return [path.with_name(f"{path.stem}.cases.yaml") for path in sources
+            if path.with_name(f"{path.stem}.cases.yaml").exists()]
+
+
+def _judge(settings: Settings, no_judge: bool, record: Path | None, replay: Path | None
+           ) -> tuple[Judge | None, ReplayOnlyLLM | None]:
+    if no_judge:
+        return None, None
+    if replay is not None:
+        with cli_errors():
+            cache = CassetteCache(replay, "replay")
+        llm = ReplayOnlyLLM(settings.judge.model or "cassette")
+        return Judge(llm, cache, timeout_s=settings.judge.timeout_s, max_calls_per_minute=10**9), llm
+    judge = build_judge(settings)
+    if judge is not None and record is not None:
+        with cli_errors():
+            judge.cache = CassetteCache(record, "record")
+    elif record is not None:
+        fail("--record needs a judge model: pass --judge-model")
+    return judge, None
+
+
+class _Progress:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.started = time.perf_counter()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < 0.2 and done != total):
+            return
+        self.last = now
+        width = 30
+        filled = int(width * done / max(total, 1))
+        rate = done / max(now - self.started, 1e-6)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {rate:5.1f} cases/s")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+@policy_app.command("test")
+def test_cmd(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Policy files/dirs (default: built-ins and ./policies).")] = None,
+    cases: Annotated[list[Path] | None, typer.Option("--cases", help="YAML or JSONL case file; repeatable.")] = None,
+    builtin: Annotated[bool, typer.Option("--builtin", help="Also load the built-in policies with PATHS.")] = False,
+    output_format: Annotated[Format, typer.Option("--format", help="text, json or junit (on stdout).")] = "text",
+    no_judge: Annotated[bool, typer.Option("--no-judge", help="Never call the judge.")] = False,
+    judge_model: Annotated[str | None, typer.Option("--judge-model", help="litellm model for the judge.")] = None,
+    judge_api_base: Annotated[str | None, typer.Option("--judge-api-base", help="Judge API base URL.")] = None,
+    record: Annotated[Path | None, typer.Option("--record", help="Record judge answers to this cassette.")] = None,
+    replay: Annotated[Path | None, typer.Option("--replay", help="Answer the judge from this cassette only.")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Cases decided in parallel.")] = 1,
+    min_f1: Annotated[float | None, typer.Option("--min-f1", help="Fail when a policy's F1 is lower.")] = None,
+    max_fpr: Annotated[float | None, typer.Option("--max-fpr", help="Fail when a policy's FPR is higher.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only failing cases and the summary.")] = False,
+    split: Annotated[str | None, typer.Option("--split", help="Only cases of this split (train, dev, test).")] = None,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Run labelled cases through the policies; per-policy precision, recall, F1, FPR, tiers, latency.
+
+    Exit 1 when a hand-written case fails or a metric misses its threshold (front matter
+    `quality:` or --min-f1/--max-fpr)."""
+    if record and replay:
+        fail("--record and --replay exclude each other")
+    settings = settings_from(config, judge={"model": judge_model, "api_base": judge_api_base})
+    with cli_errors():
+        policy_paths = _policy_paths(paths, builtin)
+        models = build_models(settings)
+        registry = DetectorRegistry()
+        loaded = load_policies(policy_paths, models=models, detectors=registry)
+        for item in loaded:
+            if item.warning:
+                say(f"warning: {item.warning}")
+        case_files = [*(cases or []), *_own_cases([Path(item.source.path) for item in loaded])]
+        all_cases: list[Case] = [case for path in case_files for case in load_cases(path)]
+    if split:
+        all_cases = [case for case in all_cases if case.split in (split, None)]
+    if not all_cases:
+        fail("no cases: pass --cases FILE or add <policy>.cases.yaml beside a policy")
+    judge, replay_llm = _judge(settings, no_judge, record, replay)
+    engine = Engine([item.policy for item in loaded], models=models, detectors=registry, judge=judge)
+    with cli_errors():
+        results = evaluate_cases(engine, all_cases, workers=workers, progress=_Progress(sys.stderr.isatty()))
+    metrics = score_results(results)
+    thresholds = {item.policy.id: item.policy.quality for item in loaded}
+    problems = _threshold_problems(metrics, thresholds, min_f1, max_fpr)
+    failed_hand = [r for r in results if not r.passed and r.case.hand_written]
+    if output_format == "json":
+        emit_json(_json_report(results, metrics, problems))
+    elif output_format == "junit":
+        sys.stdout.write(_junit(results))
+    _text_report(results, metrics, problems, quiet=quiet or output_format != "text")
+    if replay_llm is not None and replay_llm.misses:
+        fail(f"{replay_llm.misses} judge question(s) were not in the cassette {replay}; re-record with --record",
+             EXIT_RUNTIME)
+    if failed_hand or problems:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def _threshold_problems(metrics: dict[str, PolicyMetrics], quality: dict[str, Any], min_f1: float | None,
+                        max_fpr: float | None) -> list[str]:
+    problems: list[str] = []
+    for policy, m in metrics.items():
+        declared = quality.get(policy)
+        wanted_f1 = min_f1 if min_f1 is not None else getattr(declared, "min_f1", None)
+        wanted_fpr = max_fpr if max_fpr is not None else getattr(declared, "max_fpr", None)
+        wanted_recall = getattr(declared, "min_recall", None)
+        if wanted_f1 is not None and m.tp + m.fn and m.f1 < wanted_f1:
+            problems.append(f"{policy}: F1 {m.f1:.3f} is below {wanted_f1}")
+        if wanted_fpr is not None and m.fp + m.tn and m.fpr > wanted_fpr:
+            problems.append(f"{policy}: false-positive rate {m.fpr:.3f} is above {wanted_fpr}")
+        if wanted_recall is not None and m.tp + m.fn and m.recall < wanted_recall:
+            problems.append(f"{policy}: recall {m.recall:.3f} is below {wanted_recall}")
+    return problems
+
+
+def _text_report(results: list[CaseResult], metrics: dict[str, PolicyMetrics], problems: list[str], *,
+                 quiet: bool) -> None:
+    for result in results:
+        if result.passed and quiet:
+            continue
+        if result.passed:
+            say(f"PASS {result.case.id}")
+        else:
+            say(f"FAIL {result.case.id}: expected {result.case.expect}, got {result.got} "
+                f"({result.tier}: {result.reason[:160]})")
+    say()
+    say(f"{'policy':<22}{'cases':>7}{'tp':>6}{'fp':>6}{'tn':>6}{'fn':>6}{'prec':>7}{'recall':>8}{'f1':>7}"
+        f"{'fpr':>7}{'p50 ms':>9}{'p95 ms':>9}  tiers")
+    for policy, m in sorted(metrics.items()):
+        tiers = ", ".join(f"{tier} {count}" for tier, count in m.tiers.most_common())
+        judge = f"; judge calls {m.judge_calls}, cache hits {m.cache_hits}" if m.judge_calls or m.cache_hits else ""
+        say(f"{policy:<22}{m.tp + m.fp + m.tn + m.fn:>7}{m.tp:>6}{m.fp:>6}{m.tn:>6}{m.fn:>6}{m.precision:>7.3f}"
+            f"{m.recall:>8.3f}{m.f1:>7.3f}{m.fpr:>7.3f}{m.percentile(50):>9.2f}{m.percentile(95):>9.2f}  {tiers}{judge}")
+    failed = sum(not r.passed for r in results)
+    say(f"\n{len(results) - failed} passed, {failed} failed" + (f"; {len(problems)} threshold(s) missed" if problems
+                                                                  else ""))
+    for problem in problems:
+        say(f"THRESHOLD {problem}")
+
+
+def _json_report(results: list[CaseResult], metrics: dict[str, PolicyMetrics], problems: list[str]
+                 ) -> dict[str, Any]:
+    return {
+        "policies": {policy: m.as_dict() for policy, m in sorted(metrics.items())},
+        "cases": [{"id": r.case.id, "policy": r.case.policy, "source": r.case.source, "split": r.case.split,
+                   "tags": r.case.tags, "expected": r.case.expect, "got": r.got, "tier": r.tier,
+                   "score": r.score, "latency_ms": round(r.latency_ms, 3), "reason": r.reason[:300]}
+                  for r in results],
+        "threshold_problems": problems,
+        "passed": sum(r.passed for r in results),
+        "failed": sum(not r.passed for r in results),
+    }
+
+
+def _junit(results: list[CaseResult]) -> str:
+    by_policy: dict[str, list[CaseResult]] = {}
+    for result in results:
+        by_policy.setdefault(result.policy, []).append(result)
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>', "<testsuites>"]
+    for policy, items in sorted(by_policy.items()):
+        failures = sum(not r.passed for r in items)
+        lines.append(f"  <testsuite name={quoteattr(policy)} tests=\"{len(items)}\" failures=\"{failures}\">")
+        for r in items:
+            attrs = f"classname={quoteattr(policy)} name={quoteattr(r.case.id)} time=\"{r.latency_ms / 1000:.4f}\""
+            if r.passed:
+                lines.append(f"    <testcase {attrs}/>")
+            else:
+                message = f"expected {r.case.expect}, got {r.got} ({r.tier})"
+                lines.append(f"    <testcase {attrs}><failure message={quoteattr(message)}>"
+                             f"{escape(r.reason[:500])}</failure></testcase>")
+        lines.append("  </testsuite>")
+    lines.append("</testsuites>")
+    return "\n".join(lines) + "\n"
+
+
+@policy_app.command("tune")
+def tune_cmd(
+    policy_file: Annotated[Path, typer.Argument(help="The policy source (.md) whose lock file gets the thresholds.")],
+    cases: Annotated[list[Path], typer.Option("--cases", help="Labelled dev cases (YAML or JSONL); repeatable.")],
+    target_fpr: Annotated[float, typer.Option("--target-fpr", help="False-positive rate to calibrate to.")] = 0.01,
+    split: Annotated[str | None, typer.Option("--split", help="Only cases of this split (default dev).")] = "dev",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report, do not write the lock.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON report on stdout.")] = False,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Calibrate a policy's classifier thresholds on labelled dev cases and write them into its lock file."""
+    settings = settings_from(config)
+    with cli_errors():
+        models = build_models(settings)
+        [item] = load_policies([policy_file], models=models, strict=True)
+        dev = [c for path in cases for c in load_cases(path) if split is None or c.split in (split, None)]
+        tuned, report = tune_policy(item.policy, dev, models, target_fpr=target_fpr)
+    say(f"{report.policy}: {report.positives} violation / {report.negatives} allowed dev cases")
+    say(f"  before: allow_below={report.before.allow_below} violate_above={report.before.violate_above} "
+        f"decide_at={report.before.decide_at}")
+    say(f"  after:  allow_below={report.after.allow_below:.4f} violate_above={report.after.violate_above:.4f} "
+        f"decide_at={report.after.decide_at}")
+    say(f"  at decide_at on dev: FPR {report.dev_fpr:.4f}, recall {report.dev_recall:.4f}, F1 {report.dev_f1:.4f}")
+    if as_json:
+        emit_json({"policy": report.policy, "before": report.before.model_dump(), "after": report.after.model_dump(),
+                   "dev": {"fpr": report.dev_fpr, "recall": report.dev_recall, "f1": report.dev_f1}})
+    if not dry_run:
+        write_lock(tuned, lock_path(policy_file))
+        say(f"  wrote {lock_path(policy_file)}")
