@@ -19,10 +19,12 @@ from typing import Any
 from mcp.shared.exceptions import MCPError
 
 from policy.subject import Subject, SubjectKind
-from policy.verdict import Action, Span, Verdict
+from policy.verdict import Action, Outcome, Span, Tier, TierStep, Verdict
 
 from .audit import AuditLog, AuditRow
+from .catalogue import explain_change
 from .enginehost import EngineHost
+from .pins import PinStatus, PinStore
 from .masking import mask_string
 from .subjects import TextLayout, call_subject, mask_message, result_subject, sampling_subject
 
@@ -86,7 +88,9 @@ class Guard:
     host: EngineHost
     audit: AuditLog | None = None
     session: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    pins: PinStore | None = None
     hidden_tools: dict[str, set[str]] = field(default_factory=dict)  # server -> tools removed from its list
+    hidden_prompts: dict[str, set[str]] = field(default_factory=dict)
 
     async def _judge(self, subject: Subject) -> Decision:
         started = time.perf_counter()
@@ -116,6 +120,9 @@ class Guard:
             kind = SubjectKind.TOOL_CALL
         else:
             name = str(params.get("name", ""))
+            if name in self.hidden_prompts.get(server, set()):
+                raise MCPError(code=BLOCKED, message=f"mcp-gateway: the prompt {name!r} of server {server!r} is "
+                                                     "blocked (its definition failed a check; see 'mcp-gateway logs')")
             kind = SubjectKind.PROMPT
         subject = call_subject(kind, server, name, method, params.get("arguments"))
         decision = await self._judge(subject)
@@ -132,7 +139,9 @@ class Guard:
     async def server_result(self, server: str, method: str, params: Mapping[str, Any] | None,
                             result: dict[str, Any]) -> dict[str, Any]:
         if method == "tools/list":
-            return await self._tool_list(server, result)
+            return await self._catalogue(server, result, "tools", "tool", self.hidden_tools)
+        if method == "prompts/list":
+            return await self._catalogue(server, result, "prompts", "prompt", self.hidden_prompts)
         built = result_subject(method, server, params, result)
         if built is None:
             return result
@@ -170,29 +179,62 @@ class Guard:
             params = mask_message(params, layout, list(decision.masks))
         return params
 
-    async def _tool_list(self, server: str, result: dict[str, Any]) -> dict[str, Any]:
-        tools = result.get("tools")
-        if not isinstance(tools, list):
+    async def initialize_result(self, server: str, result: dict[str, Any]) -> dict[str, Any]:
+        """Server instructions are read by the model: check them like a tool description, and pin them."""
+        instructions = result.get("instructions")
+        if not isinstance(instructions, str) or not instructions.strip():
             return result
+        item = {"name": "(instructions)", "description": instructions}
+        if not await self._catalogue_item_ok(server, "instructions", item):
+            return {key: value for key, value in result.items() if key != "instructions"}
+        return result
+
+    async def _catalogue(self, server: str, result: dict[str, Any], key: str, kind: str,
+                         hidden_by_server: dict[str, set[str]]) -> dict[str, Any]:
+        items = result.get(key)
+        if not isinstance(items, list):
+            return result
+        hidden = hidden_by_server.setdefault(server, set())
         kept: list[Any] = []
-        hidden = self.hidden_tools.setdefault(server, set())
-        for tool in tools:
-            if not isinstance(tool, dict):
-                kept.append(tool)
+        for item in items:
+            if not isinstance(item, dict):
+                kept.append(item)
                 continue
-            subject = Subject(kind=SubjectKind.TOOL_DESCRIPTION, server=server, tool=str(tool.get("name", "")),
-                              method="tools/list", text=describe_tool(tool))
-            decision = await self._judge(subject)
-            if decision.applied == "block":
-                hidden.add(subject.tool)
-                logger.warning("removed tool %r of server %r from the list: %s", subject.tool, server,
-                               decision.message("tool"))
-                continue
-            hidden.discard(subject.tool)
-            kept.append(tool)
-        if len(kept) == len(tools):
+            name = str(item.get("name", ""))
+            if await self._catalogue_item_ok(server, kind, item):
+                hidden.discard(name)
+                kept.append(item)
+            else:
+                hidden.add(name)
+        if len(kept) == len(items):
             return result
-        return {**result, "tools": kept}
+        return {**result, key: kept}
+
+    async def _catalogue_item_ok(self, server: str, kind: str, item: dict[str, Any]) -> bool:
+        """False when the item must be hidden: its definition changed since pinned, or it is poisoned."""
+        name = str(item.get("name", ""))
+        if self.pins is not None:
+            check = self.pins.check(server, kind, item)
+            if check.status is PinStatus.CHANGED:
+                notes = explain_change(check.pinned, check.current)
+                reason = (f"{kind} {name!r} changed since it was pinned ({'; '.join(notes)}); quarantined until "
+                          f"'mcp-gateway pins approve {server} {name}'")
+                logger.warning("server %r: %s", server, reason)
+                subject = Subject(kind=SubjectKind.TOOL_DESCRIPTION, server=server, tool=name,
+                                  method=f"{kind}s/list", text=describe_tool(item))
+                verdict = Verdict(policy="rug-pull", outcome=Outcome.VIOLATION, action=Action.BLOCK, tier=Tier.RULES,
+                                  reason=reason, trace=(TierStep(tier=Tier.RULES, result="violation", detail=reason),))
+                self._log(subject, decide([verdict]))
+                return False
+        subject = Subject(kind=SubjectKind.TOOL_DESCRIPTION, server=server, tool=name, method=f"{kind}s/list",
+                          text=describe_tool(item))
+        if not subject.text.strip():
+            return True
+        decision = await self._judge(subject)
+        if decision.applied == "block":
+            logger.warning("hid %s %r of server %r: %s", kind, name, server, decision.message(kind))
+            return False
+        return True
 
     # --- audit ----------------------------------------------------------------------------
 

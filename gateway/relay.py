@@ -54,7 +54,10 @@ class WrapRelay:
                               params: Mapping[str, Any] | None) -> dict[str, Any]:
         try:
             if method == "initialize":
-                return await self.downstream.initialize(params)
+                result = await self.downstream.initialize(params)
+                if self.guard is not None:
+                    result = await self.guard.initialize_result(self.downstream.name, result)
+                return result
             options: CallOptions = {}
             if progress_token_from_params(params) is not None:
                 options["on_progress"] = dctx.progress
@@ -88,4 +91,20 @@ class WrapRelay:
                              params: Mapping[str, Any] | None) -> None:
         if method in DISPATCHER_OWNED or self._up is None:
             return
+        if method == "notifications/tools/list_changed" and self.guard is not None:
+            # Re-check at once: a client may call a changed tool without listing the tools again.
+            await recheck_tools(self.downstream, self.guard)
         await self._up.notify(method, params)
+
+
+async def recheck_tools(downstream: Downstream, guard: Guard) -> None:
+    try:
+        cursor: str | None = None
+        for _ in range(100):
+            result = await downstream.request("tools/list", {"cursor": cursor} if cursor else None)
+            await guard.server_result(downstream.name, "tools/list", None, result)
+            cursor = result.get("nextCursor")
+            if not cursor:
+                return
+    except (MCPError, DownstreamError) as exc:
+        logger.warning("re-checking the tools of server %r after list_changed failed: %s", downstream.name, exc)

@@ -23,7 +23,7 @@ from mcp_types import METHOD_NOT_FOUND
 from .downstream import DOWNSTREAM_UNAVAILABLE, Downstream
 from .errors import DownstreamError
 from .guards import Guard
-from .relay import DISPATCHER_OWNED
+from .relay import DISPATCHER_OWNED, recheck_tools
 
 __all__ = ["SEP", "RouterRelay", "prefix_name"]
 
@@ -140,7 +140,10 @@ class RouterRelay:
 
         async def start(prefix: str, downstream: Downstream) -> None:
             try:
-                results[prefix] = await downstream.initialize(params)
+                result = await downstream.initialize(params)
+                if self.guard is not None:
+                    result = await self.guard.initialize_result(downstream.name, result)
+                results[prefix] = result
             except (MCPError, DownstreamError) as exc:
                 message = exc.error.message if isinstance(exc, MCPError) else str(exc)
                 self.unavailable[prefix] = message
@@ -235,6 +238,8 @@ class RouterRelay:
                             params: Mapping[str, Any] | None) -> None:
             if method in DISPATCHER_OWNED or self._up is None:
                 return
+            if method == "notifications/tools/list_changed" and self.guard is not None:
+                await recheck_tools(self.by_prefix[prefix], self.guard)
             if method == "notifications/resources/updated" and params and isinstance(params.get("uri"), str):
                 params = {**params, "uri": f"{prefix}+{params['uri']}"}
             await self._up.notify(method, params)

@@ -13,6 +13,7 @@ from .audit import AuditLog
 from .downstream import Downstream, ServerSpec
 from .enginehost import EngineHost
 from .guards import Guard
+from .pins import PinStore
 from .relay import WrapRelay
 from .runtime import build_runtime
 from .settings import Settings
@@ -27,10 +28,16 @@ logger = logging.getLogger(__name__)
 class GatewayParts:
     host: EngineHost
     audit: AuditLog | None
+    pins: PinStore | None
 
     def close(self) -> None:
         if self.audit is not None:
             self.audit.close()
+        if self.pins is not None:
+            self.pins.close()
+
+    def guard(self) -> Guard:
+        return Guard(self.host, self.audit, pins=self.pins)
 
 
 def make_parts(settings: Settings, extra_policies: Sequence[Path] = ()) -> GatewayParts:
@@ -38,7 +45,8 @@ def make_parts(settings: Settings, extra_policies: Sequence[Path] = ()) -> Gatew
                       ready_timeout_s=settings.engine_ready_timeout_s)
     host.start()
     audit = AuditLog(settings.audit_db) if settings.audit else None
-    return GatewayParts(host, audit)
+    pins = PinStore(settings.pins_db) if settings.pins else None
+    return GatewayParts(host, audit, pins)
 
 
 def make_downstream(spec: ServerSpec, settings: Settings) -> Downstream:
@@ -49,7 +57,7 @@ def make_downstream(spec: ServerSpec, settings: Settings) -> Downstream:
 
 
 async def serve_wrap_stdio(spec: ServerSpec, settings: Settings, parts: GatewayParts) -> None:
-    relay = WrapRelay(make_downstream(spec, settings), Guard(parts.host, parts.audit))
+    relay = WrapRelay(make_downstream(spec, settings), parts.guard())
     async with stdio_upstream(max_message_bytes=settings.max_message_bytes) as (read, write):
         await relay.serve(read, write)
 
@@ -57,7 +65,7 @@ async def serve_wrap_stdio(spec: ServerSpec, settings: Settings, parts: GatewayP
 async def serve_run_stdio(specs: Sequence[ServerSpec], settings: Settings, parts: GatewayParts) -> None:
     from .router import RouterRelay
 
-    relay = RouterRelay([make_downstream(spec, settings) for spec in specs], Guard(parts.host, parts.audit))
+    relay = RouterRelay([make_downstream(spec, settings) for spec in specs], parts.guard())
     async with stdio_upstream(max_message_bytes=settings.max_message_bytes) as (read, write):
         await relay.serve(read, write)
 

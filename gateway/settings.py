@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     audit_db: Path = Field(default_factory=lambda: _state_dir() / "audit.db")
     pins_db: Path = Field(default_factory=lambda: _state_dir() / "pins.db")
     audit: bool = True
+    pins: bool = True
     request_timeout_s: float = Field(default=120.0, gt=0)
     init_timeout_s: float = Field(default=60.0, gt=0)
     engine_ready_timeout_s: float = Field(default=90.0, gt=0)

@@ -25,7 +25,7 @@ __all__ = [
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
 
-ConfigOption = typer.Option(None, "--config", help="Settings TOML file (default: ~/.config/mcp-gateway/config.toml).")
+ConfigOption = typer.Option(None, "--settings", help="Settings TOML file (default: ~/.config/mcp-gateway/config.toml; env MCP_GATEWAY_CONFIG).")
 
 
 def say(message: str = "", *, err: bool = True) -> None:

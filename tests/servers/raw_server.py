@@ -99,9 +99,13 @@ def handle(message: dict[str, Any]) -> None:
             "protocolVersion": message["params"].get("protocolVersion", "2025-06-18"),
             "capabilities": {"tools": {"listChanged": True}},
             "serverInfo": {"name": "raw-server", "version": "1.0", "x-unknown-field": {"kept": True}},
-            "instructions": "fault injection server"}})
+            "instructions": os.environ.get("RAW_SERVER_INSTRUCTIONS", "fault injection server")}})
     elif method == "tools/list":
-        send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": TOOLS}})
+        tools = TOOLS
+        if os.environ.get("RAW_SERVER_TOOLS"):
+            with open(os.environ["RAW_SERVER_TOOLS"], encoding="utf-8") as spec:
+                tools = json.load(spec)
+        send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": tools}})
     elif method == "tools/call":
         threading.Thread(target=call_tool, args=(request_id, message.get("params") or {}), daemon=True).start()
     elif method == "ping":

