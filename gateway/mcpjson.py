@@ -61,6 +61,11 @@ def parse_servers(data: Any, path: Path) -> list[ServerSpec]:
         servers = data["mcp"].get("servers")
     if not isinstance(servers, dict):
         raise ConfigError(f"{path}: no 'mcpServers' (Cursor, Claude) or 'servers' (VS Code) object found")
+    # Lasso's layout: the gateway's own entry carries the servers it fronts in a nested "servers" map.
+    nested = [entry["servers"] for entry in servers.values()
+              if isinstance(entry, dict) and _is_gateway(entry) and isinstance(entry.get("servers"), dict)]
+    if nested:
+        servers = {name: entry for group in nested for name, entry in group.items()}
     specs: list[ServerSpec] = []
     for name, entry in servers.items():
         where = f"{path}: server {name!r}"

@@ -1,0 +1,107 @@
+"""Masking keeps JSON valid and leaves nothing of what it masks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.masking import mask_json_text, mask_string, merge_spans, mask_value_at
+from gateway.subjects import mask_message, result_subject
+from policy.verdict import Span
+
+SECRET = "Zq9XKv7Lm2Wb8Rt4Yp6N"
+
+
+def spans_of(text: str, needle: str, label: str = "secret") -> list[tuple[int, int, str]]:
+    out, start = [], text.find(needle)
+    while start != -1:
+        out.append((start, start + len(needle), label))
+        start = text.find(needle, start + 1)
+    return out
+
+
+def test_plain_text_spans_become_tokens() -> None:
+    text = f"key={SECRET} and again {SECRET}."
+    assert mask_string(text, spans_of(text, SECRET)) == "key=[MASKED:secret] and again [MASKED:secret]."
+
+
+def test_a_number_in_json_becomes_a_quoted_token() -> None:
+    text = '{"card": 4111111111111111, "ok": true}'
+    masked = mask_string(text, spans_of(text, "4111111111111111", "card"))
+    assert json.loads(masked) == {"card": "[MASKED:card]", "ok": True}
+
+
+def test_a_span_that_cuts_an_escape_sequence_leaves_valid_json() -> None:
+    value = "-----BEGIN KEY-----\nMIIEabc\n-----END KEY-----"
+    text = json.dumps({"pem": value, "n": 1})
+    start = text.index("\\nMIIE") + 1  # starts on the 'n' of an escaped newline
+    masked = mask_json_text(text, [(start, text.index("-----END"), "pk")])
+    assert masked is not None
+    decoded = json.loads(masked)
+    assert "MIIEabc" not in decoded["pem"] and decoded["n"] == 1
+
+
+def test_overlapping_spans_merge() -> None:
+    assert merge_spans([(5, 10, "a"), (0, 6, "b"), (20, 25, "c")]) == [(0, 10, "b"), (20, 25, "c")]
+
+
+def test_masking_a_value_by_path_changes_only_that_value() -> None:
+    data = {"a": {"b": [f"x {SECRET} y", "keep"]}, "n": 5}
+    masked = mask_value_at(data, ".a.b[0]", [(2, 2 + len(SECRET), "s")])
+    assert masked == {"a": {"b": ["x [MASKED:s] y", "keep"]}, "n": 5}
+    assert data["a"]["b"][0] == f"x {SECRET} y"  # the original is untouched
+
+
+def test_spans_in_the_joined_text_are_masked_in_each_content_block() -> None:
+    result = {"content": [{"type": "text", "text": "first block"},
+                          {"type": "resource", "resource": {"uri": "x://1", "text": f"token {SECRET}"}}],
+              "structuredContent": {"token": SECRET}, "_meta": {"keep": 1}}
+    subject, layout = result_subject("tools/call", "srv", {"name": "t"}, result)  # type: ignore[misc]
+    start = subject.text.index(SECRET)
+    spans = [Span(field="text", start=start, end=start + len(SECRET), label="s"),
+             Span(field="structured.token", start=0, end=len(SECRET), label="s")]
+    masked = mask_message(result, layout, spans, structured_key="structuredContent")
+    assert masked["content"][0]["text"] == "first block"
+    assert masked["content"][1]["resource"]["text"] == "token [MASKED:s]"
+    assert masked["structuredContent"] == {"token": "[MASKED:s]"}
+    assert masked["_meta"] == {"keep": 1}
+    assert SECRET not in json.dumps(masked)
+
+
+json_leaf = st.one_of(st.integers(), st.text(max_size=20), st.booleans(), st.none(), st.floats(allow_nan=False,
+                                                                                                 allow_infinity=False))
+json_docs = st.recursive(json_leaf, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)), max_leaves=15)
+
+
+def _plant(value: Any, draw_index: int) -> Any:
+    if isinstance(value, dict):
+        return {**value, f"k{draw_index}": f"pre {SECRET} post"}
+    if isinstance(value, list):
+        return [*value, SECRET]
+    return {"wrapped": value, "secret": f"\\{SECRET}\n"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_docs, st.integers(0, 5), st.sampled_from([None, 2]))
+def test_masked_json_text_stays_valid_and_never_leaks(doc: Any, index: int, indent: int | None) -> None:
+    text = json.dumps(_plant(doc, index), indent=indent, ensure_ascii=False)
+    masked = mask_string(text, spans_of(text, SECRET))
+    assert SECRET not in masked
+    json.loads(masked)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200), st.text(max_size=200), st.integers(1, len(SECRET)))
+def test_any_span_covering_a_secret_removes_every_character_of_it(before: str, after: str, cut: int) -> None:
+    text = before + SECRET + after
+    spans = [(len(before), len(before) + cut, "a"), (len(before) + cut - 1, len(before) + len(SECRET), "b")]
+    masked = mask_string(text, spans)
+    assert SECRET not in masked
+    try:
+        json.loads(text)
+    except ValueError:
+        assert masked == before + "[MASKED:a]" + after  # overlapping spans merge into one token

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import ConfigError
+from gateway.mcpjson import load_servers
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mcp.json"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_cursor_claude_and_vscode_layouts_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKEN_FOR_TEST", "t0k")
+    path = write(tmp_path, """{
+      // VS Code allows comments and trailing commas
+      "servers": {
+        "fs": {"type": "stdio", "command": "npx", "args": ["-y", "server-fs", "${env:TOKEN_FOR_TEST}"],
+               "env": {"A": "1"}},
+        "remote": {"type": "http", "url": "http://127.0.0.1:9000/mcp", "headers": {"Authorization": "Bearer x"}},
+        "legacy": {"url": "http://127.0.0.1:9001/sse"},
+        "off": {"command": "x", "disabled": true},
+      },
+    }""")
+    specs = {spec.name: spec for spec in load_servers(path)}
+    assert set(specs) == {"fs", "remote", "legacy"}
+    assert specs["fs"].stdio is not None and specs["fs"].stdio.args == ("-y", "server-fs", "t0k")
+    assert dict(specs["fs"].stdio.env) == {"A": "1"}
+    assert (specs["remote"].transport, specs["remote"].headers) == ("http", (("Authorization", "Bearer x"),))
+    assert specs["legacy"].transport == "sse"
+
+
+def test_lassos_nested_layout_is_understood(tmp_path: Path) -> None:
+    path = write(tmp_path, json.dumps({"mcpServers": {"mcp-gateway": {
+        "command": "mcp-gateway", "args": ["--mcp-json-path", "x", "-p", "basic"],
+        "servers": {"bench": {"command": "python3", "args": ["server.py"]}}}}}))
+    [spec] = load_servers(path)
+    assert spec.name == "bench" and spec.stdio is not None and spec.stdio.command == "python3"
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ('{"mcpServers": {"a": {"args": []}}}', "needs a 'command'"),
+    ('{"other": {}}', "no 'mcpServers'"),
+    ('{"mcpServers": {"a": {"command": "x", "args": "not-a-list"}}}', "'args' must be a list"),
+    ('{"mcpServers": {"a": {"command": "${env:SURELY_UNSET_VAR_123}"}}}', "SURELY_UNSET_VAR_123"),
+    ('{"mcpServers": {"a": {"url": "http://x", "type": "websocket"}}}', "unknown type"),
+    ('{"mcpServers": ', "not valid JSON"),
+])
+def test_bad_configs_say_what_and_where(tmp_path: Path, text: str, fragment: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=fragment) as caught:
+        load_servers(path)
+    assert str(path) in str(caught.value)
