@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -23,7 +23,9 @@ from mcp.shared.transport_context import TransportContext
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from .errors import DownstreamError
-from .transports import ServerProcess, StdioCommand, stdio_downstream
+from .handshake import EarlyStart
+from .specs import ServerSpec
+from .transports import ServerProcess, stdio_downstream
 
 __all__ = ["Downstream", "ServerSpec"]
 
@@ -32,22 +34,6 @@ logger = logging.getLogger(__name__)
 OnRequest = Callable[[DispatchContext[TransportContext], str, Mapping[str, Any] | None], Awaitable[dict[str, Any]]]
 OnNotify = Callable[[DispatchContext[TransportContext], str, Mapping[str, Any] | None], Awaitable[None]]
 DOWNSTREAM_UNAVAILABLE = -32043
-
-
-@dataclass(frozen=True)
-class ServerSpec:
-    """How to reach one server: a command (stdio) or a URL (Streamable HTTP or legacy SSE)."""
-
-    name: str
-    stdio: StdioCommand | None = None
-    url: str | None = None
-    transport: Literal["stdio", "http", "sse"] = "stdio"
-    headers: tuple[tuple[str, str], ...] = ()
-
-    def describe(self) -> str:
-        if self.stdio is not None:
-            return self.stdio.describe()
-        return f"{self.url} ({self.transport})"
 
 
 @dataclass
@@ -84,10 +70,23 @@ class Downstream:
         self._on_notify: OnNotify | None = None
         self._last_start = 0.0
         self._last_exit: str = ""
+        self._adopt: EarlyStart | None = None
 
     def bind(self, tg: anyio.abc.TaskGroup, on_request: OnRequest, on_notify: OnNotify) -> None:
         """Attach to the relay's task group and its handlers for what the server sends."""
         self._tg, self._on_request, self._on_notify = tg, on_request, on_notify
+
+    def adopt(self, early: EarlyStart) -> None:
+        """Take over a process started by the fast handshake, with the initialize it already answered."""
+        self._adopt = early
+        if early.answered:
+            self.init_params = early.init_params
+            self.init_result = early.init_result
+
+    async def start_adopted(self) -> None:
+        if self._adopt is not None:
+            async with self._lock:
+                await self._start_locked(replay=False)
 
     @property
     def alive(self) -> bool:
@@ -143,9 +142,12 @@ class Downstream:
             logger.warning("restarting server %r (%s)%s", self.name, self.spec.describe(),
                            f" after: {self._last_exit}" if self._last_exit else "")
         assert self._tg is not None, "Downstream.bind() must be called first"
+        adopted = self._adopt is not None
         connection: _Connection = await self._tg.start(self._run_connection)
         self.starts += 1
         self._connection = connection
+        if adopted:
+            return connection  # its initialize was answered by the handshake; nothing to replay
         if replay and self.init_params is not None:
             try:
                 await connection.dispatcher.send_raw_request(
@@ -190,7 +192,9 @@ class Downstream:
     async def _transport(self) -> AsyncIterator[tuple[Any, Any, ServerProcess | None]]:
         spec = self.spec
         if spec.stdio is not None:
-            async with stdio_downstream(spec.name, spec.stdio, max_message_bytes=self.max_message_bytes) as (r, w, p):
+            adopt, self._adopt = self._adopt, None
+            async with stdio_downstream(spec.name, spec.stdio, max_message_bytes=self.max_message_bytes,
+                                        adopt=adopt) as (r, w, p):
                 yield r, w, p
             return
         assert spec.url is not None

@@ -7,11 +7,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .downstream import ServerSpec
+from .specs import ServerSpec
 from .errors import ConfigError
 from .jsonc import JsoncError
 from .jsonc import parse as parse_jsonc
-from .transports import StdioCommand
+from .specs import StdioCommand
 
 __all__ = ["load_servers", "parse_servers"]
 

@@ -46,6 +46,11 @@ class WrapRelay:
         self._up = up
         async with anyio.create_task_group() as tg:
             self.downstream.bind(tg, self._server_request, self._server_notify)
+            await self.downstream.start_adopted()
+            if self.guard is not None and self.downstream.init_result is not None:
+                # The fast handshake answered initialize before the engine loaded: check and pin the
+                # instructions now (a finding is logged and audited; the tools are still screened).
+                tg.start_soon(self.guard.initialize_result, self.downstream.name, self.downstream.init_result)
             await up.run(self._client_request, self._client_notify)
             await self.downstream.close()
             tg.cancel_scope.cancel()

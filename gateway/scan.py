@@ -21,7 +21,7 @@ from policy.engine import Engine
 from policy.subject import Subject, SubjectKind
 
 from .catalogue import Finding, explain_change, item_findings, shadowing_findings
-from .downstream import ServerSpec
+from .specs import ServerSpec
 from .guards import describe_tool
 from .pins import PinStore, canonical_definition, definition_digest
 

@@ -8,11 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 
 from .audit import AuditLog
-from .downstream import Downstream, ServerSpec
+from .downstream import Downstream
+from .specs import ServerSpec
 from .enginehost import EngineHost
 from .guards import Guard
+from .handshake import EarlyStart
 from .pins import PinStore
 from .relay import WrapRelay
 from .runtime import build_runtime
@@ -40,10 +43,11 @@ class GatewayParts:
         return Guard(self.host, self.audit, pins=self.pins)
 
 
-def make_parts(settings: Settings, extra_policies: Sequence[Path] = ()) -> GatewayParts:
+def make_parts(settings: Settings, extra_policies: Sequence[Path] = (), *, start: bool = True) -> GatewayParts:
     host = EngineHost(lambda: build_runtime(settings, extra_policies=extra_policies),
                       ready_timeout_s=settings.engine_ready_timeout_s)
-    host.start()
+    if start:
+        host.start()
     audit = AuditLog(settings.audit_db) if settings.audit else None
     pins = PinStore(settings.pins_db) if settings.pins else None
     return GatewayParts(host, audit, pins)
@@ -56,9 +60,18 @@ def make_downstream(spec: ServerSpec, settings: Settings) -> Downstream:
     )
 
 
-async def serve_wrap_stdio(spec: ServerSpec, settings: Settings, parts: GatewayParts) -> None:
-    relay = WrapRelay(make_downstream(spec, settings), parts.guard())
-    async with stdio_upstream(max_message_bytes=settings.max_message_bytes) as (read, write):
+async def serve_wrap_stdio(spec: ServerSpec, settings: Settings, parts: GatewayParts,
+                           early: EarlyStart | None = None) -> None:
+    downstream = make_downstream(spec, settings)
+    leftover = b""
+    if early is not None:
+        await anyio.to_thread.run_sync(early.wait)
+        downstream.adopt(early)
+        leftover = early.client_leftover
+    # Loading the models takes both cores for seconds; it starts once the server has answered initialize.
+    parts.host.start()
+    relay = WrapRelay(downstream, parts.guard())
+    async with stdio_upstream(max_message_bytes=settings.max_message_bytes, leftover=leftover) as (read, write):
         await relay.serve(read, write)
 
 

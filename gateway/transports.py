@@ -20,9 +20,11 @@ import collections
 import logging
 import os
 import re
-import shutil
+import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 
@@ -34,6 +36,10 @@ from mcp.os.posix.utilities import terminate_posix_process_tree
 from mcp.shared.message import SessionMessage
 
 from .errors import DownstreamError
+from .specs import StdioCommand, resolve_command
+
+if TYPE_CHECKING:
+    from .handshake import EarlyStart
 
 __all__ = ["LineFramer", "ServerProcess", "StdioCommand", "stdio_downstream", "stdio_upstream"]
 
@@ -41,17 +47,6 @@ logger = logging.getLogger(__name__)
 
 MESSAGE_TOO_LARGE = -32042
 _ID = re.compile(rb'"id"\s*:\s*("(?:[^"\\]|\\.){0,200}"|-?\d{1,20})')
-
-
-@dataclass(frozen=True)
-class StdioCommand:
-    command: str
-    args: tuple[str, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
-    cwd: str | None = None
-
-    def describe(self) -> str:
-        return " ".join([self.command, *self.args])
 
 
 @dataclass
@@ -152,36 +147,31 @@ class ServerProcess:
         return " | ".join(line for line in self.stderr_tail if line.strip())[-600:]
 
 
-def resolve_command(command: str, name: str, env: dict[str, str]) -> str:
-    if os.sep in command or (os.altsep and os.altsep in command):
-        if not os.path.exists(command):
-            raise DownstreamError(f"server {name!r}: command {command!r} does not exist; fix the path in its config")
-        return command
-    found = shutil.which(command, path=env.get("PATH"))
-    if found is None:
-        raise DownstreamError(
-            f"server {name!r}: command {command!r} was not found on PATH ({env.get('PATH', '')}); install it or "
-            "give its absolute path in the server's config"
-        )
-    return found
+class _AdoptedProcess:
+    """A server process started early with `subprocess` (see `gateway.handshake`), seen like an anyio one."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.stdin: Any = None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    async def wait(self) -> int:
+        while self.popen.poll() is None:
+            await anyio.sleep(0.01)
+        return int(self.popen.returncode)
 
 
 @asynccontextmanager
 async def stdio_downstream(
-    name: str, spec: StdioCommand, *, max_message_bytes: int
+    name: str, spec: StdioCommand, *, max_message_bytes: int, adopt: EarlyStart | None = None,
 ) -> AsyncIterator[tuple[MemoryObjectReceiveStream[SessionMessage | Exception],
                          MemoryObjectSendStream[SessionMessage], ServerProcess]]:
-    """Start a stdio MCP server and connect to it; on exit, stop its whole process group."""
-    env = {**os.environ, **dict(spec.env)}
-    executable = resolve_command(spec.command, name, env)
-    try:
-        process = await anyio.open_process(
-            [executable, *spec.args], env=env, cwd=spec.cwd, start_new_session=True,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-    except OSError as exc:
-        raise DownstreamError(f"server {name!r}: cannot start {spec.describe()!r}: {exc.strerror or exc}") from exc
-    server = ServerProcess(name, process)
+    """Start a stdio MCP server (or adopt one already started) and connect to it; on exit, stop its
+    whole process group."""
     inbound_send, inbound = anyio.create_memory_object_stream[SessionMessage | Exception](64)
     outbound, outbound_receive = anyio.create_memory_object_stream[SessionMessage](64)
     ready: list[SessionMessage] = []
@@ -198,31 +188,54 @@ async def stdio_downstream(
             ready.append(_too_large(request_id, size, max_message_bytes, f"server {name!r}"))
 
     framer = LineFramer(max_message_bytes, on_line, on_oversize)
+    if adopt is not None:
+        process: Any = _AdoptedProcess(adopt.process)
+        server = ServerProcess(name, process, adopt.stderr_tail)
+        framer.feed(adopt.server_leftover)
+        receive_bytes, send_bytes, closers = await _pipes(adopt.process)
+    else:
+        env = {**os.environ, **dict(spec.env)}
+        executable = resolve_command(spec.command, name, env)
+        try:
+            process = await anyio.open_process(
+                [executable, *spec.args], env=env, cwd=spec.cwd, start_new_session=True,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise DownstreamError(f"server {name!r}: cannot start {spec.describe()!r}: {exc.strerror or exc}") from exc
+        server = ServerProcess(name, process)
+        assert process.stdout is not None and process.stdin is not None
+        receive_bytes, send_bytes, closers = process.stdout.receive, process.stdin.send, []
 
     async def read_stdout() -> None:
-        assert process.stdout is not None
         async with inbound_send:
-            with suppress(anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            while ready:
+                await inbound_send.send(ready.pop(0))
+            with suppress(anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError, ConnectionError):
                 while True:
-                    framer.feed(await process.stdout.receive(1 << 16))
+                    data = await receive_bytes(1 << 16)
+                    if not data:
+                        return
+                    framer.feed(data)
                     while ready:
                         await inbound_send.send(ready.pop(0))
 
     async def write_stdin() -> None:
-        assert process.stdin is not None
         async with outbound_receive:
             try:
                 async for message in outbound_receive:
-                    await process.stdin.send(_encode(message))
+                    await send_bytes(_encode(message))
             except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
                 await inbound_send.aclose()
 
     async def read_stderr() -> None:
-        assert process.stderr is not None
+        stream = getattr(process, "stderr", None)
+        if stream is None:
+            return  # an adopted process's stderr is already being forwarded
         buffer = b""
         with suppress(anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
             while True:
-                buffer += await process.stderr.receive(1 << 14)
+                buffer += await stream.receive(1 << 14)
                 *lines, buffer = buffer.split(b"\n")
                 for raw in lines:
                     text = raw.decode(errors="replace")
@@ -239,8 +252,45 @@ async def stdio_downstream(
             yield inbound, outbound, server
         finally:
             with anyio.CancelScope(shield=True):
-                await _stop(process)
+                if adopt is not None:
+                    for close in closers:
+                        close()
+                    await _stop_adopted(adopt.process)
+                else:
+                    await _stop(process)
             tg.cancel_scope.cancel()
+
+
+async def _pipes(popen: subprocess.Popen[bytes]) -> tuple[Any, Any, list[Callable[[], None]]]:
+    """Asyncio streams over an existing process's stdout and stdin pipes."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 16)
+    read_transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), popen.stdout)
+    write_transport, write_protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, popen.stdin)
+    writer = asyncio.StreamWriter(write_transport, write_protocol, None, loop)
+
+    async def receive(size: int) -> bytes:
+        return await reader.read(size)
+
+    async def send(data: bytes) -> None:
+        writer.write(data)
+        await writer.drain()
+
+    return receive, send, [write_transport.close, read_transport.close]
+
+
+async def _stop_adopted(popen: subprocess.Popen[bytes]) -> None:
+    with anyio.move_on_after(1.0):
+        while popen.poll() is None:
+            await anyio.sleep(0.01)
+    for sig, grace in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(popen.pid, sig)
+        with anyio.move_on_after(grace):
+            while popen.poll() is None:
+                await anyio.sleep(0.01)
+        if popen.poll() is not None:
+            break
 
 
 async def _stop(process: Process) -> None:
@@ -263,7 +313,7 @@ async def _stop(process: Process) -> None:
 
 @asynccontextmanager
 async def stdio_upstream(
-    *, max_message_bytes: int
+    *, max_message_bytes: int, leftover: bytes = b""
 ) -> AsyncIterator[tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]]]:
     """Serve the protocol on this process's stdin/stdout.
 
@@ -303,6 +353,9 @@ async def stdio_upstream(
 
     async def read_stdin() -> None:
         async with inbound_send:
+            framer.feed(leftover)
+            while pending:
+                await inbound_send.send(pending.pop(0))
             while True:
                 data = await reader.read(1 << 16)
                 if not data:

@@ -18,8 +18,23 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
-from .errors import PolicyError  # noqa: E402
-from .subject import Subject, SubjectKind  # noqa: E402
-from .verdict import Action, Outcome, Span, Tier, TierStep, Verdict  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
+if TYPE_CHECKING:
+    from .errors import PolicyError
+    from .subject import Subject, SubjectKind
+    from .verdict import Action, Outcome, Span, Tier, TierStep, Verdict
 
 __all__ = ["Action", "Outcome", "PolicyError", "Span", "Subject", "SubjectKind", "Tier", "TierStep", "Verdict"]
+
+_HOMES = {"PolicyError": "errors", "Subject": "subject", "SubjectKind": "subject", "Action": "verdict",
+          "Outcome": "verdict", "Span": "verdict", "Tier": "verdict", "TierStep": "verdict", "Verdict": "verdict"}
+
+
+def __getattr__(name: str) -> Any:
+    # Exports load on first use, so that importing a light submodule does not pull in pydantic.
+    if name in _HOMES:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    raise AttributeError(f"module 'policy' has no attribute {name!r}")

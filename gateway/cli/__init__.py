@@ -14,10 +14,26 @@ from ._app import app
 __all__ = ["app", "main"]
 
 
-def main() -> None:
-    from . import commands  # noqa: F401  (registers every command on `app`)
+# Which module registers each command. Only the module of the command being run is imported, so that
+# `wrap` (spawned by the IDE for every session) does not pay for loading every other command.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "wrap": ("serve_cmds",), "run": ("serve_cmds",), "demo": ("demo_cmd",), "logs": ("logs_cmd",),
+    "policy": ("policy_cmds", "test_cmds"), "scan": ("catalogue_cmds",), "pins": ("catalogue_cmds",),
+    "install": ("install",), "uninstall": ("install",), "doctor": ("install", "doctor_cmd"),
+}
 
-    app(args=_lasso_compatible(sys.argv[1:]), prog_name="mcp-gateway")
+
+def main() -> None:
+    import importlib
+
+    argv = _lasso_compatible(sys.argv[1:])
+    wanted = COMMAND_MODULES.get(argv[0]) if argv else None
+    if wanted is None:
+        from . import commands  # noqa: F401  (registers every command on `app`, for --help and errors)
+    else:
+        for module in wanted:
+            importlib.import_module(f"{__name__}.{module}")
+    app(args=argv, prog_name="mcp-gateway")
 
 
 def _lasso_compatible(argv: list[str]) -> list[str]:

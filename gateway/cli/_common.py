@@ -9,14 +9,12 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
-from policy.errors import CompiledPolicyError, CompileError, LLMError, ModelLoadError, PolicyError, PolicySourceError
-
-from ..errors import ClientConfigError, ConfigError, GatewayError
-from ..settings import Settings, load_settings
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 __all__ = [
     "EXIT_FINDINGS", "EXIT_OK", "EXIT_RUNTIME", "EXIT_USAGE", "cli_errors", "emit_json", "fail", "say",
@@ -46,6 +44,17 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 @contextmanager
 def cli_errors() -> Iterator[None]:
     """The CLI boundary: known errors become a message and an exit code; nothing else is swallowed."""
+    from policy.errors import (
+        CompiledPolicyError,
+        CompileError,
+        LLMError,
+        ModelLoadError,
+        PolicyError,
+        PolicySourceError,
+    )
+
+    from ..errors import ClientConfigError, ConfigError, GatewayError
+
     try:
         yield
     except (ConfigError, ClientConfigError, PolicySourceError, CompiledPolicyError) as exc:
@@ -66,6 +75,8 @@ def setup_logging(level: str = "WARNING") -> None:
 
 
 def settings_from(config: Path | None, **overrides: Any) -> Settings:
+    from ..settings import load_settings
+
     with cli_errors():
         settings = load_settings(config, **overrides)
     setup_logging(settings.log_level)

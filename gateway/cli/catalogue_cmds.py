@@ -10,7 +10,7 @@ import anyio
 import typer
 
 from ..catalogue import explain_change
-from ..downstream import ServerSpec
+from ..specs import ServerSpec
 from ..mcpjson import load_servers
 from ..pins import PinStore
 from ..runtime import build_runtime

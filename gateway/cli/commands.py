@@ -3,3 +3,9 @@
 from __future__ import annotations
 
 from . import policy_cmds  # noqa: F401
+from . import install  # noqa: F401
+from . import serve_cmds  # noqa: F401
+from . import test_cmds  # noqa: F401
+from . import logs_cmd  # noqa: F401
+from . import demo_cmd  # noqa: F401
+from . import catalogue_cmds  # noqa: F401

@@ -8,9 +8,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from ..downstream import ServerSpec
-from ..serve import make_parts, run, serve_run_stdio, serve_wrap_stdio
-from ..transports import StdioCommand
+from ..specs import ServerSpec, StdioCommand
 from ._app import app
 from ._common import ConfigOption, cli_errors, fail, settings_from
 
@@ -22,6 +20,13 @@ NoAuditOpt = Annotated[bool, typer.Option("--no-audit", help="Do not write the a
 AuditDbOpt = Annotated[Path | None, typer.Option("--audit-db", help="Audit log SQLite file.")]
 TransportOpt = Annotated[Literal["stdio", "http"], typer.Option("--transport", help="How clients reach the gateway.")]
 PortOpt = Annotated[int, typer.Option("--port", help="Port for --transport http (loopback).")]
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
 
 
 def _header(value: str) -> tuple[str, str]:
@@ -52,6 +57,21 @@ def wrap(
     """Put the gateway in front of one server: `mcp-gateway wrap --name fs -- npx -y @modelcontextprotocol/server-filesystem ~`."""
     if bool(command) == bool(url):
         fail("give either a server command after '--' or --url, not both and not neither")
+    early = None
+    if command and transport == "stdio":
+        # Start the server and relay the client's initialize while the rest of the gateway loads.
+        from ..errors import DownstreamError
+        from ..handshake import start_early
+
+        try:
+            early = start_early(name or Path(command[0]).name, StdioCommand(command[0], tuple(command[1:]),
+                                                                            cwd=os.getcwd()),
+                                max_bytes=_env_int("MCP_GATEWAY_MAX_MESSAGE_BYTES", 16 * 1024 * 1024))
+        except DownstreamError as exc:
+            fail(str(exc))
+        # Leave the cores to the starting server until it has answered (bounded: a slow server or a
+        # client that waits before initializing must not hold the gateway back).
+        early.done.wait(timeout=3.0)
     settings = settings_from(
         config, judge={"model": judge_model, "api_base": judge_api_base},
         builtin_policies=False if no_builtin else None, audit=False if no_audit else None, audit_db=audit_db,
@@ -64,11 +84,13 @@ def wrap(
         server_name = name or url.split("//", 1)[-1].split("/", 1)[0]
         spec = ServerSpec(name=server_name, url=url, transport=remote_transport,
                           headers=tuple(_header(h) for h in header or []))
+    from ..serve import make_parts, run, serve_wrap_stdio
+
     with cli_errors():
-        parts = make_parts(settings, policies or [])
+        parts = make_parts(settings, policies or [], start=early is None)
     try:
         if transport == "stdio":
-            run(serve_wrap_stdio, spec, settings, parts)
+            run(serve_wrap_stdio, spec, settings, parts, early)
         else:
             from ..http_front import serve_wrap_http
 
@@ -112,6 +134,7 @@ def run_cmd(
 ) -> None:
     """Put the gateway in front of every server of an mcp.json; tools become `server__tool`."""
     from ..mcpjson import load_servers
+    from ..serve import make_parts, run, serve_run_stdio
 
     disable = _disabled_by_plugins(plugin or [])
     settings = settings_from(

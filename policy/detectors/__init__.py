@@ -11,10 +11,12 @@ import logging
 import threading
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import PolicyError
-from ..verdict import Span
+
+if TYPE_CHECKING:
+    from ..verdict import Span
 
 __all__ = ["Detector", "DetectorRegistry"]
 

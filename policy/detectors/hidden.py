@@ -9,10 +9,12 @@ lines in a console. Each finding is a span over the hidden run.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from ..verdict import Span
+if TYPE_CHECKING:
+    from ..verdict import Span
 
-__all__ = ["HiddenContentDetector", "reveal_tags"]
+__all__ = ["HiddenContentDetector", "find_hidden", "reveal_tags"]
 
 # U+E0000..U+E007F mirror ASCII invisibly; decoding them shows what was smuggled.
 _TAGS = re.compile("[\U000e0000-\U000e007f]+")
@@ -24,21 +26,28 @@ _BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 _ANSI = re.compile(r"\x1b(?:\[[0-?]{0,32}[ -/]{0,8}[@-~]|\][^\x07\x1b]{0,512}(?:\x07|\x1b\\)|[@-Z\\-_])")
 
 
+def find_hidden(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, label) of every hidden run; no dependencies, so the start-up path can use it."""
+    if text.isascii() and "\x1b" not in text:
+        return []
+    found: list[tuple[int, int, str]] = []
+    for pattern, label in (
+        (_TAGS, "unicode-tag-characters"),
+        (_INVISIBLE, "zero-width-characters"),
+        (_BIDI, "bidi-control"),
+        (_ANSI, "ansi-escape"),
+    ):
+        found.extend((m.start(), m.end(), label) for m in pattern.finditer(text))
+    return sorted(found)
+
+
 class HiddenContentDetector:
     name = "hidden-content"
 
     def scan(self, field: str, text: str) -> list[Span]:
-        if text.isascii() and "\x1b" not in text:
-            return []
-        spans: list[Span] = []
-        for pattern, label in (
-            (_TAGS, "unicode-tag-characters"),
-            (_INVISIBLE, "zero-width-characters"),
-            (_BIDI, "bidi-control"),
-            (_ANSI, "ansi-escape"),
-        ):
-            spans.extend(Span(field=field, start=m.start(), end=m.end(), label=label) for m in pattern.finditer(text))
-        return sorted(spans, key=lambda span: span.start)
+        from ..verdict import Span
+
+        return [Span(field=field, start=start, end=end, label=label) for start, end, label in find_hidden(text)]
 
 
 def reveal_tags(text: str) -> str:

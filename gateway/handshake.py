@@ -1,0 +1,137 @@
+"""A fast start for ``wrap``: the server is spawned and the client's ``initialize`` relayed before
+the rest of the gateway has even finished importing.
+
+Clients spawn the gateway for every session, so its start-up is paid again and again. Importing
+the MCP SDK and the engine takes about a second; the server's own start-up often half of that.
+Here both overlap: the server process starts at once, and a small thread relays the first
+exchange (the client's ``initialize`` and the server's answer) byte-for-byte, with only the
+request id swapped (so the id the gateway later uses never repeats the client's). The relay then
+adopts the running process, the pipes and whatever else was already read.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from .specs import StdioCommand, resolve_command
+
+__all__ = ["EarlyStart", "start_early"]
+
+logger = logging.getLogger(__name__)
+
+INIT_ID = "mcp-gateway-initialize"
+
+
+@dataclass
+class EarlyStart:
+    name: str
+    process: subprocess.Popen[bytes]
+    max_bytes: int
+    client_leftover: bytes = b""  # what the client sent after its first message, for the relay
+    server_leftover: bytes = b""  # what the server wrote after its answer, for the relay
+    init_params: dict[str, Any] | None = None
+    init_result: dict[str, Any] | None = None
+    stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
+    done: threading.Event = field(default_factory=threading.Event)
+    answered: bool = False
+    _thread: threading.Thread | None = None
+
+    def wait(self) -> None:
+        self.done.wait()
+
+
+def start_early(name: str, spec: StdioCommand, *, max_bytes: int) -> EarlyStart:
+    env = {**os.environ, **dict(spec.env)}
+    executable = resolve_command(spec.command, name, env)
+    process = subprocess.Popen(  # noqa: S603  (the user's own configured server command)
+        [executable, *spec.args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env, cwd=spec.cwd, start_new_session=True, bufsize=0,
+    )
+    early = EarlyStart(name, process, max_bytes)
+    threading.Thread(target=_pump_stderr, args=(early,), name="mcp-gateway-stderr", daemon=True).start()
+    early._thread = threading.Thread(target=_handshake, args=(early,), name="mcp-gateway-handshake", daemon=True)
+    early._thread.start()
+    return early
+
+
+def _pump_stderr(early: EarlyStart) -> None:
+    assert early.process.stderr is not None
+    for raw in iter(early.process.stderr.readline, b""):
+        text = raw.decode(errors="replace").rstrip("\n")
+        early.stderr_tail.append(text)
+        try:
+            sys.stderr.write(f"[{early.name}] {text}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            return
+
+
+def _read_line(fd: int, buffer: bytearray, limit: int) -> bytes | None:
+    while b"\n" not in buffer:
+        if len(buffer) > limit:
+            return None
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return None
+        buffer += chunk
+    line, _, rest = bytes(buffer).partition(b"\n")
+    buffer[:] = rest
+    return line
+
+
+def _handshake(early: EarlyStart) -> None:
+    client = bytearray()
+    server = bytearray()
+    try:
+        line = _read_line(0, client, early.max_bytes)
+        if line is None:
+            return
+        try:
+            message = json.loads(line)
+        except ValueError:
+            message = None
+        if not (isinstance(message, dict) and message.get("method") == "initialize" and "id" in message):
+            client[:0] = line + b"\n"  # not a handshake-era start: the relay handles it as usual
+            return
+        assert early.process.stdin is not None and early.process.stdout is not None
+        early.process.stdin.write(json.dumps({**message, "id": INIT_ID}).encode() + b"\n")
+        early.process.stdin.flush()
+        from policy.detectors.hidden import find_hidden
+        while True:
+            answer_line = _read_line(early.process.stdout.fileno(), server, early.max_bytes)
+            if answer_line is None:
+                client[:0] = line + b"\n"  # the server died or spoke nonsense: let the relay start it afresh
+                return
+            try:
+                answer = json.loads(answer_line)
+            except ValueError:
+                logger.warning("server %r wrote a line that is not JSON-RPC before initializing, skipped", early.name)
+                continue
+            if isinstance(answer, dict) and answer.get("id") == INIT_ID:
+                break
+            server += answer_line + b"\n"  # an early notification: the relay delivers it
+        answer["id"] = message["id"]
+        result = answer.get("result")
+        if isinstance(result, dict) and isinstance(result.get("instructions"), str):
+            # The models are not loaded yet; what can be checked without them is, before the model reads it.
+            if find_hidden(result["instructions"]):
+                logger.warning("server %r: its instructions hide text from people; they were removed", early.name)
+                answer["result"] = {k: v for k, v in result.items() if k != "instructions"}
+        os.write(1, json.dumps(answer, ensure_ascii=False).encode() + b"\n")
+        early.answered = True
+        early.init_params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        early.init_result = answer.get("result") if isinstance(answer.get("result"), dict) else None
+    except (OSError, ValueError) as exc:
+        logger.warning("fast start of server %r failed (%s); continuing without it", early.name, exc)
+    finally:
+        early.client_leftover = bytes(client)
+        early.server_leftover = bytes(server)
+        early.done.set()

@@ -1,0 +1,99 @@
+"""The install record: what each wrapped entry was before ``install`` touched it.
+
+One JSON file per user (``Environment.state_dir / "installs.json"``), never inside a client's config:
+clients reject or warn about keys they do not know, and a project's config is often committed.
+For each wrapped entry it keeps the original value, the value ``install`` wrote, and the original
+text, so ``uninstall`` can give back the very bytes the user had. The record holds what the config
+held (env values included), so it is written readable by its owner only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
+
+from .configdoc import EntrySource, TablePath
+from .errors import ClientConfigError
+
+__all__ = ["InstallRecord", "InstallState", "load_state", "save_state", "state_path"]
+
+
+class InstallRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    file: str
+    table: TablePath
+    name: str
+    original: JsonValue
+    wrapped: JsonValue
+    entry_text: str | None = None
+    key_texts: dict[str, str] = {}
+    installed_at: str
+
+    @property
+    def key(self) -> tuple[str, TablePath, str]:
+        return (self.file, self.table, self.name)
+
+    @property
+    def source(self) -> EntrySource:
+        return EntrySource(entry_text=self.entry_text, key_texts=self.key_texts)
+
+
+class InstallState(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: Literal[1] = 1
+    records: tuple[InstallRecord, ...] = ()
+
+    def find(self, file: str, table: TablePath, name: str) -> InstallRecord | None:
+        for record in self.records:
+            if record.key == (file, table, name):
+                return record
+        return None
+
+    def updated(self, added: tuple[InstallRecord, ...], removed: tuple[InstallRecord, ...]) -> InstallState:
+        gone = {record.key for record in (*added, *removed)}
+        kept = tuple(record for record in self.records if record.key not in gone)
+        return InstallState(records=(*kept, *added))
+
+
+def state_path(state_dir: Path) -> Path:
+    return state_dir / "installs.json"
+
+
+def load_state(path: Path) -> InstallState:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return InstallState()
+    except OSError as exc:
+        raise ClientConfigError(f"{path}: the install record cannot be read ({exc.strerror})") from exc
+    try:
+        return InstallState.model_validate_json(text)
+    except ValidationError as exc:
+        raise ClientConfigError(
+            f"{path}: the install record is damaged ({exc.errors()[0]['msg']}); nothing was changed. Move it "
+            "away and run again: uninstall then restores wrapped entries from their command lines"
+        ) from exc
+
+
+def save_state(path: Path, state: InstallState) -> None:
+    """Write atomically, readable by the owner only: the record holds the configs' env values."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            os.chmod(tmp, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(state.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise ClientConfigError(f"{path}: the install record cannot be written ({exc.strerror or exc})") from exc
