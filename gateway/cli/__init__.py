@@ -19,7 +19,7 @@ __all__ = ["app", "main"]
 COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "wrap": ("serve_cmds",), "run": ("serve_cmds",), "demo": ("demo_cmd",), "logs": ("logs_cmd",),
     "policy": ("policy_cmds", "test_cmds"), "scan": ("catalogue_cmds",), "pins": ("catalogue_cmds",),
-    "install": ("install",), "uninstall": ("install",), "doctor": ("install", "doctor_cmd"),
+    "install": ("install",), "uninstall": ("install",), "doctor": ("doctor_cmd",),
 }
 
 

@@ -9,3 +9,4 @@ from . import test_cmds  # noqa: F401
 from . import logs_cmd  # noqa: F401
 from . import demo_cmd  # noqa: F401
 from . import catalogue_cmds  # noqa: F401
+from . import doctor_cmd  # noqa: F401

@@ -1,0 +1,89 @@
+"""The servers configured in IDE clients, as `ServerSpec`s (for ``scan`` and ``doctor``).
+
+A wrapped entry (``mcp-gateway wrap ... -- CMD``) is read back to the server it wraps, so the scan
+looks at the real server and the doctor can tell both apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .clientconfig import list_entries, read_config
+from .clients import ClientName, ConfigLocation, Environment, all_locations
+from .errors import ConfigError
+from .specs import ServerSpec, StdioCommand
+from .wrapping import is_wrapped, parse_invocation
+
+__all__ = ["ClientServer", "client_server_specs", "configured_servers"]
+
+
+@dataclass(frozen=True)
+class ClientServer:
+    location: ConfigLocation
+    name: str
+    entry: Any
+    wrapped: bool
+    spec: ServerSpec | None  # the real server behind the entry; None if the entry is not understood
+    problem: str | None = None
+
+
+def _spec(name: str, entry: Mapping[str, Any], cwd: Path) -> ServerSpec | None:
+    url = entry.get("url") or entry.get("serverUrl") or entry.get("httpUrl")
+    if isinstance(url, str):
+        transport = "sse" if entry.get("type") == "sse" or url.rstrip("/").endswith("/sse") else "http"
+        headers = entry.get("headers") or entry.get("http_headers") or {}
+        return ServerSpec(name=name, url=url, transport=transport,
+                          headers=tuple((str(k), str(v)) for k, v in headers.items()) if isinstance(headers, dict)
+                          else ())
+    command = entry.get("command")
+    if not isinstance(command, str):
+        return None
+    args = [str(a) for a in entry.get("args") or []] if isinstance(entry.get("args"), list) else []
+    env = entry.get("env") if isinstance(entry.get("env"), dict) else {}
+    return ServerSpec(name=name, stdio=StdioCommand(command, tuple(args), tuple((str(k), str(v)) for k, v in
+                                                                              env.items()),
+                                                    cwd=str(entry.get("cwd") or cwd)))
+
+
+def configured_servers(names: tuple[ClientName, ...] = tuple(ClientName), project: Path | None = None
+                       ) -> list[ClientServer]:
+    env = Environment.from_os(project)
+    found: list[ClientServer] = []
+    for location in all_locations(env, names):
+        document = read_config(location)
+        if document is None:
+            continue
+        for entry in list_entries(document):
+            value = entry.value
+            if not isinstance(value, dict):
+                found.append(ClientServer(location, entry.name, value, False, None, "the entry is not an object"))
+                continue
+            wrapped = is_wrapped(value)
+            real: Mapping[str, Any] = value
+            if wrapped:
+                invocation = parse_invocation(value.get("args"))
+                assert invocation is not None
+                if invocation.url:
+                    real = {"url": invocation.url, "headers": dict(invocation.headers),
+                            "type": invocation.transport}
+                else:
+                    real = {"command": invocation.command[0], "args": list(invocation.command[1:]),
+                            "env": value.get("env") or {}, "cwd": value.get("cwd")}
+            spec = _spec(entry.name, real, env.project)
+            found.append(ClientServer(location, entry.name, value, wrapped, spec,
+                                      None if spec else "no 'command' or 'url' the gateway understands"))
+    return found
+
+
+def client_server_specs(client: str, project: Path | None = None) -> list[ServerSpec]:
+    try:
+        name = ClientName(client)
+    except ValueError as exc:
+        raise ConfigError(f"unknown client {client!r}; use one of {', '.join(c.value for c in ClientName)}") from exc
+    servers = [server.spec for server in configured_servers((name,), project) if server.spec is not None]
+    if not servers:
+        raise ConfigError(f"no servers configured for {client}; nothing to scan")
+    return servers
