@@ -96,8 +96,9 @@ A rule is {"id", "description", "when": <condition>, "effect"}, effect is:
   "escalate" - suspicious, let the judge decide.
 Write rules only for what the English states precisely (a number limit, a path, a domain, a tool name). A rule that
 contradicts the policy's own examples is wrong. Prefer no rule to a guessed one.
-"violations": new examples that violate the policy, worded differently from the given ones.
-"hard_negatives": examples that look similar but are allowed.
+"violations": 3 to 6 new examples that violate the policy, worded differently from the given ones.
+"hard_negatives": 3 to 6 examples that look similar but are allowed.
+Keep every text short.
 For a tool call give "tool" and "arguments"; for text give "text".
 "rules_are_complete": true only if your violate rules catch EVERY violation of this policy exactly (for example a
 numeric limit on one argument), so that a subject no rule matches is certainly allowed.
@@ -220,7 +221,7 @@ def _ask(
     llm: StructuredLLM, messages: list[dict[str, str]], model: type[T], timeout: float, source: PolicySource
 ) -> T:
     try:
-        return llm.complete(messages, model, timeout=timeout, max_retries=2, max_tokens=4096).value
+        return llm.complete(messages, model, timeout=timeout, max_retries=2, max_tokens=2048).value
     except LLMError as exc:
         raise CompileError(f"{source.path}: compiling with {llm.model} failed: {exc}") from exc
 
