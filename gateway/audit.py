@@ -118,8 +118,10 @@ class AuditLog:
             self._connection = _connect(path)
             migrate(self._connection)
         except sqlite3.Error as exc:
-            raise AuditError(f"{path}: cannot open the audit log ({exc}); check the path and its permissions, "
-                             "or set audit_db / MCP_GATEWAY_AUDIT_DB") from exc
+            raise AuditError(
+                f"{path}: cannot open the audit log ({exc}); check the path and its permissions, "
+                "or set audit_db / MCP_GATEWAY_AUDIT_DB"
+            ) from exc
         self._queue: queue.Queue[AuditRow | None] = queue.Queue(maxsize=100_000)
         self._thread = threading.Thread(target=self._write_loop, name="mcp-gateway-audit", daemon=True)
         self._thread.start()
@@ -182,8 +184,9 @@ class AuditQuery:
 
 def open_reader(path: Path) -> sqlite3.Connection:
     if not path.exists():
-        raise AuditError(f"{path}: no audit log yet; it is created when the gateway first relays a message "
-                         "(or pass --db PATH)")
+        raise AuditError(
+            f"{path}: no audit log yet; it is created when the gateway first relays a message (or pass --db PATH)"
+        )
     try:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         connection.execute("PRAGMA busy_timeout=10000")
@@ -209,8 +212,10 @@ def query(connection: sqlite3.Connection, q: AuditQuery, *, newest_first: bool =
         clauses.append("ts <= ?")
         args.append(q.until)
     order = "DESC" if newest_first else "ASC"
-    sql = (f"SELECT id, {', '.join(_COLUMNS)} FROM decisions WHERE {' AND '.join(clauses)} "  # noqa: S608
-           f"ORDER BY id {order} LIMIT ?")
+    sql = (
+        f"SELECT id, {', '.join(_COLUMNS)} FROM decisions WHERE {' AND '.join(clauses)} "  # noqa: S608
+        f"ORDER BY id {order} LIMIT ?"
+    )
     try:
         cursor = connection.execute(sql, (*args, q.limit))
     except sqlite3.OperationalError as exc:

@@ -25,7 +25,8 @@ _SENSITIVE = re.compile(
 )
 _TO_THE_MODEL = re.compile(
     r"<\s*(?:important|system|instructions?|secret)\s*>|\bbefore (?:using|calling) (?:this|any) tool\b|"
-    r"\bdo not (?:tell|mention|inform|show|reveal)\b[^.]{0,40}\buser\b|\bignore (?:all |any )?(?:previous|prior|other)\b|"
+    r"\bdo not (?:tell|mention|inform|show|reveal)\b[^.]{0,40}\buser\b|"
+    r"\bignore (?:all |any )?(?:previous|prior|other)\b|"
     r"\b(?:the |an? )?(?:ai|assistant|agent|model|llm)\b[^.]{0,30}\b(?:must|should|always|never)\b|"
     r"\bwhen this tool is (?:available|present|loaded)\b|\b(?:bcc|cc|forward|send|post|upload)\b[^.]{0,60}"
     r"(?:https?://|@[a-z0-9-]+\.[a-z]{2,})",
@@ -42,18 +43,69 @@ class Finding:
     evidence: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"server": self.server, "tool": self.tool, "policy": self.policy, "severity": self.severity,
-                "evidence": self.evidence}
+        return {
+            "server": self.server,
+            "tool": self.tool,
+            "policy": self.policy,
+            "severity": self.severity,
+            "evidence": self.evidence,
+        }
 
 
 # Cyrillic and Greek letters that render like Latin ones in most fonts.
-_CONFUSABLE = str.maketrans({
-    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j", "ѕ": "s",
-    "ԁ": "d", "һ": "h", "ԛ": "q", "ԝ": "w", "ɡ": "g", "ʏ": "y", "А": "a", "В": "b", "Е": "e", "К": "k",
-    "М": "m", "Н": "h", "О": "o", "Р": "p", "С": "c", "Т": "t", "Х": "x", "ο": "o", "α": "a", "ν": "v",
-    "ρ": "p", "τ": "t", "ι": "i", "κ": "k", "υ": "u", "Ο": "o", "Α": "a", "Β": "b", "Ε": "e", "Ζ": "z",
-    "Η": "h", "Ι": "i", "Κ": "k", "Μ": "m", "Ν": "n", "Ρ": "p", "Τ": "t", "Χ": "x", "Υ": "y",
-})
+_CONFUSABLE = str.maketrans(
+    {
+        "а": "a",
+        "е": "e",
+        "о": "o",
+        "р": "p",
+        "с": "c",
+        "у": "y",
+        "х": "x",
+        "і": "i",
+        "ј": "j",
+        "ѕ": "s",
+        "ԁ": "d",
+        "һ": "h",
+        "ԛ": "q",
+        "ԝ": "w",
+        "ɡ": "g",
+        "ʏ": "y",
+        "А": "a",
+        "В": "b",
+        "Е": "e",
+        "К": "k",
+        "М": "m",
+        "Н": "h",
+        "О": "o",
+        "Р": "p",
+        "С": "c",
+        "Т": "t",
+        "Х": "x",
+        "ο": "o",
+        "α": "a",
+        "ν": "v",
+        "ρ": "p",
+        "τ": "t",
+        "ι": "i",
+        "κ": "k",
+        "υ": "u",
+        "Ο": "o",
+        "Α": "a",
+        "Β": "b",
+        "Ε": "e",
+        "Ζ": "z",
+        "Η": "h",
+        "Ι": "i",
+        "Κ": "k",
+        "Μ": "m",
+        "Ν": "n",
+        "Ρ": "p",
+        "Τ": "t",
+        "Χ": "x",
+        "Υ": "y",
+    }
+)
 
 
 def skeleton(name: str) -> str:
@@ -87,16 +139,37 @@ def item_findings(server: str, item: Mapping[str, Any], label: str | None = None
     findings: list[Finding] = []
     if not name.isascii():
         odd = [f"{ch} (U+{ord(ch):04X} {unicodedata.name(ch, '?')})" for ch in name if not ch.isascii()]
-        findings.append(Finding(server, where, "homoglyph-name", "high",
-                                f"name {name!r} uses non-ASCII look-alike characters: {', '.join(odd[:3])}; "
-                                f"it reads as {skeleton(name)!r}"))
+        findings.append(
+            Finding(
+                server,
+                where,
+                "homoglyph-name",
+                "high",
+                f"name {name!r} uses non-ASCII look-alike characters: {', '.join(odd[:3])}; "
+                f"it reads as {skeleton(name)!r}",
+            )
+        )
     text = _text_of(item)
     for match in list(_SENSITIVE.finditer(text))[:3]:
-        findings.append(Finding(server, where, "sensitive-reference", "medium",
-                                f"mentions {match.group(0)!r}: …{text[max(0, match.start() - 60):match.end() + 60]}…"))
+        findings.append(
+            Finding(
+                server,
+                where,
+                "sensitive-reference",
+                "medium",
+                f"mentions {match.group(0)!r}: …{text[max(0, match.start() - 60) : match.end() + 60]}…",
+            )
+        )
     for match in list(_TO_THE_MODEL.finditer(text))[:3]:
-        findings.append(Finding(server, where, "instructions-to-model", "medium",
-                                f"addresses the model: …{text[max(0, match.start() - 40):match.end() + 80]}…"))
+        findings.append(
+            Finding(
+                server,
+                where,
+                "instructions-to-model",
+                "medium",
+                f"addresses the model: …{text[max(0, match.start() - 40) : match.end() + 80]}…",
+            )
+        )
     return findings
 
 
@@ -110,23 +183,46 @@ def shadowing_findings(catalogue: Mapping[str, Sequence[Mapping[str, Any]]]) -> 
     for name, servers in owners.items():
         if len(set(servers)) > 1:
             for server in sorted(set(servers)):
-                findings.append(Finding(server, name, "name-collision", "medium",
-                                        f"a tool named {name!r} is offered by {', '.join(sorted(set(servers)))}"))
+                findings.append(
+                    Finding(
+                        server,
+                        name,
+                        "name-collision",
+                        "medium",
+                        f"a tool named {name!r} is offered by {', '.join(sorted(set(servers)))}",
+                    )
+                )
     for server, tools in catalogue.items():
-        others = {str(t.get("name")): other for other, items in catalogue.items() if other != server for t in items
-                  if len(str(t.get("name", ""))) >= 4}
+        others = {
+            str(t.get("name")): other
+            for other, items in catalogue.items()
+            if other != server
+            for t in items
+            if len(str(t.get("name", ""))) >= 4
+        }
         for tool in tools:
             text = _text_of(tool)
             for other_name, other_server in others.items():
                 if re.search(rf"(?<![\w-]){re.escape(other_name)}(?![\w-])", text):
-                    findings.append(Finding(server, str(tool.get("name")), "shadowing", "high",
-                                            f"its description refers to {other_name!r} of server {other_server!r}, "
-                                            "which can change how that tool is used"))
+                    findings.append(
+                        Finding(
+                            server,
+                            str(tool.get("name")),
+                            "shadowing",
+                            "high",
+                            f"its description refers to {other_name!r} of server {other_server!r}, "
+                            "which can change how that tool is used",
+                        )
+                    )
     return findings
 
 
 def _sentences(text: str) -> list[str]:
     return [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def explain_change(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[str]:
@@ -146,8 +242,8 @@ def explain_change(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> lis
             notes.append(f"{key} now addresses the model: {match.group(0)!r}")
         notes += [f"{key} gained: {s[:160]!r}" for s in added[:4]]
         notes += [f"{key} lost: {s[:160]!r}" for s in removed[:2]]
-    old_schema = old.get("inputSchema") if isinstance(old.get("inputSchema"), dict) else {}
-    new_schema = new.get("inputSchema") if isinstance(new.get("inputSchema"), dict) else {}
+    old_schema = _mapping(old.get("inputSchema"))
+    new_schema = _mapping(new.get("inputSchema"))
     old_props = old_schema.get("properties") or {}
     new_props = new_schema.get("properties") or {}
     old_required, new_required = set(old_schema.get("required") or []), set(new_schema.get("required") or [])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .clientconfig import list_entries, read_config
 from .clients import ClientName, ConfigLocation, Environment, all_locations
@@ -33,23 +33,33 @@ class ClientServer:
 def _spec(name: str, entry: Mapping[str, Any], cwd: Path) -> ServerSpec | None:
     url = entry.get("url") or entry.get("serverUrl") or entry.get("httpUrl")
     if isinstance(url, str):
-        transport = "sse" if entry.get("type") == "sse" or url.rstrip("/").endswith("/sse") else "http"
+        transport: Literal["http", "sse"] = (
+            "sse" if entry.get("type") == "sse" or url.rstrip("/").endswith("/sse") else "http"
+        )
         headers = entry.get("headers") or entry.get("http_headers") or {}
-        return ServerSpec(name=name, url=url, transport=transport,
-                          headers=tuple((str(k), str(v)) for k, v in headers.items()) if isinstance(headers, dict)
-                          else ())
+        return ServerSpec(
+            name=name,
+            url=url,
+            transport=transport,
+            headers=tuple((str(k), str(v)) for k, v in headers.items()) if isinstance(headers, dict) else (),
+        )
     command = entry.get("command")
     if not isinstance(command, str):
         return None
     args = [str(a) for a in entry.get("args") or []] if isinstance(entry.get("args"), list) else []
-    env = entry.get("env") if isinstance(entry.get("env"), dict) else {}
-    return ServerSpec(name=name, stdio=StdioCommand(command, tuple(args), tuple((str(k), str(v)) for k, v in
-                                                                              env.items()),
-                                                    cwd=str(entry.get("cwd") or cwd)))
+    raw_env = entry.get("env")
+    env: dict[str, Any] = raw_env if isinstance(raw_env, dict) else {}
+    return ServerSpec(
+        name=name,
+        stdio=StdioCommand(
+            command, tuple(args), tuple((str(k), str(v)) for k, v in env.items()), cwd=str(entry.get("cwd") or cwd)
+        ),
+    )
 
 
-def configured_servers(names: tuple[ClientName, ...] = tuple(ClientName), project: Path | None = None
-                       ) -> list[ClientServer]:
+def configured_servers(
+    names: tuple[ClientName, ...] = tuple(ClientName), project: Path | None = None
+) -> list[ClientServer]:
     env = Environment.from_os(project)
     found: list[ClientServer] = []
     for location in all_locations(env, names):
@@ -67,14 +77,25 @@ def configured_servers(names: tuple[ClientName, ...] = tuple(ClientName), projec
                 invocation = parse_invocation(value.get("args"))
                 assert invocation is not None
                 if invocation.url:
-                    real = {"url": invocation.url, "headers": dict(invocation.headers),
-                            "type": invocation.transport}
+                    real = {"url": invocation.url, "headers": dict(invocation.headers), "type": invocation.transport}
                 else:
-                    real = {"command": invocation.command[0], "args": list(invocation.command[1:]),
-                            "env": value.get("env") or {}, "cwd": value.get("cwd")}
+                    real = {
+                        "command": invocation.command[0],
+                        "args": list(invocation.command[1:]),
+                        "env": value.get("env") or {},
+                        "cwd": value.get("cwd"),
+                    }
             spec = _spec(entry.name, real, env.project)
-            found.append(ClientServer(location, entry.name, value, wrapped, spec,
-                                      None if spec else "no 'command' or 'url' the gateway understands"))
+            found.append(
+                ClientServer(
+                    location,
+                    entry.name,
+                    value,
+                    wrapped,
+                    spec,
+                    None if spec else "no 'command' or 'url' the gateway understands",
+                )
+            )
     return found
 
 

@@ -37,10 +37,18 @@ NOTES: dict[str, str] = {
 }
 
 CUSTOMERS: list[dict[str, str]] = [
-    {"name": "Maria Gonzalez", "email": "maria.gonzalez@example.com", "phone": "+1 415 555 0143",
-     "card": "4111 1111 1111 1111"},
-    {"name": "James Whitfield", "email": "j.whitfield@example.org", "phone": "+44 20 7946 0958",
-     "card": "5500 0000 0000 0004"},
+    {
+        "name": "Maria Gonzalez",
+        "email": "maria.gonzalez@example.com",
+        "phone": "+1 415 555 0143",
+        "card": "4111 1111 1111 1111",
+    },
+    {
+        "name": "James Whitfield",
+        "email": "j.whitfield@example.org",
+        "phone": "+44 20 7946 0958",
+        "card": "5500 0000 0000 0004",
+    },
 ]
 
 WEB_PAGE = (

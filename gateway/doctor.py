@@ -38,8 +38,13 @@ class Check:
     fix: str = ""
 
     def as_dict(self) -> dict[str, str]:
-        return {"area": self.area, "subject": self.subject, "status": self.status, "detail": self.detail,
-                "fix": self.fix}
+        return {
+            "area": self.area,
+            "subject": self.subject,
+            "status": self.status,
+            "detail": self.detail,
+            "fix": self.fix,
+        }
 
 
 def _gateway_argv(server: ClientServer, gateway: str) -> list[str] | None:
@@ -74,24 +79,53 @@ def check_servers(servers: Sequence[ClientServer], gateway: str, *, timeout: flo
     for server in servers:
         label = f"{server.name} ({server.location.label}, {server.location.path})"
         if server.spec is None:
-            checks.append(Check("server", label, "fail", server.problem or "not understood",
-                                "fix the entry: it needs 'command' (and 'args') or 'url'"))
+            checks.append(
+                Check(
+                    "server",
+                    label,
+                    "fail",
+                    server.problem or "not understood",
+                    "fix the entry: it needs 'command' (and 'args') or 'url'",
+                )
+            )
             continue
         if not server.wrapped:
-            checks.append(Check("server", label, "warn", "not behind the gateway",
-                                f"run 'mcp-gateway install --client {server.location.client.name}'"))
+            checks.append(
+                Check(
+                    "server",
+                    label,
+                    "warn",
+                    "not behind the gateway",
+                    f"run 'mcp-gateway install --client {server.location.client.name}'",
+                )
+            )
         else:
             command = str(server.entry.get("command"))
             if not (os.path.isabs(command) and os.access(command, os.X_OK)):
-                checks.append(Check("server", label, "fail", f"gateway command {command!r} is not an absolute, "
-                                    "executable path (GUI apps start with a minimal PATH)",
-                                    "run 'mcp-gateway uninstall' then 'mcp-gateway install' again"))
+                checks.append(
+                    Check(
+                        "server",
+                        label,
+                        "fail",
+                        f"gateway command {command!r} is not an absolute, "
+                        "executable path (GUI apps start with a minimal PATH)",
+                        "run 'mcp-gateway uninstall' then 'mcp-gateway install' again",
+                    )
+                )
         spec = server.spec
         env = {**os.environ, **dict(spec.stdio.env if spec.stdio else ())}
-        if spec.stdio is not None and not (os.path.exists(spec.stdio.command)
-                                           or shutil.which(spec.stdio.command, path=env.get("PATH"))):
-            checks.append(Check("server", label, "fail", f"command {spec.stdio.command!r} is not found",
-                                "install it, or put its absolute path in the config"))
+        if spec.stdio is not None and not (
+            os.path.exists(spec.stdio.command) or shutil.which(spec.stdio.command, path=env.get("PATH"))
+        ):
+            checks.append(
+                Check(
+                    "server",
+                    label,
+                    "fail",
+                    f"command {spec.stdio.command!r} is not found",
+                    "install it, or put its absolute path in the config",
+                )
+            )
             continue
         if not start:
             continue
@@ -100,14 +134,31 @@ def check_servers(servers: Sequence[ClientServer], gateway: str, *, timeout: flo
         try:
             elapsed, tools = anyio.run(_start, argv, env, spec.stdio.cwd if spec.stdio else None, timeout)
         except TimeoutError:
-            checks.append(Check("server", label, "fail", f"did not answer initialize and tools/list within "
-                                f"{timeout:g} s through the gateway", "start it by hand to see its errors"))
+            checks.append(
+                Check(
+                    "server",
+                    label,
+                    "fail",
+                    f"did not answer initialize and tools/list within {timeout:g} s through the gateway",
+                    "start it by hand to see its errors",
+                )
+            )
         except Exception as exc:  # every failure to start is reported, never raised
-            checks.append(Check("server", label, "fail", f"failed through the gateway: {type(exc).__name__}: "
-                                f"{exc}"[:300], "run the command by hand; check 'mcp-gateway logs'"))
+            checks.append(
+                Check(
+                    "server",
+                    label,
+                    "fail",
+                    f"failed through the gateway: {type(exc).__name__}: {exc}"[:300],
+                    "run the command by hand; check 'mcp-gateway logs'",
+                )
+            )
         else:
-            checks.append(Check("server", label, "ok", f"initialize in {elapsed:.2f} s through the gateway; "
-                                f"{tools} tool(s) listed"))
+            checks.append(
+                Check(
+                    "server", label, "ok", f"initialize in {elapsed:.2f} s through the gateway; {tools} tool(s) listed"
+                )
+            )
     return checks
 
 
@@ -133,8 +184,15 @@ def check_policies(settings: Settings) -> list[Check]:
         if status is LockStatus.FRESH:
             checks.append(Check("policies", path.name, "ok", "compiled and up to date"))
         else:
-            checks.append(Check("policies", path.name, "warn", f"lock file is {status.value}: enforced from an "
-                                "offline compile", f"run 'mcp-gateway policy compile {path}'"))
+            checks.append(
+                Check(
+                    "policies",
+                    path.name,
+                    "warn",
+                    f"lock file is {status.value}: enforced from an offline compile",
+                    f"run 'mcp-gateway policy compile {path}'",
+                )
+            )
     return checks
 
 
@@ -145,9 +203,16 @@ def check_judge(settings: Settings) -> list[Check]:
 
     judge_settings = settings.judge
     if not judge_settings.model:
-        return [Check("judge", "(none)", "warn", "no judge model configured: unsure cases are decided by the "
-                      "classifier thresholds", "set --judge-model or MCP_GATEWAY_JUDGE__MODEL (e.g. "
-                      "ollama_chat/qwen2.5:1.5b with MCP_GATEWAY_JUDGE__API_BASE)")]
+        return [
+            Check(
+                "judge",
+                "(none)",
+                "warn",
+                "no judge model configured: unsure cases are decided by the classifier thresholds",
+                "set --judge-model or MCP_GATEWAY_JUDGE__MODEL (e.g. "
+                "ollama_chat/qwen2.5:1.5b with MCP_GATEWAY_JUDGE__API_BASE)",
+            )
+        ]
     model, base = judge_settings.model, judge_settings.api_base
     checks = [_model_present(model, base, judge_settings.timeout_s)]
     if checks[0].status == "fail":
@@ -156,10 +221,18 @@ def check_judge(settings: Settings) -> list[Check]:
     assert judge is not None
     for index, result in enumerate(canary_check(judge), start=1):
         status: Status = "ok" if result.ok and result.latency_ms <= judge_settings.timeout_s * 1000 else "fail"
-        fix = "" if status == "ok" else ("use a larger judge model, or keep the judge out of blocking decisions"
-                                         if "WRONG" in result.detail else "check the server and model name")
-        checks.append(Check("judge", f"{model} canary {index}", status,
-                            f"{result.detail} ({result.latency_ms:.0f} ms)", fix))
+        fix = (
+            ""
+            if status == "ok"
+            else (
+                "use a larger judge model, or keep the judge out of blocking decisions"
+                if "WRONG" in result.detail
+                else "check the server and model name"
+            )
+        )
+        checks.append(
+            Check("judge", f"{model} canary {index}", status, f"{result.detail} ({result.latency_ms:.0f} ms)", fix)
+        )
     return checks
 
 
@@ -175,8 +248,13 @@ def _model_present(model: str, base: str | None, timeout: float) -> Check:
         response.raise_for_status()
         data: Any = response.json()
     except (httpx.HTTPError, ValueError) as exc:
-        return Check("judge", model, "fail", f"{url} is not reachable ({type(exc).__name__}: {exc})"[:300],
-                     "start the model server (e.g. 'ollama serve' or llama-cpp-python) or fix the api base")
+        return Check(
+            "judge",
+            model,
+            "fail",
+            f"{url} is not reachable ({type(exc).__name__}: {exc})"[:300],
+            "start the model server (e.g. 'ollama serve' or llama-cpp-python) or fix the api base",
+        )
     if provider.startswith("ollama"):
         names = {str(m.get("name", "")) for m in data.get("models", []) if isinstance(m, dict)}
         present = name in names or f"{name}:latest" in names
@@ -186,8 +264,13 @@ def _model_present(model: str, base: str | None, timeout: float) -> Check:
         present = name in names or not names
         fix = f"serve the model under the name {name!r}"
     if not present:
-        return Check("judge", model, "fail", f"model {name!r} is not served at {base} (has: "
-                     f"{', '.join(sorted(names)) or 'none'})", fix)
+        return Check(
+            "judge",
+            model,
+            "fail",
+            f"model {name!r} is not served at {base} (has: {', '.join(sorted(names)) or 'none'})",
+            fix,
+        )
     return Check("judge", model, "ok", f"reachable at {base}, model present")
 
 

@@ -97,12 +97,15 @@ class Downstream:
         self.init_params = dict(params or {})
         async with self._lock:
             connection = await self._start_locked(replay=False)
-        result = await self._send(connection, "initialize", self.init_params,
-                                  {"timeout": self.init_timeout_s, "cancel_on_abandon": False})
+        result = await self._send(
+            connection, "initialize", self.init_params, {"timeout": self.init_timeout_s, "cancel_on_abandon": False}
+        )
         self.init_result = result
         return result
 
-    async def request(self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None) -> dict[str, Any]:
+    async def request(
+        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
+    ) -> dict[str, Any]:
         connection = await self._ensure()
         options: CallOptions = {"timeout": self.request_timeout_s}
         options.update(opts or {})
@@ -139,8 +142,12 @@ class Downstream:
             await anyio.sleep(wait)  # a server that dies at once must not be respawned in a tight loop
         self._last_start = time.monotonic()
         if self.starts:
-            logger.warning("restarting server %r (%s)%s", self.name, self.spec.describe(),
-                           f" after: {self._last_exit}" if self._last_exit else "")
+            logger.warning(
+                "restarting server %r (%s)%s",
+                self.name,
+                self.spec.describe(),
+                f" after: {self._last_exit}" if self._last_exit else "",
+            )
         assert self._tg is not None, "Downstream.bind() must be called first"
         adopted = self._adopt is not None
         connection: _Connection = await self._tg.start(self._run_connection)
@@ -151,12 +158,17 @@ class Downstream:
         if replay and self.init_params is not None:
             try:
                 await connection.dispatcher.send_raw_request(
-                    "initialize", self.init_params, {"timeout": self.init_timeout_s, "cancel_on_abandon": False})
+                    "initialize", self.init_params, {"timeout": self.init_timeout_s, "cancel_on_abandon": False}
+                )
                 await connection.dispatcher.notify("notifications/initialized", None)
             except MCPError as exc:
-                raise MCPError(code=DOWNSTREAM_UNAVAILABLE, message=(
-                    f"mcp-gateway: server {self.name!r} was restarted but did not initialize again: "
-                    f"{exc.error.message}")) from exc
+                raise MCPError(
+                    code=DOWNSTREAM_UNAVAILABLE,
+                    message=(
+                        f"mcp-gateway: server {self.name!r} was restarted but did not initialize again: "
+                        f"{exc.error.message}"
+                    ),
+                ) from exc
         return connection
 
     async def _run_connection(self, *, task_status: anyio.abc.TaskStatus[_Connection]) -> None:
@@ -193,8 +205,9 @@ class Downstream:
         spec = self.spec
         if spec.stdio is not None:
             adopt, self._adopt = self._adopt, None
-            async with stdio_downstream(spec.name, spec.stdio, max_message_bytes=self.max_message_bytes,
-                                        adopt=adopt) as (r, w, p):
+            async with stdio_downstream(
+                spec.name, spec.stdio, max_message_bytes=self.max_message_bytes, adopt=adopt
+            ) as (r, w, p):
                 yield r, w, p
             return
         assert spec.url is not None
@@ -210,14 +223,18 @@ class Downstream:
             else:
                 from mcp.client.streamable_http import streamable_http_client
 
-                async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(self.request_timeout_s)) as http:
-                    async with streamable_http_client(spec.url, http_client=http) as streams:
-                        yield streams[0], streams[1], None
+                timeout = httpx2.Timeout(self.request_timeout_s)
+                async with (
+                    httpx2.AsyncClient(headers=headers, timeout=timeout) as http,
+                    streamable_http_client(spec.url, http_client=http) as streams,
+                ):
+                    yield streams[0], streams[1], None
         except (OSError, httpx2.HTTPError) as exc:
             raise DownstreamError(f"server {spec.name!r}: cannot connect to {spec.url}: {exc}") from exc
 
-    async def _send(self, connection: _Connection, method: str, params: Mapping[str, Any] | None,
-                    opts: CallOptions) -> dict[str, Any]:
+    async def _send(
+        self, connection: _Connection, method: str, params: Mapping[str, Any] | None, opts: CallOptions
+    ) -> dict[str, Any]:
         try:
             return await connection.dispatcher.send_raw_request(method, params, opts)
         except MCPError as exc:
@@ -226,12 +243,20 @@ class Downstream:
                 with anyio.move_on_after(2):
                     await connection.done.wait()
                 note = self._exit_note(connection)
-                raise MCPError(code=CONNECTION_CLOSED, message=(
-                    f"mcp-gateway: server {self.name!r} stopped while handling {method} ({note}); "
-                    "it will be restarted on the next request")) from exc
+                raise MCPError(
+                    code=CONNECTION_CLOSED,
+                    message=(
+                        f"mcp-gateway: server {self.name!r} stopped while handling {method} ({note}); "
+                        "it will be restarted on the next request"
+                    ),
+                ) from exc
             if code == REQUEST_TIMEOUT and "timed out" in exc.error.message:
                 seconds = opts.get("timeout")
-                raise MCPError(code=REQUEST_TIMEOUT, message=(
-                    f"mcp-gateway: server {self.name!r} did not answer {method} within {seconds:g} s and may be "
-                    "hung; the request was cancelled (raise request_timeout_s if the tool is slow)")) from exc
+                raise MCPError(
+                    code=REQUEST_TIMEOUT,
+                    message=(
+                        f"mcp-gateway: server {self.name!r} did not answer {method} within {seconds:g} s and may be "
+                        "hung; the request was cancelled (raise request_timeout_s if the tool is slow)"
+                    ),
+                ) from exc
             raise

@@ -50,8 +50,9 @@ class EngineHost:
                 runtime.engine.warm()
             self._runtime = runtime
             self.load_seconds = time.perf_counter() - started
-            logger.info("policy engine ready in %.1f s with %d policies", self.load_seconds,
-                        len(runtime.engine.policies))
+            logger.info(
+                "policy engine ready in %.1f s with %d policies", self.load_seconds, len(runtime.engine.policies)
+            )
         except Exception as exc:  # the load boundary: any failure must become a refusal, not a crash
             self._error = f"{type(exc).__name__}: {exc}"
             logger.error("the policy engine failed to load; every guarded message will be refused: %s", self._error)
@@ -73,8 +74,11 @@ class EngineHost:
         if not self._ready.is_set():
             ready = await anyio.to_thread.run_sync(self._ready.wait, self._ready_timeout_s, abandon_on_cancel=True)
             if not ready:
-                return [_refusal(f"the policy engine was not ready within {self._ready_timeout_s:g} s "
-                                 "(engine_ready_timeout_s)")]
+                return [
+                    _refusal(
+                        f"the policy engine was not ready within {self._ready_timeout_s:g} s (engine_ready_timeout_s)"
+                    )
+                ]
         if self._runtime is None:
             return [_refusal(f"the policy engine failed to load: {self._error}")]
         engine = self._runtime.engine
@@ -85,5 +89,11 @@ class EngineHost:
 
 def _refusal(reason: str) -> Verdict:
     # fail closed: without an engine, nothing can be checked, so nothing guarded passes
-    return Verdict(policy="mcp-gateway", outcome=Outcome.VIOLATION, action=Action.BLOCK, tier=Tier.ON_ERROR,
-                   reason=reason, trace=(TierStep(tier=Tier.ON_ERROR, result="error", detail=reason),))
+    return Verdict(
+        policy="mcp-gateway",
+        outcome=Outcome.VIOLATION,
+        action=Action.BLOCK,
+        tier=Tier.ON_ERROR,
+        reason=reason,
+        trace=(TierStep(tier=Tier.ON_ERROR, result="error", detail=reason),),
+    )

@@ -24,8 +24,8 @@ from policy.verdict import Action, Outcome, Span, Tier, TierStep, Verdict
 from .audit import AuditLog, AuditRow
 from .catalogue import explain_change
 from .enginehost import EngineHost
-from .pins import PinStatus, PinStore
 from .masking import mask_string
+from .pins import PinStatus, PinStore
 from .subjects import TextLayout, call_subject, mask_message, result_subject, sampling_subject
 
 __all__ = ["BLOCKED", "Decision", "Guard", "decide"]
@@ -99,15 +99,22 @@ class Guard:
         if verdicts:
             self._log(subject, decision)
             if decision.applied != "allow":
-                logger.info("%s %s/%s: %s by %s (%.1f ms)", decision.applied, subject.server, subject.tool or
-                            subject.method, subject.kind.value, ", ".join(v.policy for v in verdicts if v.violated),
-                            (time.perf_counter() - started) * 1000)
+                logger.info(
+                    "%s %s/%s: %s by %s (%.1f ms)",
+                    decision.applied,
+                    subject.server,
+                    subject.tool or subject.method,
+                    subject.kind.value,
+                    ", ".join(v.policy for v in verdicts if v.violated),
+                    (time.perf_counter() - started) * 1000,
+                )
         return decision
 
     # --- client → server ------------------------------------------------------------------
 
-    async def client_request(self, server: str, method: str, params: Mapping[str, Any] | None
-                             ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    async def client_request(
+        self, server: str, method: str, params: Mapping[str, Any] | None
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """(params to forward, or None) and (a result to answer with instead, or None)."""
         if method not in ("tools/call", "prompts/get"):
             return (dict(params) if params is not None else None), None
@@ -115,14 +122,19 @@ class Guard:
         if method == "tools/call":
             name = str(params.get("name", ""))
             if name in self.hidden_tools.get(server, set()):
-                return None, _tool_error(f"mcp-gateway: the tool {name!r} is blocked on server {server!r} "
-                                         "(its description failed a policy check; see 'mcp-gateway logs')")
+                return None, _tool_error(
+                    f"mcp-gateway: the tool {name!r} is blocked on server {server!r} "
+                    "(its description failed a policy check; see 'mcp-gateway logs')"
+                )
             kind = SubjectKind.TOOL_CALL
         else:
             name = str(params.get("name", ""))
             if name in self.hidden_prompts.get(server, set()):
-                raise MCPError(code=BLOCKED, message=f"mcp-gateway: the prompt {name!r} of server {server!r} is "
-                                                     "blocked (its definition failed a check; see 'mcp-gateway logs')")
+                raise MCPError(
+                    code=BLOCKED,
+                    message=f"mcp-gateway: the prompt {name!r} of server {server!r} is "
+                    "blocked (its definition failed a check; see 'mcp-gateway logs')",
+                )
             kind = SubjectKind.PROMPT
         subject = call_subject(kind, server, name, method, params.get("arguments"))
         decision = await self._judge(subject)
@@ -136,8 +148,9 @@ class Guard:
 
     # --- server → client ------------------------------------------------------------------
 
-    async def server_result(self, server: str, method: str, params: Mapping[str, Any] | None,
-                            result: dict[str, Any]) -> dict[str, Any]:
+    async def server_result(
+        self, server: str, method: str, params: Mapping[str, Any] | None, result: dict[str, Any]
+    ) -> dict[str, Any]:
         if method == "tools/list":
             return await self._catalogue(server, result, "tools", "tool", self.hidden_tools)
         if method == "prompts/list":
@@ -160,8 +173,9 @@ class Guard:
             result = mask_message(result, layout, list(decision.masks), structured_key="structuredContent")
             result = _with_meta(result, "masked", sorted({span.label for span in decision.masks}))
         if decision.warnings:
-            result = _with_meta(result, "warnings", [{"policy": v.policy, "reason": v.reason}
-                                                     for v in decision.warnings])
+            result = _with_meta(
+                result, "warnings", [{"policy": v.policy, "reason": v.reason} for v in decision.warnings]
+            )
         return result
 
     async def server_request(self, server: str, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -189,8 +203,9 @@ class Guard:
             return {key: value for key, value in result.items() if key != "instructions"}
         return result
 
-    async def _catalogue(self, server: str, result: dict[str, Any], key: str, kind: str,
-                         hidden_by_server: dict[str, set[str]]) -> dict[str, Any]:
+    async def _catalogue(
+        self, server: str, result: dict[str, Any], key: str, kind: str, hidden_by_server: dict[str, set[str]]
+    ) -> dict[str, Any]:
         items = result.get(key)
         if not isinstance(items, list):
             return result
@@ -217,17 +232,35 @@ class Guard:
             check = self.pins.check(server, kind, item)
             if check.status is PinStatus.CHANGED:
                 notes = explain_change(check.pinned, check.current)
-                reason = (f"{kind} {name!r} changed since it was pinned ({'; '.join(notes)}); quarantined until "
-                          f"'mcp-gateway pins approve {server} {name}'")
+                reason = (
+                    f"{kind} {name!r} changed since it was pinned ({'; '.join(notes)}); quarantined until "
+                    f"'mcp-gateway pins approve {server} {name}'"
+                )
                 logger.warning("server %r: %s", server, reason)
-                subject = Subject(kind=SubjectKind.TOOL_DESCRIPTION, server=server, tool=name,
-                                  method=f"{kind}s/list", text=describe_tool(item))
-                verdict = Verdict(policy="rug-pull", outcome=Outcome.VIOLATION, action=Action.BLOCK, tier=Tier.RULES,
-                                  reason=reason, trace=(TierStep(tier=Tier.RULES, result="violation", detail=reason),))
+                subject = Subject(
+                    kind=SubjectKind.TOOL_DESCRIPTION,
+                    server=server,
+                    tool=name,
+                    method=f"{kind}s/list",
+                    text=describe_tool(item),
+                )
+                verdict = Verdict(
+                    policy="rug-pull",
+                    outcome=Outcome.VIOLATION,
+                    action=Action.BLOCK,
+                    tier=Tier.RULES,
+                    reason=reason,
+                    trace=(TierStep(tier=Tier.RULES, result="violation", detail=reason),),
+                )
                 self._log(subject, decide([verdict]))
                 return False
-        subject = Subject(kind=SubjectKind.TOOL_DESCRIPTION, server=server, tool=name, method=f"{kind}s/list",
-                          text=describe_tool(item))
+        subject = Subject(
+            kind=SubjectKind.TOOL_DESCRIPTION,
+            server=server,
+            tool=name,
+            method=f"{kind}s/list",
+            text=describe_tool(item),
+        )
         if not subject.text.strip():
             return True
         decision = await self._judge(subject)
@@ -244,13 +277,25 @@ class Guard:
         excerpt = safe_excerpt(subject, decision, self.host)
         rows = [
             AuditRow(
-                ts=time.time(), session=self.session, server=subject.server, method=subject.method,
-                tool=subject.tool, kind=subject.kind.value, policy=v.policy, outcome=v.outcome.value,
-                action=v.action.value, applied=decision.applied if v.violated else "allow", tier=v.tier.value,
-                score=v.score, reason=_mask_reason(v.reason), latency_ms=round(v.latency_ms, 3),
-                cache_hit=v.cache_hit, judge_model=v.judge_model,
-                evidence=json.dumps([{"field": s.field, "start": s.start, "end": s.end, "label": s.label}
-                                     for s in v.evidence]),
+                ts=time.time(),
+                session=self.session,
+                server=subject.server,
+                method=subject.method,
+                tool=subject.tool,
+                kind=subject.kind.value,
+                policy=v.policy,
+                outcome=v.outcome.value,
+                action=v.action.value,
+                applied=decision.applied if v.violated else "allow",
+                tier=v.tier.value,
+                score=v.score,
+                reason=_mask_reason(v.reason),
+                latency_ms=round(v.latency_ms, 3),
+                cache_hit=v.cache_hit,
+                judge_model=v.judge_model,
+                evidence=json.dumps(
+                    [{"field": s.field, "start": s.start, "end": s.end, "label": s.label} for s in v.evidence]
+                ),
                 excerpt=excerpt,
                 trace=json.dumps([step.model_dump(mode="json") for step in v.trace]),
             )

@@ -51,9 +51,15 @@ class EarlyStart:
 def start_early(name: str, spec: StdioCommand, *, max_bytes: int) -> EarlyStart:
     env = {**os.environ, **dict(spec.env)}
     executable = resolve_command(spec.command, name, env)
-    process = subprocess.Popen(  # noqa: S603  (the user's own configured server command)
-        [executable, *spec.args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=env, cwd=spec.cwd, start_new_session=True, bufsize=0,
+    process = subprocess.Popen(
+        [executable, *spec.args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=spec.cwd,
+        start_new_session=True,
+        bufsize=0,
     )
     early = EarlyStart(name, process, max_bytes)
     threading.Thread(target=_pump_stderr, args=(early,), name="mcp-gateway-stderr", daemon=True).start()
@@ -105,6 +111,7 @@ def _handshake(early: EarlyStart) -> None:
         early.process.stdin.write(json.dumps({**message, "id": INIT_ID}).encode() + b"\n")
         early.process.stdin.flush()
         from policy.detectors.hidden import find_hidden
+
         while True:
             answer_line = _read_line(early.process.stdout.fileno(), server, early.max_bytes)
             if answer_line is None:
@@ -120,9 +127,10 @@ def _handshake(early: EarlyStart) -> None:
             server += answer_line + b"\n"  # an early notification: the relay delivers it
         answer["id"] = message["id"]
         result = answer.get("result")
-        if isinstance(result, dict) and isinstance(result.get("instructions"), str):
-            # The models are not loaded yet; what can be checked without them is, before the model reads it.
-            if find_hidden(result["instructions"]):
+        # The models are not loaded yet; what can be checked without them is, before the model reads it.
+        if isinstance(result, dict) and isinstance(result.get("instructions"), str) and find_hidden(
+            result["instructions"]
+        ):
                 logger.warning("server %r: its instructions hide text from people; they were removed", early.name)
                 answer["result"] = {k: v for k, v in result.items() if k != "instructions"}
         os.write(1, json.dumps(answer, ensure_ascii=False).encode() + b"\n")

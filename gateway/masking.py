@@ -121,9 +121,8 @@ def mask_json_text(text: str, ranges: Sequence[tuple[int, int, str]]) -> str | N
             adjusted.append((start, end, label, True))
     out: list[str] = []
     cursor = 0
-    for start, end, label, quote in sorted(adjusted):
-        if start < cursor:
-            start = cursor
+    for first, end, label, quote in sorted(adjusted):
+        start = max(first, cursor)
         if end <= start:
             continue
         out.append(text[cursor:start])
@@ -164,7 +163,7 @@ def set_path(root: Any, path: str, value: Any) -> bool:
             return False
     last = parts[-1]
     try:
-        node[last]  # noqa: B018  (existence check)
+        node[last]
     except (KeyError, IndexError, TypeError):
         return False
     node[last] = value
@@ -199,5 +198,5 @@ def spans_by_field(spans: Iterable[Span], prefix: str) -> dict[str, list[tuple[i
     grouped: dict[str, list[tuple[int, int, str]]] = {}
     for span in spans:
         if span.field == prefix or span.field.startswith(prefix + ".") or span.field.startswith(prefix + "["):
-            grouped.setdefault(span.field[len(prefix):], []).append((span.start, span.end, span.label))
+            grouped.setdefault(span.field[len(prefix) :], []).append((span.start, span.end, span.label))
     return grouped

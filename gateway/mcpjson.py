@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from .specs import ServerSpec
 from .errors import ConfigError
 from .jsonc import JsoncError
 from .jsonc import parse as parse_jsonc
-from .specs import StdioCommand
+from .specs import ServerSpec, StdioCommand
 
 __all__ = ["load_servers", "parse_servers"]
 
@@ -35,8 +34,10 @@ def load_servers(path: Path) -> list[ServerSpec]:
 
 def _expand(value: str, where: str) -> str:
     if "${input:" in value:
-        raise ConfigError(f"{where}: '${{input:...}}' prompts are not supported here; put the value in the file "
-                          "or in an environment variable and use ${env:NAME}")
+        raise ConfigError(
+            f"{where}: '${{input:...}}' prompts are not supported here; put the value in the file "
+            "or in an environment variable and use ${env:NAME}"
+        )
 
     def substitute(match: re.Match[str]) -> str:
         name = match.group(2)
@@ -62,8 +63,11 @@ def parse_servers(data: Any, path: Path) -> list[ServerSpec]:
     if not isinstance(servers, dict):
         raise ConfigError(f"{path}: no 'mcpServers' (Cursor, Claude) or 'servers' (VS Code) object found")
     # Lasso's layout: the gateway's own entry carries the servers it fronts in a nested "servers" map.
-    nested = [entry["servers"] for entry in servers.values()
-              if isinstance(entry, dict) and _is_gateway(entry) and isinstance(entry.get("servers"), dict)]
+    nested = [
+        entry["servers"]
+        for entry in servers.values()
+        if isinstance(entry, dict) and _is_gateway(entry) and isinstance(entry.get("servers"), dict)
+    ]
     if nested:
         servers = {name: entry for group in nested for name, entry in group.items()}
     specs: list[ServerSpec] = []
@@ -80,7 +84,9 @@ def parse_servers(data: Any, path: Path) -> list[ServerSpec]:
             raise ConfigError(f"{where}: 'headers' must be an object")
         header_items = tuple((str(k), _expand(str(v), where)) for k, v in headers.items())
         if url:
-            transport = "sse" if kind == "sse" or (not kind and str(url).rstrip("/").endswith("/sse")) else "http"
+            transport: Literal["http", "sse"] = (
+                "sse" if kind == "sse" or (not kind and str(url).rstrip("/").endswith("/sse")) else "http"
+            )
             if kind and kind != "sse" and kind not in _HTTP_TYPES:
                 raise ConfigError(f"{where}: unknown type {kind!r}; use stdio, http or sse")
             specs.append(ServerSpec(name=name, url=_expand(str(url), where), transport=transport, headers=header_items))
@@ -95,11 +101,17 @@ def parse_servers(data: Any, path: Path) -> list[ServerSpec]:
         if not isinstance(env, dict):
             raise ConfigError(f"{where}: 'env' must be an object of strings")
         cwd = entry.get("cwd")
-        specs.append(ServerSpec(name=name, stdio=StdioCommand(
-            command=_expand(command, where), args=tuple(_expand(str(a), where) for a in args),
-            env=tuple((str(k), _expand(str(v), where)) for k, v in env.items()),
-            cwd=_expand(str(cwd), where) if cwd else str(path.parent.resolve()),
-        )))
+        specs.append(
+            ServerSpec(
+                name=name,
+                stdio=StdioCommand(
+                    command=_expand(command, where),
+                    args=tuple(_expand(str(a), where) for a in args),
+                    env=tuple((str(k), _expand(str(v), where)) for k, v in env.items()),
+                    cwd=_expand(str(cwd), where) if cwd else str(path.parent.resolve()),
+                ),
+            )
+        )
     if not specs:
         raise ConfigError(f"{path}: no enabled servers to front")
     return specs

@@ -88,28 +88,35 @@ class PinStore:
         digest = definition_digest(current)
         name = str(current.get("name", kind))
         with self._lock, self._db:
-            row = self._db.execute("SELECT digest, definition FROM pins WHERE server=? AND kind=? AND name=?",
-                                   (server, kind, name)).fetchone()
+            row = self._db.execute(
+                "SELECT digest, definition FROM pins WHERE server=? AND kind=? AND name=?", (server, kind, name)
+            ).fetchone()
             if row is None:
-                self._db.execute("INSERT INTO pins (server, kind, name, digest, definition, pinned_at) "
-                                 "VALUES (?, ?, ?, ?, ?, ?)",
-                                 (server, kind, name, digest, json.dumps(current, sort_keys=True), time.time()))
+                self._db.execute(
+                    "INSERT INTO pins (server, kind, name, digest, definition, pinned_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (server, kind, name, digest, json.dumps(current, sort_keys=True), time.time()),
+                )
                 return PinCheck(PinStatus.NEW, None, current)
             if row[0] == digest:
-                self._db.execute("UPDATE pins SET pending_digest=NULL, pending_definition=NULL, pending_since=NULL "
-                                 "WHERE server=? AND kind=? AND name=? AND pending_digest IS NOT NULL",
-                                 (server, kind, name))
+                self._db.execute(
+                    "UPDATE pins SET pending_digest=NULL, pending_definition=NULL, pending_since=NULL "
+                    "WHERE server=? AND kind=? AND name=? AND pending_digest IS NOT NULL",
+                    (server, kind, name),
+                )
                 return PinCheck(PinStatus.SAME, json.loads(row[1]), current)
             self._db.execute(
                 "UPDATE pins SET pending_digest=?, pending_definition=?, "
                 "pending_since=COALESCE(CASE WHEN pending_digest=? THEN pending_since END, ?) "
                 "WHERE server=? AND kind=? AND name=?",
-                (digest, json.dumps(current, sort_keys=True), digest, time.time(), server, kind, name))
+                (digest, json.dumps(current, sort_keys=True), digest, time.time(), server, kind, name),
+            )
             return PinCheck(PinStatus.CHANGED, json.loads(row[1]), current)
 
     def rows(self, server: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT server, kind, name, digest, definition, pinned_at, pending_digest, pending_definition, " \
-              "pending_since FROM pins"
+        sql = (
+            "SELECT server, kind, name, digest, definition, pinned_at, pending_digest, pending_definition, "
+            "pending_since FROM pins"
+        )
         args: tuple[Any, ...] = ()
         if server is not None:
             sql += " WHERE server=?"
@@ -128,9 +135,11 @@ class PinStore:
     def approve(self, server: str, name: str | None = None) -> int:
         """Accept pending changes (one item, or all of a server's); returns how many."""
         with self._lock, self._db:
-            sql = ("UPDATE pins SET digest=pending_digest, definition=pending_definition, pinned_at=?, "
-                   "pending_digest=NULL, pending_definition=NULL, pending_since=NULL "
-                   "WHERE server=? AND pending_digest IS NOT NULL")
+            sql = (
+                "UPDATE pins SET digest=pending_digest, definition=pending_definition, pinned_at=?, "
+                "pending_digest=NULL, pending_definition=NULL, pending_since=NULL "
+                "WHERE server=? AND pending_digest IS NOT NULL"
+            )
             args: tuple[Any, ...] = (time.time(), server)
             if name is not None:
                 sql += " AND name=?"

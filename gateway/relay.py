@@ -42,7 +42,8 @@ class WrapRelay:
     async def serve(self, read: Any, write: Any) -> None:
         # initialize runs inline: the client's notifications/initialized must not overtake it downstream.
         up: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(
-            read, write, inline_methods=frozenset({"initialize"}))
+            read, write, inline_methods=frozenset({"initialize"})
+        )
         self._up = up
         async with anyio.create_task_group() as tg:
             self.downstream.bind(tg, self._server_request, self._server_notify)
@@ -55,8 +56,9 @@ class WrapRelay:
             await self.downstream.close()
             tg.cancel_scope.cancel()
 
-    async def _client_request(self, dctx: DispatchContext[TransportContext], method: str,
-                              params: Mapping[str, Any] | None) -> dict[str, Any]:
+    async def _client_request(
+        self, dctx: DispatchContext[TransportContext], method: str, params: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
         try:
             if method == "initialize":
                 result = await self.downstream.initialize(params)
@@ -78,22 +80,25 @@ class WrapRelay:
         except DownstreamError as exc:
             raise MCPError(code=DOWNSTREAM_UNAVAILABLE, message=f"mcp-gateway: {exc}") from exc
 
-    async def _client_notify(self, dctx: DispatchContext[TransportContext], method: str,
-                             params: Mapping[str, Any] | None) -> None:
+    async def _client_notify(
+        self, dctx: DispatchContext[TransportContext], method: str, params: Mapping[str, Any] | None
+    ) -> None:
         if method in DISPATCHER_OWNED:
             return
         await self.downstream.notify(method, params)
 
-    async def _server_request(self, dctx: DispatchContext[TransportContext], method: str,
-                              params: Mapping[str, Any] | None) -> dict[str, Any]:
+    async def _server_request(
+        self, dctx: DispatchContext[TransportContext], method: str, params: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
         assert self._up is not None
         forwarded: Mapping[str, Any] | None = params
         if self.guard is not None:
             forwarded = await self.guard.server_request(self.downstream.name, method, params)
         return await self._up.send_raw_request(method, forwarded, {"timeout": self.client_request_timeout_s})
 
-    async def _server_notify(self, dctx: DispatchContext[TransportContext], method: str,
-                             params: Mapping[str, Any] | None) -> None:
+    async def _server_notify(
+        self, dctx: DispatchContext[TransportContext], method: str, params: Mapping[str, Any] | None
+    ) -> None:
         if method in DISPATCHER_OWNED or self._up is None:
             return
         if method == "notifications/tools/list_changed" and self.guard is not None:

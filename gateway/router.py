@@ -31,8 +31,12 @@ logger = logging.getLogger(__name__)
 
 SEP = "__"
 UNKNOWN_TARGET = -32602
-_LIST_KEYS = {"tools/list": "tools", "prompts/list": "prompts", "resources/list": "resources",
-              "resources/templates/list": "resourceTemplates"}
+_LIST_KEYS = {
+    "tools/list": "tools",
+    "prompts/list": "prompts",
+    "resources/list": "resources",
+    "resources/templates/list": "resourceTemplates",
+}
 
 
 def _slug(name: str) -> str:
@@ -44,8 +48,14 @@ def prefix_name(server: str, name: str) -> str:
 
 
 class RouterRelay:
-    def __init__(self, downstreams: list[Downstream], guard: Guard | None, *, version: str = "0.1.0",
-                 client_request_timeout_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        downstreams: list[Downstream],
+        guard: Guard | None,
+        *,
+        version: str = "0.1.0",
+        client_request_timeout_s: float = 600.0,
+    ) -> None:
         self.by_prefix = {_slug(d.name): d for d in downstreams}
         if len(self.by_prefix) != len(downstreams):
             raise DownstreamError("two servers in the mcp.json have names that become the same prefix; rename one")
@@ -57,7 +67,8 @@ class RouterRelay:
 
     async def serve(self, read: Any, write: Any) -> None:
         up: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(
-            read, write, inline_methods=frozenset({"initialize"}))
+            read, write, inline_methods=frozenset({"initialize"})
+        )
         self._up = up
         async with anyio.create_task_group() as tg:
             for prefix, downstream in self.by_prefix.items():
@@ -74,9 +85,13 @@ class RouterRelay:
         downstream = self.by_prefix.get(head) if found else None
         if downstream is None:
             known = ", ".join(sorted(self.by_prefix))
-            raise MCPError(code=UNKNOWN_TARGET, message=(
-                f"mcp-gateway: {value!r} does not name a server; names look like '<server>{sep}<name>' "
-                f"with server one of: {known}"))
+            raise MCPError(
+                code=UNKNOWN_TARGET,
+                message=(
+                    f"mcp-gateway: {value!r} does not name a server; names look like '<server>{sep}<name>' "
+                    f"with server one of: {known}"
+                ),
+            )
         return downstream, rest
 
     def _available(self) -> list[tuple[str, Downstream]]:
@@ -84,8 +99,9 @@ class RouterRelay:
 
     # --- client → servers ------------------------------------------------------------------
 
-    async def _client_request(self, dctx: DispatchContext[TransportContext], method: str,
-                              params: Mapping[str, Any] | None) -> dict[str, Any]:
+    async def _client_request(
+        self, dctx: DispatchContext[TransportContext], method: str, params: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
         try:
             if method == "initialize":
                 return await self._initialize(params)
@@ -97,7 +113,8 @@ class RouterRelay:
                 for _, downstream in self._available():
                     await downstream.request(method, params)
                 return {}
-            downstream, forwarded, rename = self._route(method, params)
+            downstream, routed, rename = self._route(method, params)
+            forwarded: dict[str, Any] | None = routed
             options: CallOptions = {}
             if progress_token_from_params(params) is not None:
                 options["on_progress"] = dctx.progress
@@ -132,8 +149,10 @@ class RouterRelay:
         available = self._available()
         if len(available) == 1:
             return available[0][1], params, _slug(available[0][1].name)
-        raise MCPError(code=METHOD_NOT_FOUND, message=(
-            f"mcp-gateway run mode cannot tell which server should answer {method!r}; use wrap mode for it"))
+        raise MCPError(
+            code=METHOD_NOT_FOUND,
+            message=(f"mcp-gateway run mode cannot tell which server should answer {method!r}; use wrap mode for it"),
+        )
 
     async def _initialize(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         results: dict[str, dict[str, Any]] = {}
@@ -153,8 +172,11 @@ class RouterRelay:
             for prefix, downstream in self.by_prefix.items():
                 tg.start_soon(start, prefix, downstream)
         if not results:
-            raise MCPError(code=DOWNSTREAM_UNAVAILABLE, message="mcp-gateway: no server started: " + "; ".join(
-                f"{p}: {m}" for p, m in self.unavailable.items()))
+            raise MCPError(
+                code=DOWNSTREAM_UNAVAILABLE,
+                message="mcp-gateway: no server started: "
+                + "; ".join(f"{p}: {m}" for p, m in self.unavailable.items()),
+            )
         return self._merged(params or {}, results)
 
     def _merged(self, params: Mapping[str, Any], results: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -214,8 +236,9 @@ class RouterRelay:
                 break
         return items
 
-    async def _client_notify(self, dctx: DispatchContext[TransportContext], method: str,
-                             params: Mapping[str, Any] | None) -> None:
+    async def _client_notify(
+        self, dctx: DispatchContext[TransportContext], method: str, params: Mapping[str, Any] | None
+    ) -> None:
         if method in DISPATCHER_OWNED:
             return
         for _, downstream in self._available():
@@ -224,18 +247,21 @@ class RouterRelay:
     # --- servers → client ------------------------------------------------------------------
 
     def _server_request_for(self, prefix: str) -> Any:
-        async def on_request(dctx: DispatchContext[TransportContext], method: str,
-                             params: Mapping[str, Any] | None) -> dict[str, Any]:
+        async def on_request(
+            dctx: DispatchContext[TransportContext], method: str, params: Mapping[str, Any] | None
+        ) -> dict[str, Any]:
             assert self._up is not None
             forwarded: Mapping[str, Any] | None = params
             if self.guard is not None:
                 forwarded = await self.guard.server_request(self.by_prefix[prefix].name, method, params)
             return await self._up.send_raw_request(method, forwarded, {"timeout": self.client_request_timeout_s})
+
         return on_request
 
     def _server_notify_for(self, prefix: str) -> Any:
-        async def on_notify(dctx: DispatchContext[TransportContext], method: str,
-                            params: Mapping[str, Any] | None) -> None:
+        async def on_notify(
+            dctx: DispatchContext[TransportContext], method: str, params: Mapping[str, Any] | None
+        ) -> None:
             if method in DISPATCHER_OWNED or self._up is None:
                 return
             if method == "notifications/tools/list_changed" and self.guard is not None:
@@ -243,11 +269,13 @@ class RouterRelay:
             if method == "notifications/resources/updated" and params and isinstance(params.get("uri"), str):
                 params = {**params, "uri": f"{prefix}+{params['uri']}"}
             await self._up.notify(method, params)
+
         return on_notify
 
 
 def _rewrite_uris(result: dict[str, Any], prefix: str) -> dict[str, Any]:
     """Prefix resource URIs inside a result (resource links, embedded resources), so the client can read them."""
+
     def walk(value: Any) -> Any:
         if isinstance(value, dict):
             out = {k: walk(v) for k, v in value.items()}

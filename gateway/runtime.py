@@ -45,8 +45,10 @@ def build_judge(settings: Settings) -> Judge | None:
     if not judge.model:
         return None
     llm = LiteLLMClient(
-        judge.model, api_base=judge.api_base,
-        api_key=judge.api_key.get_secret_value() if judge.api_key else None, mode=judge.mode,
+        judge.model,
+        api_base=judge.api_base,
+        api_key=judge.api_key.get_secret_value() if judge.api_key else None,
+        mode=judge.mode,
     )
     cache = DiskVerdictCache(settings.cache_dir / "judge")
     return Judge(llm, cache, timeout_s=judge.timeout_s, max_calls_per_minute=judge.max_calls_per_minute)

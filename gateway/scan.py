@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import mcp_types as types
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -21,9 +22,9 @@ from policy.engine import Engine
 from policy.subject import Subject, SubjectKind
 
 from .catalogue import Finding, explain_change, item_findings, shadowing_findings
-from .specs import ServerSpec
 from .guards import describe_tool
 from .pins import PinStore, canonical_definition, definition_digest
+from .specs import ServerSpec
 
 __all__ = ["ServerReport", "scan_servers"]
 
@@ -39,9 +40,13 @@ class ServerReport:
     findings: list[Finding] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "status": self.status, "tools": len(self.tools),
-                               "prompts": len(self.prompts),
-                               "findings": [finding.as_dict() for finding in self.findings]}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "status": self.status,
+            "tools": len(self.tools),
+            "prompts": len(self.prompts),
+            "findings": [finding.as_dict() for finding in self.findings],
+        }
         if self.error:
             out["error"] = self.error
         return out
@@ -56,16 +61,20 @@ async def _catalogue(spec: ServerSpec, timeout: float) -> ServerReport:
                 report.instructions = init.instructions
                 cursor = None
                 while True:
-                    page = await session.list_tools(cursor=cursor) if cursor else await session.list_tools()
-                    report.tools += [tool.model_dump(mode="json", by_alias=True, exclude_none=True)
-                                     for tool in page.tools]
+                    page = await session.list_tools(
+                        params=types.PaginatedRequestParams(cursor=cursor) if cursor else None
+                    )
+                    report.tools += [
+                        tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in page.tools
+                    ]
                     cursor = page.next_cursor
                     if not cursor:
                         break
                 if init.capabilities.prompts is not None:
                     prompts = await session.list_prompts()
-                    report.prompts = [p.model_dump(mode="json", by_alias=True, exclude_none=True)
-                                      for p in prompts.prompts]
+                    report.prompts = [
+                        p.model_dump(mode="json", by_alias=True, exclude_none=True) for p in prompts.prompts
+                    ]
     except TimeoutError:
         report.status, report.error = "error", f"did not answer within {timeout:g} s"
     except Exception as exc:  # one broken server must not stop the scan of the others
@@ -75,9 +84,13 @@ async def _catalogue(spec: ServerSpec, timeout: float) -> ServerReport:
 
 def _connect(spec: ServerSpec) -> Any:
     if spec.stdio is not None:
-        params = StdioServerParameters(command=spec.stdio.command, args=list(spec.stdio.args),
-                                       env={**os.environ, **dict(spec.stdio.env)}, cwd=spec.stdio.cwd)
-        return stdio_client(params, errlog=open(os.devnull, "w"))  # noqa: SIM115  (closed with the process)
+        params = StdioServerParameters(
+            command=spec.stdio.command,
+            args=list(spec.stdio.args),
+            env={**os.environ, **dict(spec.stdio.env)},
+            cwd=spec.stdio.cwd,
+        )
+        return stdio_client(params, errlog=open(os.devnull, "w"))
     import httpx2
 
     if spec.transport == "sse":
@@ -90,9 +103,11 @@ def _connect(spec: ServerSpec) -> Any:
 
     @asynccontextmanager
     async def http() -> Any:
-        async with httpx2.AsyncClient(headers=dict(spec.headers)) as client:
-            async with streamable_http_client(str(spec.url), http_client=client) as streams:
-                yield streams[0], streams[1]
+        async with (
+            httpx2.AsyncClient(headers=dict(spec.headers)) as client,
+            streamable_http_client(str(spec.url), http_client=client) as streams,
+        ):
+            yield streams[0], streams[1]
 
     return http()
 
@@ -103,14 +118,23 @@ def _engine_findings(engine: Engine, server: str, label: str, text: str) -> list
     for verdict in engine.check(subject):
         if verdict.violated:
             severity = "critical" if verdict.policy == "tool-poisoning" else "high"
-            detail = verdict.reason if verdict.tier.value != "detector" else (
-                f"{verdict.reason} at " + ", ".join(f"{s.start}-{s.end}" for s in verdict.evidence[:3]))
+            detail = (
+                verdict.reason
+                if verdict.tier.value != "detector"
+                else (f"{verdict.reason} at " + ", ".join(f"{s.start}-{s.end}" for s in verdict.evidence[:3]))
+            )
             findings.append(Finding(server, label, verdict.policy, severity, detail[:400]))  # type: ignore[arg-type]
     return findings
 
 
-async def scan_servers(specs: Sequence[ServerSpec], engine: Engine, *, timeout: float = 30.0,
-                       pins: PinStore | None = None, concurrency: int = 4) -> list[ServerReport]:
+async def scan_servers(
+    specs: Sequence[ServerSpec],
+    engine: Engine,
+    *,
+    timeout: float = 30.0,
+    pins: PinStore | None = None,
+    concurrency: int = 4,
+) -> list[ServerReport]:
     reports: dict[str, ServerReport] = {}
     limiter = anyio.Semaphore(concurrency)
 
@@ -128,8 +152,9 @@ async def scan_servers(specs: Sequence[ServerSpec], engine: Engine, *, timeout: 
         items = [("tool", t, str(t.get("name", ""))) for t in report.tools]
         items += [("prompt", p, f"prompt:{p.get('name', '')}") for p in report.prompts]
         if report.instructions:
-            items.append(("instructions", {"name": "(instructions)", "description": report.instructions},
-                          "(instructions)"))
+            items.append(
+                ("instructions", {"name": "(instructions)", "description": report.instructions}, "(instructions)")
+            )
         for kind, item, label in items:
             text = describe_tool(item)
             if text.strip():
@@ -145,8 +170,9 @@ async def scan_servers(specs: Sequence[ServerSpec], engine: Engine, *, timeout: 
 
 def _pin_findings(pins: PinStore, server: str, kind: str, item: dict[str, Any], label: str) -> list[Finding]:
     current = canonical_definition(kind, item)
-    pinned = next((row for row in pins.rows(server) if row["kind"] == kind and row["name"] == current.get("name")),
-                  None)
+    pinned = next(
+        (row for row in pins.rows(server) if row["kind"] == kind and row["name"] == current.get("name")), None
+    )
     if pinned is None or pinned["digest"] == definition_digest(current):
         return []
     notes = explain_change(pinned["definition"], current)

@@ -12,7 +12,6 @@ import anyio.to_thread
 
 from .audit import AuditLog
 from .downstream import Downstream
-from .specs import ServerSpec
 from .enginehost import EngineHost
 from .guards import Guard
 from .handshake import EarlyStart
@@ -20,6 +19,7 @@ from .pins import PinStore
 from .relay import WrapRelay
 from .runtime import build_runtime
 from .settings import Settings
+from .specs import ServerSpec
 from .transports import stdio_upstream
 
 __all__ = ["GatewayParts", "make_downstream", "make_parts", "serve_run_stdio", "serve_wrap_stdio"]
@@ -44,8 +44,9 @@ class GatewayParts:
 
 
 def make_parts(settings: Settings, extra_policies: Sequence[Path] = (), *, start: bool = True) -> GatewayParts:
-    host = EngineHost(lambda: build_runtime(settings, extra_policies=extra_policies),
-                      ready_timeout_s=settings.engine_ready_timeout_s)
+    host = EngineHost(
+        lambda: build_runtime(settings, extra_policies=extra_policies), ready_timeout_s=settings.engine_ready_timeout_s
+    )
     if start:
         host.start()
     audit = AuditLog(settings.audit_db) if settings.audit else None
@@ -55,13 +56,17 @@ def make_parts(settings: Settings, extra_policies: Sequence[Path] = (), *, start
 
 def make_downstream(spec: ServerSpec, settings: Settings) -> Downstream:
     return Downstream(
-        spec, request_timeout_s=settings.request_timeout_s, init_timeout_s=settings.init_timeout_s,
-        max_message_bytes=settings.max_message_bytes, restart_backoff_s=settings.restart_backoff_s,
+        spec,
+        request_timeout_s=settings.request_timeout_s,
+        init_timeout_s=settings.init_timeout_s,
+        max_message_bytes=settings.max_message_bytes,
+        restart_backoff_s=settings.restart_backoff_s,
     )
 
 
-async def serve_wrap_stdio(spec: ServerSpec, settings: Settings, parts: GatewayParts,
-                           early: EarlyStart | None = None) -> None:
+async def serve_wrap_stdio(
+    spec: ServerSpec, settings: Settings, parts: GatewayParts, early: EarlyStart | None = None
+) -> None:
     downstream = make_downstream(spec, settings)
     leftover = b""
     if early is not None:

@@ -48,7 +48,10 @@ class JudgeSettings(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="MCP_GATEWAY_", env_nested_delimiter="__", extra="forbid", validate_default=True,
+        env_prefix="MCP_GATEWAY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
     )
 
     policies: list[Path] = Field(default_factory=list, description="extra policy files or directories")
@@ -84,7 +87,10 @@ class _EnvSettings(Settings):
     # Other tools may set MCP_GATEWAY_* variables we do not know (and MCP_GATEWAY_CONFIG names the
     # file itself): the environment is read leniently, the TOML file strictly.
     model_config = SettingsConfigDict(
-        env_prefix="MCP_GATEWAY_", env_nested_delimiter="__", extra="ignore", validate_default=True,
+        env_prefix="MCP_GATEWAY_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        validate_default=True,
     )
 
 

@@ -88,8 +88,15 @@ def result_subject(
         text, layout = _collect(items)
         structured = result.get("structuredContent")
         arguments = params.get("arguments") if isinstance(params.get("arguments"), dict) else {}
-        return Subject(kind=SubjectKind.TOOL_RESULT, server=server, tool=str(params.get("name", "")), method=method,
-                       arguments=arguments or {}, text=text, structured=structured), layout
+        return Subject(
+            kind=SubjectKind.TOOL_RESULT,
+            server=server,
+            tool=str(params.get("name", "")),
+            method=method,
+            arguments=arguments or {},
+            text=text,
+            structured=structured,
+        ), layout
     if method == "resources/read":
         items = []
         for index, content in enumerate(result.get("contents") or []):
@@ -97,8 +104,9 @@ def result_subject(
                 items.append((("contents", index, "text"), content["text"]))
         text, layout = _collect(items)
         uri = str(params.get("uri", ""))
-        return Subject(kind=SubjectKind.RESOURCE, server=server, method=method, text=text,
-                       metadata={"uri": uri}), layout
+        return Subject(
+            kind=SubjectKind.RESOURCE, server=server, method=method, text=text, metadata={"uri": uri}
+        ), layout
     if method == "prompts/get":
         items = []
         description = result.get("description")
@@ -108,8 +116,9 @@ def result_subject(
             if isinstance(message, dict):
                 items += _content_texts(message.get("content"), ("messages", index, "content"))
         text, layout = _collect(items)
-        return Subject(kind=SubjectKind.PROMPT, server=server, tool=str(params.get("name", "")), method=method,
-                       text=text), layout
+        return Subject(
+            kind=SubjectKind.PROMPT, server=server, tool=str(params.get("name", "")), method=method, text=text
+        ), layout
     return None
 
 
@@ -125,15 +134,24 @@ def sampling_subject(server: str, params: Mapping[str, Any]) -> tuple[Subject, T
     return Subject(kind=SubjectKind.SAMPLING, server=server, method="sampling/createMessage", text=text), layout
 
 
-def mask_message(message: Mapping[str, Any], layout: TextLayout | None, spans: list[Span],
-                 *, arguments_key: str | None = None, structured_key: str | None = None) -> dict[str, Any]:
+def mask_message(
+    message: Mapping[str, Any],
+    layout: TextLayout | None,
+    spans: list[Span],
+    *,
+    arguments_key: str | None = None,
+    structured_key: str | None = None,
+) -> dict[str, Any]:
     """A copy of `message` with every span masked where it was found."""
     out: dict[str, Any] = copy.deepcopy(dict(message))
     text_spans = [(s.start, s.end, s.label) for s in spans if s.field == "text"]
     if layout is not None and text_spans:
         for part in layout.parts:
-            local = [(max(s, part.start) - part.start, min(e, part.end) - part.start, label)
-                     for s, e, label in text_spans if s < part.end and e > part.start]
+            local = [
+                (max(s, part.start) - part.start, min(e, part.end) - part.start, label)
+                for s, e, label in text_spans
+                if s < part.end and e > part.start
+            ]
             if not local:
                 continue
             holder: Any = out

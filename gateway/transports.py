@@ -24,9 +24,9 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import mcp_types as types
@@ -111,8 +111,13 @@ def _parse(line: bytes, origin: str) -> SessionMessage | None:
         return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
     except ValueError as exc:
         preview = line[:200].decode(errors="replace")
-        logger.warning("%s sent a line that is not JSON-RPC (%d bytes), skipped: %r (%s)",
-                       origin, len(line), preview, str(exc).splitlines()[0])
+        logger.warning(
+            "%s sent a line that is not JSON-RPC (%d bytes), skipped: %r (%s)",
+            origin,
+            len(line),
+            preview,
+            str(exc).splitlines()[0],
+        )
         return None
 
 
@@ -121,14 +126,17 @@ def _encode(message: SessionMessage) -> bytes:
 
 
 def _too_large(request_id: types.RequestId, size: int, limit: int, who: str) -> SessionMessage:
-    return SessionMessage(types.JSONRPCError(
-        jsonrpc="2.0", id=request_id,
-        error=types.ErrorData(
-            code=MESSAGE_TOO_LARGE,
-            message=f"mcp-gateway: {who} sent a message of more than {size:,} bytes, over the {limit:,}-byte limit; "
-                    "it was dropped. Raise max_message_bytes (MCP_GATEWAY_MAX_MESSAGE_BYTES) if this is expected.",
-        ),
-    ))
+    return SessionMessage(
+        types.JSONRPCError(
+            jsonrpc="2.0",
+            id=request_id,
+            error=types.ErrorData(
+                code=MESSAGE_TOO_LARGE,
+                message=f"mcp-gateway: {who} sent a message of more than {size:,} bytes, over the {limit:,}-byte "
+                "limit; it was dropped. Raise max_message_bytes (MCP_GATEWAY_MAX_MESSAGE_BYTES) if this is expected.",
+            ),
+        )
+    )
 
 
 @dataclass
@@ -167,9 +175,14 @@ class _AdoptedProcess:
 
 @asynccontextmanager
 async def stdio_downstream(
-    name: str, spec: StdioCommand, *, max_message_bytes: int, adopt: EarlyStart | None = None,
-) -> AsyncIterator[tuple[MemoryObjectReceiveStream[SessionMessage | Exception],
-                         MemoryObjectSendStream[SessionMessage], ServerProcess]]:
+    name: str,
+    spec: StdioCommand,
+    *,
+    max_message_bytes: int,
+    adopt: EarlyStart | None = None,
+) -> AsyncIterator[
+    tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage], ServerProcess]
+]:
     """Start a stdio MCP server (or adopt one already started) and connect to it; on exit, stop its
     whole process group."""
     inbound_send, inbound = anyio.create_memory_object_stream[SessionMessage | Exception](64)
@@ -198,8 +211,13 @@ async def stdio_downstream(
         executable = resolve_command(spec.command, name, env)
         try:
             process = await anyio.open_process(
-                [executable, *spec.args], env=env, cwd=spec.cwd, start_new_session=True,
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                [executable, *spec.args],
+                env=env,
+                cwd=spec.cwd,
+                start_new_session=True,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
             )
         except OSError as exc:
             raise DownstreamError(f"server {name!r}: cannot start {spec.describe()!r}: {exc.strerror or exc}") from exc
@@ -314,7 +332,9 @@ async def _stop(process: Process) -> None:
 @asynccontextmanager
 async def stdio_upstream(
     *, max_message_bytes: int, leftover: bytes = b""
-) -> AsyncIterator[tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]]]:
+) -> AsyncIterator[
+    tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]]
+]:
     """Serve the protocol on this process's stdin/stdout.
 
     While serving, fd 0 reads /dev/null and fd 1 writes to stderr: a stray print from any library

@@ -18,7 +18,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
-from typing import TYPE_CHECKING, Any  # noqa: E402
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .errors import PolicyError
@@ -27,8 +27,17 @@ if TYPE_CHECKING:
 
 __all__ = ["Action", "Outcome", "PolicyError", "Span", "Subject", "SubjectKind", "Tier", "TierStep", "Verdict"]
 
-_HOMES = {"PolicyError": "errors", "Subject": "subject", "SubjectKind": "subject", "Action": "verdict",
-          "Outcome": "verdict", "Span": "verdict", "Tier": "verdict", "TierStep": "verdict", "Verdict": "verdict"}
+_HOMES = {
+    "PolicyError": "errors",
+    "Subject": "subject",
+    "SubjectKind": "subject",
+    "Action": "verdict",
+    "Outcome": "verdict",
+    "Span": "verdict",
+    "Tier": "verdict",
+    "TierStep": "verdict",
+    "Verdict": "verdict",
+}
 
 
 def __getattr__(name: str) -> Any:

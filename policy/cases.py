@@ -47,8 +47,14 @@ class Case(BaseModel):
     hand_written: bool = False
 
     def subject(self) -> Subject:
-        return Subject(kind=self.kind, server=self.server, tool=self.tool, arguments=self.arguments,
-                       text=self.text, structured=self.structured)
+        return Subject(
+            kind=self.kind,
+            server=self.server,
+            tool=self.tool,
+            arguments=self.arguments,
+            text=self.text,
+            structured=self.structured,
+        )
 
 
 def split_of(key: str, *, dev: float = 0.2, test: float = 0.2, salt: str = "mcp-gateway-v1") -> Split:
@@ -87,7 +93,9 @@ def _validate(data: Any, path: Path, line: int | None) -> Case:
         error = exc.errors()[0]
         field = ".".join(str(p) for p in error["loc"]) or "(case)"
         raise PolicySourceError(
-            path, line, f"invalid case: {field}: {error['msg']}",
+            path,
+            line,
+            f"invalid case: {field}: {error['msg']}",
             'A case needs id, kind and expect, e.g. {"id": "c1", "kind": "tool_result", "text": "...", '
             '"expect": "violation"}.',
         ) from exc
@@ -95,14 +103,16 @@ def _validate(data: Any, path: Path, line: int | None) -> Case:
 
 def _jsonl(text: str, path: Path) -> list[Case]:
     cases: list[Case] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only: str.splitlines() would also cut at U+2028 and friends inside JSON strings.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
             data = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise PolicySourceError(path, number, f"not valid JSON ({exc.msg})",
-                                    "Write one JSON object per line.") from exc
+            raise PolicySourceError(
+                path, number, f"not valid JSON ({exc.msg})", "Write one JSON object per line."
+            ) from exc
         cases.append(_validate(data, path, number))
     return _unique(cases, path)
 
@@ -112,15 +122,19 @@ def _yaml(text: str, path: Path) -> list[Case]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise PolicySourceError(path, mark.line + 1 if mark else None, "not valid YAML",
-                                "Fix the YAML syntax.") from exc
+        raise PolicySourceError(
+            path, mark.line + 1 if mark else None, "not valid YAML", "Fix the YAML syntax."
+        ) from exc
     items = data.get("cases") if isinstance(data, dict) else data
     if not isinstance(items, list):
-        raise PolicySourceError(path, 1, "expected a list of cases (or a mapping with 'cases:')",
-                                "Write 'cases:' followed by '- id: ...' items.")
+        raise PolicySourceError(
+            path,
+            1,
+            "expected a list of cases (or a mapping with 'cases:')",
+            "Write 'cases:' followed by '- id: ...' items.",
+        )
     lines = _item_lines(text)
-    return _unique([_validate(item, path, lines[i] if i < len(lines) else None) for i, item in enumerate(items)],
-                   path)
+    return _unique([_validate(item, path, lines[i] if i < len(lines) else None) for i, item in enumerate(items)], path)
 
 
 def _item_lines(text: str) -> list[int]:

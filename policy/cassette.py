@@ -37,11 +37,16 @@ class CassetteCache:
                     record = json.loads(line)
                     self._data[str(record["key"])] = dict(record["verdict"])
                 except (ValueError, KeyError, TypeError) as exc:
-                    raise PolicySourceError(path, number, "not a cassette record",
-                                            "Re-record the cassette with --record.") from exc
+                    raise PolicySourceError(
+                        path, number, "not a cassette record", "Re-record the cassette with --record."
+                    ) from exc
         elif mode == "replay":
-            raise PolicySourceError(path, None, "the cassette does not exist",
-                                    "Record it first with 'mcp-gateway policy test --record FILE'.")
+            raise PolicySourceError(
+                path,
+                None,
+                "the cassette does not exist",
+                "Record it first with 'mcp-gateway policy test --record FILE'.",
+            )
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
@@ -71,8 +76,15 @@ class ReplayOnlyLLM:
         self.misses = 0
         self._lock = threading.Lock()
 
-    def complete(self, messages: list[dict[str, str]], response_model: type[T], *, timeout: float,
-                 max_retries: int = 2, max_tokens: int | None = None) -> LLMResult[T]:
+    def complete(
+        self,
+        messages: list[dict[str, str]],
+        response_model: type[T],
+        *,
+        timeout: float,
+        max_retries: int = 2,
+        max_tokens: int | None = None,
+    ) -> LLMResult[T]:
         with self._lock:
             self.misses += 1
         raise LLMUnavailableError(

@@ -52,7 +52,7 @@ def segment(text: str, min_chars: int = 60, max_chars: int = 400, limit: int = 8
     if pending is not None:
         if units and pending[1] - pending[0] < min_chars and pending[1] - units[-1].start <= max_chars:
             last = units.pop()
-            units.append(Chunk(last.start, pending[1], text[last.start:pending[1]]))
+            units.append(Chunk(last.start, pending[1], text[last.start : pending[1]]))
         else:
             units.extend(_windows(text, *pending, max_chars))
     return [unit for unit in units[:limit] if unit.text.strip()]

@@ -93,7 +93,10 @@ class PolicyClassifier:
                 top = int(order[0])
                 return ClassifierResult(
                     score=float(screen_scores[top]) * self.spec.thresholds.allow_below,
-                    screened_out=True, chunk=chunks[top], stage="screen", chunks=len(chunks),
+                    screened_out=True,
+                    chunk=chunks[top],
+                    stage="screen",
+                    chunks=len(chunks),
                 )
             candidates = [chunks[i] for i in flagged]
         elif len(chunks) > MAX_HEAD_CHUNKS:
@@ -103,9 +106,14 @@ class PolicyClassifier:
         best = int(order[0])
         nearest, similarity = self._nearest(candidates[best].text)
         return ClassifierResult(
-            score=float(head_scores[best]), screened_out=False, chunk=candidates[best],
+            score=float(head_scores[best]),
+            screened_out=False,
+            chunk=candidates[best],
             suspicious=tuple(candidates[int(i)] for i in order[:3]),
-            nearest_exemplar=nearest, nearest_similarity=similarity, stage="head", chunks=len(chunks),
+            nearest_exemplar=nearest,
+            nearest_similarity=similarity,
+            stage="head",
+            chunks=len(chunks),
         )
 
     def _score_exemplars(self, chunks: list[Chunk]) -> ClassifierResult:
@@ -126,10 +134,14 @@ class PolicyClassifier:
         nearest_index = int(np.argmax(sims[best]))
         order = np.argsort(-np.asarray(scores))
         return ClassifierResult(
-            score=float(scores[best]), screened_out=False, chunk=candidates[best],
+            score=float(scores[best]),
+            screened_out=False,
+            chunk=candidates[best],
             suspicious=tuple(candidates[int(i)] for i in order[:3]),
             nearest_exemplar=exemplars[nearest_index].text,
-            nearest_similarity=float(sims[best][nearest_index]), stage="exemplars", chunks=len(chunks),
+            nearest_similarity=float(sims[best][nearest_index]),
+            stage="exemplars",
+            chunks=len(chunks),
         )
 
     def _nearest(self, text: str) -> tuple[str | None, float | None]:

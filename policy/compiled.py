@@ -119,7 +119,7 @@ class Provenance(_Frozen):
 
 
 class CompiledPolicy(_Frozen):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     id: str
     title: str
     body: str

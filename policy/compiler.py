@@ -172,8 +172,13 @@ def compile_policy(
             "a rewritten judge rubric (the judge reads the English body as written)",
         ]
     else:
-        draft = _ask(llm, [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": _user_prompt(source)}],
-                     DraftPolicy, timeout, source)
+        draft = _ask(
+            llm,
+            [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": _user_prompt(source)}],
+            DraftPolicy,
+            timeout,
+            source,
+        )
         title = source.front.title or draft.title or title
         kinds = source.front.applies_to or draft.applies_to or kinds
         tools = source.front.tools if source.front.tools != ["*"] else (draft.tools or ["*"])
@@ -187,25 +192,40 @@ def compile_policy(
     rules_decide = rules_complete and bool(source.examples) and _rules_alone_correct(rules, [*source.examples, *kept])
     exemplars = [Exemplar(text=e.subject.reading(), violation=e.violation, origin="source") for e in source.examples]
     exemplars += [
-        Exemplar(text=e.subject.reading(), violation=e.violation, origin="generated" if e.violation else "hard_negative")
+        Exemplar(
+            text=e.subject.reading(), violation=e.violation, origin="generated" if e.violation else "hard_negative"
+        )
         for e in kept
     ]
     exemplars = _unique(exemplars)
     classifier = None
     if head is not None or exemplars:
         thresholds, origin = _thresholds(source, head_thresholds)
-        classifier = ClassifierSpec(exemplars=exemplars, screen=screen, head=head, thresholds=thresholds,
-                                    thresholds_source=origin)
+        classifier = ClassifierSpec(
+            exemplars=exemplars, screen=screen, head=head, thresholds=thresholds, thresholds_source=origin
+        )
     judge = None if source.front.judge == "never" else JudgeSpec(rubric=rubric, criteria=criteria)
     policy = CompiledPolicy(
-        id=source.id, title=title, body=source.body, action=source.front.action, severity=source.front.severity,
-        on_error=source.on_error, scope=Scope(kinds=kinds, servers=source.front.servers, tools=tools),
-        rules=rules, rules_decide=rules_decide, detectors=source.front.detectors, classifier=classifier, judge=judge,
+        id=source.id,
+        title=title,
+        body=source.body,
+        action=source.front.action,
+        severity=source.front.severity,
+        on_error=source.on_error,
+        scope=Scope(kinds=kinds, servers=source.front.servers, tools=tools),
+        rules=rules,
+        rules_decide=rules_decide,
+        detectors=source.front.detectors,
+        classifier=classifier,
+        judge=judge,
         quality=source.front.quality,
         verification=Verification(status="no_examples", examples=0, correct=0),
         provenance=Provenance(
-            source=Path(source.path).name, source_sha256=source.sha256,
-            compiler="offline" if llm is None else llm.model, prompt_version=PROMPT_VERSION, omitted=omitted,
+            source=Path(source.path).name,
+            source_sha256=source.sha256,
+            compiler="offline" if llm is None else llm.model,
+            prompt_version=PROMPT_VERSION,
+            omitted=omitted,
         ),
     )
     if classifier is not None and models is None and source.examples:
@@ -217,9 +237,7 @@ def compile_policy(
     return policy.model_copy(update={"verification": verification})
 
 
-def _ask(
-    llm: StructuredLLM, messages: list[dict[str, str]], model: type[T], timeout: float, source: PolicySource
-) -> T:
+def _ask(llm: StructuredLLM, messages: list[dict[str, str]], model: type[T], timeout: float, source: PolicySource) -> T:
     try:
         return llm.complete(messages, model, timeout=timeout, max_retries=2, max_tokens=2048).value
     except LLMError as exc:
@@ -237,11 +255,17 @@ def _repair(
         if not conflicts:
             break
         repaired.update(c.rule_id for c in conflicts)
-        answer = _ask(llm, [
-            {"role": "system", "content": _SYSTEM},
-            {"role": "user", "content": _user_prompt(source)},
-            {"role": "user", "content": _repair_prompt(current, conflicts)},
-        ], RuleRepair, timeout, source)
+        answer = _ask(
+            llm,
+            [
+                {"role": "system", "content": _SYSTEM},
+                {"role": "user", "content": _user_prompt(source)},
+                {"role": "user", "content": _repair_prompt(current, conflicts)},
+            ],
+            RuleRepair,
+            timeout,
+            source,
+        )
         current = answer.rules
         rules = _to_rules(current)
         conflicts = rule_conflicts(rules, source.examples)

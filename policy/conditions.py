@@ -228,7 +228,9 @@ def _holds(pred: Predicate, value: Any, path: str) -> tuple[bool, list[Span]]:
     folded, folded_needle = (text, needle) if pred.case_sensitive else (text.casefold(), needle.casefold())
     if op == "contains":
         start = folded.find(folded_needle)
-        return (start >= 0), ([Span(field=path, start=start, end=start + len(needle), label="contains")] if start >= 0 else [])
+        return (start >= 0), (
+            [Span(field=path, start=start, end=start + len(needle), label="contains")] if start >= 0 else []
+        )
     if op == "starts_with":
         held = folded.startswith(folded_needle)
         return held, [Span(field=path, start=0, end=len(needle), label=op)] if held else []

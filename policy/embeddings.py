@@ -59,7 +59,8 @@ def minilm_path() -> Path:
 def _normalise(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (matrix / norms).astype(np.float32)
+    normalised: np.ndarray = (matrix / norms).astype(np.float32)
+    return normalised
 
 
 class MiniLMEmbedder:
@@ -100,8 +101,11 @@ class MiniLMEmbedder:
         missing = [i for i, key in enumerate(keys) if key not in self._memo]
         if missing:
             vectors = model.encode(
-                [texts[i] for i in missing], batch_size=32, convert_to_numpy=True,
-                normalize_embeddings=True, show_progress_bar=False,
+                [texts[i] for i in missing],
+                batch_size=32,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
             )
             with self._lock:
                 for i, vector in zip(missing, vectors, strict=True):
@@ -153,7 +157,8 @@ class StaticEmbedder:
         path = self._cache_dir / f"static-minilm-{fingerprint}.npy"
         if path.exists():
             try:
-                return np.load(path, mmap_mode="r").astype(np.float32)
+                loaded: np.ndarray = np.load(path, mmap_mode="r").astype(np.float32)
+                return loaded
             except (OSError, ValueError):
                 logger.warning("static embedding table %s is unreadable; rebuilding it", path)
         table = self._build_table(vocab_size)

@@ -44,8 +44,14 @@ class _Run:
     def verdict(self, outcome: Outcome, tier: Tier, reason: str, **extra: object) -> Verdict:
         action = extra.pop("action", self.policy.action)
         return Verdict(
-            policy=self.policy.id, outcome=outcome, action=action, tier=tier, reason=reason,
-            latency_ms=(time.perf_counter() - self.started) * 1000, trace=tuple(self.trace), **extra,  # type: ignore[arg-type]
+            policy=self.policy.id,
+            outcome=outcome,
+            action=action,
+            tier=tier,
+            reason=reason,
+            latency_ms=(time.perf_counter() - self.started) * 1000,
+            trace=tuple(self.trace),
+            **extra,  # type: ignore[arg-type]
         )
 
 
@@ -94,7 +100,11 @@ class Engine:
         return [self.check_policy(policy, subject) for policy in self.in_scope(subject)]
 
     def check_policy(
-        self, policy: CompiledPolicy, subject: Subject, *, classifier: PolicyClassifier | None = None,
+        self,
+        policy: CompiledPolicy,
+        subject: Subject,
+        *,
+        classifier: PolicyClassifier | None = None,
         use_judge: bool = True,
     ) -> Verdict:
         run = _Run(policy)
@@ -129,8 +139,11 @@ class Engine:
                 labels = sorted({span.label for span in spans})
                 run.step(Tier.DETECTOR, "violation", f"found {', '.join(labels)}", since=since)
                 return run.verdict(
-                    Outcome.VIOLATION, Tier.DETECTOR, f"found {len(spans)} × {', '.join(labels)}",
-                    evidence=tuple(spans), score=1.0,
+                    Outcome.VIOLATION,
+                    Tier.DETECTOR,
+                    f"found {len(spans)} × {', '.join(labels)}",
+                    evidence=tuple(spans),
+                    score=1.0,
                 )
             run.step(Tier.DETECTOR, "allow", "nothing found", since=since)
         if not policy.rules:
@@ -146,8 +159,11 @@ class Engine:
                 if effect == "violate":
                     run.step(Tier.RULES, "violation", f"rule {rule.id}: {rule.description}", since=since)
                     return run.verdict(
-                        Outcome.VIOLATION, Tier.RULES, f"rule {rule.id}: {rule.description}",
-                        evidence=tuple(spans), score=1.0,
+                        Outcome.VIOLATION,
+                        Tier.RULES,
+                        f"rule {rule.id}: {rule.description}",
+                        evidence=tuple(spans),
+                        score=1.0,
                     )
                 if effect == "allow":
                     run.step(Tier.RULES, "allow", f"rule {rule.id}: {rule.description}", since=since)
@@ -156,8 +172,9 @@ class Engine:
                 return None
         if policy.rules_decide:
             run.step(Tier.RULES, "allow", "no rule matched; the rules decide this policy", since=since)
-            return run.verdict(Outcome.ALLOW, Tier.RULES, "no rule matched, and the rules decide this policy",
-                               score=0.0)
+            return run.verdict(
+                Outcome.ALLOW, Tier.RULES, "no rule matched, and the rules decide this policy", score=0.0
+            )
         run.step(Tier.RULES, "unsure", "no rule matched", since=since)
         return None
 
@@ -181,9 +198,11 @@ class Engine:
         classifier = override or self._classifier(run.policy)
         result = classifier.score(subject.reading())
         run.step(
-            Tier.CLASSIFIER, "scored",
+            Tier.CLASSIFIER,
+            "scored",
             f"{result.stage} over {result.chunks} chunk(s)" + (" (screened out)" if result.screened_out else ""),
-            score=round(result.score, 4), since=since,
+            score=round(result.score, 4),
+            since=since,
         )
         return result
 
@@ -196,14 +215,18 @@ class Engine:
         if result.screened_out or result.score < thresholds.allow_below:
             run.trace[-1] = run.trace[-1].model_copy(update={"result": "allow"})
             return run.verdict(
-                Outcome.ALLOW, Tier.CLASSIFIER,
-                f"classifier score {result.score:.2f} is below {thresholds.allow_below}", **extra,
+                Outcome.ALLOW,
+                Tier.CLASSIFIER,
+                f"classifier score {result.score:.2f} is below {thresholds.allow_below}",
+                **extra,
             )
         if result.score >= thresholds.violate_above:
             run.trace[-1] = run.trace[-1].model_copy(update={"result": "violation"})
             return run.verdict(
-                Outcome.VIOLATION, Tier.CLASSIFIER,
-                f"classifier score {result.score:.2f} is at or above {thresholds.violate_above}", **extra,
+                Outcome.VIOLATION,
+                Tier.CLASSIFIER,
+                f"classifier score {result.score:.2f} is at or above {thresholds.violate_above}",
+                **extra,
             )
         run.trace[-1] = run.trace[-1].model_copy(update={"result": "unsure"})
         return None
@@ -218,15 +241,23 @@ class Engine:
         outcome = self.judge.judge(run.policy, subject, excerpts)
         decided = Outcome.VIOLATION if outcome.violates else Outcome.ALLOW
         run.step(
-            Tier.JUDGE, decided.value, outcome.rationale[:200] + (" (cached)" if outcome.cache_hit else ""),
-            score=outcome.confidence, since=since,
+            Tier.JUDGE,
+            decided.value,
+            outcome.rationale[:200] + (" (cached)" if outcome.cache_hit else ""),
+            score=outcome.confidence,
+            since=since,
         )
         extra = _classifier_extra(result) if result is not None else {}
         extra.pop("score", None)
         return run.verdict(
-            decided, Tier.JUDGE, f"judge: {outcome.rationale}" if outcome.rationale else "judge decided",
-            score=outcome.confidence, judge_rationale=outcome.rationale, judge_model=outcome.model,
-            cache_hit=outcome.cache_hit, **extra,
+            decided,
+            Tier.JUDGE,
+            f"judge: {outcome.rationale}" if outcome.rationale else "judge decided",
+            score=outcome.confidence,
+            judge_rationale=outcome.rationale,
+            judge_model=outcome.model,
+            cache_hit=outcome.cache_hit,
+            **extra,
         )
 
     def _without_judge(self, run: _Run, result: ClassifierResult | None, escalated: bool) -> Verdict:
@@ -236,13 +267,15 @@ class Engine:
             decided = Outcome.VIOLATION if result.score >= cut else Outcome.ALLOW
             run.step(Tier.THRESHOLD, decided.value, f"no judge: decided at {cut:.2f}")
             return run.verdict(
-                decided, Tier.THRESHOLD,
+                decided,
+                Tier.THRESHOLD,
                 f"classifier score {result.score:.2f} {'>=' if decided is Outcome.VIOLATION else '<'} {cut:.2f} "
                 "(no judge configured)",
                 **_classifier_extra(result),
             )
-        if escalated or (policy.judge is not None and policy.classifier is None and not policy.rules
-                         and not policy.detectors):
+        if escalated or (
+            policy.judge is not None and policy.classifier is None and not policy.rules and not policy.detectors
+        ):
             # The policy needs the judge and there is none: that is a tier failure, not an allow.
             run.step(Tier.ON_ERROR, "error", "this policy needs the LLM judge and none is configured")
             return self._on_error(run, PolicyError("this policy needs the LLM judge and none is configured"))
@@ -260,8 +293,15 @@ class Engine:
 def _classifier_extra(result: ClassifierResult) -> dict[str, object]:
     evidence: tuple[Span, ...] = ()
     if result.chunk is not None and not result.screened_out:
-        evidence = (Span(field="reading", start=result.chunk.start, end=result.chunk.end, label="classifier-chunk",
-                         score=round(result.score, 4)),)
+        evidence = (
+            Span(
+                field="reading",
+                start=result.chunk.start,
+                end=result.chunk.end,
+                label="classifier-chunk",
+                score=round(result.score, 4),
+            ),
+        )
     return {
         "score": round(result.score, 4),
         "nearest_exemplar": result.nearest_exemplar,

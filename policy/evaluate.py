@@ -88,12 +88,19 @@ class PolicyMetrics:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "tp": self.tp, "fp": self.fp, "tn": self.tn, "fn": self.fn,
+            "tp": self.tp,
+            "fp": self.fp,
+            "tn": self.tn,
+            "fn": self.fn,
             "cases": self.tp + self.fp + self.tn + self.fn,
-            "precision": round(self.precision, 4), "recall": round(self.recall, 4), "f1": round(self.f1, 4),
-            "fpr": round(self.fpr, 4), "tiers": dict(self.tiers), "judge_calls": self.judge_calls,
-            "cache_hits": self.cache_hits, "latency_ms": {"p50": round(self.percentile(50), 3),
-                                                         "p95": round(self.percentile(95), 3)},
+            "precision": round(self.precision, 4),
+            "recall": round(self.recall, 4),
+            "f1": round(self.f1, 4),
+            "fpr": round(self.fpr, 4),
+            "tiers": dict(self.tiers),
+            "judge_calls": self.judge_calls,
+            "cache_hits": self.cache_hits,
+            "latency_ms": {"p50": round(self.percentile(50), 3), "p95": round(self.percentile(95), 3)},
         }
 
 
@@ -103,8 +110,10 @@ def _decide(engine: Engine, case: Case) -> CaseResult:
     if case.policy is not None:
         policy = next((p for p in engine.policies if p.id == case.policy), None)
         if policy is None:
-            raise PolicyError(f"case {case.id!r} names policy {case.policy!r}, which is not loaded; "
-                              f"loaded: {', '.join(p.id for p in engine.policies)}")
+            raise PolicyError(
+                f"case {case.id!r} names policy {case.policy!r}, which is not loaded; "
+                f"loaded: {', '.join(p.id for p in engine.policies)}"
+            )
         verdicts = [engine.check_policy(policy, subject)] if policy.scope.matches(subject) else []
     else:
         verdicts = engine.check(subject)
@@ -114,7 +123,11 @@ def _decide(engine: Engine, case: Case) -> CaseResult:
     tier = deciding.tier.value if deciding else "scope"
     reason = deciding.reason if deciding else "no policy in scope"
     return CaseResult(
-        case=case, got="violation" if violated else "allow", tier=tier, reason=reason, latency_ms=latency,
+        case=case,
+        got="violation" if violated else "allow",
+        tier=tier,
+        reason=reason,
+        latency_ms=latency,
         verdicts=tuple(verdicts),
         judge_called=any(v.tier is Tier.JUDGE and not v.cache_hit for v in verdicts),
         cache_hit=any(v.cache_hit for v in verdicts),

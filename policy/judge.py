@@ -114,17 +114,25 @@ class Judge:
     def judge(self, policy: CompiledPolicy, subject: Subject, excerpts: list[str] | None = None) -> JudgeOutcome:
         content = _content(subject, excerpts)
         key = judge_cache_key(
-            model=self.llm.model, policy_digest=policy.digest(), prompt_version=PROMPT_VERSION,
-            schema_version=SCHEMA_VERSION, subject=subject.canonical(), content=content,
+            model=self.llm.model,
+            policy_digest=policy.digest(),
+            prompt_version=PROMPT_VERSION,
+            schema_version=SCHEMA_VERSION,
+            subject=subject.canonical(),
+            content=content,
         )
         cached = self.cache.get(key)
         if cached is not None:
             with self._lock:
                 self.stats["cache_hits"] += 1
             return JudgeOutcome(
-                violates=bool(cached["violates"]), rationale=str(cached["rationale"]),
-                evidence=str(cached.get("evidence", "")), confidence=float(cached.get("confidence", 0.0)),
-                model=str(cached.get("model", self.llm.model)), latency_ms=0.0, cache_hit=True,
+                violates=bool(cached["violates"]),
+                rationale=str(cached["rationale"]),
+                evidence=str(cached.get("evidence", "")),
+                confidence=float(cached.get("confidence", 0.0)),
+                model=str(cached.get("model", self.llm.model)),
+                latency_ms=0.0,
+                cache_hit=True,
             )
         with self._lock:
             pending = self._inflight.get(key)
@@ -145,10 +153,16 @@ class Judge:
             raise
         else:
             pending.set_result(outcome)
-            self.cache.set(key, {
-                "violates": outcome.violates, "rationale": outcome.rationale, "evidence": outcome.evidence,
-                "confidence": outcome.confidence, "model": outcome.model,
-            })
+            self.cache.set(
+                key,
+                {
+                    "violates": outcome.violates,
+                    "rationale": outcome.rationale,
+                    "evidence": outcome.evidence,
+                    "confidence": outcome.confidence,
+                    "model": outcome.model,
+                },
+            )
             return outcome
         finally:
             with self._lock:
@@ -159,8 +173,11 @@ class Judge:
         nonce = self._nonce()
         try:
             result = self.llm.complete(
-                build_messages(policy, subject, content, nonce), JudgeAnswer,
-                timeout=self.timeout_s, max_retries=1, max_tokens=400,
+                build_messages(policy, subject, content, nonce),
+                JudgeAnswer,
+                timeout=self.timeout_s,
+                max_retries=1,
+                max_tokens=400,
             )
         except LLMError:
             with self._lock:
@@ -175,9 +192,14 @@ class Judge:
                 f"{answer.check[:40]!r}); the judged content may have taken over the judge"
             )
         return JudgeOutcome(
-            violates=answer.violates, rationale=answer.reasoning.strip(), evidence=answer.evidence.strip(),
-            confidence=answer.confidence, model=result.model, latency_ms=result.latency_ms,
-            cache_hit=False, cost_usd=result.cost_usd,
+            violates=answer.violates,
+            rationale=answer.reasoning.strip(),
+            evidence=answer.evidence.strip(),
+            confidence=answer.confidence,
+            model=result.model,
+            latency_ms=result.latency_ms,
+            cache_hit=False,
+            cost_usd=result.cost_usd,
         )
 
     def _spend(self) -> None:
@@ -225,12 +247,17 @@ def canary_check(judge: Judge) -> list[CanaryResult]:
     from .verdict import Action
 
     policy = CompiledPolicy(
-        id="judge-canary", title="No money transfers", body="The data must not ask anyone to transfer money.",
-        action=Action.BLOCK, on_error="block", scope=Scope(kinds=[SubjectKind.TOOL_RESULT]),
+        id="judge-canary",
+        title="No money transfers",
+        body="The data must not ask anyone to transfer money.",
+        action=Action.BLOCK,
+        on_error="block",
+        scope=Scope(kinds=[SubjectKind.TOOL_RESULT]),
         judge=JudgeSpec(rubric="The data violates the policy if it asks for money to be moved or paid."),
         verification=Verification(status="no_examples", examples=0, correct=0),
-        provenance=Provenance(source="(built in)", source_sha256="0" * 64, compiler="none",
-                              prompt_version=PROMPT_VERSION),
+        provenance=Provenance(
+            source="(built in)", source_sha256="0" * 64, compiler="none", prompt_version=PROMPT_VERSION
+        ),
     )
     results = []
     for text, expected in CANARY_CASES:
@@ -242,7 +269,12 @@ def canary_check(judge: Judge) -> list[CanaryResult]:
             results.append(CanaryResult(False, str(exc), (time.perf_counter() - started) * 1000))
             continue
         correct = outcome.violates == expected
-        results.append(CanaryResult(
-            correct, f"{'violates' if outcome.violates else 'allows'} {'(right)' if correct else '(WRONG)'}: "
-                     f"{outcome.rationale[:120]}", outcome.latency_ms))
+        results.append(
+            CanaryResult(
+                correct,
+                f"{'violates' if outcome.violates else 'allows'} {'(right)' if correct else '(WRONG)'}: "
+                f"{outcome.rationale[:120]}",
+                outcome.latency_ms,
+            )
+        )
     return results

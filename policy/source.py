@@ -62,9 +62,7 @@ class Thresholds(BaseModel):
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
         if self.allow_below > self.violate_above:
-            raise ValueError(
-                f"allow_below ({self.allow_below}) must not exceed violate_above ({self.violate_above})"
-            )
+            raise ValueError(f"allow_below ({self.allow_below}) must not exceed violate_above ({self.violate_above})")
         return self
 
     @property
@@ -170,13 +168,17 @@ def parse_source(text: str, path: Path | str, sha256: str | None = None) -> Poli
     body = "\n".join(body_lines).strip()
     if not body:
         raise PolicySourceError(
-            path, body_start + 1, "the policy has no English text",
+            path,
+            body_start + 1,
+            "the policy has no English text",
             "Write the rule in plain English below the front matter (and above any '## Violations' list).",
         )
     policy_id = front.id or path.stem
     if not re.match(_ID, policy_id):
         raise PolicySourceError(
-            path, None, f"the policy id {policy_id!r} (from the file name) is not a valid id",
+            path,
+            None,
+            f"the policy id {policy_id!r} (from the file name) is not a valid id",
             "Use lowercase letters, digits, '-' and '_', or set 'id:' in the front matter.",
         )
     kinds = front.applies_to or list(SubjectKind)
@@ -198,17 +200,23 @@ def _split_front_matter(text: str, path: Path) -> tuple[dict[str, Any], int]:
                 line = mark.line + 2 if mark is not None else 2
                 problem = getattr(exc, "problem", None) or str(exc)
                 raise PolicySourceError(
-                    path, line, f"the front matter is not valid YAML ({problem})",
+                    path,
+                    line,
+                    f"the front matter is not valid YAML ({problem})",
                     "Fix the YAML between the two '---' lines (use 'key: value', lists as [a, b]).",
                 ) from exc
             if not isinstance(data, dict):
                 raise PolicySourceError(
-                    path, 2, "the front matter must be a mapping of 'key: value' lines",
+                    path,
+                    2,
+                    "the front matter must be a mapping of 'key: value' lines",
                     "Write one 'key: value' per line between the '---' lines.",
                 )
             return data, index + 1
     raise PolicySourceError(
-        path, 1, "the front matter starts with '---' but never ends",
+        path,
+        1,
+        "the front matter starts with '---' but never ends",
         "Add a closing '---' line after the front matter.",
     )
 
@@ -218,7 +226,9 @@ def _validate_front(data: dict[str, Any], text: str, path: Path) -> FrontMatter:
     for key in data:
         if key not in known:
             raise PolicySourceError(
-                path, _key_line(text, str(key)), f"unknown front-matter key {key!r}",
+                path,
+                _key_line(text, str(key)),
+                f"unknown front-matter key {key!r}",
                 f"Remove it or use one of: {', '.join(sorted(known))}.",
             )
     try:
@@ -228,7 +238,9 @@ def _validate_front(data: dict[str, Any], text: str, path: Path) -> FrontMatter:
         key = str(error["loc"][0]) if error["loc"] else ""
         location = ".".join(str(part) for part in error["loc"])
         raise PolicySourceError(
-            path, _key_line(text, key), f"front-matter key {location!r}: {error['msg']}",
+            path,
+            _key_line(text, key),
+            f"front-matter key {location!r}: {error['msg']}",
             _front_fix(key),
         ) from exc
 
@@ -287,7 +299,9 @@ def _split_examples(lines: list[str], start: int, path: Path) -> tuple[list[str]
             current.append(line)
         elif line.strip():
             raise PolicySourceError(
-                path, number, "text under an examples heading is not a list item",
+                path,
+                number,
+                "text under an examples heading is not a list item",
                 "Start each example with '- ', or move this text above the '## Violations' heading.",
             )
     flush()
@@ -307,7 +321,9 @@ def _parse_example(raw: str, violation: bool, line: int, kinds: list[SubjectKind
             subject = Subject.model_validate(data)
         except (ValueError, ValidationError) as exc:
             raise PolicySourceError(
-                path, line, f"example is not a valid subject object ({_short(exc)})",
+                path,
+                line,
+                f"example is not a valid subject object ({_short(exc)})",
                 "Use JSON with keys kind, server, tool, arguments, text, e.g. "
                 '{"kind": "tool_call", "tool": "send", "arguments": {"to": "x"}}.',
             ) from exc

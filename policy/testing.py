@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -48,7 +49,9 @@ class FakeLLM:
     calls: list[tuple[str, list[dict[str, str]]]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def script(self, response_model: type[BaseModel] | str, contains: str, reply: Reply, times: int | None = None) -> FakeLLM:
+    def script(
+        self, response_model: type[BaseModel] | str, contains: str, reply: Reply, times: int | None = None
+    ) -> FakeLLM:
         name = response_model if isinstance(response_model, str) else response_model.__name__
         self.scripts.append(Script(name, contains, reply, times))
         return self
@@ -67,25 +70,32 @@ class FakeLLM:
             self.calls.append((response_model.__name__, messages))
             script = next(
                 (
-                    s for s in self.scripts
-                    if s.response_model == response_model.__name__ and s.contains in prompt
+                    s
+                    for s in self.scripts
+                    if s.response_model == response_model.__name__
+                    and s.contains in prompt
                     and (s.times is None or s.used < s.times)
                 ),
                 None,
             )
             if script is None:
                 raise UnscriptedCallError(
-                    f"FakeLLM has no script for a {response_model.__name__} request; the prompt began: "
-                    f"{prompt[:300]!r}"
+                    f"FakeLLM has no script for a {response_model.__name__} request; the prompt began: {prompt[:300]!r}"
                 )
             script.used += 1
-        reply = script.reply(messages) if callable(script.reply) and not isinstance(script.reply, BaseModel) else script.reply
+        reply = (
+            script.reply(messages)
+            if callable(script.reply) and not isinstance(script.reply, BaseModel)
+            else script.reply
+        )
         if isinstance(reply, LLMUnavailableError | LLMOutputError):
             raise reply
         if isinstance(reply, Exception):
             raise reply
-        value = reply if isinstance(reply, response_model) else response_model.model_validate(
-            reply.model_dump() if isinstance(reply, BaseModel) else reply
+        value = (
+            reply
+            if isinstance(reply, response_model)
+            else response_model.model_validate(reply.model_dump() if isinstance(reply, BaseModel) else reply)
         )
         return LLMResult(value=value, model=self.model, latency_ms=0.0, cost_usd=0.0)
 
@@ -101,11 +111,12 @@ class HashEmbedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             words = re.findall(r"[a-z0-9]+", text.lower())
-            for token in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
+            for token in words + [f"{a} {b}" for a, b in itertools.pairwise(words)]:
                 digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
                 index = int.from_bytes(digest[:4], "little") % self.dim
                 sign = 1.0 if digest[4] & 1 else -1.0
                 out[row, index] += sign
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
-        return out / norms
+        normalised: np.ndarray = out / norms
+        return normalised

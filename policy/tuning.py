@@ -54,15 +54,24 @@ def _metrics(scores: np.ndarray, labels: np.ndarray, cut: float) -> tuple[float,
 
 
 def tune_policy(
-    policy: CompiledPolicy, cases: Sequence[Case], models: EmbedderPair, *, target_fpr: float = 0.01,
+    policy: CompiledPolicy,
+    cases: Sequence[Case],
+    models: EmbedderPair,
+    *,
+    target_fpr: float = 0.01,
     recall_floor: float = 0.99,
 ) -> tuple[CompiledPolicy, TuneReport]:
-    relevant = [case for case in cases if case.policy in (None, policy.id) and policy.scope.kinds
-                and case.kind in policy.scope.kinds]
+    relevant = [
+        case
+        for case in cases
+        if case.policy in (None, policy.id) and policy.scope.kinds and case.kind in policy.scope.kinds
+    ]
     labels = np.array([case.expect == "violation" for case in relevant])
     if labels.sum() < 5 or (~labels).sum() < 5:
-        raise PolicyError(f"tuning {policy.id!r} needs at least 5 violation and 5 allowed dev cases of its kinds; "
-                          f"got {int(labels.sum())} and {int((~labels).sum())}")
+        raise PolicyError(
+            f"tuning {policy.id!r} needs at least 5 violation and 5 allowed dev cases of its kinds; "
+            f"got {int(labels.sum())} and {int((~labels).sum())}"
+        )
     assert policy.classifier is not None
     scores = classifier_scores(policy, relevant, models)
     negatives, positives = np.sort(scores[~labels]), np.sort(scores[labels])
@@ -78,11 +87,16 @@ def tune_policy(
         fpr, recall, f1 = _metrics(scores, labels, cut)
         if fpr <= target_fpr and f1 > best[0]:
             best_cut, best = float(cut), (f1, recall, fpr)
-    after = Thresholds(allow_below=round(allow_below, 6), violate_above=round(violate_above, 6),
-                       decide_at=round(min(max(best_cut, allow_below), violate_above), 6))
+    after = Thresholds(
+        allow_below=round(allow_below, 6),
+        violate_above=round(violate_above, 6),
+        decide_at=round(min(max(best_cut, allow_below), violate_above), 6),
+    )
     fpr, recall, f1 = _metrics(scores, labels, after.decision)
-    tuned = policy.model_copy(update={"classifier": policy.classifier.model_copy(
-        update={"thresholds": after, "thresholds_source": "tuned"})})
-    report = TuneReport(policy.id, policy.classifier.thresholds, after, int(labels.sum()), int((~labels).sum()),
-                        fpr, recall, f1)
+    tuned = policy.model_copy(
+        update={"classifier": policy.classifier.model_copy(update={"thresholds": after, "thresholds_source": "tuned"})}
+    )
+    report = TuneReport(
+        policy.id, policy.classifier.thresholds, after, int(labels.sum()), int((~labels).sum()), fpr, recall, f1
+    )
     return tuned, report

@@ -76,9 +76,12 @@ def filter_exemplars(
         source_vectors = models.minilm.encode([example.subject.reading() for example in examples])
         sims = models.minilm.encode([e.subject.reading() for e in kept]) @ source_vectors.T
         kept = [
-            candidate for candidate, row in zip(kept, sims, strict=True)
-            if not (row[labels != candidate.violation].max() >= NEAR_DUPLICATE
-                    and row[labels != candidate.violation].max() > row[labels == candidate.violation].max())
+            candidate
+            for candidate, row in zip(kept, sims, strict=True)
+            if not (
+                row[labels != candidate.violation].max() >= NEAR_DUPLICATE
+                and row[labels != candidate.violation].max() > row[labels == candidate.violation].max()
+            )
         ]
     return kept, len(generated) - len(kept)
 
@@ -107,10 +110,15 @@ def verify_policy(policy: CompiledPolicy, examples: Sequence[Example], engine: E
             continue
         if not unsure:
             contradicted = True
-        mismatches.append(Mismatch(
-            example=example.raw or example.subject.reading(), line=example.line, expected=expected,
-            got="unsure" if unsure else ("violation" if verdict.outcome is Outcome.VIOLATION else "allow"),
-            tier=verdict.tier.value, detail=verdict.reason[:300],
-        ))
+        mismatches.append(
+            Mismatch(
+                example=example.raw or example.subject.reading(),
+                line=example.line,
+                expected=expected,
+                got="unsure" if unsure else ("violation" if verdict.outcome is Outcome.VIOLATION else "allow"),
+                tier=verdict.tier.value,
+                detail=verdict.reason[:300],
+            )
+        )
     status = "mismatch" if contradicted else "verified"
     return Verification(status=status, examples=len(examples), correct=correct, mismatches=mismatches)

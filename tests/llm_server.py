@@ -85,22 +85,44 @@ def _handler(server_state: ScriptedLLMServer) -> type[BaseHTTPRequestHandler]:
                 return
             model = body.get("model", "scripted")
             if self.path.endswith("/chat/completions"):
-                self._send(200, {
-                    "id": "chatcmpl-scripted", "object": "chat.completion", "created": int(time.time()),
-                    "model": model,
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": content}}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-                })
+                self._send(
+                    200,
+                    {
+                        "id": "chatcmpl-scripted",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": model,
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                        ],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+                    },
+                )
             elif self.path == "/api/chat":
-                self._send(200, {
-                    "model": model, "created_at": "2026-01-01T00:00:00Z",
-                    "message": {"role": "assistant", "content": content}, "done": True, "done_reason": "stop",
-                    "prompt_eval_count": 10, "eval_count": 5,
-                })
+                self._send(
+                    200,
+                    {
+                        "model": model,
+                        "created_at": "2026-01-01T00:00:00Z",
+                        "message": {"role": "assistant", "content": content},
+                        "done": True,
+                        "done_reason": "stop",
+                        "prompt_eval_count": 10,
+                        "eval_count": 5,
+                    },
+                )
             elif self.path == "/api/generate":
-                self._send(200, {"model": model, "created_at": "2026-01-01T00:00:00Z", "response": content,
-                                 "done": True, "prompt_eval_count": 10, "eval_count": 5})
+                self._send(
+                    200,
+                    {
+                        "model": model,
+                        "created_at": "2026-01-01T00:00:00Z",
+                        "response": content,
+                        "done": True,
+                        "prompt_eval_count": 10,
+                        "eval_count": 5,
+                    },
+                )
             else:
                 self._send(404, {"error": f"no route {self.path}"})
 

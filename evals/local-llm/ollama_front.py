@@ -21,7 +21,7 @@ def make_handler(upstream: str) -> type[BaseHTTPRequestHandler]:
     def call(path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(upstream + path, data=data, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=600) as response:  # noqa: S310  (loopback upstream)
+        with urllib.request.urlopen(request, timeout=600) as response:
             return json.loads(response.read())
 
     class Handler(BaseHTTPRequestHandler):
@@ -75,12 +75,18 @@ def make_handler(upstream: str) -> type[BaseHTTPRequestHandler]:
                 self.reply(502, {"error": f"upstream failed: {exc}"})
                 return
             usage = answer.get("usage") or {}
-            self.reply(200, {
-                "model": body.get("model"), "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-                "message": {"role": "assistant", "content": answer["choices"][0]["message"]["content"]},
-                "done": True, "done_reason": "stop", "prompt_eval_count": usage.get("prompt_tokens", 0),
-                "eval_count": usage.get("completion_tokens", 0),
-            })
+            self.reply(
+                200,
+                {
+                    "model": body.get("model"),
+                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                    "message": {"role": "assistant", "content": answer["choices"][0]["message"]["content"]},
+                    "done": True,
+                    "done_reason": "stop",
+                    "prompt_eval_count": usage.get("prompt_tokens", 0),
+                    "eval_count": usage.get("completion_tokens", 0),
+                },
+            )
 
     return Handler
 

@@ -17,9 +17,16 @@ __all__ = ["app", "main"]
 # Which module registers each command. Only the module of the command being run is imported, so that
 # `wrap` (spawned by the IDE for every session) does not pay for loading every other command.
 COMMAND_MODULES: dict[str, tuple[str, ...]] = {
-    "wrap": ("serve_cmds",), "run": ("serve_cmds",), "demo": ("demo_cmd",), "logs": ("logs_cmd",),
-    "policy": ("policy_cmds", "test_cmds"), "scan": ("catalogue_cmds",), "pins": ("catalogue_cmds",),
-    "install": ("install",), "uninstall": ("install",), "doctor": ("doctor_cmd",),
+    "wrap": ("serve_cmds",),
+    "run": ("serve_cmds",),
+    "demo": ("demo_cmd",),
+    "logs": ("logs_cmd",),
+    "policy": ("policy_cmds", "test_cmds"),
+    "scan": ("catalogue_cmds",),
+    "pins": ("catalogue_cmds",),
+    "install": ("install",),
+    "uninstall": ("install",),
+    "doctor": ("doctor_cmd",),
 }
 
 
@@ -38,7 +45,7 @@ def main() -> None:
 
 def _lasso_compatible(argv: list[str]) -> list[str]:
     """Accept Lasso's IDE entry (``mcp-gateway --mcp-json-path PATH -p basic``) as ``run``."""
-    if argv and argv[0] in ("--mcp-json-path", "-p", "--plugin") or any(
+    if (argv and argv[0] in ("--mcp-json-path", "-p", "--plugin")) or any(
         arg.startswith("--mcp-json-path") for arg in argv[:1]
     ):
         return ["run", *argv]

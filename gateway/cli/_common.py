@@ -17,13 +17,23 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 __all__ = [
-    "EXIT_FINDINGS", "EXIT_OK", "EXIT_RUNTIME", "EXIT_USAGE", "cli_errors", "emit_json", "fail", "say",
-    "setup_logging", "settings_from",
+    "EXIT_FINDINGS",
+    "EXIT_OK",
+    "EXIT_RUNTIME",
+    "EXIT_USAGE",
+    "cli_errors",
+    "emit_json",
+    "fail",
+    "say",
+    "settings_from",
+    "setup_logging",
 ]
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
 
-ConfigOption = typer.Option(None, "--settings", help="Settings TOML file (default: ~/.config/mcp-gateway/config.toml; env MCP_GATEWAY_CONFIG).")
+ConfigOption = typer.Option(
+    None, "--settings", help="Settings TOML file (default: ~/.config/mcp-gateway/config.toml; env MCP_GATEWAY_CONFIG)."
+)
 
 
 def say(message: str = "", *, err: bool = True) -> None:
@@ -66,8 +76,11 @@ def cli_errors() -> Iterator[None]:
 
 
 def setup_logging(level: str = "WARNING") -> None:
-    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level, logging.WARNING),
-                        format="mcp-gateway %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, level, logging.WARNING),
+        format="mcp-gateway %(levelname)s %(name)s: %(message)s",
+    )
     for noisy in ("LiteLLM", "litellm", "httpx", "httpcore", "sentence_transformers", "presidio-analyzer"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=DeprecationWarning)

@@ -10,10 +10,10 @@ import anyio
 import typer
 
 from ..catalogue import explain_change
-from ..specs import ServerSpec
 from ..mcpjson import load_servers
 from ..pins import PinStore
 from ..runtime import build_runtime
+from ..specs import ServerSpec
 from ._app import app
 from ._common import EXIT_FINDINGS, ConfigOption, cli_errors, emit_json, fail, say, settings_from
 
@@ -69,8 +69,10 @@ def scan(
             say(f"✗ {report.name}: could not scan: {report.error}")
             continue
         mark = "✓" if not report.findings else "!"
-        say(f"{mark} {report.name}: {len(report.tools)} tool(s), {len(report.prompts)} prompt(s), "
-            f"{len(report.findings)} finding(s)")
+        say(
+            f"{mark} {report.name}: {len(report.tools)} tool(s), {len(report.prompts)} prompt(s), "
+            f"{len(report.findings)} finding(s)"
+        )
         for finding in report.findings:
             say(f"    [{finding.severity}] {finding.tool}: {finding.policy}: {finding.evidence[:220]}")
     errors = sum(report.status != "ok" for report in reports)
@@ -116,8 +118,11 @@ def pins_diff(
     config: Path | None = ConfigOption,
 ) -> None:
     """What changed in each quarantined definition, in plain words."""
-    changed = [row for row in _store(config).rows(server) if row["pending_definition"] is not None
-               and (name is None or row["name"] == name)]
+    changed = [
+        row
+        for row in _store(config).rows(server)
+        if row["pending_definition"] is not None and (name is None or row["name"] == name)
+    ]
     if not changed:
         say("no pending changes")
         return

@@ -40,31 +40,45 @@ def _render(report: DemoReport) -> None:
         if row["outcome"] != "violation":
             continue
         shown += 1
-        say(f"\n• {row['tool'] or row['method']} [{row['kind']}] → {row['applied'].upper()} by policy "
-            f"'{row['policy']}' (tier {row['tier']}, {row['latency_ms']:.1f} ms)")
+        say(
+            f"\n• {row['tool'] or row['method']} [{row['kind']}] → {row['applied'].upper()} by policy "
+            f"'{row['policy']}' (tier {row['tier']}, {row['latency_ms']:.1f} ms)"
+        )
         say(f"    reason: {row['reason'][:200]}")
         for step in row["trace"]:
             score = f" score={step['score']:.3f}" if step.get("score") is not None else ""
-            say(f"    trace: {step['tier']:<10} {step['result']:<9}{score} {step['latency_ms']:.2f} ms  "
-                f"{step['detail'][:90]}")
+            say(
+                f"    trace: {step['tier']:<10} {step['result']:<9}{score} {step['latency_ms']:.2f} ms  "
+                f"{step['detail'][:90]}"
+            )
         if row["excerpt"]:
             say(f"    audit excerpt (masked): {row['excerpt'][:160]!r}")
     allowed = sum(1 for row in report.decisions if row["outcome"] != "violation")
     say(f"\n{shown} violation(s) and {allowed} allow verdict(s) recorded in the audit log.")
     say(f"The server itself received this email body: {report.server_saw!r}")
-    say(f"(direct run {report.seconds['direct']:.1f} s, gateway run {report.seconds['gateway']:.1f} s "
-        "including model loading)")
+    say(
+        f"(direct run {report.seconds['direct']:.1f} s, gateway run {report.seconds['gateway']:.1f} s "
+        "including model loading)"
+    )
 
 
 @app.command()
 def demo(
-    workdir: Annotated[Path | None, typer.Option("--workdir", help="Where to keep the demo's audit log and logs.")] = None,
+    workdir: Annotated[
+        Path | None, typer.Option("--workdir", help="Where to keep the demo's audit log and logs.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The full report as JSON on stdout.")] = False,
 ) -> None:
     """Run the gateway in front of the bundled demo server and show what it changes."""
     setup_logging()
     report = run_demo(workdir, progress=say)
     if as_json:
-        emit_json({"direct": report.direct, "gateway": report.gateway, "decisions": report.decisions,
-                   "seconds": report.seconds})
+        emit_json(
+            {
+                "direct": report.direct,
+                "gateway": report.gateway,
+                "decisions": report.decisions,
+                "seconds": report.seconds,
+            }
+        )
     _render(report)

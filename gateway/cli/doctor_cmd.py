@@ -17,7 +17,9 @@ _MARK = {"ok": "✓", "warn": "!", "fail": "✗"}
 def doctor(
     client: Annotated[list[str] | None, typer.Option("--client", "-c", help="Only these clients; repeatable.")] = None,
     project: Annotated[Path | None, typer.Option("--project", help="Project folder for project configs.")] = None,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds a server gets to answer through the gateway.")] = 60.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds a server gets to answer through the gateway.")
+    ] = 60.0,
     no_start: Annotated[bool, typer.Option("--no-start", help="Do not start servers; only check the configs.")] = False,
     judge_model: Annotated[str | None, typer.Option("--judge-model", help="Check this judge model.")] = None,
     judge_api_base: Annotated[str | None, typer.Option("--judge-api-base", help="Its API base URL.")] = None,

@@ -38,16 +38,22 @@ def _line(row: AuditRow) -> str:
     target = f"{row.server}/{row.tool or row.method}"
     score = f" {row.score:.2f}" if row.score is not None else ""
     excerpt = row.excerpt.replace("\n", " ")[:80]
-    return (f"{stamp} {row.applied:<5} {row.policy:<18} {target:<28} {row.kind:<16} {row.tier:<10}{score} "
-            f"{row.latency_ms:6.1f}ms  {row.reason[:90]}" + (f"  | {excerpt}" if excerpt else ""))
+    return (
+        f"{stamp} {row.applied:<5} {row.policy:<18} {target:<28} {row.kind:<16} {row.tier:<10}{score} "
+        f"{row.latency_ms:6.1f}ms  {row.reason[:90]}" + (f"  | {excerpt}" if excerpt else "")
+    )
 
 
 @app.command()
 def logs(
     policy: Annotated[str | None, typer.Option("--policy", help="Only this policy id.")] = None,
-    action: Annotated[str | None, typer.Option("--action", help="What the gateway did: allow, block, mask, warn, audit.")] = None,
+    action: Annotated[
+        str | None, typer.Option("--action", help="What the gateway did: allow, block, mask, warn, audit.")
+    ] = None,
     server: Annotated[str | None, typer.Option("--server", help="Only this server.")] = None,
-    violations: Annotated[bool, typer.Option("--violations", help="Only decisions where a policy was violated.")] = False,
+    violations: Annotated[
+        bool, typer.Option("--violations", help="Only decisions where a policy was violated.")
+    ] = False,
     since: Annotated[str | None, typer.Option("--since", help="15m, 2h, 7d, or an ISO time.")] = None,
     until: Annotated[str | None, typer.Option("--until", help="15m, 2h, 7d, or an ISO time.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many rows (newest).")] = 50,
@@ -61,8 +67,15 @@ def logs(
     if action is not None and action not in ("allow", "block", "mask", "warn", "audit"):
         fail(f"--action {action!r}: use allow, block, mask, warn or audit")
     now = time.time()
-    base = AuditQuery(policy=policy, action=action, server=server, outcome="violation" if violations else None,
-                      since=parse_time(since, now), until=parse_time(until, now), limit=limit)
+    base = AuditQuery(
+        policy=policy,
+        action=action,
+        server=server,
+        outcome="violation" if violations else None,
+        since=parse_time(since, now),
+        until=parse_time(until, now),
+        limit=limit,
+    )
     with cli_errors():
         connection = open_reader(db or settings.audit_db)
         rows = list(reversed(list(query(connection, base))))
@@ -84,9 +97,20 @@ def logs(
     try:
         while True:
             with cli_errors():
-                fresh = list(query(connection, AuditQuery(
-                    policy=policy, action=action, server=server, outcome=base.outcome, after_id=last or 0,
-                    limit=1000), newest_first=False))
+                fresh = list(
+                    query(
+                        connection,
+                        AuditQuery(
+                            policy=policy,
+                            action=action,
+                            server=server,
+                            outcome=base.outcome,
+                            after_id=last or 0,
+                            limit=1000,
+                        ),
+                        newest_first=False,
+                    )
+                )
             if fresh:
                 show(fresh)
                 last = fresh[-1].id

@@ -33,7 +33,9 @@ from ._common import (
 from .render import explain_verdict, summarise_policy
 
 PathsArg = Annotated[list[Path] | None, typer.Argument(help="Policy files or directories (default: ./policies).")]
-PoliciesOpt = Annotated[list[Path] | None, typer.Option("--policies", help="Extra policy file or directory; repeatable.")]
+PoliciesOpt = Annotated[
+    list[Path] | None, typer.Option("--policies", help="Extra policy file or directory; repeatable.")
+]
 JudgeModelOpt = Annotated[str | None, typer.Option("--judge-model", help="litellm model for the judge.")]
 JudgeBaseOpt = Annotated[str | None, typer.Option("--judge-api-base", help="API base URL of the judge model.")]
 
@@ -52,7 +54,9 @@ def compile_cmd(
     model: Annotated[str | None, typer.Option("--model", "-m", help="litellm model string for the compiler.")] = None,
     api_base: Annotated[str | None, typer.Option("--api-base", help="API base URL (local servers).")] = None,
     offline: Annotated[bool, typer.Option("--offline", help="No LLM: build from front matter and examples.")] = False,
-    check: Annotated[bool, typer.Option("--check", help="Only report stale or missing locks (exit 1); offline.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Only report stale or missing locks (exit 1); offline.")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Recompile even when the lock is fresh.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     config: Path | None = ConfigOption,
@@ -96,16 +100,26 @@ def compile_cmd(
         for item in policy.provenance.omitted:
             say(f"          left out: {item}")
         for rule in policy.verification.escalated_rules:
-            say(f"          rule {rule} contradicted the examples and could not be repaired: it now only "
-                "escalates to the judge")
+            say(
+                f"          rule {rule} contradicted the examples and could not be repaired: it now only "
+                "escalates to the judge"
+            )
         if policy.verification.status == "mismatch":
             mismatched += 1
             say(f"WARNING   {source.id} contradicts its own examples; review {target}:")
             for mismatch in policy.verification.mismatches:
-                say(f"          line {mismatch.line}: expected {mismatch.expected}, got {mismatch.got} "
-                    f"({mismatch.tier}): {mismatch.example[:100]}")
-        results.append({"id": source.id, "lock": str(target), "status": policy.verification.status,
-                        "verification": policy.verification.model_dump(mode="json")})
+                say(
+                    f"          line {mismatch.line}: expected {mismatch.expected}, got {mismatch.got} "
+                    f"({mismatch.tier}): {mismatch.example[:100]}"
+                )
+        results.append(
+            {
+                "id": source.id,
+                "lock": str(target),
+                "status": policy.verification.status,
+                "verification": policy.verification.model_dump(mode="json"),
+            }
+        )
     if as_json:
         emit_json({"policies": results})
     if mismatched:
@@ -132,17 +146,27 @@ def _read_subjects(event: Path | None) -> list[Subject]:
         except ValidationError as exc:
             error = exc.errors()[0]
             field = ".".join(str(p) for p in error["loc"]) or "(root)"
-            fail(f"subject {index}: field {field!r}: {error['msg']}. A subject looks like "
-                 '{"kind": "tool_call", "tool": "send_email", "arguments": {"to": "x@y.z"}}')
+            fail(
+                f"subject {index}: field {field!r}: {error['msg']}. A subject looks like "
+                '{"kind": "tool_call", "tool": "send_email", "arguments": {"to": "x@y.z"}}'
+            )
     return subjects
 
 
-def _run_check(event: Path | None, policies: list[Path] | None, only: list[str] | None, no_builtin: bool,
-               judge_model: str | None, judge_api_base: str | None, no_judge: bool, config: Path | None
-               ) -> tuple[list[Subject], list[list[Any]]]:
+def _run_check(
+    event: Path | None,
+    policies: list[Path] | None,
+    only: list[str] | None,
+    no_builtin: bool,
+    judge_model: str | None,
+    judge_api_base: str | None,
+    no_judge: bool,
+    config: Path | None,
+) -> tuple[list[Subject], list[list[Any]]]:
     subjects = _read_subjects(event)
-    settings = settings_from(config, judge={"model": judge_model, "api_base": judge_api_base},
-                             builtin_policies=False if no_builtin else None)
+    settings = settings_from(
+        config, judge={"model": judge_model, "api_base": judge_api_base}, builtin_policies=False if no_builtin else None
+    )
     with cli_errors():
         runtime = build_runtime(settings, extra_policies=policies or [], with_judge=not no_judge)
         for warning in runtime.warnings:
@@ -152,8 +176,10 @@ def _run_check(event: Path | None, policies: list[Path] | None, only: list[str] 
             known = {p.id for p in engine.policies}
             missing = sorted(set(only) - known)
             if missing:
-                fail(f"--only names unknown policies: {', '.join(missing)}; known: {', '.join(sorted(known))}",
-                     EXIT_USAGE)
+                fail(
+                    f"--only names unknown policies: {', '.join(missing)}; known: {', '.join(sorted(known))}",
+                    EXIT_USAGE,
+                )
             engine.policies = [p for p in engine.policies if p.id in only]
         verdicts = [engine.check(subject) for subject in subjects]
     return subjects, verdicts
@@ -174,13 +200,17 @@ def check_cmd(
     judge_model: JudgeModelOpt = None,
     judge_api_base: JudgeBaseOpt = None,
     no_judge: NoJudgeOpt = False,
-    fail_on_violation: Annotated[bool, typer.Option("--fail-on-violation", help="Exit 1 if any policy is violated.")] = False,
+    fail_on_violation: Annotated[
+        bool, typer.Option("--fail-on-violation", help="Exit 1 if any policy is violated.")
+    ] = False,
     config: Path | None = ConfigOption,
 ) -> None:
     """Judge a subject (JSON on stdin or --event) against the policies; verdicts as JSON on stdout."""
     subjects, verdicts = _run_check(event, policies, only, no_builtin, judge_model, judge_api_base, no_judge, config)
-    out = [{"subject": s.model_dump(mode="json"), "verdicts": [v.model_dump(mode="json") for v in vs]}
-           for s, vs in zip(subjects, verdicts, strict=True)]
+    out = [
+        {"subject": s.model_dump(mode="json"), "verdicts": [v.model_dump(mode="json") for v in vs]}
+        for s, vs in zip(subjects, verdicts, strict=True)
+    ]
     emit_json(out[0] if len(out) == 1 else out)
     if fail_on_violation and any(v.violated for vs in verdicts for v in vs):
         raise typer.Exit(EXIT_FINDINGS)

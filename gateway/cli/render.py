@@ -6,14 +6,21 @@ from policy.compiled import CompiledPolicy
 from policy.subject import Subject
 from policy.verdict import Verdict
 
-__all__ = ["explain_verdict", "excerpt", "summarise_policy"]
+__all__ = ["excerpt", "explain_verdict", "summarise_policy"]
 
 
 def excerpt(text: str, start: int, end: int, width: int = 60) -> str:
     left = max(0, start - width)
     right = min(len(text), end + width)
-    return ("…" if left else "") + text[left:start] + "⟦" + text[start:end] + "⟧" + text[end:right] + (
-        "…" if right < len(text) else "")
+    return (
+        ("…" if left else "")
+        + text[left:start]
+        + "⟦"
+        + text[start:end]
+        + "⟧"
+        + text[end:right]
+        + ("…" if right < len(text) else "")
+    )
 
 
 def _field_text(subject: Subject, field: str) -> str | None:
@@ -25,9 +32,11 @@ def _field_text(subject: Subject, field: str) -> str | None:
 def explain_verdict(verdict: Verdict, subject: Subject, *, reveal: bool = False) -> str:
     """A readable trace. Evidence of masking policies is shown masked unless `reveal` is set."""
     mark = "VIOLATION" if verdict.violated else "allow"
-    lines = [f"{verdict.policy}: {mark} → {verdict.effective_action}  (decided by {verdict.tier.value}, "
-             f"{verdict.latency_ms:.1f} ms{', cached' if verdict.cache_hit else ''})",
-             f"  reason: {verdict.reason}"]
+    lines = [
+        f"{verdict.policy}: {mark} → {verdict.effective_action}  (decided by {verdict.tier.value}, "
+        f"{verdict.latency_ms:.1f} ms{', cached' if verdict.cache_hit else ''})",
+        f"  reason: {verdict.reason}",
+    ]
     if verdict.score is not None:
         lines.append(f"  score: {verdict.score:.3f}")
     if verdict.nearest_exemplar:
@@ -40,7 +49,7 @@ def explain_verdict(verdict: Verdict, subject: Subject, *, reveal: bool = False)
         if text is None:
             lines.append(f"  evidence: {span.label} in {span.field}")
             continue
-        shown = text[span.start:span.end]
+        shown = text[span.start : span.end]
         if not reveal and verdict.action.value == "mask":
             shown = f"[{span.label}, {len(shown)} chars]"
             lines.append(f"  evidence: {span.label} in {span.field}[{span.start}:{span.end}] {shown}")
@@ -65,6 +74,9 @@ def summarise_policy(policy: CompiledPolicy) -> str:
         "trained head" if policy.classifier and policy.classifier.head else "",
         "judge rubric" if policy.judge else "",
     ]
-    checked = (f"examples {verification.correct}/{verification.examples} ({verification.status})"
-               if verification.examples else "no examples to verify against")
+    checked = (
+        f"examples {verification.correct}/{verification.examples} ({verification.status})"
+        if verification.examples
+        else "no examples to verify against"
+    )
     return f"{', '.join(p for p in parts if p)}; {checked}"

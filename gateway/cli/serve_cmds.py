@@ -12,14 +12,22 @@ from ..specs import ServerSpec, StdioCommand
 from ._app import app
 from ._common import ConfigOption, cli_errors, fail, settings_from
 
-PoliciesOpt = Annotated[list[Path] | None, typer.Option("--policies", help="Extra policy file or directory; repeatable.")]
-JudgeModelOpt = Annotated[str | None, typer.Option("--judge-model", help="litellm model for the judge, e.g. ollama_chat/qwen2.5:1.5b.")]
+PoliciesOpt = Annotated[
+    list[Path] | None, typer.Option("--policies", help="Extra policy file or directory; repeatable.")
+]
+JudgeModelOpt = Annotated[
+    str | None, typer.Option("--judge-model", help="litellm model for the judge, e.g. ollama_chat/qwen2.5:1.5b.")
+]
 JudgeBaseOpt = Annotated[str | None, typer.Option("--judge-api-base", help="API base URL of the judge model.")]
 NoBuiltinOpt = Annotated[bool, typer.Option("--no-builtin", help="Do not enforce the built-in policies.")]
 NoAuditOpt = Annotated[bool, typer.Option("--no-audit", help="Do not write the audit log.")]
 AuditDbOpt = Annotated[Path | None, typer.Option("--audit-db", help="Audit log SQLite file.")]
 TransportOpt = Annotated[Literal["stdio", "http"], typer.Option("--transport", help="How clients reach the gateway.")]
 PortOpt = Annotated[int, typer.Option("--port", help="Port for --transport http (loopback).")]
+HttpTokenOpt = Annotated[str | None, typer.Option(
+    "--http-token", envvar="MCP_GATEWAY_HTTP_TOKEN", show_envvar=True,
+    help="With --transport http, require 'Authorization: Bearer <token>'. Prefer the environment variable: "
+         "a command line is visible to other local users.")]
 
 
 def _env_int(name: str, default: int) -> int:
@@ -41,8 +49,9 @@ def wrap(
     command: Annotated[list[str] | None, typer.Argument(help="The server's command and arguments, after --.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Server name for policies and logs.")] = None,
     url: Annotated[str | None, typer.Option("--url", help="A remote server (Streamable HTTP or SSE) instead.")] = None,
-    remote_transport: Annotated[Literal["http", "sse"], typer.Option(
-        "--remote-transport", help="Protocol of the remote server at --url.")] = "http",
+    remote_transport: Annotated[
+        Literal["http", "sse"], typer.Option("--remote-transport", help="Protocol of the remote server at --url.")
+    ] = "http",
     header: Annotated[list[str] | None, typer.Option("--header", help="'Name: value' for --url; repeatable.")] = None,
     policies: PoliciesOpt = None,
     no_builtin: NoBuiltinOpt = False,
@@ -50,11 +59,14 @@ def wrap(
     judge_api_base: JudgeBaseOpt = None,
     transport: TransportOpt = "stdio",
     port: PortOpt = 8765,
+    http_token: HttpTokenOpt = None,
     no_audit: NoAuditOpt = False,
     audit_db: AuditDbOpt = None,
     config: Path | None = ConfigOption,
 ) -> None:
-    """Put the gateway in front of one server: `mcp-gateway wrap --name fs -- npx -y @modelcontextprotocol/server-filesystem ~`."""
+    """Put the gateway in front of one server.
+
+    Example: `mcp-gateway wrap --name fs -- npx -y @modelcontextprotocol/server-filesystem ~`."""
     if bool(command) == bool(url):
         fail("give either a server command after '--' or --url, not both and not neither")
     early = None
@@ -64,17 +76,22 @@ def wrap(
         from ..handshake import start_early
 
         try:
-            early = start_early(name or Path(command[0]).name, StdioCommand(command[0], tuple(command[1:]),
-                                                                            cwd=os.getcwd()),
-                                max_bytes=_env_int("MCP_GATEWAY_MAX_MESSAGE_BYTES", 16 * 1024 * 1024))
+            early = start_early(
+                name or Path(command[0]).name,
+                StdioCommand(command[0], tuple(command[1:]), cwd=os.getcwd()),
+                max_bytes=_env_int("MCP_GATEWAY_MAX_MESSAGE_BYTES", 16 * 1024 * 1024),
+            )
         except DownstreamError as exc:
             fail(str(exc))
         # Leave the cores to the starting server until it has answered (bounded: a slow server or a
         # client that waits before initializing must not hold the gateway back).
         early.done.wait(timeout=3.0)
     settings = settings_from(
-        config, judge={"model": judge_model, "api_base": judge_api_base},
-        builtin_policies=False if no_builtin else None, audit=False if no_audit else None, audit_db=audit_db,
+        config,
+        judge={"model": judge_model, "api_base": judge_api_base},
+        builtin_policies=False if no_builtin else None,
+        audit=False if no_audit else None,
+        audit_db=audit_db,
     )
     if command:
         server_name = name or Path(command[0]).name
@@ -82,8 +99,9 @@ def wrap(
     else:
         assert url is not None
         server_name = name or url.split("//", 1)[-1].split("/", 1)[0]
-        spec = ServerSpec(name=server_name, url=url, transport=remote_transport,
-                          headers=tuple(_header(h) for h in header or []))
+        spec = ServerSpec(
+            name=server_name, url=url, transport=remote_transport, headers=tuple(_header(h) for h in header or [])
+        )
     from ..serve import make_parts, run, serve_wrap_stdio
 
     with cli_errors():
@@ -94,7 +112,8 @@ def wrap(
         else:
             from ..http_front import serve_wrap_http
 
-            run(serve_wrap_http, spec, settings, parts, port)
+            with cli_errors():
+                run(serve_wrap_http, spec, settings, parts, port, http_token)
     except KeyboardInterrupt:
         pass
     finally:
@@ -111,8 +130,10 @@ def _disabled_by_plugins(plugins: list[str]) -> list[str] | None:
         return None
     unknown = [p for p in plugins if p not in LASSO_PLUGINS]
     if unknown:
-        fail(f"unknown plugin(s) {', '.join(unknown)}; known: {', '.join(LASSO_PLUGINS)} "
-             "(mcp-gateway enforces its own built-in policies; drop -p to get all of them)")
+        fail(
+            f"unknown plugin(s) {', '.join(unknown)}; known: {', '.join(LASSO_PLUGINS)} "
+            "(mcp-gateway enforces its own built-in policies; drop -p to get all of them)"
+        )
     wanted = {policy for plugin in plugins for policy in LASSO_PLUGINS[plugin]}
     return [policy for policy in BUILTIN_IDS if policy not in wanted]
 
@@ -121,13 +142,16 @@ def _disabled_by_plugins(plugins: list[str]) -> list[str] | None:
 def run_cmd(
     mcp_json_path: Annotated[Path, typer.Option("--mcp-json-path", help="An mcp.json (mcpServers or servers).")],
     plugin: Annotated[list[str] | None, typer.Option("--plugin", "-p", help="Lasso-compatible plugin names.")] = None,
-    scan: Annotated[bool, typer.Option("--scan", help="Accepted for Lasso compatibility: tool lists are always scanned.")] = False,
+    scan: Annotated[
+        bool, typer.Option("--scan", help="Accepted for Lasso compatibility: tool lists are always scanned.")
+    ] = False,
     policies: PoliciesOpt = None,
     no_builtin: NoBuiltinOpt = False,
     judge_model: JudgeModelOpt = None,
     judge_api_base: JudgeBaseOpt = None,
     transport: TransportOpt = "stdio",
     port: PortOpt = 8765,
+    http_token: HttpTokenOpt = None,
     no_audit: NoAuditOpt = False,
     audit_db: AuditDbOpt = None,
     config: Path | None = ConfigOption,
@@ -138,8 +162,11 @@ def run_cmd(
 
     disable = _disabled_by_plugins(plugin or [])
     settings = settings_from(
-        config, judge={"model": judge_model, "api_base": judge_api_base},
-        builtin_policies=False if no_builtin else None, audit=False if no_audit else None, audit_db=audit_db,
+        config,
+        judge={"model": judge_model, "api_base": judge_api_base},
+        builtin_policies=False if no_builtin else None,
+        audit=False if no_audit else None,
+        audit_db=audit_db,
         disable=disable,
     )
     with cli_errors():
@@ -151,7 +178,8 @@ def run_cmd(
         else:
             from ..http_front import serve_run_http
 
-            run(serve_run_http, specs, settings, parts, port)
+            with cli_errors():
+                run(serve_run_http, specs, settings, parts, port, http_token)
     except KeyboardInterrupt:
         pass
     finally:

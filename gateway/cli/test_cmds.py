@@ -38,12 +38,16 @@ def _policy_paths(paths: list[Path] | None, builtin: bool) -> list[Path]:
 
 
 def _own_cases(sources: list[Path]) -> list[Path]:
-    return [path.with_name(f"{path.stem}.cases.yaml") for path in sources
-            if path.with_name(f"{path.stem}.cases.yaml").exists()]
+    return [
+        path.with_name(f"{path.stem}.cases.yaml")
+        for path in sources
+        if path.with_name(f"{path.stem}.cases.yaml").exists()
+    ]
 
 
-def _judge(settings: Settings, no_judge: bool, record: Path | None, replay: Path | None
-           ) -> tuple[Judge | None, ReplayOnlyLLM | None]:
+def _judge(
+    settings: Settings, no_judge: bool, record: Path | None, replay: Path | None
+) -> tuple[Judge | None, ReplayOnlyLLM | None]:
     if no_judge:
         return None, None
     if replay is not None:
@@ -82,7 +86,9 @@ class _Progress:
 
 @policy_app.command("test")
 def test_cmd(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Policy files/dirs (default: built-ins and ./policies).")] = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Policy files/dirs (default: built-ins and ./policies).")
+    ] = None,
     cases: Annotated[list[Path] | None, typer.Option("--cases", help="YAML or JSONL case file; repeatable.")] = None,
     builtin: Annotated[bool, typer.Option("--builtin", help="Also load the built-in policies with PATHS.")] = False,
     output_format: Annotated[Format, typer.Option("--format", help="text, json or junit (on stdout).")] = "text",
@@ -133,14 +139,17 @@ def test_cmd(
         sys.stdout.write(_junit(results))
     _text_report(results, metrics, problems, quiet=quiet or output_format != "text")
     if replay_llm is not None and replay_llm.misses:
-        fail(f"{replay_llm.misses} judge question(s) were not in the cassette {replay}; re-record with --record",
-             EXIT_RUNTIME)
+        fail(
+            f"{replay_llm.misses} judge question(s) were not in the cassette {replay}; re-record with --record",
+            EXIT_RUNTIME,
+        )
     if failed_hand or problems:
         raise typer.Exit(EXIT_FINDINGS)
 
 
-def _threshold_problems(metrics: dict[str, PolicyMetrics], quality: dict[str, Any], min_f1: float | None,
-                        max_fpr: float | None) -> list[str]:
+def _threshold_problems(
+    metrics: dict[str, PolicyMetrics], quality: dict[str, Any], min_f1: float | None, max_fpr: float | None
+) -> list[str]:
     problems: list[str] = []
     for policy, m in metrics.items():
         declared = quality.get(policy)
@@ -156,39 +165,59 @@ def _threshold_problems(metrics: dict[str, PolicyMetrics], quality: dict[str, An
     return problems
 
 
-def _text_report(results: list[CaseResult], metrics: dict[str, PolicyMetrics], problems: list[str], *,
-                 quiet: bool) -> None:
+def _text_report(
+    results: list[CaseResult], metrics: dict[str, PolicyMetrics], problems: list[str], *, quiet: bool
+) -> None:
     for result in results:
         if result.passed and quiet:
             continue
         if result.passed:
             say(f"PASS {result.case.id}")
         else:
-            say(f"FAIL {result.case.id}: expected {result.case.expect}, got {result.got} "
-                f"({result.tier}: {result.reason[:160]})")
+            say(
+                f"FAIL {result.case.id}: expected {result.case.expect}, got {result.got} "
+                f"({result.tier}: {result.reason[:160]})"
+            )
     say()
-    say(f"{'policy':<22}{'cases':>7}{'tp':>6}{'fp':>6}{'tn':>6}{'fn':>6}{'prec':>7}{'recall':>8}{'f1':>7}"
-        f"{'fpr':>7}{'p50 ms':>9}{'p95 ms':>9}  tiers")
+    say(
+        f"{'policy':<22}{'cases':>7}{'tp':>6}{'fp':>6}{'tn':>6}{'fn':>6}{'prec':>7}{'recall':>8}{'f1':>7}"
+        f"{'fpr':>7}{'p50 ms':>9}{'p95 ms':>9}  tiers"
+    )
     for policy, m in sorted(metrics.items()):
         tiers = ", ".join(f"{tier} {count}" for tier, count in m.tiers.most_common())
         judge = f"; judge calls {m.judge_calls}, cache hits {m.cache_hits}" if m.judge_calls or m.cache_hits else ""
-        say(f"{policy:<22}{m.tp + m.fp + m.tn + m.fn:>7}{m.tp:>6}{m.fp:>6}{m.tn:>6}{m.fn:>6}{m.precision:>7.3f}"
-            f"{m.recall:>8.3f}{m.f1:>7.3f}{m.fpr:>7.3f}{m.percentile(50):>9.2f}{m.percentile(95):>9.2f}  {tiers}{judge}")
+        say(
+            f"{policy:<22}{m.tp + m.fp + m.tn + m.fn:>7}{m.tp:>6}{m.fp:>6}{m.tn:>6}{m.fn:>6}{m.precision:>7.3f}"
+            f"{m.recall:>8.3f}{m.f1:>7.3f}{m.fpr:>7.3f}{m.percentile(50):>9.2f}{m.percentile(95):>9.2f}  {tiers}{judge}"
+        )
     failed = sum(not r.passed for r in results)
-    say(f"\n{len(results) - failed} passed, {failed} failed" + (f"; {len(problems)} threshold(s) missed" if problems
-                                                                  else ""))
+    say(
+        f"\n{len(results) - failed} passed, {failed} failed"
+        + (f"; {len(problems)} threshold(s) missed" if problems else "")
+    )
     for problem in problems:
         say(f"THRESHOLD {problem}")
 
 
-def _json_report(results: list[CaseResult], metrics: dict[str, PolicyMetrics], problems: list[str]
-                 ) -> dict[str, Any]:
+def _json_report(results: list[CaseResult], metrics: dict[str, PolicyMetrics], problems: list[str]) -> dict[str, Any]:
     return {
         "policies": {policy: m.as_dict() for policy, m in sorted(metrics.items())},
-        "cases": [{"id": r.case.id, "policy": r.case.policy, "source": r.case.source, "split": r.case.split,
-                   "tags": r.case.tags, "expected": r.case.expect, "got": r.got, "tier": r.tier,
-                   "score": r.score, "latency_ms": round(r.latency_ms, 3), "reason": r.reason[:300]}
-                  for r in results],
+        "cases": [
+            {
+                "id": r.case.id,
+                "policy": r.case.policy,
+                "source": r.case.source,
+                "split": r.case.split,
+                "tags": r.case.tags,
+                "expected": r.case.expect,
+                "got": r.got,
+                "tier": r.tier,
+                "score": r.score,
+                "latency_ms": round(r.latency_ms, 3),
+                "reason": r.reason[:300],
+            }
+            for r in results
+        ],
         "threshold_problems": problems,
         "passed": sum(r.passed for r in results),
         "failed": sum(not r.passed for r in results),
@@ -202,15 +231,17 @@ def _junit(results: list[CaseResult]) -> str:
     lines = ['<?xml version="1.0" encoding="UTF-8"?>', "<testsuites>"]
     for policy, items in sorted(by_policy.items()):
         failures = sum(not r.passed for r in items)
-        lines.append(f"  <testsuite name={quoteattr(policy)} tests=\"{len(items)}\" failures=\"{failures}\">")
+        lines.append(f'  <testsuite name={quoteattr(policy)} tests="{len(items)}" failures="{failures}">')
         for r in items:
-            attrs = f"classname={quoteattr(policy)} name={quoteattr(r.case.id)} time=\"{r.latency_ms / 1000:.4f}\""
+            attrs = f'classname={quoteattr(policy)} name={quoteattr(r.case.id)} time="{r.latency_ms / 1000:.4f}"'
             if r.passed:
                 lines.append(f"    <testcase {attrs}/>")
             else:
                 message = f"expected {r.case.expect}, got {r.got} ({r.tier})"
-                lines.append(f"    <testcase {attrs}><failure message={quoteattr(message)}>"
-                             f"{escape(r.reason[:500])}</failure></testcase>")
+                lines.append(
+                    f"    <testcase {attrs}><failure message={quoteattr(message)}>"
+                    f"{escape(r.reason[:500])}</failure></testcase>"
+                )
         lines.append("  </testsuite>")
     lines.append("</testsuites>")
     return "\n".join(lines) + "\n"
@@ -234,14 +265,24 @@ def tune_cmd(
         dev = [c for path in cases for c in load_cases(path) if split is None or c.split in (split, None)]
         tuned, report = tune_policy(item.policy, dev, models, target_fpr=target_fpr)
     say(f"{report.policy}: {report.positives} violation / {report.negatives} allowed dev cases")
-    say(f"  before: allow_below={report.before.allow_below} violate_above={report.before.violate_above} "
-        f"decide_at={report.before.decide_at}")
-    say(f"  after:  allow_below={report.after.allow_below:.4f} violate_above={report.after.violate_above:.4f} "
-        f"decide_at={report.after.decide_at}")
+    say(
+        f"  before: allow_below={report.before.allow_below} violate_above={report.before.violate_above} "
+        f"decide_at={report.before.decide_at}"
+    )
+    say(
+        f"  after:  allow_below={report.after.allow_below:.4f} violate_above={report.after.violate_above:.4f} "
+        f"decide_at={report.after.decide_at}"
+    )
     say(f"  at decide_at on dev: FPR {report.dev_fpr:.4f}, recall {report.dev_recall:.4f}, F1 {report.dev_f1:.4f}")
     if as_json:
-        emit_json({"policy": report.policy, "before": report.before.model_dump(), "after": report.after.model_dump(),
-                   "dev": {"fpr": report.dev_fpr, "recall": report.dev_recall, "f1": report.dev_f1}})
+        emit_json(
+            {
+                "policy": report.policy,
+                "before": report.before.model_dump(),
+                "after": report.after.model_dump(),
+                "dev": {"fpr": report.dev_fpr, "recall": report.dev_recall, "f1": report.dev_f1},
+            }
+        )
     if not dry_run:
         write_lock(tuned, lock_path(policy_file))
         say(f"  wrote {lock_path(policy_file)}")

@@ -23,16 +23,29 @@ from policy.verdict import Action
 RAW_SERVER = [sys.executable, str(Path(__file__).parent.parent / "servers" / "raw_server.py")]
 
 
-def write_rule_policy(directory: Path, policy_id: str, body: str, rules: list[Rule], kinds: list[SubjectKind],
-                      action: Action = Action.BLOCK, tools: Sequence[str] = ("*",)) -> Path:
+def write_rule_policy(
+    directory: Path,
+    policy_id: str,
+    body: str,
+    rules: list[Rule],
+    kinds: list[SubjectKind],
+    action: Action = Action.BLOCK,
+    tools: Sequence[str] = ("*",),
+) -> Path:
     """A policy source plus a lock holding exactly these rules (as a compile would write it)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{policy_id}.md"
     path.write_text(f"---\nid: {policy_id}\naction: {action.value}\njudge: never\n---\n{body}\n", encoding="utf-8")
     source = load_source(path)
     policy = CompiledPolicy(
-        id=policy_id, title=policy_id, body=body, action=action, on_error="block",
-        scope=Scope(kinds=kinds, tools=list(tools)), rules=rules, rules_decide=True,
+        id=policy_id,
+        title=policy_id,
+        body=body,
+        action=action,
+        on_error="block",
+        scope=Scope(kinds=kinds, tools=list(tools)),
+        rules=rules,
+        rules_decide=True,
         verification=Verification(status="no_examples", examples=0, correct=0),
         provenance=Provenance(source=path.name, source_sha256=source.sha256, compiler="test", prompt_version=1),
     )
@@ -42,13 +55,15 @@ def write_rule_policy(directory: Path, policy_id: str, body: str, rules: list[Ru
 
 def gateway_env(tmp: Path, **settings: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "MCP_GATEWAY_AUDIT_DB": str(tmp / "audit.db"),
-        "MCP_GATEWAY_PINS_DB": str(tmp / "pins.db"),
-        "MCP_GATEWAY_CACHE_DIR": str(tmp / "cache"),
-        "MCP_GATEWAY_CONFIG": str(tmp / "no-config.toml"),
-        "RAW_SERVER_LOG": str(tmp / "server.log"),
-    })
+    env.update(
+        {
+            "MCP_GATEWAY_AUDIT_DB": str(tmp / "audit.db"),
+            "MCP_GATEWAY_PINS_DB": str(tmp / "pins.db"),
+            "MCP_GATEWAY_CACHE_DIR": str(tmp / "cache"),
+            "MCP_GATEWAY_CONFIG": str(tmp / "no-config.toml"),
+            "RAW_SERVER_LOG": str(tmp / "server.log"),
+        }
+    )
     (tmp / "no-config.toml").write_text("", encoding="utf-8")
     env.update({f"MCP_GATEWAY_{key.upper()}": value for key, value in settings.items()})
     return env
@@ -56,16 +71,21 @@ def gateway_env(tmp: Path, **settings: str) -> dict[str, str]:
 
 @asynccontextmanager
 async def gateway_session(
-    tmp: Path, server: Sequence[str], *, gateway_args: Sequence[str] = (), env: dict[str, str] | None = None,
+    tmp: Path,
+    server: Sequence[str],
+    *,
+    gateway_args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
     **client_kwargs: Any,
 ) -> AsyncIterator[ClientSession]:
     command = [sys.executable, "-m", "gateway", "wrap", "--name", "raw", *gateway_args, "--", *server]
     params = StdioServerParameters(command=command[0], args=command[1:], env=env or gateway_env(tmp))
     errlog = (tmp / "gateway.stderr").open("w", encoding="utf-8")
     try:
-        async with stdio_client(params, errlog=errlog) as (read, write):
-            async with ClientSession(read, write, **client_kwargs) as session:
-                yield session
+        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(
+            read, write, **client_kwargs
+        ) as session:
+            yield session
     finally:
         errlog.close()
 

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.masking import mask_json_text, mask_string, merge_spans, mask_value_at
+from gateway.masking import mask_json_text, mask_string, mask_value_at, merge_spans
 from gateway.subjects import mask_message, result_subject
 from policy.verdict import Span
 
@@ -56,13 +56,20 @@ def test_masking_a_value_by_path_changes_only_that_value() -> None:
 
 
 def test_spans_in_the_joined_text_are_masked_in_each_content_block() -> None:
-    result = {"content": [{"type": "text", "text": "first block"},
-                          {"type": "resource", "resource": {"uri": "x://1", "text": f"token {SECRET}"}}],
-              "structuredContent": {"token": SECRET}, "_meta": {"keep": 1}}
+    result = {
+        "content": [
+            {"type": "text", "text": "first block"},
+            {"type": "resource", "resource": {"uri": "x://1", "text": f"token {SECRET}"}},
+        ],
+        "structuredContent": {"token": SECRET},
+        "_meta": {"keep": 1},
+    }
     subject, layout = result_subject("tools/call", "srv", {"name": "t"}, result)  # type: ignore[misc]
     start = subject.text.index(SECRET)
-    spans = [Span(field="text", start=start, end=start + len(SECRET), label="s"),
-             Span(field="structured.token", start=0, end=len(SECRET), label="s")]
+    spans = [
+        Span(field="text", start=start, end=start + len(SECRET), label="s"),
+        Span(field="structured.token", start=0, end=len(SECRET), label="s"),
+    ]
     masked = mask_message(result, layout, spans, structured_key="structuredContent")
     assert masked["content"][0]["text"] == "first block"
     assert masked["content"][1]["resource"]["text"] == "token [MASKED:s]"
@@ -71,10 +78,14 @@ def test_spans_in_the_joined_text_are_masked_in_each_content_block() -> None:
     assert SECRET not in json.dumps(masked)
 
 
-json_leaf = st.one_of(st.integers(), st.text(max_size=20), st.booleans(), st.none(), st.floats(allow_nan=False,
-                                                                                                 allow_infinity=False))
-json_docs = st.recursive(json_leaf, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)), max_leaves=15)
+json_leaf = st.one_of(
+    st.integers(), st.text(max_size=20), st.booleans(), st.none(), st.floats(allow_nan=False, allow_infinity=False)
+)
+json_docs = st.recursive(
+    json_leaf,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+    max_leaves=15,
+)
 
 
 def _plant(value: Any, draw_index: int) -> Any:

@@ -17,7 +17,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_cursor_claude_and_vscode_layouts_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOKEN_FOR_TEST", "t0k")
-    path = write(tmp_path, """{
+    path = write(
+        tmp_path,
+        """{
       // VS Code allows comments and trailing commas
       "servers": {
         "fs": {"type": "stdio", "command": "npx", "args": ["-y", "server-fs", "${env:TOKEN_FOR_TEST}"],
@@ -26,7 +28,8 @@ def test_cursor_claude_and_vscode_layouts_are_read(tmp_path: Path, monkeypatch: 
         "legacy": {"url": "http://127.0.0.1:9001/sse"},
         "off": {"command": "x", "disabled": true},
       },
-    }""")
+    }""",
+    )
     specs = {spec.name: spec for spec in load_servers(path)}
     assert set(specs) == {"fs", "remote", "legacy"}
     assert specs["fs"].stdio is not None and specs["fs"].stdio.args == ("-y", "server-fs", "t0k")
@@ -36,21 +39,35 @@ def test_cursor_claude_and_vscode_layouts_are_read(tmp_path: Path, monkeypatch: 
 
 
 def test_lassos_nested_layout_is_understood(tmp_path: Path) -> None:
-    path = write(tmp_path, json.dumps({"mcpServers": {"mcp-gateway": {
-        "command": "mcp-gateway", "args": ["--mcp-json-path", "x", "-p", "basic"],
-        "servers": {"bench": {"command": "python3", "args": ["server.py"]}}}}}))
+    path = write(
+        tmp_path,
+        json.dumps(
+            {
+                "mcpServers": {
+                    "mcp-gateway": {
+                        "command": "mcp-gateway",
+                        "args": ["--mcp-json-path", "x", "-p", "basic"],
+                        "servers": {"bench": {"command": "python3", "args": ["server.py"]}},
+                    }
+                }
+            }
+        ),
+    )
     [spec] = load_servers(path)
     assert spec.name == "bench" and spec.stdio is not None and spec.stdio.command == "python3"
 
 
-@pytest.mark.parametrize(("text", "fragment"), [
-    ('{"mcpServers": {"a": {"args": []}}}', "needs a 'command'"),
-    ('{"other": {}}', "no 'mcpServers'"),
-    ('{"mcpServers": {"a": {"command": "x", "args": "not-a-list"}}}', "'args' must be a list"),
-    ('{"mcpServers": {"a": {"command": "${env:SURELY_UNSET_VAR_123}"}}}', "SURELY_UNSET_VAR_123"),
-    ('{"mcpServers": {"a": {"url": "http://x", "type": "websocket"}}}', "unknown type"),
-    ('{"mcpServers": ', "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ('{"mcpServers": {"a": {"args": []}}}', "needs a 'command'"),
+        ('{"other": {}}', "no 'mcpServers'"),
+        ('{"mcpServers": {"a": {"command": "x", "args": "not-a-list"}}}', "'args' must be a list"),
+        ('{"mcpServers": {"a": {"command": "${env:SURELY_UNSET_VAR_123}"}}}', "SURELY_UNSET_VAR_123"),
+        ('{"mcpServers": {"a": {"url": "http://x", "type": "websocket"}}}', "unknown type"),
+        ('{"mcpServers": ', "not valid JSON"),
+    ],
+)
 def test_bad_configs_say_what_and_where(tmp_path: Path, text: str, fragment: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError, match=fragment) as caught:

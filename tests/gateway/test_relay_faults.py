@@ -29,9 +29,16 @@ def anyio_backend() -> str:
 def policies(tmp_path: Path) -> Path:
     directory = tmp_path / "policies"
     write_rule_policy(
-        directory, "no-attacker-mail", "Never send anything to attacker-mail.example.",
-        [Rule(id="attacker-domain", description="recipient at attacker-mail.example",
-              when=Predicate(path="arguments.**", op="contains", value="attacker-mail.example"))],
+        directory,
+        "no-attacker-mail",
+        "Never send anything to attacker-mail.example.",
+        [
+            Rule(
+                id="attacker-domain",
+                description="recipient at attacker-mail.example",
+                when=Predicate(path="arguments.**", op="contains", value="attacker-mail.example"),
+            )
+        ],
         [SubjectKind.TOOL_CALL],
     )
     return directory
@@ -74,7 +81,7 @@ async def test_a_blocked_call_never_reaches_the_server_and_the_client_sees_why(t
     assert [c["params"]["arguments"] for c in calls] == [{"to": "boss@example.com"}]
     with sqlite3.connect(tmp_path / "audit.db") as db:
         rows = db.execute("SELECT policy, applied, tier, tool, excerpt FROM decisions ORDER BY id").fetchall()
-    assert ("no-attacker-mail", "block", "rules", "args") == rows[0][:4]
+    assert rows[0][:4] == ("no-attacker-mail", "block", "rules", "args")
     assert rows[1][1] == "allow"
 
 
@@ -141,8 +148,11 @@ async def test_progress_sampling_and_list_changed_reach_the_client(tmp_path: Pat
     async def sampling(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
         asked = params.messages[0].content
         assert isinstance(asked, types.TextContent)
-        return types.CreateMessageResult(role="assistant", model="client-model",
-                                         content=types.TextContent(type="text", text=f"reply to {asked.text}"))
+        return types.CreateMessageResult(
+            role="assistant",
+            model="client-model",
+            content=types.TextContent(type="text", text=f"reply to {asked.text}"),
+        )
 
     async def on_message(message: Any) -> None:
         root = getattr(message, "root", message)
@@ -151,8 +161,9 @@ async def test_progress_sampling_and_list_changed_reach_the_client(tmp_path: Pat
             notifications.append(method)
 
     with anyio.fail_after(60):
-        async with gateway_session(tmp_path, RAW_SERVER, gateway_args=args(policies),
-                                   sampling_callback=sampling, message_handler=on_message) as session:
+        async with gateway_session(
+            tmp_path, RAW_SERVER, gateway_args=args(policies), sampling_callback=sampling, message_handler=on_message
+        ) as session:
             await session.initialize()
             done = await session.call_tool("progress", {}, progress_callback=on_progress)
             sampled = await session.call_tool("sample", {"text": "ping"})
@@ -174,5 +185,5 @@ async def test_closing_the_client_stops_the_server_process(tmp_path: Path, polic
             gateway = [p for p in psutil.Process().children() if "gateway" in " ".join(p.cmdline())]
             servers = [child for g in gateway for child in g.children(recursive=True)]
             assert servers, "the gateway should have started the server"
-    gone, alive = psutil.wait_procs([*gateway, *servers], timeout=10)
+    _, alive = psutil.wait_procs([*gateway, *servers], timeout=10)
     assert alive == []

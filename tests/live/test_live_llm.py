@@ -33,7 +33,9 @@ pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.timeout(1800)]
 API_BASE = os.environ.get("MCP_GATEWAY_LIVE_API_BASE")
 OLLAMA_BASE = os.environ.get("MCP_GATEWAY_LIVE_OLLAMA_BASE")
 MODEL = os.environ.get("MCP_GATEWAY_LIVE_MODEL", "qwen-judge")
-needs_server = pytest.mark.skipif(not API_BASE, reason="set MCP_GATEWAY_LIVE_API_BASE to a local OpenAI-compatible server")
+needs_server = pytest.mark.skipif(
+    not API_BASE, reason="set MCP_GATEWAY_LIVE_API_BASE to a local OpenAI-compatible server"
+)
 
 TRANSFERS = """---
 applies_to: [tool_call]
@@ -62,9 +64,11 @@ def test_a_real_model_compiles_a_policy_that_never_contradicts_its_examples() ->
     assert rule_conflicts(decisive, source.examples) == []
     assert policy.provenance.compiler == f"openai/{MODEL}"
     assert policy.judge is not None and policy.judge.rubric.strip()
-    sys.stderr.write(f"\nlive compile: {len(policy.rules)} rules ({[r.effect for r in policy.rules]}), "
-                     f"repaired {policy.verification.repaired_rules}, escalated {policy.verification.escalated_rules}, "
-                     f"examples {policy.verification.correct}/{policy.verification.examples}\n")
+    sys.stderr.write(
+        f"\nlive compile: {len(policy.rules)} rules ({[r.effect for r in policy.rules]}), "
+        f"repaired {policy.verification.repaired_rules}, escalated {policy.verification.escalated_rules}, "
+        f"examples {policy.verification.correct}/{policy.verification.examples}\n"
+    )
 
 
 @needs_server
@@ -88,13 +92,29 @@ def test_policy_check_with_a_live_judge_decides_by_the_judge(tmp_path: Path) -> 
     policies = tmp_path / "policies"
     policies.mkdir()
     (policies / "no-refunds.md").write_text(
-        "---\napplies_to: [tool_result]\non_error: allow\n---\nTool results must never promise a customer a "
-        "refund.\n", encoding="utf-8")
+        "---\napplies_to: [tool_result]\non_error: allow\n---\nTool results must never promise a customer a refund.\n",
+        encoding="utf-8",
+    )
     subject = {"kind": "tool_result", "tool": "crm", "text": "Dear customer, we will refund the full amount today."}
     result = subprocess.run(
-        [sys.executable, "-m", "gateway", "policy", "check", "--no-builtin", "--policies", str(policies),
-         "--judge-model", f"openai/{MODEL}", "--judge-api-base", str(API_BASE)],
-        input=json.dumps(subject), capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "policy",
+            "check",
+            "--no-builtin",
+            "--policies",
+            str(policies),
+            "--judge-model",
+            f"openai/{MODEL}",
+            "--judge-api-base",
+            str(API_BASE),
+        ],
+        input=json.dumps(subject),
+        capture_output=True,
+        text=True,
+        timeout=900,
         env={**os.environ, "MCP_GATEWAY_CACHE_DIR": str(tmp_path / "cache"), "MCP_GATEWAY_JUDGE__TIMEOUT_S": "300"},
     )
     assert result.returncode == 0, result.stderr

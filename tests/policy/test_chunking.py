@@ -5,8 +5,11 @@ from hypothesis import strategies as st
 
 from policy.chunking import segment
 
-sentences = st.lists(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1,
-                             max_size=120), min_size=1, max_size=40)
+sentences = st.lists(
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=120),
+    min_size=1,
+    max_size=40,
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -17,7 +20,7 @@ def test_units_cover_every_visible_character_and_stay_within_bounds(parts: list[
     covered = [False] * len(text)
     for unit in units:
         assert 0 <= unit.start < unit.end <= len(text)
-        assert unit.text == text[unit.start:unit.end]
+        assert unit.text == text[unit.start : unit.end]
         assert len(unit.text) <= 200
         for index in range(unit.start, unit.end):
             covered[index] = True

@@ -36,19 +36,30 @@ Never move more than 1,000 dollars in one transfer.
 - transfer {"amount": 20, "to": "acct-1"}
 """
 
-WRONG_RULE = {"id": "big", "description": "amount over 1000",
-              "when": {"path": "arguments.amount", "op": "gt", "value": 1000}, "effect": "allow"}
+WRONG_RULE = {
+    "id": "big",
+    "description": "amount over 1000",
+    "when": {"path": "arguments.amount", "op": "gt", "value": 1000},
+    "effect": "allow",
+}
 RIGHT_RULE = {**WRONG_RULE, "effect": "violate", "description": "more than 1,000 dollars"}
 
 
-def draft(rules: list[dict[str, Any]], violations: list[dict[str, Any]] | None = None,
-          negatives: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def draft(
+    rules: list[dict[str, Any]],
+    violations: list[dict[str, Any]] | None = None,
+    negatives: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     return {
-        "title": "No large transfers", "applies_to": ["tool_call"], "tools": ["transfer*"], "rules": rules,
+        "title": "No large transfers",
+        "applies_to": ["tool_call"],
+        "tools": ["transfer*"],
+        "rules": rules,
         "rules_are_complete": True,
         "violations": violations or [{"tool": "transfer", "arguments": {"amount": 25000, "to": "acct-3"}}],
         "hard_negatives": negatives or [{"tool": "transfer", "arguments": {"amount": 500, "to": "acct-3"}}],
-        "rubric": "Block any single transfer of more than 1,000 dollars.", "criteria": ["amount > 1000"],
+        "rubric": "Block any single transfer of more than 1,000 dollars.",
+        "criteria": ["amount > 1000"],
     }
 
 
@@ -57,9 +68,11 @@ def source() -> Any:
 
 
 def test_a_wrong_rule_from_a_small_model_is_repaired_from_the_examples() -> None:
-    llm = (FakeLLM()
-           .script(DraftPolicy, "1,000 dollars", draft([WRONG_RULE]))
-           .script(RuleRepair, "allows an example that is a VIOLATION", {"rules": [RIGHT_RULE]}))
+    llm = (
+        FakeLLM()
+        .script(DraftPolicy, "1,000 dollars", draft([WRONG_RULE]))
+        .script(RuleRepair, "allows an example that is a VIOLATION", {"rules": [RIGHT_RULE]})
+    )
     policy = compile_policy(source(), llm=llm, models=fake_models())
     assert [(r.id, r.effect) for r in policy.rules] == [("big", "violate")]
     assert policy.verification.repaired_rules == ["big"]
@@ -73,9 +86,11 @@ def test_a_wrong_rule_from_a_small_model_is_repaired_from_the_examples() -> None
 
 
 def test_a_rule_that_cannot_be_repaired_is_demoted_to_escalate() -> None:
-    llm = (FakeLLM()
-           .script(DraftPolicy, "1,000 dollars", draft([WRONG_RULE]))
-           .script(RuleRepair, "VIOLATION", {"rules": [WRONG_RULE]}))
+    llm = (
+        FakeLLM()
+        .script(DraftPolicy, "1,000 dollars", draft([WRONG_RULE]))
+        .script(RuleRepair, "VIOLATION", {"rules": [WRONG_RULE]})
+    )
     policy = compile_policy(source(), llm=llm, models=fake_models(), repair_rounds=2)
     assert [(r.id, r.effect) for r in policy.rules] == [("big", "escalate")]
     assert policy.verification.escalated_rules == ["big"]
@@ -125,9 +140,11 @@ def test_the_fake_llm_refuses_unscripted_questions() -> None:
 
 
 def test_lock_files_are_canonical_and_match_the_golden_file(tmp_path: Path) -> None:
-    llm = (FakeLLM()
-           .script(DraftPolicy, "1,000 dollars", draft([WRONG_RULE]))
-           .script(RuleRepair, "VIOLATION", {"rules": [RIGHT_RULE]}))
+    llm = (
+        FakeLLM()
+        .script(DraftPolicy, "1,000 dollars", draft([WRONG_RULE]))
+        .script(RuleRepair, "VIOLATION", {"rules": [RIGHT_RULE]})
+    )
     policy = compile_policy(source(), llm=llm, models=fake_models())
     golden = GOLDEN / "no-large-transfers.lock.json"
     if os.environ.get("UPDATE_GOLDEN"):

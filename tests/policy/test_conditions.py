@@ -35,7 +35,9 @@ def test_numeric_comparison_reads_currency_strings() -> None:
 
 
 def test_paths_walk_lists_wildcards_and_any_depth() -> None:
-    subject = call(recipients=[{"email": "a@corp.com"}, {"email": "b@evil.example"}], meta={"deep": {"x": "/etc/passwd"}})
+    subject = call(
+        recipients=[{"email": "a@corp.com"}, {"email": "b@evil.example"}], meta={"deep": {"x": "/etc/passwd"}}
+    )
     assert holds({"path": "arguments.recipients[*].email", "op": "glob", "value": "*@evil.example"}, subject)
     assert holds({"path": "arguments.recipients[1].email", "op": "ends_with", "value": "evil.example"}, subject)
     assert not holds({"path": "arguments.recipients[0].email", "op": "ends_with", "value": "evil.example"}, subject)
@@ -45,12 +47,17 @@ def test_paths_walk_lists_wildcards_and_any_depth() -> None:
 
 def test_combinators_and_negation() -> None:
     subject = call(amount=5000, to="acct-1")
-    rule = {"all": [{"path": "tool", "op": "equals", "value": "transfer"},
-                    {"not": {"path": "arguments.to", "op": "in", "value": ["acct-1", "acct-2"]}}]}
+    rule = {
+        "all": [
+            {"path": "tool", "op": "equals", "value": "transfer"},
+            {"not": {"path": "arguments.to", "op": "in", "value": ["acct-1", "acct-2"]}},
+        ]
+    }
     assert not holds(rule, subject)
     assert holds(rule, call(amount=5000, to="acct-9"))
-    assert holds({"any": [{"path": "tool", "op": "equals", "value": "nope"},
-                          {"path": "arguments.to", "op": "exists"}]}, subject)
+    assert holds(
+        {"any": [{"path": "tool", "op": "equals", "value": "nope"}, {"path": "arguments.to", "op": "exists"}]}, subject
+    )
 
 
 def test_string_matching_ignores_case_unless_asked() -> None:
@@ -64,7 +71,7 @@ def test_matches_report_evidence_spans_in_the_matched_field() -> None:
     predicate = Predicate(path="text", op="regex", value=r"evil\.example")
     held, spans = evaluate(predicate, subject)
     assert held
-    assert [(s.field, subject.text[s.start:s.end]) for s in spans] == [("text", "evil.example")]
+    assert [(s.field, subject.text[s.start : s.end]) for s in spans] == [("text", "evil.example")]
 
 
 @pytest.mark.parametrize(
@@ -105,10 +112,14 @@ def test_overlong_patterns_are_refused() -> None:
 
 # --- properties -----------------------------------------------------------------------------
 
-json_leaf = st.one_of(st.integers(-10**6, 10**6), st.text(max_size=12), st.booleans(), st.none())
-json_value = st.recursive(json_leaf, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text("abcxyz", min_size=1, max_size=4), inner, max_size=4)),
-    max_leaves=12)
+json_leaf = st.one_of(st.integers(-(10**6), 10**6), st.text(max_size=12), st.booleans(), st.none())
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text("abcxyz", min_size=1, max_size=4), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 arguments = st.dictionaries(st.text("abcxyz", min_size=1, max_size=4), json_value, max_size=5)
 predicates = st.builds(
     Predicate,
@@ -116,12 +127,20 @@ predicates = st.builds(
     op=st.sampled_from(["equals", "contains", "glob", "starts_with", "exists"]),
     value=st.text("abcxyz*", min_size=1, max_size=3),
 )
-conditions = st.recursive(predicates, lambda inner: st.one_of(
-    st.builds(AllOf, all=st.lists(inner, min_size=1, max_size=3)),
-    st.builds(AnyOf, any=st.lists(inner, min_size=1, max_size=3)),
-    st.builds(lambda c: NotOf(**{"not": c}), inner)), max_leaves=6)
-subjects = st.builds(lambda args, text: Subject(kind=SubjectKind.TOOL_CALL, tool="t", arguments=args, text=text),
-                     arguments, st.text(max_size=20))
+conditions = st.recursive(
+    predicates,
+    lambda inner: st.one_of(
+        st.builds(AllOf, all=st.lists(inner, min_size=1, max_size=3)),
+        st.builds(AnyOf, any=st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda c: NotOf(**{"not": c}), inner),
+    ),
+    max_leaves=6,
+)
+subjects = st.builds(
+    lambda args, text: Subject(kind=SubjectKind.TOOL_CALL, tool="t", arguments=args, text=text),
+    arguments,
+    st.text(max_size=20),
+)
 
 
 @settings(max_examples=200, deadline=None)

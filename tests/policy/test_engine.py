@@ -18,8 +18,12 @@ from .helpers import fake_models
 
 def make_policy(**overrides: object) -> CompiledPolicy:
     fields: dict[str, object] = {
-        "id": "no-recipes", "title": "No recipes", "body": "Tool results must not contain cooking recipes.",
-        "action": Action.BLOCK, "on_error": "block", "scope": Scope(kinds=[SubjectKind.TOOL_RESULT]),
+        "id": "no-recipes",
+        "title": "No recipes",
+        "body": "Tool results must not contain cooking recipes.",
+        "action": Action.BLOCK,
+        "on_error": "block",
+        "scope": Scope(kinds=[SubjectKind.TOOL_RESULT]),
         "verification": Verification(status="no_examples", examples=0, correct=0),
         "provenance": Provenance(source="no-recipes.md", source_sha256="0" * 64, compiler="offline", prompt_version=1),
     }
@@ -50,8 +54,11 @@ def test_policies_out_of_scope_give_no_verdict() -> None:
 
 
 def test_a_violate_rule_decides_before_the_classifier_and_explains_itself() -> None:
-    rule = Rule(id="big-transfer", description="more than 1,000 dollars",
-                when=Predicate(path="arguments.amount", op="gt", value=1000))
+    rule = Rule(
+        id="big-transfer",
+        description="more than 1,000 dollars",
+        when=Predicate(path="arguments.amount", op="gt", value=1000),
+    )
     policy = make_policy(scope=Scope(kinds=[SubjectKind.TOOL_CALL]), rules=[rule])
     engine = Engine([policy], models=fake_models())
     [verdict] = engine.check(Subject(kind=SubjectKind.TOOL_CALL, tool="transfer", arguments={"amount": 5000}))
@@ -85,17 +92,26 @@ def test_a_violation_buried_in_a_long_text_is_still_found() -> None:
     assert len(text) > 55_000
     assert verdict.outcome is Outcome.VIOLATION
     span = verdict.evidence[0]
-    assert "flour" in Subject(kind=SubjectKind.TOOL_RESULT, text=text).reading()[span.start:span.end]
+    assert "flour" in Subject(kind=SubjectKind.TOOL_RESULT, text=text).reading()[span.start : span.end]
 
 
 def test_the_unsure_band_goes_to_the_judge_which_sees_only_suspicious_chunks() -> None:
-    llm = FakeLLM().script(JudgeAnswer, "No recipes", lambda messages: {
-        "evidence": "bake", "reasoning": "it describes baking", "violates": True, "confidence": 0.9,
-        "check": messages[0]["content"].split('exactly the string "')[1].split('"')[0]})
+    llm = FakeLLM().script(
+        JudgeAnswer,
+        "No recipes",
+        lambda messages: {
+            "evidence": "bake",
+            "reasoning": "it describes baking",
+            "violates": True,
+            "confidence": 0.9,
+            "check": messages[0]["content"].split('exactly the string "')[1].split('"')[0],
+        },
+    )
     judge = Judge(llm, MemoryVerdictCache())
-    policy = make_policy(classifier=RECIPES.model_copy(update={"thresholds": Thresholds(allow_below=0.0,
-                                                                                          violate_above=1.0)}),
-                         judge=JudgeSpec(rubric="Block cooking recipes."))
+    policy = make_policy(
+        classifier=RECIPES.model_copy(update={"thresholds": Thresholds(allow_below=0.0, violate_above=1.0)}),
+        judge=JudgeSpec(rubric="Block cooking recipes."),
+    )
     engine = Engine([policy], models=fake_models(), judge=judge)
     [verdict] = engine.check(result("bake the bread"))
     assert verdict.tier is Tier.JUDGE
@@ -108,8 +124,12 @@ def test_the_unsure_band_goes_to_the_judge_which_sees_only_suspicious_chunks() -
 
 
 def test_without_a_judge_the_decision_threshold_settles_the_unsure_band() -> None:
-    policy = make_policy(classifier=RECIPES.model_copy(update={"thresholds": Thresholds(
-        allow_below=0.0, violate_above=1.0, decide_at=0.5)}), judge=JudgeSpec(rubric="x"))
+    policy = make_policy(
+        classifier=RECIPES.model_copy(
+            update={"thresholds": Thresholds(allow_below=0.0, violate_above=1.0, decide_at=0.5)}
+        ),
+        judge=JudgeSpec(rubric="x"),
+    )
     engine = Engine([policy], models=fake_models())
     [verdict] = engine.check(result("whisk eggs with flour and fry the pancakes in butter today"))
     assert verdict.tier is Tier.THRESHOLD
@@ -118,8 +138,9 @@ def test_without_a_judge_the_decision_threshold_settles_the_unsure_band() -> Non
 
 def test_a_judge_that_is_down_fails_closed_for_a_block_policy() -> None:
     llm = FakeLLM().script(JudgeAnswer, "", LLMUnavailableError("connection refused"))
-    engine = Engine([make_policy(judge=JudgeSpec(rubric="x"))], models=fake_models(),
-                    judge=Judge(llm, MemoryVerdictCache()))
+    engine = Engine(
+        [make_policy(judge=JudgeSpec(rubric="x"))], models=fake_models(), judge=Judge(llm, MemoryVerdictCache())
+    )
     [verdict] = engine.check(result("anything"))
     assert verdict.tier is Tier.ON_ERROR
     assert verdict.outcome is Outcome.VIOLATION
@@ -130,8 +151,11 @@ def test_a_judge_that_is_down_fails_closed_for_a_block_policy() -> None:
 def test_on_error_allow_and_warn_are_honoured() -> None:
     llm = FakeLLM().script(JudgeAnswer, "", LLMUnavailableError("down"))
     for mode, outcome, action in (("allow", Outcome.ALLOW, Action.BLOCK), ("warn", Outcome.VIOLATION, Action.WARN)):
-        engine = Engine([make_policy(judge=JudgeSpec(rubric="x"), on_error=mode)], models=fake_models(),
-                        judge=Judge(llm, MemoryVerdictCache()))
+        engine = Engine(
+            [make_policy(judge=JudgeSpec(rubric="x"), on_error=mode)],
+            models=fake_models(),
+            judge=Judge(llm, MemoryVerdictCache()),
+        )
         [verdict] = engine.check(result("anything"))
         assert (verdict.outcome, verdict.action, verdict.tier) == (outcome, action, Tier.ON_ERROR)
 
@@ -155,8 +179,9 @@ def test_detectors_give_spans_for_masking() -> None:
 
 
 def test_an_unknown_detector_fails_closed_with_a_clear_reason() -> None:
-    engine = Engine([make_policy(detectors=["nope"])], models=fake_models(),
-                    detectors=DetectorRegistry({}, plugins=False))
+    engine = Engine(
+        [make_policy(detectors=["nope"])], models=fake_models(), detectors=DetectorRegistry({}, plugins=False)
+    )
     [verdict] = engine.check(result("x"))
     assert verdict.tier is Tier.ON_ERROR
     assert "unknown detector 'nope'" in verdict.reason

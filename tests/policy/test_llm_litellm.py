@@ -29,6 +29,7 @@ pytestmark = pytest.mark.integration
 class _Tiny(BaseModel):
     answer: int
 
+
 POLICY = """---
 applies_to: [tool_call]
 ---
@@ -41,13 +42,22 @@ Never move more than 1,000 dollars in one transfer.
 """
 
 DRAFT = {
-    "title": "No large transfers", "applies_to": ["tool_call"], "tools": ["transfer*"],
-    "rules": [{"id": "over-limit", "description": "more than 1,000 dollars",
-               "when": {"path": "arguments.amount", "op": "gt", "value": 1000}, "effect": "violate"}],
+    "title": "No large transfers",
+    "applies_to": ["tool_call"],
+    "tools": ["transfer*"],
+    "rules": [
+        {
+            "id": "over-limit",
+            "description": "more than 1,000 dollars",
+            "when": {"path": "arguments.amount", "op": "gt", "value": 1000},
+            "effect": "violate",
+        }
+    ],
     "rules_are_complete": True,
     "violations": [{"tool": "transfer", "arguments": {"amount": 12000}}],
     "hard_negatives": [{"tool": "transfer", "arguments": {"amount": 100}}],
-    "rubric": "Block a single transfer above 1,000 dollars.", "criteria": ["amount above 1000"],
+    "rubric": "Block a single transfer above 1,000 dollars.",
+    "criteria": ["amount above 1000"],
 }
 
 
@@ -55,8 +65,16 @@ def judge_reply(violates: bool) -> Any:
     def reply(body: dict[str, Any]) -> str:
         system = body["messages"][0]["content"]
         nonce = system.split('exactly the string "')[1].split('"')[0]
-        return json.dumps({"evidence": "amount 5000", "reasoning": "over the limit" if violates else "fine",
-                           "violates": violates, "confidence": 0.9, "check": nonce})
+        return json.dumps(
+            {
+                "evidence": "amount 5000",
+                "reasoning": "over the limit" if violates else "fine",
+                "violates": violates,
+                "confidence": 0.9,
+                "check": nonce,
+            }
+        )
+
     return reply
 
 
@@ -90,8 +108,7 @@ def test_output_that_never_validates_fails_with_a_clear_message() -> None:
         server.script("", "I think this policy is about money.")
         llm = LiteLLMClient("openai/scripted", api_base=f"{server.url}/v1")
         with pytest.raises(LLMOutputError, match="did not return valid structured output"):
-            llm.complete([{"role": "user", "content": "x"}], _Tiny, timeout=10,
-                         max_retries=1)
+            llm.complete([{"role": "user", "content": "x"}], _Tiny, timeout=10, max_retries=1)
     assert len(server.requests) == 2
 
 
@@ -113,8 +130,9 @@ def test_a_hanging_server_times_out_as_unavailable() -> None:
 
 
 def test_the_judge_goes_through_litellm_to_ollamas_chat_api() -> None:
-    policy = compile_policy(parse_source(POLICY.replace("## Violations", "## Violations"), "p.md"), llm=None,
-                            models=fake_models())
+    policy = compile_policy(
+        parse_source(POLICY.replace("## Violations", "## Violations"), "p.md"), llm=None, models=fake_models()
+    )
     policy = policy.model_copy(update={"classifier": None})
     with scripted_llm_server() as server:
         server.script("Never move more than 1,000 dollars", judge_reply(True))

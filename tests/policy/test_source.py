@@ -53,7 +53,7 @@ def test_a_policy_without_front_matter_takes_its_id_from_the_file_name() -> None
 
 
 def test_text_examples_get_the_single_declared_kind() -> None:
-    text = "---\napplies_to: tool_result\n---\nNo recipes.\n\n## Violations\n- \"Mix flour and eggs\"\n"
+    text = '---\napplies_to: tool_result\n---\nNo recipes.\n\n## Violations\n- "Mix flour and eggs"\n'
     source = parse_source(text, "p.md")
     assert source.examples[0].subject.kind is SubjectKind.TOOL_RESULT
     assert source.examples[0].subject.text == "Mix flour and eggs"
@@ -75,7 +75,7 @@ def test_block_and_mask_policies_fail_closed_by_default() -> None:
         ("---\naction: block\n---\n\n## Violations\n- x\n", None, "no English text"),
         ("---\nthresholds: {allow_below: 0.9, violate_above: 0.2}\n---\nbody\n", 2, "must not exceed"),
         ("Body.\n\n## Violations\nnot a list item\n", 4, "not a list item"),
-        ("---\napplies_to: [tool_call]\n---\nBody.\n\n## Violations\n- {\"kind\": \"nope\"}\n", 7, "not a valid subject"),
+        ('---\napplies_to: [tool_call]\n---\nBody.\n\n## Violations\n- {"kind": "nope"}\n', 7, "not a valid subject"),
     ],
 )
 def test_malformed_sources_name_the_file_line_and_fix(text: str, line: int | None, fragment: str) -> None:

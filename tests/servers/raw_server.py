@@ -61,8 +61,13 @@ def call_tool(request_id: Any, params: dict[str, Any]) -> None:
         token = (params.get("_meta") or {}).get("progressToken")
         for step in range(1, 4):
             if token is not None:
-                send({"jsonrpc": "2.0", "method": "notifications/progress",
-                      "params": {"progressToken": token, "progress": step, "total": 3}})
+                send(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "notifications/progress",
+                        "params": {"progressToken": token, "progress": step, "total": 3},
+                    }
+                )
         text_result(request_id, "progress-done")
     elif name == "changed":
         TOOLS.append({"name": f"extra{len(TOOLS)}", "inputSchema": {"type": "object"}})
@@ -76,9 +81,17 @@ def call_tool(request_id: Any, params: dict[str, Any]) -> None:
         ask_id = f"srv-{request_id}"
         event = threading.Event()
         pending[ask_id] = event
-        send({"jsonrpc": "2.0", "id": ask_id, "method": "sampling/createMessage", "params": {
-            "messages": [{"role": "user", "content": {"type": "text", "text": str(args.get("text", "hi"))}}],
-            "maxTokens": 20}})
+        send(
+            {
+                "jsonrpc": "2.0",
+                "id": ask_id,
+                "method": "sampling/createMessage",
+                "params": {
+                    "messages": [{"role": "user", "content": {"type": "text", "text": str(args.get("text", "hi"))}}],
+                    "maxTokens": 20,
+                },
+            }
+        )
         event.wait(30)
         reply = answers.pop(ask_id, {})
         text_result(request_id, "sampled: " + json.dumps(reply, sort_keys=True))
@@ -95,11 +108,18 @@ def handle(message: dict[str, Any]) -> None:
             pending.pop(request_id).set()
         return
     if method == "initialize":
-        send({"jsonrpc": "2.0", "id": request_id, "result": {
-            "protocolVersion": message["params"].get("protocolVersion", "2025-06-18"),
-            "capabilities": {"tools": {"listChanged": True}},
-            "serverInfo": {"name": "raw-server", "version": "1.0", "x-unknown-field": {"kept": True}},
-            "instructions": os.environ.get("RAW_SERVER_INSTRUCTIONS", "fault injection server")}})
+        send(
+            {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "result": {
+                    "protocolVersion": message["params"].get("protocolVersion", "2025-06-18"),
+                    "capabilities": {"tools": {"listChanged": True}},
+                    "serverInfo": {"name": "raw-server", "version": "1.0", "x-unknown-field": {"kept": True}},
+                    "instructions": os.environ.get("RAW_SERVER_INSTRUCTIONS", "fault injection server"),
+                },
+            }
+        )
     elif method == "tools/list":
         tools = TOOLS
         if os.environ.get("RAW_SERVER_TOOLS"):
