@@ -53,7 +53,10 @@ SUITES = {
 }
 MAX_UNITS_PER_CASE = 12
 MAX_TRAIN_UNITS = 40_000
-TARGET_FPR = 0.01
+# The false-positive rate each head is calibrated to on its dev split. Content safety's benign dev
+# cases are mostly XSTest-style safe prompts that sound dangerous, and the judge is meant to settle
+# its unsure band, so its cut is set looser.
+TARGET_FPR = {"prompt-injection": 0.01, "tool-poisoning": 0.02, "content-safety": 0.05}
 
 
 @dataclass(frozen=True)
@@ -278,7 +281,7 @@ def train_policy(
     screen_max_arr = np.array(screen_max)
     pass_threshold = float(np.quantile(screen_max_arr[labels], 0.005)) if labels.any() else 0.2
     screened_fraction = float(np.mean(screen_max_arr[~labels] < pass_threshold)) if (~labels).any() else 0.0
-    thresholds = calibrate(head_scores, labels)
+    thresholds = calibrate(head_scores, labels, TARGET_FPR[policy])
     fpr, recall, f1 = _metrics(head_scores, labels, thresholds.decision)
     screen = heads["static"].model_copy(
         update={
@@ -317,16 +320,16 @@ def train_policy(
     return {"policy": policy, "dev_f1": f1, "dev_recall": recall, "dev_fpr": fpr}
 
 
-def calibrate(scores: np.ndarray, labels: np.ndarray) -> Thresholds:
+def calibrate(scores: np.ndarray, labels: np.ndarray, target_fpr: float) -> Thresholds:
     negatives = np.sort(scores[~labels])
     positives = np.sort(scores[labels])
-    allowed = int(np.floor(TARGET_FPR * len(negatives)))
+    allowed = int(np.floor(target_fpr * len(negatives)))
     violate_above = float(negatives[-(allowed + 1)]) + 1e-6 if allowed < len(negatives) else 0.5
     allow_below = min(float(positives[int(0.01 * len(positives))]), violate_above)
     best_cut, best_f1 = violate_above, -1.0
     for cut in np.unique(np.round(scores, 5)):
         fpr, _, f1 = _metrics(scores, labels, float(cut))
-        if fpr <= TARGET_FPR and f1 > best_f1:
+        if fpr <= target_fpr and f1 > best_f1:
             best_cut, best_f1 = float(cut), f1
     return Thresholds(
         allow_below=round(allow_below, 6),

@@ -1,0 +1,477 @@
+"""Personal data in MCP traffic: Presidio, fully offline, behind a prefilter that keeps it fast.
+
+Running Presidio with spaCy's NER over every string would cost 20-60 ms per KB on a small
+machine, and the gateway scans every tool call. So the detector does as little as it can:
+
+1. **Triggers.** Cheap regular expressions find the places where PII could be: an ``@`` between
+   word characters, a run of seven or more digits, a dotted quad or IPv6-like group, an IBAN-like
+   prefix, a capitalised word that could start a name. A string with none costs microseconds.
+2. **Pattern windows.** Presidio's pattern recognisers (plus two context-gated ones of ours) run
+   only on short windows around the triggers, with a regex tokenizer standing in for the spaCy
+   pipeline: context words ("SSN:", "Phone:") still raise scores, by Presidio's rule. A bare run
+   of fewer than twelve digits opens a window only next to such a word, since without one no
+   recogniser would report it (JSON is full of ids and sizes).
+3. **Names.** An honorific ("Mr. Smith"), a label ("Name: ...", "Dear ...") or a first name from
+   the optional ``names`` package followed by a surname makes a PERSON with no model at all.
+   spaCy NER runs only on the phrases around the remaining name-like words, at most
+   `ner_max_chars` characters per call; a capitalised label alone on its line ("Max Length", a
+   JSON-schema title) is left to the cues.
+   **Beyond that cap**, names are found only by those cues; pattern entities are always scanned
+   in full, whatever the size.
+4. **Spans.** Findings are trimmed to the value (no quotes, delimiters or "'s"), filtered
+   (a version string is not an IP address; "Docker" or a code identifier is not a person) and
+   de-duplicated: where findings overlap, the higher score wins, then the more specific entity.
+
+Scores are Presidio's (a checksum-validated card or IBAN scores 1.0, NER 0.85, a name cue 0.6, a
+phone number without a phone word 0.4); findings below `score_threshold` (0.4) are dropped.
+Labels are lower-case kebab names (`LABELS`), like the secrets detector's: ``email``, ``phone``,
+``credit-card``, ``us-ssn``, ``iban``, ``ip-address``, ``person``; optional entities add
+``us-bank-account``, ``us-passport``, ``us-driver-license``, ``uk-nhs``, ``medical-license``,
+``crypto-wallet`` and ``location``. The `entities` option takes Presidio's entity names.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import regex
+
+from ..verdict import Span
+from .pii_names import AMBIGUOUS_FIRST_NAMES, NOT_NAME_WORDS, first_names
+
+if TYPE_CHECKING:
+    from .pii_presidio import PresidioEngine
+
+__all__ = ["DEFAULT_ENTITIES", "LABELS", "Found", "PiiDetector"]
+
+logger = logging.getLogger(__name__)
+
+LABELS: Mapping[str, str] = {
+    "EMAIL_ADDRESS": "email",
+    "PHONE_NUMBER": "phone",
+    "CREDIT_CARD": "credit-card",
+    "US_SSN": "us-ssn",
+    "IBAN_CODE": "iban",
+    "IP_ADDRESS": "ip-address",
+    "PERSON": "person",
+    "US_BANK_NUMBER": "us-bank-account",
+    "US_PASSPORT": "us-passport",
+    "US_DRIVER_LICENSE": "us-driver-license",
+    "UK_NHS": "uk-nhs",
+    "MEDICAL_LICENSE": "medical-license",
+    "CRYPTO": "crypto-wallet",
+    "LOCATION": "location",
+}
+# The optional entities are off by default: on benign MCP traffic their weak patterns (any 8-17
+# digits for a bank account, any valid NHS checksum) or NER (LOCATION) flag ordinary values.
+DEFAULT_ENTITIES: tuple[str, ...] = (
+    "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS", "PERSON",
+)
+# Which entity wins where two findings overlap with the same score: checksummed and
+# structurally distinctive values first, NER guesses last.
+_SPECIFICITY = {entity: rank for rank, entity in enumerate(reversed((
+    "CREDIT_CARD", "IBAN_CODE", "CRYPTO", "EMAIL_ADDRESS", "UK_NHS", "US_SSN", "IP_ADDRESS", "MEDICAL_LICENSE",
+    "US_PASSPORT", "US_DRIVER_LICENSE", "PHONE_NUMBER", "US_BANK_NUMBER", "PERSON", "LOCATION",
+)))}
+_DIGIT_ENTITIES = frozenset({
+    "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "US_BANK_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE",
+    "UK_NHS", "MEDICAL_LICENSE",
+})
+_NER_ENTITIES = frozenset({"PERSON", "LOCATION"})
+_IPV6 = frozenset({"IP_ADDRESS"})
+
+# --- triggers: where PII could be --------------------------------------------------------------
+_TRIGGERS: tuple[tuple[regex.Pattern[str], frozenset[str]], ...] = (
+    (regex.compile(r"[\w.+-]@[\w-]"), frozenset({"EMAIL_ADDRESS"})),
+    (regex.compile(r"\d(?:[ \-.()/+]{1,3}+\d|\d){6,}"), _DIGIT_ENTITIES),
+    (regex.compile(r"\d{1,3}(?:\.\d{1,3}){3}"), frozenset({"IP_ADDRESS"})),
+    # IPv6 starts at a colon, so the regex engine can skip ahead to colons; _pattern_windows widens it
+    (regex.compile(r":[0-9A-Fa-f]{0,4}:"), _IPV6),
+    (regex.compile(r"\b[A-Z]{2}\d{2}[ -]?[A-Z0-9]{4}"), frozenset({"IBAN_CODE"})),
+    (regex.compile(r"\b(?:bc1|[13])[a-zA-HJ-NP-Z0-9]{25,61}\b"), frozenset({"CRYPTO"})),
+)
+# A bare run of fewer than 12 digits (an id, a size, a count) is a phone, SSN, passport or bank
+# number to Presidio only with a context word nearby; without one its score stays below the
+# threshold, so such runs open no window. These are the context words of the recognisers that
+# accept bare digits (substrings, as Presidio matches them). Card numbers (12+ digits) have a
+# checksum and need none.
+_DIGIT_CONTEXT_WORDS = (
+    "ssn", "social", "security", "ssid", "phone", "mobile", "tel", "cell", "fax", "desk", "call", "whatsapp", "contact",
+    "number", "card", "credit", "visa", "amex", "mastercard", "discover", "iban", "bank", "account", "acct", "check",
+    "save", "debit", "routing", "passport", "travel", "document", "united", "states", "driver", "licen", "permit",
+    "lic", "identification", "driving", "medical", "certificate", "dea",
+)
+_NEEDS_NO_CONTEXT = frozenset({"UK_NHS", "US_DRIVER_LICENSE", "MEDICAL_LICENSE"})
+# Digit runs that are plainly dates, times or decimals hold none of the digit entities.
+_NOT_PII_DIGITS = regex.compile(
+    r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}|\d+\.\d+|\d{4}-\d{2}-\d{2}[ T]\d{2}"
+)
+# A capitalised word that could be (part of) a name: not inside a code token or a path.
+_TITLE = r"\p{Lu}\p{Ll}+(?:[-']\p{Lu}?\p{Ll}+)*"
+_NAME_LIKE = regex.compile(
+    rf"(?<![\p{{L}}\p{{N}}_@./\\#$-])(?:{_TITLE}(?:[ \t]+\p{{Lu}}\.)?(?:[ \t]+{_TITLE})+|(?<=\p{{Ll}},?[ \t]+){_TITLE})"
+    r"(?![\p{L}\p{N}_@/\\(])"
+)
+# Honorifics and labels make a name of the next capitalised word ("Mr. Smith", "Name: Lee"),
+# which _NAME_LIKE may skip.
+_HONORIFIC_HINT = regex.compile(
+    r"(?i:\b(?:mr|mrs|ms|mx|miss|dr|prof|sir|dame|madam|mister|madame|mme|herr|frau"
+    r"|name[ \t]*(?:is|:|=)|dear|call[ \t]+me|sincerely,?|regards,?))\.?[ \t]+\p{Lu}"
+)
+
+_HEX_COLON = frozenset("0123456789abcdefABCDEF:")
+_DELIMS = frozenset(" \t\r\n\"'`<>()[]{},;|")
+_SNAP = 32  # how far a window edge may move to land on a delimiter
+_PATTERN_LEFT, _PATTERN_RIGHT = 48, 24  # context for "SSN: ..." before and "... office" after
+_NER_SIDE = 40
+# where a phrase ends, for NER windows: a line, a JSON or HTML string, a table cell, a sentence
+_PHRASE_END = regex.compile(r"[\n\t\"{}\[\]|<>]|[.!?;](?=\s)")
+_MAX_PATTERN_WINDOW = 2048  # neighbouring windows merge up to this size: fewer Presidio calls
+_MAX_NER_WINDOW = 400
+
+_TRIM = " \t\r\n\"'`()[]{}<>,;:.!?*_"
+_LINE_DECOR = " \t\r#*->|`\"',:;.!?[](){}"
+_NER_RECOGNIZER = "SpacyRecognizer"
+_POSSESSIVE = ("'s", "’s")
+_IP_VERSION_CONTEXT = regex.compile(
+    r"(?:\b(?:v|ver|version|release|build|firmware|tag)[\"']?\s*[:=]?\s*[\"']?|[vV@=^~<>]=?)$", regex.IGNORECASE
+)
+_DECIMAL = regex.compile(r"\d+\.\d+")
+_DATE = regex.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{4}")
+_CODEY = regex.compile(r"[\d_/\\@#$%&=<>{}|]|\p{Ll}\p{Lu}\p{Ll}*\p{Lu}|\b\p{Lu}{2,}\b")
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """One recogniser's finding, in plain values: no Presidio type leaves `pii_presidio`."""
+
+    entity: str  # Presidio's entity name
+    start: int
+    end: int
+    score: float
+    recognizer: str
+
+
+@dataclass(slots=True)
+class _Window:
+    start: int
+    end: int
+    entities: set[str]
+    clean_start: bool = True
+    clean_end: bool = True
+
+
+class PiiDetector:
+    """Finds people's names, contact details and identity, card, bank and IP numbers.
+
+    Presidio and spaCy load on `warm` or on the first scan that needs them, under a lock; after
+    that `scan` may be called from several threads at once (spaCy NER runs under its own lock).
+    `first_names` replaces the optional ``names`` package's list (lower-case names).
+    """
+
+    name = "pii"
+
+    def __init__(
+        self,
+        *,
+        entities: Iterable[str] = DEFAULT_ENTITIES,
+        score_threshold: float = 0.4,
+        ner_max_chars: int = 300,
+        first_names: Iterable[str] | None = None,
+    ) -> None:
+        chosen = tuple(dict.fromkeys(entities))
+        unknown = [entity for entity in chosen if entity not in LABELS]
+        if unknown:
+            raise ValueError(f"unknown PII entities {unknown}; supported: {', '.join(LABELS)}")
+        if not 0.0 <= score_threshold <= 1.0:
+            raise ValueError(f"score_threshold must be within [0, 1], not {score_threshold}")
+        if ner_max_chars < 0:
+            raise ValueError(f"ner_max_chars must be >= 0, not {ner_max_chars}")
+        self.entities = chosen
+        self.score_threshold = score_threshold
+        self.ner_max_chars = ner_max_chars
+        self._wanted = frozenset(chosen)
+        self._given_first_names = None if first_names is None else frozenset(n.lower() for n in first_names)
+        self._engine: PresidioEngine | None = None
+        self._load_lock = threading.Lock()
+
+    def warm(self) -> None:
+        """Load Presidio, the spaCy model and the name list, and exercise every recogniser once."""
+        self._load()
+        self.scan("warm", "Mr. John Smith, john.smith@example.com, +1 212 555 0187, card 4111 1111 1111 1111, "
+                          "SSN 372-84-5519, IBAN GB82 WEST 1234 5698 7654 32, IP 10.0.0.1, fe80::1.")
+
+    def _load(self) -> PresidioEngine:
+        engine = self._engine
+        if engine is not None:
+            return engine
+        with self._load_lock:
+            if self._engine is None:
+                # Presidio and spaCy load here, not at import: about a second that a gateway
+                # without a PII policy must not pay
+                from . import pii_presidio
+
+                names = self._given_first_names if self._given_first_names is not None else first_names()
+                self._engine = pii_presidio.build(
+                    self._wanted, first_names=names, exclude=NOT_NAME_WORDS | AMBIGUOUS_FIRST_NAMES,
+                )
+            return self._engine
+
+    def scan(self, field: str, text: str) -> list[Span]:
+        windows = self._pattern_windows(text)
+        people = self._wanted & _NER_ENTITIES
+        candidates = [m.span() for m in _NAME_LIKE.finditer(text)] if people else []
+        cued = "PERSON" in people and (bool(candidates) or _HONORIFIC_HINT.search(text) is not None)
+        if not windows and not candidates and not cued:
+            return []
+        engine = self._load()
+        found: list[Found] = []
+        for window in windows:
+            for item in engine.patterns(text[window.start:window.end], sorted(window.entities), self.score_threshold):
+                if _clean_edges(item, window):
+                    found.append(_shift(item, window.start))
+        if cued:
+            found.extend(engine.name_cues(text, self.score_threshold))
+        if candidates:
+            found.extend(self._ner(engine, text, candidates, found))
+        return self._spans(field, text, found)
+
+    # --- windows --------------------------------------------------------------------------------
+    def _pattern_windows(self, text: str) -> list[_Window]:
+        raw: list[_Window] = []
+        context: _ContextIndex | None = None
+        for pattern, entities in _TRIGGERS:
+            wanted = entities & self._wanted
+            if not wanted:
+                continue
+            for match in pattern.finditer(text):
+                start, end = match.span()
+                if entities is _DIGIT_ENTITIES:
+                    value = match.group()
+                    if _NOT_PII_DIGITS.fullmatch(value):
+                        continue
+                    if value.isdigit() and len(value) < 12 and not self._wanted & _NEEDS_NO_CONTEXT:
+                        context = context or _ContextIndex(text)
+                        if not context.near(start - _PATTERN_LEFT, end + _PATTERN_RIGHT):
+                            continue
+                elif entities is _IPV6:
+                    start, end = _hex_token(text, start, end)
+                    if text.count(":", start, end) < 3 and "::" not in text[start:end]:
+                        continue  # a time of day ("10:30:00"), not an IPv6 address
+                raw.append(_window(text, start, end, wanted, left=_PATTERN_LEFT, right=_PATTERN_RIGHT))
+        return _merge(raw, _MAX_PATTERN_WINDOW)
+
+    def _ner(self, engine: PresidioEngine, text: str, candidates: list[tuple[int, int]],
+             found: Sequence[Found]) -> list[Found]:
+        cues = [(f.start, f.end) for f in found if f.entity == "PERSON"]
+        asked = [
+            (s, e) for s, e in candidates
+            if not _stopword_only(text[s:e]) and not any(cs <= s and e <= ce for cs, ce in cues)
+            and not _whole_line(text, s, e)
+        ]
+        todo = [_ner_window(text, s, e) for s, e in asked]
+        budget = self.ner_max_chars
+        chosen: list[_Window] = []
+        for window in _merge(todo, _MAX_NER_WINDOW):
+            size = window.end - window.start
+            if size <= budget:
+                chosen.append(window)
+                budget -= size
+        if len(chosen) < len(todo) and logger.isEnabledFor(logging.DEBUG):
+            logger.debug("pii: NER budget of %d characters reached; names beyond it rely on cues",
+                         self.ner_max_chars)
+        # one NER call over the chosen phrases, one a line: spaCy's fixed cost per call is paid once
+        starts: list[int] = []
+        lines: list[str] = []
+        at = 0
+        for window in chosen:
+            starts.append(at)
+            lines.append(text[window.start:window.end])
+            at += window.end - window.start + 1
+        results: list[Found] = []
+        for item in engine.ner("\n".join(lines), self.score_threshold):
+            index = bisect.bisect_right(starts, item.start) - 1
+            window = chosen[index]
+            offset = window.start - starts[index]
+            shifted = _shift(item, offset)
+            # NER only answers for the name-like words it was run for, not for a sentence-initial
+            # "Convert" that happens to share their phrase
+            if item.end - starts[index] <= window.end - window.start and any(
+                s < shifted.end and shifted.start < e for s, e in asked
+            ):
+                results.append(shifted)
+        return results
+
+    # --- spans ----------------------------------------------------------------------------------
+    def _spans(self, field: str, text: str, found: Iterable[Found]) -> list[Span]:
+        kept: list[tuple[int, int, str, float]] = []
+        for item in found:
+            if item.entity not in self._wanted:
+                continue
+            start, end = _trim(text, item.start, item.end, item.entity)
+            if end <= start or not _plausible(text, start, end, item.entity):
+                continue
+            if item.recognizer == _NER_RECOGNIZER and _whole_line(text, start, end):
+                # a capitalised label alone on its line or in its string ("Max Length", "Font Name":
+                # JSON-schema titles) reads as a name to NER; only a name cue may claim it
+                continue
+            kept.append((start, end, item.entity, item.score))
+        kept.sort(key=lambda k: (-k[3], -_SPECIFICITY.get(k[2], 0), -(k[1] - k[0]), k[0]))
+        # greedy, best first; `chosen` stays sorted and disjoint, so one neighbour check per finding
+        chosen: list[tuple[int, int, str, float]] = []
+        for candidate in kept:
+            at = bisect.bisect_left(chosen, candidate[:1])
+            if at > 0 and chosen[at - 1][1] > candidate[0]:
+                continue
+            if at < len(chosen) and chosen[at][0] < candidate[1]:
+                continue
+            chosen.insert(at, candidate)
+        return [Span(field=field, start=s, end=e, label=LABELS[entity], score=round(score, 3))
+                for s, e, entity, score in chosen]
+
+
+class _ContextIndex:
+    """Where digit context words occur in a text, found once per scan with fast substring search."""
+
+    def __init__(self, text: str) -> None:
+        low = text.lower()
+        positions: list[int] = []
+        for word in _DIGIT_CONTEXT_WORDS:
+            at = low.find(word)
+            while at != -1:
+                positions.append(at)
+                at = low.find(word, at + 1)
+        self._positions = sorted(positions)
+
+    def near(self, start: int, end: int) -> bool:
+        at = bisect.bisect_left(self._positions, start)
+        return at < len(self._positions) and self._positions[at] < end
+
+
+def _hex_token(text: str, start: int, end: int) -> tuple[int, int]:
+    while start > 0 and text[start - 1] in _HEX_COLON:
+        start -= 1
+    while end < len(text) and text[end] in _HEX_COLON:
+        end += 1
+    return start, end
+
+
+def _window(text: str, start: int, end: int, entities: Iterable[str], *, left: int, right: int) -> _Window:
+    """[start, end) widened by context and moved out to delimiters, so no token is cut in two."""
+    s = max(0, start - left)
+    e = min(len(text), end + right)
+    floor = max(0, s - _SNAP)
+    while s > floor and text[s - 1] not in _DELIMS:
+        s -= 1
+    ceiling = min(len(text), e + _SNAP)
+    while e < ceiling and text[e] not in _DELIMS:
+        e += 1
+    clean_start = s == 0 or text[s - 1] in _DELIMS
+    clean_end = e == len(text) or text[e] in _DELIMS
+    return _Window(s, e, set(entities), clean_start, clean_end)
+
+
+def _ner_window(text: str, start: int, end: int) -> _Window:
+    """The phrase around a name-like word: its sentence, line or JSON string, at most _NER_SIDE each side.
+
+    NER costs about 0.15 ms per token here, and JSON punctuation is tokens too; the phrase alone
+    is also what the model reads best ("Priya Raman" is a person, '"name": "Priya Raman",' less so).
+    """
+    lo = max(0, start - _NER_SIDE)
+    hi = min(len(text), end + _NER_SIDE)
+    for boundary in _PHRASE_END.finditer(text, lo, start):
+        lo = boundary.end()
+    stop = _PHRASE_END.search(text, end, hi)
+    if stop is not None:
+        hi = stop.start()
+    # never cut a word: move a cut edge inwards to the next delimiter
+    while 0 < lo < start and not _boundary(text, lo - 1):
+        lo += 1
+    while end < hi < len(text) and not _boundary(text, hi):
+        hi -= 1
+    return _Window(lo, hi, set())
+
+
+def _boundary(text: str, at: int) -> bool:
+    return text[at] in _DELIMS or text[at].isspace() or _PHRASE_END.match(text, at) is not None
+
+
+def _merge(windows: list[_Window], cap: int) -> list[_Window]:
+    merged: list[_Window] = []
+    for window in sorted(windows, key=lambda w: w.start):
+        last = merged[-1] if merged else None
+        if last is not None and window.start <= last.end and max(last.end, window.end) - last.start <= cap:
+            if window.end > last.end:
+                last.end, last.clean_end = window.end, window.clean_end
+            last.entities |= window.entities
+        else:
+            merged.append(_Window(window.start, window.end, set(window.entities), window.clean_start,
+                                  window.clean_end))
+    return merged
+
+
+def _clean_edges(item: Found, window: _Window) -> bool:
+    """False for a finding that touches a window edge cut through a token (it may be half a value)."""
+    if item.start == 0 and not window.clean_start:
+        return False
+    return not (window.start + item.end == window.end and not window.clean_end)
+
+
+def _shift(item: Found, offset: int) -> Found:
+    return Found(item.entity, item.start + offset, item.end + offset, item.score, item.recognizer)
+
+
+def _stopword_only(candidate: str) -> bool:
+    words = candidate.replace(".", " ").split()
+    return all(word.lower() in NOT_NAME_WORDS or len(word) == 1 for word in words)
+
+
+def _trim(text: str, start: int, end: int, entity: str) -> tuple[int, int]:
+    while start < end and text[start] in _TRIM and not (text[start] == "(" and ")" in text[start:end]):
+        start += 1
+    while end > start and text[end - 1] in _TRIM and not (text[end - 1] == ")" and "(" in text[start:end]):
+        end -= 1
+    if entity in _NER_ENTITIES:
+        newline = text.find("\n", start, end)
+        if newline != -1:
+            end = newline
+        if text.endswith(_POSSESSIVE, start, end):
+            end -= 2
+        while end > start and text[end - 1] in _TRIM:
+            end -= 1
+    return start, end
+
+
+def _whole_line(text: str, start: int, end: int) -> bool:
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line = text[line_start:len(text) if line_end == -1 else line_end]
+    return line.strip(_LINE_DECOR) == text[start:end]
+
+
+def _plausible(text: str, start: int, end: int, entity: str) -> bool:
+    value = text[start:end]
+    if entity not in _NER_ENTITIES and (text[start - 1:start].isalnum() or text[end:end + 1].isalnum()):
+        return False  # part of a longer token: "CT0428070" inside the trial id "NCT04280705"
+    if entity == "IP_ADDRESS":
+        # "version 1.2.3.4", "v1.2.3.4", "pkg@1.2.3.4", "==1.2.3.4" and 1.2.3.4.5 are versions
+        before = text[max(0, start - 12):start]
+        if _IP_VERSION_CONTEXT.search(before) or (text[end:end + 1] == "." and text[end + 1:end + 2].isdigit()):
+            return False
+        return not (start >= 2 and text[start - 1] == "." and text[start - 2].isdigit())
+    if entity == "PHONE_NUMBER":
+        # a decimal ("0.657268"), a table row ("709961  1416") or a timestamp is not a phone number
+        return not (_DECIMAL.fullmatch(value) or "  " in value or "\n" in value or _DATE.search(value))
+    if entity in _NER_ENTITIES:
+        if not value[:1].isupper() or _CODEY.search(value):
+            return False
+        words = value.replace(".", " ").split()
+        if any(word.lower() in NOT_NAME_WORDS for word in words) or len(words) > 4:
+            return False
+        return not (len(words) == 1 and words[0].lower() in AMBIGUOUS_FIRST_NAMES)
+    return True

@@ -1,0 +1,250 @@
+"""The PII detector on the real Presidio and the real spaCy model (loaded once for the module)."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from policy.detectors.pii import LABELS, PiiDetector
+from policy.verdict import Span
+
+pytestmark = pytest.mark.integration
+
+# Presidio rejects the canonical sample SSNs (078-05-1120, 123-45-6789) on purpose.
+SSN = "372-84-5519"
+CARD = "4111 1111 1111 1111"
+IBAN = "GB82 WEST 1234 5698 7654 32"
+# A first-name list passed by constructor, so the tests do not depend on the optional package.
+FIRST_NAMES = ("priya", "jonas", "maria")
+
+
+@pytest.fixture(scope="module")
+def detector() -> Iterator[PiiDetector]:
+    pii = PiiDetector(first_names=FIRST_NAMES)
+    pii.warm()
+    yield pii
+
+
+def found(spans: list[Span], text: str) -> list[tuple[str, str]]:
+    return [(span.label, text[span.start:span.end]) for span in spans]
+
+
+def masked(text: str, spans: list[Span]) -> str:
+    for span in sorted(spans, key=lambda s: s.start, reverse=True):
+        text = text[:span.start] + f"[MASKED:{span.label}]" + text[span.end:]
+    return text
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+def test_importing_the_module_loads_neither_presidio_nor_spacy() -> None:
+    probe = "import sys, policy.detectors.pii; print(sorted({'presidio_analyzer', 'spacy'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_loading_and_scanning_make_no_connection_beyond_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    attempts: list[str] = []
+
+    def is_loopback(host: Any) -> bool:
+        if isinstance(host, bytes):
+            host = host.decode()
+        if not isinstance(host, str) or host in ("", "localhost"):
+            return True
+        try:
+            return ipaddress.ip_address(host.split("%")[0]).is_loopback
+        except ValueError:
+            return False
+
+    def connect(self: socket.socket, address: Any) -> None:
+        host = address[0] if isinstance(address, tuple) else address
+        if not is_loopback(host):
+            attempts.append(f"connect {address!r}")
+            raise OSError("no network in this test")
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host is not None and not is_loopback(host):
+            attempts.append(f"getaddrinfo {host!r}")
+            raise OSError("no network in this test")
+        return []
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    # the tripwire records what it refuses (tldextract, say, would swallow the OSError)
+    with pytest.raises(OSError):
+        socket.getaddrinfo("publicsuffix.org", 443)
+    assert attempts == ["getaddrinfo 'publicsuffix.org'"]
+    attempts.clear()
+
+    fresh = PiiDetector()  # its own analyzer, email recogniser and suffix-list extractor
+    fresh.warm()
+    text = f"Write to jane.doe@example.co.uk or ops@corp.example.org, call +44 20 7946 0958, SSN {SSN}."
+    labels = {span.label for span in fresh.scan("result", text)}
+
+    assert {"email", "phone", "us-ssn"} <= labels
+    assert attempts == []
+
+
+def test_an_unknown_entity_is_refused_before_anything_loads() -> None:
+    with pytest.raises(ValueError, match="unknown PII entities"):
+        PiiDetector(entities=["EMAIL_ADDRESS", "SHOE_SIZE"])
+
+
+def test_every_label_is_lower_case_kebab() -> None:
+    assert all(label == label.lower() and " " not in label and "_" not in label for label in LABELS.values())
+
+
+# --- one test per entity -----------------------------------------------------------------------
+
+def test_an_email_address_is_found(detector: PiiDetector) -> None:
+    text = "Contact: jane.doe@example.org (work)"
+    assert found(detector.scan("x", text), text) == [("email", "jane.doe@example.org")]
+
+
+def test_a_phone_number_is_found(detector: PiiDetector) -> None:
+    text = "Reach the desk on +1 (212) 555-0187 before noon."
+    assert found(detector.scan("x", text), text) == [("phone", "+1 (212) 555-0187")]
+
+
+def test_a_phone_number_python_phonenumbers_rejects_is_found_next_to_a_phone_word(detector: PiiDetector) -> None:
+    text = "Phone: 358 0594"
+    assert found(detector.scan("x", text), text) == [("phone", "358 0594")]
+
+
+def test_a_credit_card_number_is_found_once_not_also_as_a_phone_number(detector: PiiDetector) -> None:
+    text = f"paid with {CARD} yesterday"
+    assert found(detector.scan("x", text), text) == [("credit-card", CARD)]
+
+
+def test_a_long_card_number_is_found_only_with_a_card_word_nearby(detector: PiiDetector) -> None:
+    number = "4152488713445952355"  # 19 digits, Luhn-valid, outside Presidio's card pattern
+    assert found(detector.scan("x", f"my card {number}"), f"my card {number}") == [("credit-card", number)]
+    assert detector.scan("x", f"order {number}") == []
+
+
+def test_a_social_security_number_is_found(detector: PiiDetector) -> None:
+    text = f"SSN: {SSN}"
+    assert found(detector.scan("x", text), text) == [("us-ssn", SSN)]
+
+
+def test_an_iban_is_found(detector: PiiDetector) -> None:
+    text = f"Pay to IBAN {IBAN}, reference 77."
+    assert found(detector.scan("x", text), text) == [("iban", IBAN)]
+
+
+def test_ipv4_and_ipv6_addresses_are_found(detector: PiiDetector) -> None:
+    text = "client 203.0.113.7 connected from fe80::1ff:fe23:4567:890a"
+    assert found(detector.scan("x", text), text) == [
+        ("ip-address", "203.0.113.7"), ("ip-address", "fe80::1ff:fe23:4567:890a"),
+    ]
+
+
+def test_optional_entities_are_found_when_enabled_and_need_no_spacy_model() -> None:
+    pii = PiiDetector(entities=["CRYPTO", "US_BANK_NUMBER"])
+    text = "Wire to account 8837465511 or pay 1BoatSLRHtKNngkdXEeobR76b53LETtpyT; order id 8837465512."
+    assert found(pii.scan("x", text), text) == [
+        ("us-bank-account", "8837465511"), ("crypto-wallet", "1BoatSLRHtKNngkdXEeobR76b53LETtpyT"),
+    ]
+
+
+def test_a_person_is_found_by_ner(detector: PiiDetector) -> None:
+    text = "The ticket was escalated to Teresa Kreutzmann yesterday."
+    assert found(detector.scan("x", text), text) == [("person", "Teresa Kreutzmann")]
+
+
+def test_a_person_is_found_by_an_honorific_or_a_known_first_name(detector: PiiDetector) -> None:
+    text = '{"reviewer": "Priya Raman", "note": "ask Mr. Okonkwo"}'
+    assert found(detector.scan("x", text), text) == [("person", "Priya Raman"), ("person", "Okonkwo")]
+
+
+# --- spans and de-duplication ------------------------------------------------------------------
+
+def test_spans_cover_the_value_only_so_masked_json_stays_valid(detector: PiiDetector) -> None:
+    text = json.dumps({"user": {"email": "jane.doe@example.org", "ip": "198.51.100.23", "ssn": SSN}})
+    spans = detector.scan("result", text)
+
+    assert found(spans, text) == [("email", "jane.doe@example.org"), ("ip-address", "198.51.100.23"), ("us-ssn", SSN)]
+    assert json.loads(masked(text, spans)) == {
+        "user": {"email": "[MASKED:email]", "ip": "[MASKED:ip-address]", "ssn": "[MASKED:us-ssn]"},
+    }
+
+
+def test_overlapping_findings_leave_one_span_with_the_most_specific_label(detector: PiiDetector) -> None:
+    text = f"Call me, my SSN is {SSN} and my card is {CARD}."
+    spans = detector.scan("x", text)
+
+    assert found(spans, text) == [("us-ssn", SSN), ("credit-card", CARD)]
+    assert all(a.end <= b.start for a, b in itertools.pairwise(spans))
+
+
+def test_spans_carry_the_field_and_a_score(detector: PiiDetector) -> None:
+    [span] = detector.scan("arguments.to", "jane.doe@example.org")
+    assert (span.field, span.start, span.end, span.label) == ("arguments.to", 0, 20, "email")
+    assert 0.4 <= span.score <= 1.0
+
+
+# --- negatives ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "commit 3f2a9c1d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a39 fixes the relay",
+        "Upgrade to version 1.2.3.4 (or pin mcp==1.2.3.4) before Friday.",
+        "call get_user_by_id(user_id) then parseHttpResponse; see src/lib/MaxLength.py",
+        "Python and Docker are required; install Docker Desktop first.",
+        "Max Length",
+        '{"id": 100007919, "size_bytes": 45678901, "score": 0.657268, "created_at": "2025-03-14T05:23:00Z"}',
+        "Meeting moved to 10:30:00 on 2024-01-15; ticket #48213977.",
+        "read_file",
+    ],
+)
+def test_ordinary_tool_traffic_is_not_personal_data(detector: PiiDetector, text: str) -> None:
+    assert found(detector.scan("x", text), text) == []
+
+
+def test_beyond_the_ner_budget_names_are_found_by_cues_only(
+    detector: PiiDetector, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    text = "Escalated to Teresa Kreutzmann and to Dr. Okafor."
+    monkeypatch.setattr(detector, "ner_max_chars", 0)
+    assert found(detector.scan("x", text), text) == [("person", "Okafor")]
+
+
+# --- concurrency and properties ----------------------------------------------------------------
+
+def test_concurrent_scans_give_the_same_spans_as_sequential_ones(detector: PiiDetector) -> None:
+    texts = [
+        f"Teresa Kreutzmann <t.k{i}@example.org>, card {CARD}, SSN {SSN}, host 10.0.{i}.1" for i in range(12)
+    ]
+    expected = [detector.scan("x", text) for text in texts]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert list(pool.map(lambda text: detector.scan("x", text), texts)) == expected
+
+
+_FILLER = st.text(alphabet="abcdefghij klmnopqrstuvwxyz ABCDEFG .,;:!?()-\n0123456789", max_size=120)
+_PLANTED = st.sampled_from([("email", "m.lopez+bills@example.com"), ("credit-card", CARD), ("us-ssn", SSN)])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(before=_FILLER, after=_FILLER, planted=_PLANTED)
+def test_a_planted_value_is_reported_and_masking_the_spans_removes_it(
+    detector: PiiDetector, before: str, after: str, planted: tuple[str, str],
+) -> None:
+    label, value = planted
+    text = f"{before} {value} {after}"
+    start = len(before) + 1
+    spans = detector.scan("x", text)
+
+    assert any(s.label == label and s.start <= start and start + len(value) <= s.end for s in spans)
+    assert value not in masked(text, spans)
