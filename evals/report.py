@@ -8,11 +8,16 @@ __all__ = ["render"]
 
 
 def _row(name: str, m: dict[str, Any]) -> str:
-    return (f"| {name} | {m['cases']} | {m['tp']} | {m['fp']} | {m['tn']} | {m['fn']} | {m['precision']:.3f} | "
-            f"{m['recall']:.3f} | {m['f1']:.3f} | {m['fpr']:.3f} |")
+    return (
+        f"| {name} | {m['cases']} | {m['tp']} | {m['fp']} | {m['tn']} | {m['fn']} | {m['precision']:.3f} | "
+        f"{m['recall']:.3f} | {m['f1']:.3f} | {m['fpr']:.3f} |"
+    )
 
 
-_HEAD = "| | cases | tp | fp | tn | fn | precision | recall | F1 | FPR |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+_HEAD = (
+    "| | cases | tp | fp | tn | fn | precision | recall | F1 | FPR |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
 
 
 def _verdict_on_target(suite: str, entry: dict[str, Any]) -> str:
@@ -24,14 +29,18 @@ def _verdict_on_target(suite: str, entry: dict[str, Any]) -> str:
         benign_fpr = fp / (fp + tn) if fp + tn else 0.0
         ok = m["f1"] >= 0.95 and benign_fpr <= 0.01
         gap = "met" if m["f1"] >= 0.95 else f"missed by {0.95 - m['f1']:.3f}"
-        return (f"F1 {m['f1']:.3f} (target 0.95; {gap}), FPR on benign-only sources {benign_fpr:.3%} "
-                f"(target ≤ 1%) → **{'met' if ok else 'not met'}**")
+        return (
+            f"F1 {m['f1']:.3f} (target 0.95; {gap}), FPR on benign-only sources {benign_fpr:.3%} "
+            f"(target ≤ 1%) → **{'met' if ok else 'not met'}**"
+        )
     if suite == "tool-poisoning":
         ok = m["recall"] >= 0.9 and m["fpr"] <= 0.02
-        return f"recall {m['recall']:.3f} (target 0.90), FPR {m['fpr']:.3%} (target ≤ 2%) → **{'met' if ok else 'not met'}**"
+        state = "met" if ok else "not met"
+        return f"recall {m['recall']:.3f} (target 0.90), FPR {m['fpr']:.3%} (target ≤ 2%) → **{state}**"
     if suite == "secrets":
         ok = m["recall"] >= 0.98 and m["fpr"] <= 0.01
-        return f"recall {m['recall']:.3f} (target 0.98), FPR {m['fpr']:.3%} (target ≤ 1%) → **{'met' if ok else 'not met'}**"
+        state = "met" if ok else "not met"
+        return f"recall {m['recall']:.3f} (target 0.98), FPR {m['fpr']:.3%} (target ≤ 1%) → **{state}**"
     if suite == "pii":
         span = entry.get("spans", {}).get("all", {})
         f1 = span.get("f1", m["f1"])
@@ -62,33 +71,54 @@ def render(report: dict[str, Any], judge: dict[str, Any] | None, bench: dict[str
             for tag, m in entry["by_construction"].items():
                 lines.append(_row(tag, m))
         if entry.get("spans"):
-            lines += ["", "PII spans (a predicted span matches a gold span of the same type covering over half of it):",
-                      "", "| type | tp | fp | fn | precision | recall | F1 |", "|---|---:|---:|---:|---:|---:|---:|"]
+            lines += [
+                "",
+                "PII spans (a predicted span matches a gold span of the same type covering over half of it):",
+                "",
+                "| type | tp | fp | fn | precision | recall | F1 |",
+                "|---|---:|---:|---:|---:|---:|---:|",
+            ]
             for label, s in entry["spans"].items():
-                lines.append(f"| {label} | {s['tp']} | {s['fp']} | {s['fn']} | {s['precision']:.3f} | "
-                             f"{s['recall']:.3f} | {s['f1']:.3f} |")
+                lines.append(
+                    f"| {label} | {s['tp']} | {s['fp']} | {s['fn']} | {s['precision']:.3f} | "
+                    f"{s['recall']:.3f} | {s['f1']:.3f} |"
+                )
         tiers = entry["overall"]["tiers"]
-        lines += ["", "Decided by: " + ", ".join(f"{t} {n}" for t, n in tiers.items()) + ". Latency per tier (ms): "
-                  + ", ".join(f"{t} p50 {v['p50']:.2f} / p95 {v['p95']:.2f}" for t, v in entry["tier_latency_ms"].items())
-                  + f". Whole suite: {entry['seconds']} s."]
+        lines += [
+            "",
+            "Decided by: "
+            + ", ".join(f"{t} {n}" for t, n in tiers.items())
+            + ". Latency per tier (ms): "
+            + ", ".join(f"{t} p50 {v['p50']:.2f} / p95 {v['p95']:.2f}" for t, v in entry["tier_latency_ms"].items())
+            + f". Whole suite: {entry['seconds']} s.",
+        ]
         if entry["misses"]:
             lines += ["", "<details><summary>First misses</summary>", ""]
-            lines += [f"- `{m['id']}` expected {m['expected']}, got {m['got']} (score {m['score']})"
-                      for m in entry["misses"][:12]]
+            lines += [
+                f"- `{m['id']}` expected {m['expected']}, got {m['got']} (score {m['score']})"
+                for m in entry["misses"][:12]
+            ]
             lines += ["", "</details>"]
     cross = report.get("cross_dataset")
     if cross:
-        lines += ["", "## Cross-dataset (prompt injection)", "",
-                  "The head retrained without each group of sources, its cut set at 1% FPR on the other groups' dev "
-                  "split, then scored on the held-out group's test split. This is the honest estimate for traffic "
-                  "unlike the training data; the in-distribution tables above are an upper bound.", "",
-                  "| held out | train cases | cases | precision | recall | F1 | FPR | AUC |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "## Cross-dataset (prompt injection)",
+            "",
+            "The head retrained without each group of sources, its cut set at 1% FPR on the other groups' dev "
+            "split, then scored on the held-out group's test split. This is the honest estimate for traffic "
+            "unlike the training data; the in-distribution tables above are an upper bound.",
+            "",
+            "| held out | train cases | cases | precision | recall | F1 | FPR | AUC |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for group, m in cross.items():
             fpr = "n/a" if m["fpr"] is None else f"{m['fpr']:.3f}"
             auc = "n/a" if m["auc"] is None else f"{m['auc']:.3f}"
-            lines.append(f"| {group} | {m['train_cases']} | {m['cases']} | {m['precision']:.3f} | {m['recall']:.3f} | "
-                         f"{m['f1']:.3f} | {fpr} | {auc} |")
+            lines.append(
+                f"| {group} | {m['train_cases']} | {m['cases']} | {m['precision']:.3f} | {m['recall']:.3f} | "
+                f"{m['f1']:.3f} | {fpr} | {auc} |"
+            )
     if judge:
         lines += ["", "## The judge, measured", "", judge.get("summary", "")]
         for row in judge.get("rows", []):

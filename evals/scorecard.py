@@ -60,8 +60,9 @@ def by_source(results: Sequence[CaseResult]) -> dict[str, dict[str, Any]]:
     groups: dict[str, list[CaseResult]] = defaultdict(list)
     for result in results:
         groups[result.case.source or "?"].append(result)
-    return {source: _metrics_dict(next(iter(score_results(items).values()))) for source, items in
-            sorted(groups.items())}
+    return {
+        source: _metrics_dict(next(iter(score_results(items).values()))) for source, items in sorted(groups.items())
+    }
 
 
 def by_tag(results: Sequence[CaseResult], prefixes: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -70,8 +71,11 @@ def by_tag(results: Sequence[CaseResult], prefixes: tuple[str, ...]) -> dict[str
         for tag in result.case.tags:
             if tag.startswith(prefixes):
                 groups[tag].append(result)
-    return {tag: _metrics_dict(next(iter(score_results(items).values()))) for tag, items in sorted(groups.items())
-            if len(items) >= 10}
+    return {
+        tag: _metrics_dict(next(iter(score_results(items).values())))
+        for tag, items in sorted(groups.items())
+        if len(items) >= 10
+    }
 
 
 def tier_latency(results: Sequence[CaseResult]) -> dict[str, dict[str, float]]:
@@ -80,8 +84,14 @@ def tier_latency(results: Sequence[CaseResult]) -> dict[str, dict[str, float]]:
         for verdict in result.verdicts:
             for step in verdict.trace:
                 per_tier[step.tier.value].append(step.latency_ms)
-    return {tier: {"n": len(values), "p50": round(float(np.percentile(values, 50)), 3),
-                   "p95": round(float(np.percentile(values, 95)), 3)} for tier, values in sorted(per_tier.items())}
+    return {
+        tier: {
+            "n": len(values),
+            "p50": round(float(np.percentile(values, 50)), 3),
+            "p95": round(float(np.percentile(values, 95)), 3),
+        }
+        for tier, values in sorted(per_tier.items())
+    }
 
 
 def pii_spans(cases: Sequence[Case], cases_dir: Path, registry: DetectorRegistry) -> dict[str, Any]:
@@ -100,8 +110,14 @@ def pii_spans(cases: Sequence[Case], cases_dir: Path, registry: DetectorRegistry
         expected = [(s, e, _canonical(label)) for s, e, label in gold[case.id]]
         matched_pred: set[int] = set()
         for s, e, label in expected:
-            hit = next((i for i, (ps, pe, pl) in enumerate(predicted) if i not in matched_pred and pl == label
-                        and min(e, pe) - max(s, ps) > 0.5 * (e - s)), None)
+            hit = next(
+                (
+                    i
+                    for i, (ps, pe, pl) in enumerate(predicted)
+                    if i not in matched_pred and pl == label and min(e, pe) - max(s, ps) > 0.5 * (e - s)
+                ),
+                None,
+            )
             if hit is None:
                 counts[label]["fn"] += 1
             else:
@@ -119,10 +135,21 @@ def pii_spans(cases: Sequence[Case], cases_dir: Path, registry: DetectorRegistry
     return table
 
 
-_CANONICAL = {"email_address": "email", "email": "email", "phone_number": "phone", "phone": "phone",
-              "credit_card": "credit-card", "credit-card": "credit-card", "us_ssn": "us-ssn", "us-ssn": "us-ssn",
-              "iban_code": "iban", "iban": "iban", "ip_address": "ip-address", "ip-address": "ip-address",
-              "person": "person"}
+_CANONICAL = {
+    "email_address": "email",
+    "email": "email",
+    "phone_number": "phone",
+    "phone": "phone",
+    "credit_card": "credit-card",
+    "credit-card": "credit-card",
+    "us_ssn": "us-ssn",
+    "us-ssn": "us-ssn",
+    "iban_code": "iban",
+    "iban": "iban",
+    "ip_address": "ip-address",
+    "ip-address": "ip-address",
+    "person": "person",
+}
 
 
 def _canonical(label: str) -> str:
@@ -135,8 +162,14 @@ def _prf(c: Counter[str]) -> dict[str, Any]:
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"tp": tp, "fp": fp, "fn": fn, "precision": round(precision, 4), "recall": round(recall, 4),
-            "f1": round(f1, 4)}
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+    }
 
 
 def run(cases_dir: Path, out_dir: Path, workers: int, suites: Sequence[str], cross: bool) -> dict[str, Any]:
@@ -152,26 +185,47 @@ def run(cases_dir: Path, out_dir: Path, workers: int, suites: Sequence[str], cro
         policy = next(p for p in engine.policies if p.id == suite)
         cases = suite_cases(suite, "test", cases_dir)
         in_scope = [c for c in cases if c.kind in policy.scope.kinds]
-        logger.info("%s: %d test cases (%d outside the policy's kinds, not counted)", suite, len(cases),
-                    len(cases) - len(in_scope))
+        logger.info(
+            "%s: %d test cases (%d outside the policy's kinds, not counted)",
+            suite,
+            len(cases),
+            len(cases) - len(in_scope),
+        )
         started = time.perf_counter()
         results = evaluate_cases(engine, in_scope, workers=workers)
         overall = score_results(results)[suite]
         entry: dict[str, Any] = {
-            "cases": len(in_scope), "excluded_out_of_scope": len(cases) - len(in_scope),
-            "overall": overall.as_dict(), "by_source": by_source(results),
+            "cases": len(in_scope),
+            "excluded_out_of_scope": len(cases) - len(in_scope),
+            "overall": overall.as_dict(),
+            "by_source": by_source(results),
             "by_construction": by_tag(results, ("wrapper:", "style:", "lang:", "carrier:", "hard-negative")),
-            "tier_latency_ms": tier_latency(results), "seconds": round(time.perf_counter() - started, 1),
+            "tier_latency_ms": tier_latency(results),
+            "seconds": round(time.perf_counter() - started, 1),
             # ids only: the rows themselves stay in ../shared/data
-            "misses": [{"id": r.case.id, "expected": r.case.expect, "got": r.got, "score": r.score}
-                       for r in results if not r.passed][:25],
+            "misses": [
+                {"id": r.case.id, "expected": r.case.expect, "got": r.got, "score": r.score}
+                for r in results
+                if not r.passed
+            ][:25],
         }
         if suite == "pii":
             entry["spans"] = pii_spans(in_scope, cases_dir, registry)
         report["suites"][suite] = entry
-        per_case.extend({"suite": suite, "id": r.case.id, "source": r.case.source, "tags": r.case.tags,
-                         "expected": r.case.expect, "got": r.got, "score": r.score, "tier": r.tier,
-                         "latency_ms": round(r.latency_ms, 3)} for r in results)
+        per_case.extend(
+            {
+                "suite": suite,
+                "id": r.case.id,
+                "source": r.case.source,
+                "tags": r.case.tags,
+                "expected": r.case.expect,
+                "got": r.got,
+                "score": r.score,
+                "tier": r.tier,
+                "latency_ms": round(r.latency_ms, 3),
+            }
+            for r in results
+        )
         logger.info("%s: %s", suite, {k: overall.as_dict()[k] for k in ("precision", "recall", "f1", "fpr")})
     if cross:
         report["cross_dataset"] = cross_dataset(cases_dir, models, WORK / "embeddings")
@@ -180,8 +234,9 @@ def run(cases_dir: Path, out_dir: Path, workers: int, suites: Sequence[str], cro
     # The run the notebook reads: scores and labels per case id, no dataset text.
     results_dir = ROOT / "evals" / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "test-run.json").write_text(json.dumps({"report": report, "cases": per_case}) + "\n",
-                                               encoding="utf-8")
+    (results_dir / "test-run.json").write_text(
+        json.dumps({"report": report, "cases": per_case}) + "\n", encoding="utf-8"
+    )
     live = ROOT / "evals" / "results" / "judge-live.json"
     judge = json.loads(live.read_text(encoding="utf-8")) if live.exists() else None
     bench = ROOT / "evals" / "bench" / "results.json"

@@ -215,6 +215,31 @@ def fit(
     return best[1], best[2], best[0]
 
 
+def fit_with_bags(
+    store: EmbeddingStore,
+    units: list[Unit],
+    bags: list[tuple[str, list[str]]],
+    x_dev: np.ndarray | None = None,
+    y_dev: np.ndarray | None = None,
+) -> tuple[np.ndarray, float, float]:
+    """Fit on the labelled units; then, for each long violation, the unit the first model finds most
+    attack-like becomes a positive and the head is fitted again (multiple-instance learning)."""
+    x = store.encode([u.text for u in units])
+    y = np.array([u.label for u in units])
+    weights, bias, auc = fit(x, y, x_dev, y_dev)
+    if not bags:
+        return weights, bias, auc
+    flat = [text for _, pieces in bags for text in pieces]
+    scores = store.encode(flat) @ weights + bias
+    picked, cursor = [], 0
+    for _, pieces in bags:
+        picked.append(pieces[int(np.argmax(scores[cursor : cursor + len(pieces)]))])
+        cursor += len(pieces)
+    x = np.vstack([x, store.encode(picked)])
+    y_full = np.concatenate([y, np.ones(len(picked), dtype=bool)])
+    return fit(x, y_full, x_dev, y_dev)
+
+
 def train_policy(
     policy: str, cases_dir: Path, models: EmbedderPair, stores: dict[str, EmbeddingStore], unit_chars: int = 400
 ) -> dict[str, object]:
@@ -238,25 +263,12 @@ def train_policy(
         len(dev),
     )
     dev_units, _ = units_of([c for c in dev if len(c.subject().reading()) <= unit_chars], unit_chars)
-    y = np.array([u.label for u in units])
     y_dev = np.array([u.label for u in dev_units])
     heads: dict[str, LinearHead] = {}
     for name, kind in (("static", "static-minilm"), ("minilm", "minilm")):
         store = stores[name]
-        x = store.encode([u.text for u in units])
         x_dev = store.encode([u.text for u in dev_units])
-        weights, bias, auc = fit(x, y, x_dev, y_dev)
-        if bags:
-            # Multiple-instance step: the most attack-like unit of each long violation becomes a positive.
-            flat = [text for _, pieces in bags for text in pieces]
-            scores = store.encode(flat) @ weights + bias
-            picked, cursor = [], 0
-            for _, pieces in bags:
-                picked.append(pieces[int(np.argmax(scores[cursor : cursor + len(pieces)]))])
-                cursor += len(pieces)
-            x = np.vstack([x, store.encode(picked)])
-            y_full = np.concatenate([y, np.ones(len(picked), dtype=bool)])
-            weights, bias, auc = fit(x, y_full, x_dev, y_dev)
+        weights, bias, auc = fit_with_bags(store, units, bags, x_dev, y_dev)
         heads[name] = LinearHead(
             embedding=kind,
             weights=[round(float(w), 6) for w in weights],

@@ -32,27 +32,38 @@ def main(results: Path, out: Path) -> None:
             lat = values["latency_ms"]
             added = {k: round(lat[k] - direct[k], 2) for k in ("p50", "p95", "p99")}
             verdicts = {k: ("met" if added[k] <= limit else "missed") for k, limit in limits.items()}
-            row[target] = {"p50": round(lat["p50"], 2), "p99": round(lat["p99"], 2), "added": added,
-                           "cpu_ms_per_call": values.get("cpu_ms_per_call"),
-                           "rss_tree_mib": (values.get("rss_after") or {}).get("rss_tree_mib"),
-                           "errors": values.get("errors"), "targets": verdicts}
-            lines.append(f"{label:<42} {target:<22} p50 {lat['p50']:7.2f} ms (direct {direct['p50']:6.2f}, added "
-                         f"{added['p50']:+6.2f}) p99 {lat['p99']:7.2f} (added {added['p99']:+6.2f}) cpu/call "
-                         f"{values.get('cpu_ms_per_call')} ms rss {row[target]['rss_tree_mib']} MiB  {verdicts}")
+            row[target] = {
+                "p50": round(lat["p50"], 2),
+                "p99": round(lat["p99"], 2),
+                "added": added,
+                "cpu_ms_per_call": values.get("cpu_ms_per_call"),
+                "rss_tree_mib": (values.get("rss_after") or {}).get("rss_tree_mib"),
+                "errors": values.get("errors"),
+                "targets": verdicts,
+            }
+            lines.append(
+                f"{label:<42} {target:<22} p50 {lat['p50']:7.2f} ms (direct {direct['p50']:6.2f}, added "
+                f"{added['p50']:+6.2f}) p99 {lat['p99']:7.2f} (added {added['p99']:+6.2f}) cpu/call "
+                f"{values.get('cpu_ms_per_call')} ms rss {row[target]['rss_tree_mib']} MiB  {verdicts}"
+            )
         summary["latency"][name.removesuffix(".json")] = row
     startup = results / "startup.json"
     if startup.exists():
         data = json.loads(startup.read_text())["targets"]
         for target, values in data.items():
-            summary["startup"][target] = {"init_p50_ms": round(values["init_ms"]["p50"]),
-                                          "tools_list_p50_ms": round(values["tools_list_ms"]["p50"]),
-                                          "rss_tree_mib": values.get("rss_tree_mib", {}).get("p50")}
+            summary["startup"][target] = {
+                "init_p50_ms": round(values["init_ms"]["p50"]),
+                "tools_list_p50_ms": round(values["tools_list_ms"]["p50"]),
+                "rss_tree_mib": values.get("rss_tree_mib", {}).get("p50"),
+            }
         direct = summary["startup"].get("direct", {}).get("init_p50_ms", 0)
         for target, values in summary["startup"].items():
             added = values["init_p50_ms"] - direct
             values["init_added_ms"] = added
-            lines.append(f"startup {target:<22} initialize p50 {values['init_p50_ms']} ms (added {added:+d}, target "
-                         f"≤ 500) first tools/list p50 {values['tools_list_p50_ms']} ms rss {values['rss_tree_mib']} MiB")
+            lines.append(
+                f"startup {target:<22} initialize p50 {values['init_p50_ms']} ms (added {added:+d}, target "
+                f"≤ 500) first tools/list p50 {values['tools_list_p50_ms']} ms rss {values['rss_tree_mib']} MiB"
+            )
     summary["summary"] = "\n".join(f"    {line}" for line in lines)
     out.write_text(json.dumps(summary, indent=1) + "\n")
     sys.stdout.write("\n".join(lines) + "\n")

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.guards import describe_tool  # the reading the gateway builds at tools/list
+
 from .attack_templates import POISON_TEMPLATES, fill
 from .base import (
     Case,
@@ -78,21 +80,6 @@ class ToolExample:
     arguments: Mapping[str, Any]
     text: str
     structured: Any
-
-
-def describe_tool(tool: Mapping[str, Any]) -> str:
-    """What a model reads of a tool: title, description, then "name: description" per parameter.
-
-    The same reading as the gateway's ``gateway.guards.describe_tool``, so the cases look like the
-    subjects the gateway builds at ``tools/list``.
-    """
-    parts = [tool[key] for key in ("title", "description") if isinstance(tool.get(key), str) and tool[key].strip()]
-    schema = tool.get("inputSchema")
-    if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
-        for name, prop in schema["properties"].items():
-            if isinstance(prop, dict) and isinstance(prop.get("description"), str):
-                parts.append(f"{name}: {prop['description']}")
-    return "\n".join(parts)
 
 
 def snapshot_tools(data_dir: Path) -> list[ToolDef]:

@@ -24,10 +24,16 @@ NoAuditOpt = Annotated[bool, typer.Option("--no-audit", help="Do not write the a
 AuditDbOpt = Annotated[Path | None, typer.Option("--audit-db", help="Audit log SQLite file.")]
 TransportOpt = Annotated[Literal["stdio", "http"], typer.Option("--transport", help="How clients reach the gateway.")]
 PortOpt = Annotated[int, typer.Option("--port", help="Port for --transport http (loopback).")]
-HttpTokenOpt = Annotated[str | None, typer.Option(
-    "--http-token", envvar="MCP_GATEWAY_HTTP_TOKEN", show_envvar=True,
-    help="With --transport http, require 'Authorization: Bearer <token>'. Prefer the environment variable: "
-         "a command line is visible to other local users.")]
+BEARER_ENV = "MCP_GATEWAY_HTTP_TOKEN"
+HttpTokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--http-token",
+        envvar=BEARER_ENV,
+        help="With --transport http, require 'Authorization: Bearer <token>'. Prefer the environment variable: "
+        "a command line is visible to other local users.",
+    ),
+]
 
 
 def _env_int(name: str, default: int) -> int:
@@ -35,6 +41,13 @@ def _env_int(name: str, default: int) -> int:
         return int(os.environ.get(name, default))
     except ValueError:
         return default
+
+
+def _http_token(value: str | None) -> str | None:
+    # click reads an empty variable as unset: a token meant to be set must not silently turn auth off.
+    if (value is None and os.environ.get(BEARER_ENV) is not None) or (value is not None and not value.strip()):
+        fail(f"{BEARER_ENV} (or --http-token) is set but empty; set a token or unset the variable")
+    return value
 
 
 def _header(value: str) -> tuple[str, str]:
@@ -104,6 +117,7 @@ def wrap(
         )
     from ..serve import make_parts, run, serve_wrap_stdio
 
+    token = _http_token(http_token) if transport == "http" else None
     with cli_errors():
         parts = make_parts(settings, policies or [], start=early is None)
     try:
@@ -113,7 +127,7 @@ def wrap(
             from ..http_front import serve_wrap_http
 
             with cli_errors():
-                run(serve_wrap_http, spec, settings, parts, port, http_token)
+                run(serve_wrap_http, spec, settings, parts, port, token)
     except KeyboardInterrupt:
         pass
     finally:
@@ -169,6 +183,7 @@ def run_cmd(
         audit_db=audit_db,
         disable=disable,
     )
+    token = _http_token(http_token) if transport == "http" else None
     with cli_errors():
         specs = load_servers(mcp_json_path.expanduser())
         parts = make_parts(settings, policies or [])
@@ -179,7 +194,7 @@ def run_cmd(
             from ..http_front import serve_run_http
 
             with cli_errors():
-                run(serve_run_http, specs, settings, parts, port, http_token)
+                run(serve_run_http, specs, settings, parts, port, token)
     except KeyboardInterrupt:
         pass
     finally:

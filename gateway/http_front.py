@@ -1,0 +1,489 @@
+"""The gateway as a local HTTP MCP server: Streamable HTTP at ``/mcp``, legacy HTTP+SSE at ``/sse``.
+
+The SDK's server transports frame HTTP and hand each session raw `SessionMessage` streams, so the
+relay is the one used on stdio and messages pass through unchanged.
+
+Sessions: each client session gets its own relay and downstream (one server process each), because
+nothing in a server's requests to the client (sampling, elicitation, roots) or its notifications
+says which client they are for. A Streamable HTTP session starts with a POST of ``initialize`` and
+ends on DELETE, after `SESSION_IDLE_TIMEOUT_S` without requests, or at shutdown; a legacy SSE
+session lasts as long as its GET ``/sse`` stream. The downstream stops with its session. The
+2026-07-28 sessionless era is refused with -32022 naming the versions served (``auto`` clients
+fall back to ``initialize``).
+
+Security, since any web page the user visits can send requests to 127.0.0.1: loopback only; Host
+and Origin must be localhost names (DNS rebinding); bodies limited to ``max_message_bytes``; an
+optional bearer token (``MCP_GATEWAY_HTTP_TOKEN``); at most `MAX_SESSIONS` sessions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hmac
+import json
+import logging
+import re
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from uuid import uuid4
+
+import anyio
+import anyio.abc
+import uvicorn
+from mcp.server.sse import SseServerTransport
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, StreamableHTTPServerTransport
+from mcp.server.transport_security import RequestBodyLimitMiddleware
+from mcp.shared.dispatcher import as_request_id
+from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
+from mcp_types import (
+    INVALID_REQUEST,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    ErrorData,
+    JSONRPCError,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    RequestId,
+    UnsupportedProtocolVersionErrorData,
+)
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from .errors import ConfigError
+from .relay import WrapRelay
+from .serve import GatewayParts, make_downstream
+from .settings import Settings
+from .specs import ServerSpec
+
+__all__ = ["HttpFront", "Relay", "serve_http", "serve_run_http", "serve_wrap_http"]
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+SESSION_IDLE_TIMEOUT_S = 30 * 60.0
+MAX_SESSIONS = 32
+ROUTE_WAIT_S = 30.0
+CLOSE_WAIT_S = 12.0
+CLIENT_UNREACHABLE = -32044
+
+_LOCAL_HOST = re.compile(r"(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?", re.IGNORECASE)
+_LOCAL_ORIGIN = re.compile(r"https?://(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?", re.IGNORECASE)
+_UNAUTHORIZED = "mcp-gateway needs 'Authorization: Bearer <token>' with the token in its MCP_GATEWAY_HTTP_TOKEN"
+
+
+class Relay(Protocol):
+    async def serve(self, read: Any, write: Any) -> None: ...
+
+
+class _Wrapper:
+    def __init__(self, inner: Any, routes: _Routes) -> None:
+        self._inner, self._routes = inner, routes
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class _Routes:
+    """Which stream carries a message the server sends on its own (not tied to a client request).
+
+    Progress and cancellations are tied to their request by the dispatchers; nothing on a stdio
+    pipe says which client request made a server ask for sampling or log something. The stream of
+    a client request in flight reaches the client and is where the spec wants such messages (the
+    answer comes back as a POST either way); with none in flight, the GET stream; with neither,
+    the message waits (bounded) for one: the SDK transport would drop it silently, e.g. a
+    server's roots request right after initialize, before the client's GET stream is up.
+    """
+
+    def __init__(self) -> None:
+        self.open: dict[str, RequestId] = {}  # client requests in flight, oldest first
+        self.standalone = 0  # GET streams open
+        self.lock = anyio.Lock()
+        self.changed = anyio.Event()
+
+    def touch(self) -> None:
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    def target(self) -> ServerMessageMetadata | None:
+        """Routing for the next such message; None while no stream can take it."""
+        if self.open:  # the newest request is the likeliest cause
+            return ServerMessageMetadata(related_request_id=next(reversed(self.open.values())))
+        return ServerMessageMetadata() if self.standalone else None  # no related request: the GET stream
+
+
+class _Inbound(_Wrapper):
+    """The client's messages on their way to the relay: notes which requests are in flight."""
+
+    @property
+    def last_context(self) -> contextvars.Context | None:
+        return getattr(self._inner, "last_context", None)  # handlers run in their HTTP request's context
+
+    async def receive(self) -> SessionMessage | Exception:
+        item: SessionMessage | Exception = await self._inner.receive()
+        message = item.message if isinstance(item, SessionMessage) else None
+        if isinstance(message, JSONRPCRequest):
+            self._routes.open[str(message.id)] = message.id
+            self._routes.touch()
+        elif isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
+            # The transport ends a cancelled request's stream itself.
+            self._routes.open.pop(str(as_request_id((message.params or {}).get("requestId"))), None)
+        return item
+
+    def __aiter__(self) -> _Inbound:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+
+class _Outbound(_Wrapper):
+    """The relay's messages on their way to the client: routes those no request claims."""
+
+    async def send(self, item: SessionMessage, /) -> None:
+        message, routes = item.message, self._routes
+        related = isinstance(item.metadata, ServerMessageMetadata) and item.metadata.related_request_id is not None
+        if related or isinstance(message, JSONRPCResponse | JSONRPCError):
+            # Under the lock: nothing may be routed to a request's stream after its answer, which
+            # closes that stream.
+            async with routes.lock:
+                if isinstance(message, JSONRPCResponse | JSONRPCError):
+                    routes.open.pop(str(message.id), None)
+                await self._inner.send(item)
+            return
+        with anyio.move_on_after(ROUTE_WAIT_S):
+            while True:
+                async with routes.lock:
+                    if (metadata := routes.target()) is not None:
+                        await self._inner.send(SessionMessage(message, metadata))
+                        return
+                    changed = routes.changed
+                await changed.wait()
+        explanation = (
+            f"cannot deliver {getattr(message, 'method', '?')} to the HTTP client: it had no request in flight "
+            f"and no GET stream open for {ROUTE_WAIT_S:g} s; it must keep the GET stream open"
+        )
+        if isinstance(message, JSONRPCRequest):
+            raise MCPError(code=CLIENT_UNREACHABLE, message=f"mcp-gateway: {explanation}")
+        logger.warning("%s (dropped)", explanation)
+
+
+@dataclass
+class _Session:
+    stop: Callable[[], Awaitable[None]]
+    transport: StreamableHTTPServerTransport | None = None  # None: a legacy SSE session
+    routes: _Routes = field(default_factory=_Routes)
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+
+class HttpFront:
+    """The ASGI application: checks every request, then serves MCP sessions, each on its own relay."""
+
+    def __init__(
+        self, make_relay: Callable[[], Relay], tg: anyio.abc.TaskGroup, *, max_body_bytes: int, token: str | None = None
+    ) -> None:
+        self._make_relay, self._tg, self._token = make_relay, tg, token
+        self.max_sessions, self.idle_timeout_s = MAX_SESSIONS, SESSION_IDLE_TIMEOUT_S
+        self._sessions: dict[str, _Session] = {}
+        self._closing = False
+        self._sse = SseServerTransport("/messages/", max_request_body_size=max_body_bytes)
+        # Before anything reads a body: an oversized one is refused as it streams in.
+        self._mcp_limited = RequestBodyLimitMiddleware(self._mcp, max_body_bytes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # uvicorn runs without lifespan events and without websockets
+        path = scope["path"].rstrip("/")
+        if (refusal := self._refusal(Headers(scope=scope))) is not None:
+            await refusal(scope, receive, send)
+        elif path == "/mcp":
+            await self._mcp_limited(scope, receive, send)
+        elif path == "/sse":
+            await self._legacy_session(scope, receive, send)
+        elif path == "/messages":
+            await self._sse.handle_post_message(scope, receive, send)
+        else:
+            await _plain(404, f"mcp-gateway: nothing at {path!r}; MCP is at /mcp, legacy SSE at /sse")(
+                scope, receive, send
+            )
+
+    def _refusal(self, headers: Headers) -> Response | None:
+        # DNS rebinding: a page from evil.example whose name now resolves to 127.0.0.1 sends its own
+        # name as Host; a page from any other site sends its Origin. Neither may reach the tools.
+        host, origin = headers.get("host", ""), headers.get("origin")
+        if not _LOCAL_HOST.fullmatch(host):
+            logger.warning("refused a request with Host %r: not a localhost name", host[:100])
+            return _plain(
+                421, f"mcp-gateway answers only localhost names (DNS-rebinding protection), not {host[:100]!r}"
+            )
+        if origin is not None and not _LOCAL_ORIGIN.fullmatch(origin):
+            logger.warning("refused a request from Origin %r: not a localhost page", origin[:100])
+            return _plain(403, f"mcp-gateway refuses requests from pages outside localhost (Origin {origin[:100]!r})")
+        scheme, _, presented = headers.get("authorization", "").partition(" ")
+        # compare_digest: the time taken must not tell how much of a guessed token was right.
+        if self._token is not None and not (
+            scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), self._token.encode())
+        ):
+            logger.warning("refused a request without the right bearer token")
+            return _plain(401, _UNAUTHORIZED, {"WWW-Authenticate": 'Bearer realm="mcp-gateway"'})
+        return None
+
+    def _admission(self) -> Response | None:
+        if self._closing:
+            return _plain(503, "mcp-gateway is shutting down")
+        if len(self._sessions) < self.max_sessions:
+            return None
+        # Each session runs a server process: a client opening sessions in a loop must not fill the machine.
+        logger.warning("refused a new session: %d are open, the limit", len(self._sessions))
+        return _plain(503, f"mcp-gateway has {len(self._sessions)} sessions open, its limit; end one (DELETE)")
+
+    # --- Streamable HTTP --------------------------------------------------------------------
+
+    async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope)
+        version, session_id = headers.get(MCP_PROTOCOL_VERSION_HEADER), headers.get(MCP_SESSION_ID_HEADER)
+        session = self._sessions.get(session_id or "")
+        if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
+            await _refuse_sessionless(version, scope, receive, send)
+        elif session_id is None:
+            await self._open_session(scope, receive, send)
+        elif session is None or session.transport is None:
+            message = "Session not found: it ended (DELETE, idle timeout, restart); start a new one with initialize"
+            await _jsonrpc_error(404, INVALID_REQUEST, message)(scope, receive, send)
+        elif scope["method"] == "GET":
+            await self._standalone_stream(session, session.transport, scope, receive, send)
+        else:
+            await session.transport.handle_request(scope, receive, send)
+            if session.transport.is_terminated:
+                self._sessions.pop(session_id, None)  # 404 from now on, not once the relay is gone
+
+    async def _open_session(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            message = "Missing Mcp-Session-Id header: start a session with a POST of initialize"
+            await _jsonrpc_error(400, INVALID_REQUEST, message)(scope, receive, send)
+            return
+        if (refusal := self._admission()) is not None:
+            await refusal(scope, receive, send)
+            return
+        transport = StreamableHTTPServerTransport(mcp_session_id=uuid4().hex, idle_timeout=self.idle_timeout_s)
+        session_id, session = transport.mcp_session_id or "", _Session(stop=transport.terminate, transport=transport)
+        self._sessions[session_id] = session
+        status: int | None = None
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            status = message["status"] if message["type"] == "http.response.start" else status
+            await send(message)
+
+        try:
+            await self._tg.start(self._run_session, session_id, session, transport)
+            await transport.handle_request(scope, receive, watch)
+        finally:
+            if status is None or status >= 400:  # e.g. not an initialize: nothing may linger
+                self._sessions.pop(session_id, None)
+                with anyio.CancelScope(shield=True):
+                    await transport.terminate()
+
+    async def _run_session(
+        self,
+        session_id: str,
+        session: _Session,
+        transport: StreamableHTTPServerTransport,
+        *,
+        task_status: anyio.abc.TaskStatus[None],
+    ) -> None:
+        try:
+            async with transport.connect() as (read, write):
+                task_status.started()
+                with transport.idle_scope or anyio.CancelScope() as idle:
+                    await self._serve_relay(_Inbound(read, session.routes), _Outbound(write, session.routes))
+                if idle.cancelled_caught:
+                    logger.info("session %s ended after %g s without requests", session_id[:8], self.idle_timeout_s)
+        finally:
+            self._sessions.pop(session_id, None)
+            with anyio.CancelScope(shield=True):
+                await transport.terminate()
+            session.done.set()
+
+    async def _standalone_stream(
+        self, session: _Session, transport: StreamableHTTPServerTransport, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        opened = False
+
+        async def watch(message: Message) -> None:
+            nonlocal opened
+            await send(message)
+            if message["type"] == "http.response.start" and message["status"] == 200 and not opened:
+                # The transport registers the stream in the same scheduling round as these headers,
+                # before any task woken here runs, so waiting messages find it.
+                opened = True
+                session.routes.standalone += 1
+                session.routes.touch()
+
+        try:
+            await transport.handle_request(scope, receive, watch)
+        finally:
+            if opened:
+                session.routes.standalone -= 1
+
+    # --- legacy HTTP+SSE and both -----------------------------------------------------------
+
+    async def _legacy_session(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = self._admission() if scope["method"] == "GET" else _plain(405, "GET /sse", {"Allow": "GET"})
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        cancel = anyio.CancelScope()
+
+        async def stop() -> None:
+            cancel.cancel()
+
+        session_id, session = uuid4().hex, _Session(stop=stop)
+        self._sessions[session_id] = session
+        try:
+            async with self._sse.connect_sse(scope, receive, send) as (read, write):  # type: ignore[no-untyped-call]
+                with cancel:
+                    await self._serve_relay(read, write)
+        finally:
+            self._sessions.pop(session_id, None)
+            session.done.set()
+
+    async def _serve_relay(self, read: Any, write: Any) -> None:
+        try:
+            await self._make_relay().serve(read, write)
+        except Exception:  # the session boundary: one client's failure must not end the others
+            logger.exception("a client session ended with an error")
+
+    async def close(self) -> None:
+        """End every session, and so every downstream; refuse new ones."""
+        self._closing = True
+        sessions = list(self._sessions.values())
+        with anyio.CancelScope(shield=True):
+            for session in sessions:
+                await session.stop()
+            with anyio.move_on_after(CLOSE_WAIT_S):
+                for session in sessions:
+                    await session.done.wait()
+
+
+def _plain(status: int, text: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(text + "\n", status_code=status, media_type="text/plain", headers=headers)
+
+
+def _jsonrpc_error(
+    status: int, code: int, message: str, request_id: RequestId | None = None, data: Any = None
+) -> Response:
+    error = JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(code=code, message=message, data=data))
+    return Response(
+        error.model_dump_json(by_alias=True, exclude_unset=True), status_code=status, media_type="application/json"
+    )
+
+
+async def _refuse_sessionless(version: str, scope: Scope, receive: Receive, send: Send) -> None:
+    request_id: RequestId | None = None
+    with contextlib.suppress(ValueError, RecursionError):
+        decoded = json.loads(await Request(scope, receive).body())
+        request_id = as_request_id(decoded.get("id")) if isinstance(decoded, dict) else None
+    served = list(HANDSHAKE_PROTOCOL_VERSIONS)
+    data = UnsupportedProtocolVersionErrorData(supported=served, requested=version).model_dump(mode="json")
+    message = (
+        f"mcp-gateway does not serve protocol version {version} (sessionless) over HTTP yet; "
+        f"connect with initialize at one of {', '.join(served)}"
+    )
+    await _jsonrpc_error(400, UNSUPPORTED_PROTOCOL_VERSION, message, request_id, data)(scope, receive, send)
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # The gateway handles SIGINT/SIGTERM itself (`_stop_on_signal`): sessions, and with them the
+        # open SSE streams uvicorn would wait for, end first; then the process exits 0 instead of
+        # uvicorn re-raising the signal.
+        yield
+
+
+async def _stop_on_signal(server: uvicorn.Server, front: HttpFront) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if server.should_exit:
+                server.force_exit = True  # a second signal: stop waiting
+                continue
+            logger.info("%s: ending every session and stopping", signal.Signals(signum).name)
+            await front.close()
+            server.should_exit = True
+
+
+def _bind(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((LOOPBACK, port))  # loopback only: other machines never reach the gateway
+    except (OSError, OverflowError) as exc:
+        sock.close()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"cannot listen on {LOOPBACK}:{port} ({reason}); if another program uses the port, pick another with --port"
+        ) from exc
+    return sock
+
+
+async def serve_http(make_relay: Callable[[], Relay], settings: Settings, port: int, token: str | None = None) -> None:
+    """Serve MCP on http://127.0.0.1:PORT until SIGINT or SIGTERM; every session's downstream is stopped."""
+    if token is not None and not token.strip():
+        raise ConfigError("MCP_GATEWAY_HTTP_TOKEN (or --http-token) is set but empty; set a token or unset it")
+    sock = _bind(port)
+    port = sock.getsockname()[1]
+    async with anyio.create_task_group() as tg:
+        front = HttpFront(make_relay, tg, max_body_bytes=settings.max_message_bytes, token=token)
+        # Logs go to the root logger (stderr); no lifespan, no websockets, no trusted proxy headers.
+        options: dict[str, Any] = {"lifespan": "off", "ws": "none", "log_config": None, "access_log": False}
+        server = _Server(uvicorn.Config(front, proxy_headers=False, timeout_graceful_shutdown=5, **options))
+        tg.start_soon(_stop_on_signal, server, front)
+        # At the default level: the user needs the address (and to know when nothing guards it).
+        unguarded = "" if token else "; no bearer token: any local process can use it (set MCP_GATEWAY_HTTP_TOKEN)"
+        logger.warning("serving MCP at http://%s:%d/mcp (legacy SSE: /sse)%s", LOOPBACK, port, unguarded)
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # whatever a library prints: stdout stays empty
+                await server.serve(sockets=[sock])
+        finally:
+            await front.close()
+            tg.cancel_scope.cancel()
+
+
+async def serve_wrap_http(
+    spec: ServerSpec, settings: Settings, parts: GatewayParts, port: int, token: str | None = None
+) -> None:
+    def relay() -> Relay:
+        return WrapRelay(make_downstream(spec, settings), parts.guard())
+
+    await serve_http(relay, settings, port, token)
+
+
+async def serve_run_http(
+    specs: Sequence[ServerSpec], settings: Settings, parts: GatewayParts, port: int, token: str | None = None
+) -> None:
+    from .router import RouterRelay
+
+    def relay() -> Relay:
+        return RouterRelay([make_downstream(spec, settings) for spec in specs], parts.guard())
+
+    relay()  # two servers whose names collide fail now, not in every session
+    await serve_http(relay, settings, port, token)

@@ -1,0 +1,367 @@
+"""The gateway over HTTP: a real gateway process on loopback, real server processes, the real SDK client."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import httpx2
+import mcp_types as types
+import psutil
+import pytest
+from mcp import Client, ClientSession
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+
+from policy.conditions import Predicate, Rule
+from policy.subject import SubjectKind
+
+from .relay_support import RAW_SERVER, gateway_env, server_log, write_rule_policy
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+INIT: dict[str, Any] = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw-http", "version": "1"}},
+}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+# A server that asks the client a question (elicitation) from inside a tool.
+ELICIT_SERVER = """
+from pydantic import BaseModel
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+
+server = MCPServer("asker")
+
+class Answer(BaseModel):
+    colour: str
+
+@server.tool()
+async def ask(ctx: Context) -> str:
+    result = await ctx.elicit("Which colour?", Answer)
+    return f"{result.action}: {result.data.colour if result.action == 'accept' else '-'}"
+
+server.run()
+"""
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@dataclass
+class Gateway:
+    process: subprocess.Popen[bytes]
+    port: int
+    stderr: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def servers(self) -> list[psutil.Process]:
+        children: list[psutil.Process] = psutil.Process(self.process.pid).children(recursive=True)
+        return children
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def trivial_policies(tmp: Path) -> Path:
+    directory = tmp / "policies"
+    directory.mkdir(exist_ok=True)
+    (directory / "x.md").write_text(
+        "---\nid: x\njudge: never\napplies_to: [tool_call]\ntools: [nothing-matches]\n---\nNothing to check.\n",
+        encoding="utf-8",
+    )
+    return directory
+
+
+def wrap(server: Sequence[str] = tuple(RAW_SERVER)) -> list[str]:
+    return ["wrap", "--name", "raw", "--", *server]
+
+
+@asynccontextmanager
+async def http_gateway(tmp: Path, command: Sequence[str] | None = None, **env: str) -> AsyncIterator[Gateway]:
+    """`mcp-gateway <command> --transport http` on a free port; on exit, SIGTERM and a clean stop."""
+    port = free_port()
+    verb, *rest = command or wrap()
+    options = ["--transport", "http", "--port", str(port), "--no-builtin", "--no-audit"]
+    options += ["--policies", str(trivial_policies(tmp))]
+    stderr = tmp / "gateway.stderr"
+    with stderr.open("wb") as errors:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", verb, *options, *rest],
+            env={**gateway_env(tmp), **env},
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
+    gateway = Gateway(process, port, stderr)
+    try:
+        with anyio.fail_after(60):
+            while not port_open(port):
+                assert process.poll() is None, f"the gateway exited: {stderr.read_text()}"
+                await anyio.sleep(0.05)  # bounded polling for the port: there is no event to wait on
+        yield gateway
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert process.stdout is not None
+        assert process.stdout.read() == b"", "nothing may be printed to stdout"
+        process.stdout.close()
+
+
+@asynccontextmanager
+async def session_at(url: str, headers: dict[str, str] | None = None, **kwargs: Any) -> AsyncIterator[ClientSession]:
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=60)) as http,
+        streamable_http_client(url, http_client=http) as (read, write),
+        ClientSession(read, write, **kwargs) as session,
+    ):
+        yield session
+
+
+async def wait_until(condition: Callable[[], bool], what: str) -> None:
+    with anyio.move_on_after(15):
+        while not condition():
+            await anyio.sleep(0.05)  # polling the process table: there is no event to wait on
+        return
+    raise AssertionError(f"timed out waiting until {what}")
+
+
+def text(result: types.CallToolResult) -> str:
+    return "".join(block.text for block in result.content if isinstance(block, types.TextContent))
+
+
+def answering(label: str) -> Any:
+    async def sampling(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        asked = params.messages[0].content
+        question = asked.text if isinstance(asked, types.TextContent) else "?"
+        answer = types.TextContent(type="text", text=f"{label} answers {question}")
+        return types.CreateMessageResult(role="assistant", model=label, content=answer)
+
+    return sampling
+
+
+async def test_a_session_passes_messages_and_unknown_fields_through(tmp_path: Path) -> None:
+    with anyio.fail_after(90):
+        async with http_gateway(tmp_path) as gateway, session_at(gateway.url) as session:
+            init = await session.initialize()
+            tools = await session.list_tools()
+            result = await session.call_tool("echo", {"text": "hello over http"})
+    assert init.server_info.name == "raw-server"
+    assert init.instructions == "fault injection server"
+    assert [tool.name for tool in tools.tools][:3] == ["echo", "crash", "hang"]
+    assert text(result) == "hello over http"
+    assert server_log(tmp_path)[0]["params"]["clientInfo"]["name"] == "mcp"  # the client's own initialize
+
+
+async def test_policies_are_enforced_on_http_sessions(tmp_path: Path) -> None:
+    when = Predicate(path="arguments.**", op="contains", value="attacker-mail.example")
+    rule = Rule(id="attacker-domain", description="recipient at attacker-mail.example", when=when)
+    body = "Never send anything to attacker-mail.example."
+    policy = write_rule_policy(tmp_path / "block", "no-attacker-mail", body, [rule], [SubjectKind.TOOL_CALL])
+    with anyio.fail_after(90):
+        async with (
+            http_gateway(tmp_path, ["wrap", "--policies", str(policy), *wrap()[1:]]) as gateway,
+            session_at(gateway.url) as session,
+        ):
+            await session.initialize()
+            blocked = await session.call_tool("args", {"to": "boss@attacker-mail.example"})
+    assert blocked.is_error is True
+    assert "policy 'no-attacker-mail'" in text(blocked)
+    assert not [m for m in server_log(tmp_path) if m.get("method") == "tools/call"]
+
+
+async def test_progress_notifications_reach_the_caller(tmp_path: Path) -> None:
+    seen: list[tuple[float, float | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total))
+
+    with anyio.fail_after(90):
+        async with http_gateway(tmp_path) as gateway, session_at(gateway.url) as session:
+            await session.initialize()
+            result = await session.call_tool("progress", {}, progress_callback=on_progress)
+    assert text(result) == "progress-done"
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+async def test_concurrent_sessions_each_get_their_own_server_and_their_own_sampling_requests(tmp_path: Path) -> None:
+    results: dict[str, str] = {}
+    both_running = anyio.Event()
+
+    async def client(label: str, gateway: Gateway) -> None:
+        async with session_at(gateway.url, sampling_callback=answering(label)) as session:
+            await session.initialize()
+            if label == "first":
+                await wait_until(lambda: len(gateway.servers()) == 2, "each session runs its own server")
+                both_running.set()
+            await both_running.wait()
+            results[label] = text(await session.call_tool("sample", {"text": f"question of {label}"}))
+
+    with anyio.fail_after(90):
+        async with http_gateway(tmp_path) as gateway:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(client, "first", gateway)
+                tg.start_soon(client, "second", gateway)
+            await wait_until(lambda: not gateway.servers(), "ending a session (DELETE) stops its server")
+    for label, other in (("first", "second"), ("second", "first")):
+        reply = json.loads(results[label].removeprefix("sampled: "))
+        assert reply["model"] == label
+        assert reply["content"]["text"] == f"{label} answers question of {label}"
+        assert other not in results[label]
+    assert len([m for m in server_log(tmp_path) if m.get("method") == "initialize"]) == 2
+
+
+async def test_elicitation_reaches_the_client_and_its_answer_the_server(tmp_path: Path) -> None:
+    script = tmp_path / "asker.py"
+    script.write_text(ELICIT_SERVER, encoding="utf-8")
+
+    async def elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        assert params.message == "Which colour?"
+        return types.ElicitResult(action="accept", content={"colour": "teal"})
+
+    with anyio.fail_after(90):
+        async with (
+            http_gateway(tmp_path, wrap([sys.executable, str(script)])) as gateway,
+            session_at(gateway.url, elicitation_callback=elicit) as session,
+        ):
+            await session.initialize()
+            result = await session.call_tool("ask", {})
+    assert text(result) == "accept: teal"
+
+
+async def test_a_configured_token_is_required_on_every_endpoint(tmp_path: Path) -> None:
+    token = "s3cret-token-for-tests"
+    with anyio.fail_after(90):
+        async with http_gateway(tmp_path, MCP_GATEWAY_HTTP_TOKEN=token) as gateway, httpx2.AsyncClient() as http:
+            missing = await http.post(gateway.url, json=INIT, headers=MCP_HEADERS)
+            wrong = await http.post(gateway.url, json=INIT, headers={**MCP_HEADERS, "Authorization": "Bearer no"})
+            legacy = await http.get(gateway.url.removesuffix("/mcp") + "/sse")
+            async with session_at(gateway.url, headers={"Authorization": f"Bearer {token}"}) as session:
+                await session.initialize()
+                result = await session.call_tool("echo", {"text": "authorised"})
+    assert (missing.status_code, wrong.status_code, legacy.status_code) == (401, 401, 401)
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert "MCP_GATEWAY_HTTP_TOKEN" in missing.text
+    assert text(result) == "authorised"
+    assert server_log(tmp_path)[0]["params"]["clientInfo"]["name"] == "mcp"  # refused requests never arrived
+
+
+async def test_other_hosts_foreign_origins_and_oversized_bodies_are_refused(tmp_path: Path) -> None:
+    big = {**INIT, "params": {**INIT["params"], "padding": "x" * 10_000}}
+    local_headers = {**MCP_HEADERS, "Origin": "http://localhost:3000"}
+    with anyio.fail_after(90):
+        async with (
+            http_gateway(tmp_path, MCP_GATEWAY_MAX_MESSAGE_BYTES="4096") as gateway,
+            httpx2.AsyncClient() as http,
+        ):
+            rebound = await http.post(gateway.url, json=INIT, headers={**MCP_HEADERS, "Host": "evil.example"})
+            foreign = await http.post(gateway.url, json=INIT, headers={**MCP_HEADERS, "Origin": "https://evil.example"})
+            too_large = await http.post(gateway.url, json=big, headers=MCP_HEADERS)
+            local = await http.post(
+                gateway.url, json=INIT, headers={**local_headers, "Host": f"localhost:{gateway.port}"}
+            )
+            await http.delete(gateway.url, headers={"Mcp-Session-Id": local.headers["mcp-session-id"]})
+    assert rebound.status_code == 421
+    assert "DNS-rebinding" in rebound.text
+    assert foreign.status_code == 403
+    assert too_large.status_code == 413
+    assert local.status_code == 200
+    assert len(server_log(tmp_path)) == 1  # only the local initialize reached the server
+
+
+async def test_a_2026_client_is_told_the_versions_served_and_falls_back_to_initialize(tmp_path: Path) -> None:
+    discover = {"jsonrpc": "2.0", "id": 7, "method": "server/discover"}
+    with anyio.fail_after(90):
+        async with http_gateway(tmp_path) as gateway:
+            async with Client(gateway.url) as client:  # mode="auto" probes server/discover first
+                version = client.protocol_version
+                result = await client.call_tool("echo", {"text": "fell back"})
+            async with httpx2.AsyncClient() as http:
+                headers = {**MCP_HEADERS, "MCP-Protocol-Version": "2026-07-28"}
+                modern = await http.post(gateway.url, headers=headers, json=discover)
+    assert version == "2025-11-25"
+    assert text(result) == "fell back"
+    assert modern.status_code == 400
+    error = modern.json()
+    assert (error["id"], error["error"]["code"]) == (7, -32022)
+    assert "2025-11-25" in error["error"]["data"]["supported"]
+
+
+async def test_the_legacy_sse_transport_serves_a_session_with_sampling(tmp_path: Path) -> None:
+    with anyio.fail_after(90):
+        async with http_gateway(tmp_path) as gateway:
+            async with (
+                sse_client(gateway.url.removesuffix("/mcp") + "/sse") as (read, write),
+                ClientSession(read, write, sampling_callback=answering("legacy")) as session,
+            ):
+                await session.initialize()
+                echoed = await session.call_tool("echo", {"text": "over sse"})
+                sampled = await session.call_tool("sample", {"text": "q"})
+            await wait_until(lambda: not gateway.servers(), "closing the SSE stream stops its server")
+    assert text(echoed) == "over sse"
+    assert json.loads(text(sampled).removeprefix("sampled: "))["model"] == "legacy"
+
+
+async def test_run_mode_serves_every_server_of_an_mcp_json_over_http(tmp_path: Path) -> None:
+    mcp_json = tmp_path / "mcp.json"
+    entry = {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]}
+    mcp_json.write_text(json.dumps({"mcpServers": {"a": entry, "b": entry}}), encoding="utf-8")
+    with anyio.fail_after(90):
+        async with (
+            http_gateway(tmp_path, ["run", "--mcp-json-path", str(mcp_json)]) as gateway,
+            session_at(gateway.url) as session,
+        ):
+            await session.initialize()
+            tools = await session.list_tools()
+            result = await session.call_tool("b__echo", {"text": "from b"})
+    assert {"a__echo", "b__echo"} <= {tool.name for tool in tools.tools}
+    assert text(result) == "from b"
+
+
+async def test_sigterm_stops_every_server_and_the_gateway_exits_cleanly(tmp_path: Path) -> None:
+    with anyio.fail_after(90):
+        async with (
+            http_gateway(tmp_path) as gateway,
+            session_at(gateway.url) as first,
+            session_at(gateway.url) as second,
+        ):
+            await first.initialize()
+            await second.initialize()
+            servers = gateway.servers()
+            gateway.process.send_signal(signal.SIGTERM)
+            code = await anyio.to_thread.run_sync(lambda: gateway.process.wait(30))
+    assert len(servers) == 2
+    assert code == 0
+    assert not [server for server in servers if server.is_running() and server.status() != psutil.STATUS_ZOMBIE]
+    assert "Traceback" not in gateway.stderr.read_text()
