@@ -36,7 +36,7 @@ import numpy as np
 from policy.cases import Case, load_cases, split_of
 from policy.chunking import segment
 from policy.classifier import EmbedderPair, PolicyClassifier
-from policy.compiled import ClassifierSpec, LinearHead
+from policy.compiled import ClassifierSpec, Layer, LinearHead, MLPHead
 from policy.embeddings import MiniLMEmbedder, StaticEmbedder
 from policy.source import Thresholds
 from policy.subject import SubjectKind
@@ -240,6 +240,42 @@ def fit_with_bags(
     return fit(x, y_full, x_dev, y_dev)
 
 
+def fit_mlp(
+    store: EmbeddingStore,
+    units: list[Unit],
+    bags: list[tuple[str, list[str]]],
+    x_dev: np.ndarray,
+    y_dev: np.ndarray,
+) -> tuple[MLPHead, float]:
+    """An MLP head on the same units; long violations contribute the unit a linear model picks."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.neural_network import MLPClassifier
+
+    x = store.encode([u.text for u in units])
+    y = np.array([u.label for u in units])
+    if bags:
+        weights, bias, _ = fit(x, y)
+        flat = [text for _, pieces in bags for text in pieces]
+        scores = store.encode(flat) @ weights + bias
+        picked, cursor = [], 0
+        for _, pieces in bags:
+            picked.append(pieces[int(np.argmax(scores[cursor : cursor + len(pieces)]))])
+            cursor += len(pieces)
+        x = np.vstack([x, store.encode(picked)])
+        y = np.concatenate([y, np.ones(len(picked), dtype=bool)])
+    rng = np.random.default_rng(7)
+    positives, negatives = np.where(y)[0], np.where(~y)[0]
+    small, large = (positives, negatives) if len(positives) < len(negatives) else (negatives, positives)
+    index = np.concatenate([large, rng.choice(small, len(large), replace=True)])  # balance the classes
+    model = MLPClassifier(hidden_layer_sizes=(256, 128), alpha=1e-3, max_iter=60, early_stopping=True,
+                          random_state=7)
+    model.fit(x[index], y[index])
+    layers = [Layer.of(w, b) for w, b in zip(model.coefs_, model.intercepts_, strict=True)]
+    head = MLPHead(embedding="minilm", layers=layers)
+    auc = float(roc_auc_score(y_dev, head.logits(x_dev))) if y_dev.any() and (~y_dev).any() else 0.0
+    return head, auc
+
+
 def train_policy(
     policy: str, cases_dir: Path, models: EmbedderPair, stores: dict[str, EmbeddingStore], unit_chars: int = 400
 ) -> dict[str, object]:
@@ -264,32 +300,43 @@ def train_policy(
     )
     dev_units, _ = units_of([c for c in dev if len(c.subject().reading()) <= unit_chars], unit_chars)
     y_dev = np.array([u.label for u in dev_units])
-    heads: dict[str, LinearHead] = {}
-    for name, kind in (("static", "static-minilm"), ("minilm", "minilm")):
-        store = stores[name]
-        x_dev = store.encode([u.text for u in dev_units])
-        weights, bias, auc = fit_with_bags(store, units, bags, x_dev, y_dev)
-        heads[name] = LinearHead(
-            embedding=kind,
-            weights=[round(float(w), 6) for w in weights],
-            bias=round(bias, 6),
-            trained_on=f"{policy} train split ({len(train)} cases)",
-            metrics={"dev_unit_auc": round(auc, 4)},
-        )
+    trained_on = f"{policy} train split ({len(train)} cases)"
+    # The screen is linear on static embeddings (it runs on every unit of every message). The head on
+    # MiniLM embeddings is linear or a small MLP, whichever scores better on the dev split at the target
+    # FPR: with enough data the MLP wins (prompt injection: +0.09 F1), with little the linear one does.
+    static = stores["static"]
+    weights, bias, auc = fit_with_bags(static, units, bags, static.encode([u.text for u in dev_units]), y_dev)
+    screen_head = LinearHead(embedding="static-minilm", weights=[round(float(w), 6) for w in weights],
+                             bias=round(bias, 6), trained_on=trained_on, metrics={"dev_unit_auc": round(auc, 4)})
+    minilm_store = stores["minilm"]
+    x_dev = minilm_store.encode([u.text for u in dev_units])
+    mlp, mlp_auc = fit_mlp(minilm_store, units, bags, x_dev, y_dev)
+    weights, bias, linear_auc = fit_with_bags(minilm_store, units, bags, x_dev, y_dev)
+    linear = LinearHead(embedding="minilm", weights=[round(float(w), 6) for w in weights], bias=round(bias, 6))
+    for store in stores.values():
         store.save()
-    spec = ClassifierSpec(screen=heads["static"], head=heads["minilm"])
-    classifier = PolicyClassifier(spec.model_copy(update={"screen": None}), models)
+    cached = EmbedderPair(minilm=minilm_store, static=static)
     labels = np.array([c.expect == "violation" for c in dev])
     texts = [c.subject().reading() for c in dev]
-    head_scores = np.array([classifier.score(t).score for t in texts])
+    best: tuple[float, LinearHead | MLPHead, np.ndarray, float] | None = None
+    for candidate, candidate_auc in ((mlp, mlp_auc), (linear, linear_auc)):
+        # Calibrate through the runtime classifier itself, on the memoised embeddings.
+        classifier = PolicyClassifier(ClassifierSpec(head=candidate), cached)
+        scores = np.array([classifier.score(t).score for t in texts])
+        _, _, candidate_f1 = _metrics(scores, labels, calibrate(scores, labels, TARGET_FPR[policy]).decision)
+        logger.info("%s: %s head, dev F1 %.3f", policy, candidate.kind, candidate_f1)
+        if best is None or candidate_f1 > best[0]:
+            best = (candidate_f1, candidate, scores, candidate_auc)
+    assert best is not None
+    _, chosen, head_scores, auc = best
+    head = chosen.model_copy(update={"trained_on": trained_on, "metrics": {"dev_unit_auc": round(auc, 4)}})
+    heads: dict[str, LinearHead | MLPHead] = {"static": screen_head, "minilm": head}
     static_store = stores["static"]
     screen_max = []
     for text in texts:
         pieces = [c.text for c in segment(text, max_chars=unit_chars)] or [""]
         vectors = static_store.encode(pieces)
-        screen_max.append(
-            float(np.max(1 / (1 + np.exp(-(vectors @ np.array(heads["static"].weights) + heads["static"].bias)))))
-        )
+        screen_max.append(float(np.max(1 / (1 + np.exp(-screen_head.logits(vectors))))))
     screen_max_arr = np.array(screen_max)
     pass_threshold = float(np.quantile(screen_max_arr[labels], 0.005)) if labels.any() else 0.2
     screened_fraction = float(np.mean(screen_max_arr[~labels] < pass_threshold)) if (~labels).any() else 0.0

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .chunking import Chunk, segment
-from .compiled import ClassifierSpec, Exemplar, LinearHead
+from .compiled import ClassifierSpec, Exemplar, LinearHead, MLPHead
 from .embeddings import Embedder
 
 __all__ = ["ClassifierResult", "EmbedderPair", "PolicyClassifier", "exemplar_score"]
@@ -167,9 +167,10 @@ def exemplar_score(similarities: np.ndarray, positive: np.ndarray) -> float:
     return relevance * margin
 
 
-def _apply(head: LinearHead, vectors: np.ndarray) -> np.ndarray:
-    logits = vectors @ np.asarray(head.weights, dtype=np.float32) + head.bias
-    return 1.0 / (1.0 + np.exp(-logits))
+def _apply(head: LinearHead | MLPHead, vectors: np.ndarray) -> np.ndarray:
+    logits = head.logits(vectors)
+    result: np.ndarray = 1.0 / (1.0 + np.exp(-logits))
+    return result
 
 
 def _spread(chunks: list[Chunk], count: int) -> list[Chunk]:

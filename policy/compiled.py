@@ -5,9 +5,12 @@ Everything the runtime needs is here; the runtime never reads the English source
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import hashlib
-from typing import Literal
+from typing import Annotated, Literal
+
+import numpy as np
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,8 +24,11 @@ __all__ = [
     "ClassifierSpec",
     "CompiledPolicy",
     "Exemplar",
+    "Head",
     "JudgeSpec",
+    "Layer",
     "LinearHead",
+    "MLPHead",
     "Mismatch",
     "Provenance",
     "Scope",
@@ -67,18 +73,62 @@ class Exemplar(_Frozen):
 class LinearHead(_Frozen):
     """A logistic-regression head on sentence embeddings, trained offline; weights only, no pickles."""
 
+    kind: Literal["linear"] = "linear"
     embedding: Literal["static-minilm", "minilm"]
     weights: list[float]
     bias: float
     trained_on: str = ""
     metrics: dict[str, float] = Field(default_factory=dict)
 
+    def logits(self, vectors: np.ndarray) -> np.ndarray:
+        result: np.ndarray = vectors @ np.asarray(self.weights, dtype=np.float32) + self.bias
+        return result
+
+
+class Layer(_Frozen):
+    """A dense layer: weights as base64 of little-endian float16 (rows = inputs), biases as floats."""
+
+    shape: tuple[int, int]
+    weights: str
+    bias: list[float]
+
+    def matrix(self) -> np.ndarray:
+        return np.frombuffer(base64.b64decode(self.weights), dtype="<f2").astype(np.float32).reshape(self.shape)
+
+    @classmethod
+    def of(cls, matrix: np.ndarray, bias: np.ndarray) -> Layer:
+        data = base64.b64encode(np.asarray(matrix, dtype="<f2").tobytes()).decode()
+        return cls(shape=(int(matrix.shape[0]), int(matrix.shape[1])), weights=data,
+                   bias=[round(float(b), 6) for b in bias])
+
+
+class MLPHead(_Frozen):
+    """A small multilayer perceptron (ReLU, sigmoid output) on sentence embeddings; weights only."""
+
+    kind: Literal["mlp"] = "mlp"
+    embedding: Literal["static-minilm", "minilm"]
+    layers: list[Layer] = Field(min_length=1)
+    trained_on: str = ""
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+    def logits(self, vectors: np.ndarray) -> np.ndarray:
+        hidden = vectors
+        for index, layer in enumerate(self.layers):
+            hidden = hidden @ layer.matrix() + np.asarray(layer.bias, dtype=np.float32)
+            if index < len(self.layers) - 1:
+                hidden = np.maximum(hidden, 0.0)
+        result: np.ndarray = hidden[:, 0]
+        return result
+
+
+Head = Annotated[LinearHead | MLPHead, Field(discriminator="kind")]
+
 
 class ClassifierSpec(_Frozen):
     embedding_model: Literal["minilm"] = "minilm"
     exemplars: list[Exemplar] = Field(default_factory=list)
-    screen: LinearHead | None = None  # fast first stage over every chunk
-    head: LinearHead | None = None  # second stage on the chunks the screen flags
+    screen: Head | None = None  # fast first stage over every chunk
+    head: Head | None = None  # second stage on the chunks the screen flags
     thresholds: Thresholds = Field(default_factory=Thresholds)
     thresholds_source: Literal["default", "front_matter", "tuned", "head"] = "default"
     chunk_chars: int = Field(default=400, ge=100, le=2000)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from .classifier import EmbedderPair
@@ -21,8 +22,8 @@ from .compiled import (
     ClassifierSpec,
     CompiledPolicy,
     Exemplar,
+    Head,
     JudgeSpec,
-    LinearHead,
     Provenance,
     Scope,
     Verification,
@@ -155,6 +156,7 @@ def compile_policy(
                 f"{source.path}: unknown detector {name!r} in 'detectors:'; known: {', '.join(registry.names())}"
             )
     screen, head, head_thresholds = _load_heads(source)
+    hand_rules, hand_decide = _load_rules(source)
     omitted: list[str] = []
     rules: list[Rule] = []
     rules_complete = False
@@ -186,10 +188,23 @@ def compile_policy(
         rules, repaired, escalated = _repair(llm, source, draft.rules, timeout, repair_rounds)
         rules_complete = draft.rules_are_complete
         generated = _generated_examples(draft, kinds)
+    # Hand-written rules come first and are the author's word: one that contradicts the examples is an
+    # error to fix, not something to repair silently.
+    conflicts = rule_conflicts(hand_rules, source.examples)
+    if conflicts:
+        first = conflicts[0]
+        raise CompileError(f"{source.path}: hand-written rule {first.rule_id!r} {first.problem} (line "
+                           f"{first.example.line}); fix the rule in {source.front.rules} or the example")
+    taken = {rule.id for rule in hand_rules}
+    rules = hand_rules + [rule for rule in rules if rule.id not in taken]
     kept, dropped = filter_exemplars(generated, rules, source.examples, models, rules_complete=rules_complete)
     # The LLM's claim that its rules decide the policy is accepted only if the rules alone get every
     # source example and every kept generated example right.
-    rules_decide = rules_complete and bool(source.examples) and _rules_alone_correct(rules, [*source.examples, *kept])
+    rules_decide = (
+        (rules_complete or hand_decide)
+        and bool(source.examples)
+        and _rules_alone_correct(rules, [*source.examples, *kept])
+    )
     exemplars = [Exemplar(text=e.subject.reading(), violation=e.violation, origin="source") for e in source.examples]
     exemplars += [
         Exemplar(
@@ -332,12 +347,39 @@ def _thresholds(
 class _HeadFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    screen: LinearHead | None = None
-    head: LinearHead
+    screen: Head | None = None
+    head: Head
     thresholds: Thresholds | None = None
 
 
-def _load_heads(source: PolicySource) -> tuple[LinearHead | None, LinearHead | None, Thresholds | None]:
+def _load_rules(source: PolicySource) -> tuple[list[Rule], bool]:
+    """Hand-written rules, and whether their author says they decide the policy alone (`decide: true`)."""
+    name = source.front.rules
+    if not name:
+        return [], False
+    path = Path(source.path).parent / name
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise CompileError(f"{source.path}: the rules file {path} named in 'rules:' does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise CompileError(f"{path}: not valid YAML ({exc})") from exc
+    items = data.get("rules") if isinstance(data, dict) else data
+    decide = bool(data.get("decide", False)) if isinstance(data, dict) else False
+    if not isinstance(items, list):
+        raise CompileError(f"{path}: expected a list of rules (or 'rules:' with a list)")
+    rules: list[Rule] = []
+    for index, item in enumerate(items, start=1):
+        try:
+            rules.append(Rule.model_validate(item))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in error["loc"])
+            raise CompileError(f"{path}: rule {index} is invalid at {where!r}: {error['msg']}") from exc
+    return rules, decide
+
+
+def _load_heads(source: PolicySource) -> tuple[Head | None, Head | None, Thresholds | None]:
     name = source.front.classifier
     if not name:
         return None, None, None

@@ -94,6 +94,7 @@ class FrontMatter(BaseModel):
     thresholds: Thresholds | None = None
     detectors: list[str] = Field(default_factory=list)
     classifier: str | None = None  # a trained head shipped beside the policy, e.g. "prompt-injection.head.json"
+    rules: str | None = None  # hand-written rules beside the policy, e.g. "tool-poisoning.rules.yaml"
     judge: Literal["auto", "never"] = "auto"
     quality: Quality | None = None
 

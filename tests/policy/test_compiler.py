@@ -169,3 +169,39 @@ def test_lock_status_tracks_the_source(tmp_path: Path) -> None:
     assert lock_status(load_source(path)) is LockStatus.STALE
     lock_path(path).write_text("{not json", encoding="utf-8")
     assert lock_status(load_source(path)) is LockStatus.INVALID
+
+
+def test_hand_written_rules_are_compiled_first_and_must_agree_with_the_examples(tmp_path: Path) -> None:
+    (tmp_path / "p.rules.yaml").write_text(
+        "decide: true\nrules:\n  - id: over\n    description: over the limit\n"
+        "    when: {path: arguments.amount, op: gt, value: 1000}\n    effect: violate\n", encoding="utf-8")
+    source_text = TRANSFERS.replace("applies_to: [tool_call]", "applies_to: [tool_call]\nrules: p.rules.yaml")
+    path = tmp_path / "p.md"
+    path.write_text(source_text, encoding="utf-8")
+    from policy.source import load_source
+
+    policy = compile_policy(load_source(path), llm=None, models=fake_models())
+    assert [rule.id for rule in policy.rules] == ["over"]
+    assert policy.rules_decide is True  # the author's claim, confirmed by every example
+    assert policy.verification.correct == policy.verification.examples
+    (tmp_path / "p.rules.yaml").write_text(
+        "- id: wrong\n  description: flags everything\n  when: {path: tool, op: equals, value: transfer}\n"
+        "  effect: violate\n", encoding="utf-8")
+    with pytest.raises(CompileError, match=r"hand-written rule 'wrong' marks an ALLOWED example"):
+        compile_policy(load_source(path), llm=None, models=fake_models())
+
+
+def test_an_mlp_head_round_trips_through_the_lock_and_scores_like_its_layers() -> None:
+    import numpy as np
+
+    from policy.compiled import ClassifierSpec, Layer, MLPHead
+
+    rng = np.random.default_rng(0)
+    first, second = rng.normal(size=(8, 4)).astype(np.float32), rng.normal(size=(4, 1)).astype(np.float32)
+    head = MLPHead(embedding="minilm", layers=[Layer.of(first, np.zeros(4)), Layer.of(second, np.array([0.5]))])
+    spec = ClassifierSpec.model_validate_json(ClassifierSpec(head=head).model_dump_json())
+    vectors = rng.normal(size=(3, 8)).astype(np.float32)
+    expected = np.maximum(vectors @ first.astype(np.float16).astype(np.float32), 0) @ second.astype(
+        np.float16).astype(np.float32) + 0.5
+    assert spec.head is not None
+    assert np.allclose(spec.head.logits(vectors), expected[:, 0], atol=1e-3)
