@@ -169,7 +169,7 @@ def compile_policy(
     rubric, criteria = source.body, []
     if llm is None:
         omitted = [
-            "deterministic rules (they need an LLM compile)",
+            "rules generated from the English (they need an LLM compile)",
             "generated paraphrases and hard negatives for the classifier",
             "a rewritten judge rubric (the judge reads the English body as written)",
         ]
