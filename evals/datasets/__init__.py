@@ -26,7 +26,7 @@ from typing import Any
 
 from policy.cases import Case
 
-from . import bipia, indirect, injection, mcp_catalogue, pii_data, safety, secrets_data
+from . import bipia, indirect, injection, mcp_catalogue, pii_data, safety, secrets_data, tool_outputs
 from .base import SUITES, Source, normalise
 
 __all__ = ["ADAPTERS", "DATA_DIR_ENV", "SOURCES", "DatasetError", "build_all", "default_data_dir"]
@@ -42,10 +42,11 @@ ADAPTERS: dict[str, Callable[[Path], Iterable[Case]]] = {
     "content-safety": safety.safety_cases,
     "secrets": secrets_data.secrets_cases,
     "pii": pii_data.pii_cases,
+    "tool-outputs": tool_outputs.tool_output_cases,
 }
 SOURCES: dict[str, Source] = {
     source.name: source
-    for module in (injection, bipia, indirect, mcp_catalogue, safety, secrets_data, pii_data)
+    for module in (injection, bipia, indirect, mcp_catalogue, safety, secrets_data, pii_data, tool_outputs)
     for source in module.SOURCES
 }
 
@@ -77,13 +78,13 @@ def _deduplicate(cases: list[Case]) -> tuple[list[Case], Counter[str], list[str]
     """Each text once per suite: (kept cases, duplicates dropped per source, ids dropped as conflicting)."""
     labels: dict[tuple[str, str], set[str]] = {}
     for case in cases:
-        labels.setdefault((case.kind.value, normalise(case.text)), set()).add(case.expect)
+        labels.setdefault((case.kind.value, normalise(case.subject().reading())), set()).add(case.expect)
     kept: list[Case] = []
     seen: set[tuple[str, str]] = set()
     duplicates: Counter[str] = Counter()
     conflicts: list[str] = []
     for case in cases:
-        marker = (case.kind.value, normalise(case.text))
+        marker = (case.kind.value, normalise(case.subject().reading()))
         if len(labels[marker]) > 1:
             conflicts.append(case.id)
         elif marker in seen:
