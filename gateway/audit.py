@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import AuditError
+from .errors import AuditError, ConfigError
 
 __all__ = ["AuditLog", "AuditQuery", "AuditRow", "open_reader"]
 

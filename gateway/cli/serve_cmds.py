@@ -175,6 +175,8 @@ def run_cmd(
     from ..serve import make_parts, run, serve_run_stdio
 
     disable = _disabled_by_plugins(plugin or [])
+    if no_builtin:
+        disable = None  # the plugins choose among built-in policies, and there are none
     settings = settings_from(
         config,
         judge={"model": judge_model, "api_base": judge_api_base},

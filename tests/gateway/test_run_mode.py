@@ -1,0 +1,95 @@
+"""Run mode: one gateway in front of several real servers, with stable prefixed names."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import anyio
+import mcp_types as types
+import pytest
+from mcp import ClientSession, MCPError, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+from .relay_support import RAW_SERVER, gateway_env
+
+pytestmark = pytest.mark.integration
+
+DEMO = [sys.executable, "-m", "gateway.demo_server"]
+
+
+def _policies(tmp: Path) -> Path:
+    directory = tmp / "policies"
+    directory.mkdir()
+    (directory / "quiet.md").write_text("---\napplies_to: [tool_call]\ntools: [nothing-matches]\njudge: never\n---\n"
+                                        "A policy that applies to no tool here.\n", encoding="utf-8")
+    return directory
+
+
+async def _session(tmp: Path, argv: list[str]) -> dict[str, object]:
+    env = gateway_env(tmp)
+    params = StdioServerParameters(command=sys.executable, args=["-m", "gateway", *argv], env=env)
+    with anyio.fail_after(90), (tmp / "gateway.stderr").open("w") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+            init = await session.initialize()
+            tools = [tool.name for tool in (await session.list_tools()).tools]
+            echo = await session.call_tool("raw__echo", {"text": "routed"})
+            note = await session.call_tool("demo__read_note", {"name": "standup"})
+            templates = [t.uri_template for t in (await session.list_resource_templates()).resource_templates]
+            resource = await session.read_resource("demo+notes://standup")
+            prompt = await session.get_prompt("demo__summarize", {"name": "standup"})
+            try:
+                await session.call_tool("nosuch__echo", {})
+                unknown = ""
+            except MCPError as exc:
+                unknown = exc.error.message
+    return {"init": init, "tools": tools, "echo": echo, "note": note, "templates": templates, "resource": resource,
+            "prompt": prompt, "unknown": unknown}
+
+
+def _config(tmp: Path) -> Path:
+    path = tmp / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": {
+        "raw": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]},
+        "demo": {"command": DEMO[0], "args": DEMO[1:]},
+    }}), encoding="utf-8")
+    return path
+
+
+def test_every_server_is_reachable_under_stable_prefixed_names(tmp_path: Path) -> None:
+    argv = ["run", "--mcp-json-path", str(_config(tmp_path)), "--no-builtin", "--policies", str(_policies(tmp_path))]
+    out = anyio.run(_session, tmp_path, argv)
+    init = out["init"]
+    assert isinstance(init, types.InitializeResult)
+    assert init.server_info.name == "mcp-gateway"
+    assert "raw: fault injection server" in (init.instructions or "")
+    tools = out["tools"]
+    assert isinstance(tools, list)
+    assert "raw__echo" in tools and "demo__read_note" in tools
+    assert all("__" in name for name in tools)
+    assert out["echo"].content[0].text == "routed"  # type: ignore[attr-defined]
+    assert "Standup" in out["note"].content[0].text  # type: ignore[attr-defined]
+    assert out["templates"] == ["demo+notes://{name}"]
+    resource = out["resource"]
+    assert isinstance(resource, types.ReadResourceResult)
+    assert str(resource.contents[0].uri) == "demo+notes://standup"
+    assert "Standup" in resource.contents[0].text  # type: ignore[union-attr]
+    assert "Summarize this note" in out["prompt"].messages[0].content.text  # type: ignore[attr-defined,union-attr]
+    assert "does not name a server" in str(out["unknown"]) and "demo, raw" in str(out["unknown"])
+
+
+def test_a_lasso_style_entry_runs_as_run_mode(tmp_path: Path) -> None:
+    argv = ["--mcp-json-path", str(_config(tmp_path)), "-p", "basic", "--no-builtin", "--policies",
+            str(_policies(tmp_path))]
+    out = anyio.run(_session, tmp_path, argv)
+    assert out["echo"].content[0].text == "routed"  # type: ignore[attr-defined]
+
+
+def test_an_unknown_lasso_plugin_is_a_clear_error(tmp_path: Path) -> None:
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-m", "gateway", "--mcp-json-path", str(_config(tmp_path)), "-p",
+                             "lasso"], capture_output=True, text=True, timeout=60, env=gateway_env(tmp_path))
+    assert result.returncode == 2
+    assert "unknown plugin(s) lasso" in result.stderr and "basic, presidio, xetrack" in result.stderr

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.audit import AuditLog, AuditRow
+from gateway.errors import ConfigError
+from gateway.settings import load_settings
+
+
+def test_options_beat_the_environment_which_beats_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('request_timeout_s = 5\n[judge]\nmodel = "ollama_chat/from-file"\ntimeout_s = 7\n',
+                      encoding="utf-8")
+    monkeypatch.setenv("MCP_GATEWAY_JUDGE__MODEL", "ollama_chat/from-env")
+    settings = load_settings(config, request_timeout_s=9)
+    assert settings.request_timeout_s == 9
+    assert settings.judge.model == "ollama_chat/from-env"
+    assert settings.judge.timeout_s == 7
+
+
+def test_a_typo_in_the_settings_file_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("request_timout_s = 5\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="request_timout_s") as caught:
+        load_settings(config)
+    assert str(config) in str(caught.value)
+    config.write_text("request_timeout_s = [\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(config)
+
+
+def _row(policy: str, applied: str, server: str = "srv", excerpt: str = "") -> AuditRow:
+    return AuditRow(ts=time.time(), session="s1", server=server, method="tools/call", tool="t", kind="tool_result",
+                    policy=policy, outcome="violation" if applied != "allow" else "allow", action="block",
+                    applied=applied, tier="rules", score=1.0, reason="because", latency_ms=0.5, cache_hit=False,
+                    judge_model=None, evidence="[]", excerpt=excerpt, trace="[]")
+
+
+def test_logs_filters_and_prints_json_lines(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    log = AuditLog(db)
+    log.record([_row("secrets", "mask", excerpt="key=[MASKED:aws]"), _row("pii", "allow"),
+                _row("prompt-injection", "block", server="web")])
+    log.close()
+    env = {"MCP_GATEWAY_CONFIG": str(tmp_path / "none.toml")}
+    (tmp_path / "none.toml").write_text("", encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "gateway", "logs", "--db", str(db), "--violations", "--json"],
+                            capture_output=True, text=True, timeout=60, env={**_base_env(), **env})
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["policy"] for row in rows] == ["secrets", "prompt-injection"]
+    assert rows[0]["excerpt"] == "key=[MASKED:aws]"
+    result = subprocess.run([sys.executable, "-m", "gateway", "logs", "--db", str(db), "--server", "web"],
+                            capture_output=True, text=True, timeout=60, env={**_base_env(), **env})
+    assert "prompt-injection" in result.stderr and "secrets" not in result.stderr
+    missing = subprocess.run([sys.executable, "-m", "gateway", "logs", "--db", str(tmp_path / "nope.db")],
+                             capture_output=True, text=True, timeout=60, env={**_base_env(), **env})
+    assert missing.returncode == 2 and "no audit log yet" in missing.stderr
+
+
+def _base_env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
