@@ -184,7 +184,7 @@ class AuditQuery:
 
 def open_reader(path: Path) -> sqlite3.Connection:
     if not path.exists():
-        raise AuditError(
+        raise ConfigError(
             f"{path}: no audit log yet; it is created when the gateway first relays a message (or pass --db PATH)"
         )
     try:
