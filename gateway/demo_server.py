@@ -21,7 +21,7 @@ def _fake(*parts: str) -> str:
 
 AWS_KEY_ID = _fake("AKIA", "QWERTY7DEMO", "2KEY5")
 AWS_SECRET = _fake("q7Vb3Lx9Zt", "Rk2Wm8Np4Y", "s6Hd1Jc5Fg", "0Ua7Ke3Qi9")
-GITHUB_TOKEN = _fake("ghp_", "Demo5Tok3nF0r", "Mcp6Gateway7Tests", "8aZ")
+GITHUB_TOKEN = _fake("ghp_", "Demo5Tok3nF0r", "Mcp6Gateway7Tests", "8aZq4Rw")
 DB_PASSWORD = _fake("Tr0ub4dor", "-and-3")
 
 NOTES: dict[str, str] = {

@@ -11,7 +11,6 @@ import hashlib
 from typing import Annotated, Literal
 
 import numpy as np
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from .conditions import Rule
