@@ -18,7 +18,6 @@ keeps a JSON or env file well-formed. Overlapping findings merge under the most 
 
 from __future__ import annotations
 
-import base64
 import re
 from dataclasses import dataclass
 
@@ -37,7 +36,50 @@ from .secret_patterns import (
     plausible_value,
     random_enough,
     shannon_entropy,
-    word_set,
+)
+from .secret_syntax import (
+    ALIBABA_SECRET_NEAR,
+    ASSIGNED_RANDOM,
+    ASSIGNMENT,
+    AWS_SECRET_NEAR,
+    B64_PRIVATE_KEY,
+    B64_RUN,
+    BASE64_CHARS,
+    BASIC,
+    BEARER,
+    CURL_USER,
+    DATABASE_SCHEMES,
+    DEFAULT_ARGUMENT,
+    DEFINE_BEFORE,
+    DER_CONTINUATION,
+    ENV_LOOKUPS,
+    HTML_ENTITY,
+    ID_WORDS,
+    IDENT_BEFORE,
+    JSON_NUMBER,
+    JWK_PRIVATE,
+    KEY_BEFORE,
+    KEY_LEFT_OK,
+    MYSQL_HASH,
+    MYSQL_P,
+    NAME_VALUE_JSON,
+    NAME_VALUE_YAML,
+    OPENSSL_PASS,
+    OR_DEFAULT,
+    PEM_BEGIN,
+    PEM_END,
+    POWERSHELL,
+    PROSE,
+    PUTTY,
+    SCHEME_BEFORE,
+    SQL_IDENTIFIED,
+    SQL_PASSWORD,
+    SSHPASS,
+    TWILIO_SID,
+    URL_PLACEHOLDERS,
+    URL_USERINFO,
+    WORD_BEFORE,
+    XML_ELEMENT,
 )
 
 __all__ = ["SecretsDetector"]
@@ -61,125 +103,6 @@ class _Hit:
     label: str
     score: float
     rank: int
-
-
-# ---------------------------------------------------------------------------------------------
-# Patterns (those that run on the lower-cased text are marked; offsets are the same)
-# ---------------------------------------------------------------------------------------------
-
-# lower-cased: a secret-naming stem, the rest of its identifier, a separator and a value.
-_ASSIGNMENT = re.compile(
-    r"(?P<id>(?:pass|pasw|pw|psw|pssw|secret|token|key|cred|auth|bearer|api)[\w.\-]{0,40}+)"
-    r"(?P<kq>\\?[\"'`]|&quot;|\))?"
-    r"(?P<sep>[ \t]{0,8}(?::=|=>|==|!=|=|:(?:[ \t]{0,4}(?:str|string|&str)[ \t]{0,4}=)?)|[ \t]{1,8}+)[ \t]{0,8}+"
-    r"(?:![!a-z]{1,16}[ \t]{1,4})?"  # a YAML tag: `secret: !!binary c2VjcmV0`
-    r"(?:(?P<q>\\?[\"'`]|&quot;|&#39;)(?P<qv>[^\"'`\\\s<>]{1,512}?)(?P=q)"
-    r"|(?P<uv>[^\s\"'`\\,;<>(){}\[\]|]{1,512}+))"
-)
-_HTML_ENTITY = re.compile(r"&(?:amp|lt|gt|quot|apos|nbsp|#\d{1,6})(?![A-Za-z0-9])")
-_JSON_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
-# `#define PASSWORD "x"`, `SET password "x"`: a space separates name and value after these.
-_DEFINE_BEFORE = re.compile(r"(?:#define|%define|%global|\bset|\bsetenv)[ \t]{1,4}\Z", re.IGNORECASE)
-# lower-cased: `<password name="db">hunter22</password>`
-_XML_ELEMENT = re.compile(
-    r"<(?P<tag>[\w:.\-]{0,20}?(?:pass|pasw|pw|psw|secret|token|key|cred|auth|api)[\w:.\-]{0,20}+)"
-    r"(?:[ \t][^<>\n]{0,200})?>(?P<v>[^<>\s]{1,512}+)</(?P=tag)>"
-)
-_JWK_PRIVATE = re.compile(r"\"(?:d|p|q|dp|dq|qi|k)\"[ \t]*:[ \t]*\"(?P<v>[A-Za-z0-9_\-]{16,8192}+)\"")
-_ENV_LOOKUPS = ("getenv", "environ.get", "env.get", "getproperty", "getenvironmentvariable", "env", "fetch")
-_DEFAULT_ARGUMENT = re.compile(r"\([^()\n]{0,80}?,[ \t]*(?P<q>[\"'])(?P<v>[^\"'\s]{1,128}+)(?P=q)[ \t]*\)")
-_OR_DEFAULT = re.compile(r"\([^()\n]{0,80}+\)[ \t]*(?:or|\|\||\?\?|\?:)[ \t]*(?P<q>[\"'])(?P<v>[^\"'\s]{1,128}+)(?P=q)")
-# Read backwards (on the reversed text before a position): one anchored match instead of a search.
-_IDENT_BEFORE = re.compile(r"[\w.\-]{1,60}")
-_WORD_BEFORE = re.compile(r"[ _]([A-Za-z]{2,24})")
-_KEY_LEFT_OK = frozenset(" \t\r\n\"'`{[(,;|&?/<*#>!:=+\\")
-
-# lower-cased: `"name": "DB_PASSWORD", "value": "..."` (Kubernetes env, ECS, CloudFormation parameters)
-_NAME_VALUE_JSON = re.compile(
-    r"\"(?:name|key|parameterkey)\"[ \t]*:[ \t]*\"(?P<k>[^\"\\]{1,64})\"[ \t]*,[ \t\r\n]*"
-    r"\"(?:value|parametervalue)\"[ \t]*:[ \t]*\"(?P<v>[^\"\\]{1,512})\""
-)
-_NAME_VALUE_YAML = re.compile(
-    r"name:[ \t]*[\"']?(?P<k>[\w.\-]{1,64})[\"']?[ \t]*\r?\n[ \t]*(?:-[ \t]+)?value:[ \t]*"
-    r"(?P<q>[\"']?)(?P<v>[^\s\"']{1,512})(?P=q)"
-)
-
-_URL_USERINFO = re.compile(
-    r"://(?P<user>[^\s:/?#@\"'<>\[\]{}\\]{0,128}+):(?P<v>[^\s/?#@\"'<>\[\]{}\\]{1,256}+)@(?=[A-Za-z0-9\[_])"
-)
-_SCHEME_BEFORE = re.compile(r"[A-Za-z0-9+.\-]{1,31}")  # reversed
-_DATABASE_SCHEMES = word_set(
-    "postgres postgresql mysql mariadb mongodb mongodb+srv redis rediss amqp amqps mssql sqlserver oracle "
-    "cockroachdb clickhouse couchdb neo4j neo4j+s bolt cassandra memcached nats kafka mqtt mqtts ldap ldaps "
-    "jdbc:postgresql jdbc:mysql jdbc:sqlserver jdbc:oracle snowflake db2 sqlite"
-)
-_URL_PLACEHOLDERS = word_set(
-    "pass password passwd pwd secret xxx xxxx changeme pw p yourpassword your_password mypassword token redacted "
-    "masked hidden"
-)
-
-# lower-cased
-_BEARER = re.compile(r"(?P<scheme>bearer|token)[ \t]+(?P<v>[a-z0-9._~+/\-]{12,4096}+=*)")
-_BASIC = re.compile(r"basic[ \t]+(?P<v>[a-z0-9+/]{8,1024}+={0,2})(?![a-z0-9+/=])")
-_MYSQL_HASH = re.compile(r"\*[0-9A-Fa-f]{40}")  # `IDENTIFIED ... AS '*92FD05...'`
-_SQL_IDENTIFIED = re.compile(
-    r"identified[ \t]+(?:with[ \t]+['\"`]?[a-z0-9_]{1,40}['\"`]?[ \t]+)?(?:by|as)[ \t]+(?:password[ \t]+)?"
-    r"(?P<q>['\"]?)(?P<v>[^\s'\";]{1,128}+)(?P=q)"
-)
-_SQL_PASSWORD = re.compile(r"password[ \t]+(?:(?P<q>')(?P<qv>[^'\s]{1,128}+)'|(?P<uv>[^\s'\";=]{1,128}+)(?=[ \t]*;))")
-_POWERSHELL = re.compile(
-    r"convertto-securestring[ \t]+(?:-string[ \t]+)?(?:-asplaintext[ \t]+)?(?:-force[ \t]+)?"
-    r"(?P<q>\\?['\"]?)(?P<v>[^\s'\"\\-][^\s'\"\\]{3,127}+)"
-)
-
-# original case
-_CURL_USER = re.compile(r"(?:-u|--user)[ \t]+(?P<q>['\"]?)[^\s:'\"]{1,64}+:(?P<v>[^\s'\"]{1,128}+)(?P=q)")
-_OPENSSL_PASS = re.compile(r"-pass(?:in|out)?[ \t]+['\"]?pass:(?P<v>[^\s'\"]{1,128}+)")
-_SSHPASS = re.compile(r"sshpass[ \t]+-p[ \t]*(?P<q>['\"]?)(?P<v>[^\s'\"]{1,128}+)(?P=q)")
-_MYSQL_P = re.compile(r"mysql[a-z]{0,6}[ \t][^\n]{0,200}?[ \t]-p(?P<v>[^\s'\"\-][^\s'\"]{3,64}+)")
-
-_PEM_BEGIN = re.compile(r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----")
-_PEM_END = re.compile(r"-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----")
-_B64_RUN = re.compile(r"[A-Za-z0-9+/=]{16,}+")
-_PROSE = re.compile(r"[a-z]{2,} [a-z]{1,} [a-z]{2,}")
-_PUTTY = re.compile(r"PuTTY-User-Key-File-\d: [^\n]{1,200}\n(?:[^\n]{0,400}\n){0,40}?Private-Lines: (\d{1,3})\r?\n")
-
-_BASE64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
-
-
-def _b64_needles(plain: bytes) -> tuple[str, ...]:
-    """Base64 fragments that appear wherever `plain` sits inside a larger base64 text."""
-    needles = []
-    for shift in range(3):
-        encoded = base64.b64encode(b"\0" * shift + plain).decode()
-        first_full = -(-shift // 3) * 4
-        last_full = (shift + len(plain)) // 3 * 4
-        needles.append(encoded[first_full:last_full])
-    return tuple(needles)
-
-
-# A Kubernetes Secret or a .env shipped base64-encoded still carries "PRIVATE KEY-----" inside.
-_B64_PRIVATE_KEY = _b64_needles(b"PRIVATE KEY-----")
-
-_AWS_SECRET_NEAR = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{40}(?![A-Za-z0-9+/=])")
-_ALIBABA_SECRET_NEAR = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{30}(?![A-Za-z0-9])")
-_TWILIO_SID = re.compile(r"AC[0-9a-f]{32}(?![0-9a-zA-Z])")
-_DER_CONTINUATION = re.compile(r"(?:[ \t]*(?:\r?\n|\\r\\n|\\n)[ \t]*)(?P<run>[A-Za-z0-9+/]{16,}+={0,2})")
-
-# Entropy fallback: a long random string assigned to some key.
-_ASSIGNED_RANDOM = re.compile(
-    r"[=:](?:[ \t]{0,4}[\"']|[ \t]{1,4}|)(?P<v>[A-Za-z0-9+/_\-]{32,256}+={0,2})(?=[\s\"',;&)}\]<]|\Z)"
-)
-_KEY_BEFORE = re.compile(r"[ \t]{0,4}[\"']?([\w.\-]{1,60})")  # reversed
-# Keys whose random-looking values are identifiers, digests or payloads, not credentials.
-_ID_WORDS = word_set(
-    "id ids sha hash digest checksum etag integrity node cursor page nonce salt signature sig fingerprint uuid "
-    "guid commit tree parent blob ref rev revision version image icon avatar thumbnail data content body base64 "
-    "b64 encoded payload certificate cert pubkey public url uri href src link path file filename name title slug "
-    "query q search hashtag key md5 sha1 sha256 sha512 crc request trace span session correlation message msg "
-    "event run job build task thread tx txn transaction block address wallet contract hmac mac iv tag png jpg "
-    "jpeg gif webp svg pdf mime mimetype"
-)
 
 
 def _left_ok(text: str, start: int, extra: str) -> bool:
@@ -273,9 +196,9 @@ class SecretsDetector:
                     hits.append(hit)
         aws = [hit for hit in hits if hit.label == "aws-access-key-id"]
         for hit in aws:
-            self._companion(text, hit, hits, pattern=_AWS_SECRET_NEAR, label="aws-secret-access-key")
+            self._companion(text, hit, hits, pattern=AWS_SECRET_NEAR, label="aws-secret-access-key")
         for hit in [hit for hit in hits if hit.label == "alibaba-access-key-id"]:
-            self._companion(text, hit, hits, pattern=_ALIBABA_SECRET_NEAR, label="alibaba-access-key-secret")
+            self._companion(text, hit, hits, pattern=ALIBABA_SECRET_NEAR, label="alibaba-access-key-secret")
 
     @staticmethod
     def _twilio_sid(text: str, low: str, hits: list[_Hit]) -> None:
@@ -287,7 +210,7 @@ class SecretsDetector:
             or any(h.label == "twilio-api-key" for h in hits)
         ):
             return
-        for match in _TWILIO_SID.finditer(text):
+        for match in TWILIO_SID.finditer(text):
             if _left_ok(text, match.start(), "") and len(set(match.group())) >= 10:
                 hits.append(_Hit(match.start(), match.end(), "twilio-account-sid", 0.7, _RANK_TOKEN))
 
@@ -323,12 +246,12 @@ class SecretsDetector:
 
     def _pem(self, text: str, hits: list[_Hit]) -> None:
         resume = 0
-        for begin in _PEM_BEGIN.finditer(text):
+        for begin in PEM_BEGIN.finditer(text):
             if begin.start() < resume:
                 continue
-            following = _PEM_BEGIN.search(text, begin.end())
+            following = PEM_BEGIN.search(text, begin.end())
             limit = min(len(text), begin.end() + 200_000, following.start() if following else len(text))
-            footer = _PEM_END.search(text, begin.end(), limit)
+            footer = PEM_END.search(text, begin.end(), limit)
             stop = footer.end() if footer else _pem_tail(text, begin.end(), limit)
             body = text[begin.end() : footer.start() if footer else stop]
             if not _pem_body_ok(body):
@@ -346,7 +269,7 @@ class SecretsDetector:
                 label, score = "private-key", 0.99
             hits.append(_Hit(begin.start(), stop, label, score, _RANK_KEY))
             resume = stop
-        for match in _PUTTY.finditer(text):
+        for match in PUTTY.finditer(text):
             lines = int(match.group(1))
             stop = match.end()
             for _ in range(lines):
@@ -355,14 +278,14 @@ class SecretsDetector:
             hits.append(_Hit(match.end(), stop, "putty-private-key", 0.99, _RANK_KEY))
 
     def _encoded_keys(self, text: str, hits: list[_Hit]) -> None:
-        for needle in _B64_PRIVATE_KEY:
+        for needle in B64_PRIVATE_KEY:
             position = text.find(needle)
             while position >= 0:
                 start = position
-                while start > 0 and text[start - 1] in _BASE64_CHARS and position - start < 65_536:
+                while start > 0 and text[start - 1] in BASE64_CHARS and position - start < 65_536:
                     start -= 1
                 end = position
-                while end < len(text) and text[end] in _BASE64_CHARS and end - position < 65_536:
+                while end < len(text) and text[end] in BASE64_CHARS and end - position < 65_536:
                     end += 1
                 decoded = _decode_any_alignment(text[start:end])
                 if b"-----BEGIN" in decoded and end - start > 200:
@@ -375,25 +298,25 @@ class SecretsDetector:
 
     def _syntax(self, text: str, low: str, hits: list[_Hit]) -> None:
         if "://" in text:
-            for match in _URL_USERINFO.finditer(text):
+            for match in URL_USERINFO.finditer(text):
                 self._url_password(text, match, hits)
         if "bearer" in low or "token" in low:
-            for match in _BEARER.finditer(low):
+            for match in BEARER.finditer(low):
                 self._bearer(text, low, match, hits)
         if "basic" in low:
-            for match in _BASIC.finditer(low):
+            for match in BASIC.finditer(low):
                 start, end = match.span("v")
                 raw = b64decode_loose(text[start:end])
                 if raw is not None and _is_user_colon_password(raw) and _left_ok(low, match.start(), "_-"):
                     hits.append(_Hit(start, end, "basic-auth-credentials", 0.9, _RANK_SYNTAX))
-        for pattern in (_SQL_IDENTIFIED, _SQL_PASSWORD, _POWERSHELL):
+        for pattern in (SQL_IDENTIFIED, SQL_PASSWORD, POWERSHELL):
             for match in pattern.finditer(low):
                 group = "v" if "v" in pattern.groupindex else ("qv" if match.group("qv") is not None else "uv")
                 start, end = match.span(group)
                 value = text[start:end]
-                if plausible_value(value, KeyKind.PASSWORD, quoted=True) or _MYSQL_HASH.fullmatch(value):
+                if plausible_value(value, KeyKind.PASSWORD, quoted=True) or MYSQL_HASH.fullmatch(value):
                     hits.append(_Hit(start, end, "password", 0.85, _RANK_SYNTAX))
-        for pattern in (_CURL_USER, _OPENSSL_PASS, _SSHPASS, _MYSQL_P):
+        for pattern in (CURL_USER, OPENSSL_PASS, SSHPASS, MYSQL_P):
             for match in pattern.finditer(text):
                 start, end = match.span("v")
                 if _left_ok(text, match.start(), "-_") and plausible_value(
@@ -403,7 +326,7 @@ class SecretsDetector:
 
     @staticmethod
     def _url_password(text: str, match: re.Match[str], hits: list[_Hit]) -> None:
-        scheme_match = _SCHEME_BEFORE.match(_reversed_before(text, match.start(), 32))
+        scheme_match = SCHEME_BEFORE.match(_reversed_before(text, match.start(), 32))
         if scheme_match is None:
             return
         scheme = scheme_match.group()[::-1].lower().lstrip("0123456789+.-")
@@ -411,14 +334,14 @@ class SecretsDetector:
         value = text[start:end]
         lowered = value.lower()
         if (
-            lowered in _URL_PLACEHOLDERS
+            lowered in URL_PLACEHOLDERS
             or value[0] in "$%{<*["
             or len(set(value)) < 2
             or (value.isdigit() and len(value) <= 5)
             or any(part in lowered for part in ("xxxx", "****", "your_", "your-", "<", "${", "{{", "..."))
         ):
             return
-        label = "connection-string-password" if scheme in _DATABASE_SCHEMES else "url-password"
+        label = "connection-string-password" if scheme in DATABASE_SCHEMES else "url-password"
         hits.append(_Hit(start, end, label, 0.9, _RANK_SYNTAX))
 
     @staticmethod
@@ -441,7 +364,7 @@ class SecretsDetector:
     def _assignments(self, text: str, low: str, hits: list[_Hit], known: list[tuple[int, int]]) -> None:
         position = 0
         while True:
-            match = _ASSIGNMENT.search(low, position)
+            match = ASSIGNMENT.search(low, position)
             if match is None:
                 break
             if _inside(known, *match.span("qv" if match.group("qv") is not None else "uv")):
@@ -456,7 +379,7 @@ class SecretsDetector:
                 # first candidate (`SECRET` + space + `KEY:abc`) swallows the real assignment.
                 position = match.end("id")
         if "<" in low:
-            for match in _XML_ELEMENT.finditer(low):
+            for match in XML_ELEMENT.finditer(low):
                 words = key_words(text[match.start("tag") : match.end("tag")].rpartition(":")[2])
                 kind = classify_key(words)
                 start, end = match.span("v")
@@ -464,16 +387,16 @@ class SecretsDetector:
                 if kind is not None and plausible_value(value, kind, quoted=True):
                     hits.append(_Hit(start, end, label_for(kind, words, value), 0.85, _RANK_KEYWORD))
         if '"kty"' in text:
-            for match in _JWK_PRIVATE.finditer(text):
+            for match in JWK_PRIVATE.finditer(text):
                 start, end = match.span("v")
                 hits.append(_Hit(start, end, "jwk-private-key", 0.9, _RANK_KEY))
 
     def _name_values(self, text: str, low: str, hits: list[_Hit]) -> None:
         if '"value"' in low or '"parametervalue"' in low:
-            for match in _NAME_VALUE_JSON.finditer(low):
+            for match in NAME_VALUE_JSON.finditer(low):
                 self._name_value(text, match, hits)
         if "value:" in low:
-            for match in _NAME_VALUE_YAML.finditer(low):
+            for match in NAME_VALUE_YAML.finditer(low):
                 self._name_value(text, match, hits)
 
     @staticmethod
@@ -505,16 +428,16 @@ class SecretsDetector:
     # -- pass 5: entropy ------------------------------------------------------------------------
 
     def _entropy(self, text: str, hits: list[_Hit], known: list[tuple[int, int]]) -> None:
-        for match in _ASSIGNED_RANDOM.finditer(text):
+        for match in ASSIGNED_RANDOM.finditer(text):
             start, end = match.span("v")
             value = text[start:end]
             if _inside(known, start, end) or not random_enough(value):
                 continue
-            key = _KEY_BEFORE.match(_reversed_before(text, match.start(), 66))
+            key = KEY_BEFORE.match(_reversed_before(text, match.start(), 66))
             if key is None or text[max(0, match.start() - key.end() - 1) : match.start() - key.end()] in ("?", "&"):
                 continue  # URL query parameters are full of random ids (playlists, tracking, state)
             words = key_words(key.group(1)[::-1])
-            if not words or not _ID_WORDS.isdisjoint(words):
+            if not words or not ID_WORDS.isdisjoint(words):
                 continue
             hits.append(_Hit(start, end, "high-entropy-string", 0.5, _RANK_ENTROPY))
 
@@ -564,12 +487,12 @@ _LAST_KEY = re.compile(r"(?:\.([A-Za-z0-9_\-]+)|\[\"((?:[^\"\\]|\\.){1,64})\"\])
 
 def _assignment_hit(text: str, low: str, match: re.Match[str]) -> _Hit | None:
     id_start, id_end = match.span("id")
-    back = _IDENT_BEFORE.match(_reversed_before(low, id_start, 60))
+    back = IDENT_BEFORE.match(_reversed_before(low, id_start, 60))
     start = id_start - back.end() if back else id_start
     escaped = start >= 1 and text[start - 1] == "\\" and low[start] in "nrt"
     if escaped:
         start += 1  # `\npassword=` in escaped text: the n belongs to the escape
-    elif start > 0 and text[start - 1] not in _KEY_LEFT_OK:
+    elif start > 0 and text[start - 1] not in KEY_LEFT_OK:
         return None  # `M[@%]PW:2Z.Q` (uuencoded data) is not a key
     identifier = text[start:id_end].rstrip(".-")
     sep = match.group("sep").strip()
@@ -580,14 +503,14 @@ def _assignment_hit(text: str, low: str, match: re.Match[str]) -> _Hit | None:
         # `--password hunter2`: a bare space separates a value only after a command-line flag
         # or a macro definition; elsewhere "password reset" is prose.
         flag = identifier.startswith("-") and text[v_start : v_start + 1] != "-"
-        if not flag and not (quoted and _DEFINE_BEFORE.search(text, max(0, start - 20), start)):
+        if not flag and not (quoted and DEFINE_BEFORE.search(text, max(0, start - 20), start)):
             return None
     elif sep in ("==", "!=") and not quoted:
         return None
     if not quoted and "&" in text[v_start:v_end]:
         # In an env file a bare "&" belongs to the password, but an HTML entity ends the value
         # (`password: abc&lt;/td&gt;`) and so does the "&" after a URL query parameter.
-        entity = _HTML_ENTITY.search(text, v_start, v_end)
+        entity = HTML_ENTITY.search(text, v_start, v_end)
         v_end = entity.start() if entity else v_end
         if start > 0 and text[start - 1] in "?&":
             ampersand = text.find("&", v_start, v_end)
@@ -596,22 +519,22 @@ def _assignment_hit(text: str, low: str, match: re.Match[str]) -> _Hit | None:
         if text[v_end : v_end + 1] == "(":
             # A function call is not a secret, but the literal fallback of an environment lookup
             # is one hard-coded: `PASSWORD = os.environ.get("PASSWORD") or "hunter22"`.
-            if not low[v_start:v_end].endswith(_ENV_LOOKUPS):
+            if not low[v_start:v_end].endswith(ENV_LOOKUPS):
                 return None
-            fallback = _DEFAULT_ARGUMENT.match(text, v_end) or _OR_DEFAULT.match(text, v_end)
+            fallback = DEFAULT_ARGUMENT.match(text, v_end) or OR_DEFAULT.match(text, v_end)
             if fallback is None:
                 return None
             v_start, v_end = fallback.span("v")
             quoted = True
         while v_end > v_start and text[v_end - 1] in ".:":
             v_end -= 1
-    before = _WORD_BEFORE.match(_reversed_before(low, start, 26))
+    before = WORD_BEFORE.match(_reversed_before(low, start, 26))
     words = key_words(identifier)
     kind = classify_key(words, before.group(1)[::-1] if before else "")
     if kind is None:
         return None
     value = text[v_start:v_end]
-    if not quoted and match.group("kq") and _JSON_NUMBER.fullmatch(value):
+    if not quoted and match.group("kq") and JSON_NUMBER.fullmatch(value):
         return None  # `{"pin": 123456}`: masking a JSON number in place would break the document
     if value[:5].lower() == "pass:":
         return None  # `-passin pass:x` is openssl's own syntax, masked by its dedicated pattern
@@ -623,7 +546,7 @@ def _assignment_hit(text: str, low: str, match: re.Match[str]) -> _Hit | None:
 def _pem_tail(text: str, position: int, limit: int) -> int:
     """Where a PEM body with no END line stops: the last base64 run of a contiguous chain."""
     stop = position
-    for run in _B64_RUN.finditer(text, position, limit):
+    for run in B64_RUN.finditer(text, position, limit):
         if run.start() - stop > (200 if stop == position else 40):
             break
         stop = run.end()
@@ -636,11 +559,11 @@ def _pem_body_ok(body: str) -> bool:
         return False
     long_runs = 0
     for line in re.split(r"\r?\n|\\r\\n|\\n", body):
-        if _B64_RUN.search(line) is None:
+        if B64_RUN.search(line) is None:
             continue
         if re.search(r"[A-Za-z0-9+/]{32}", line):
             long_runs += 1
-        if _PROSE.search(line):
+        if PROSE.search(line):
             return False
     return long_runs > 0
 
@@ -648,7 +571,7 @@ def _pem_body_ok(body: str) -> bool:
 def _der_continuation(text: str, end: int) -> int:
     # Wrapped base64 (XML, YAML block scalars) continues the key on the following lines.
     for _ in range(256):
-        match = _DER_CONTINUATION.match(text, end)
+        match = DER_CONTINUATION.match(text, end)
         if match is None:
             break
         end = match.end()
