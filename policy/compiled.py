@@ -11,7 +11,7 @@ import hashlib
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from .conditions import Rule
 from .source import OnError, Quality, Thresholds
@@ -109,12 +109,16 @@ class MLPHead(_Frozen):
     layers: list[Layer] = Field(min_length=1)
     trained_on: str = ""
     metrics: dict[str, float] = Field(default_factory=dict)
+    _decoded: list[tuple[np.ndarray, np.ndarray]] | None = PrivateAttr(default=None)
 
     def logits(self, vectors: np.ndarray) -> np.ndarray:
+        if self._decoded is None:
+            # Decoded once: base64 → float32 costs milliseconds, and this runs on every message.
+            self._decoded = [(layer.matrix(), np.asarray(layer.bias, dtype=np.float32)) for layer in self.layers]
         hidden = vectors
-        for index, layer in enumerate(self.layers):
-            hidden = hidden @ layer.matrix() + np.asarray(layer.bias, dtype=np.float32)
-            if index < len(self.layers) - 1:
+        for index, (matrix, bias) in enumerate(self._decoded):
+            hidden = hidden @ matrix + bias
+            if index < len(self._decoded) - 1:
                 hidden = np.maximum(hidden, 0.0)
         result: np.ndarray = hidden[:, 0]
         return result

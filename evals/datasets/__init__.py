@@ -26,7 +26,7 @@ from typing import Any
 
 from policy.cases import Case
 
-from . import bipia, indirect, injection, mcp_catalogue, pii_data, safety, secrets_data, tool_outputs
+from . import bipia, crosssuite, indirect, injection, mcp_catalogue, pii_data, safety, secrets_data, tool_outputs
 from .base import SUITES, Source, normalise
 
 __all__ = ["ADAPTERS", "DATA_DIR_ENV", "SOURCES", "DatasetError", "build_all", "default_data_dir"]
@@ -46,7 +46,8 @@ ADAPTERS: dict[str, Callable[[Path], Iterable[Case]]] = {
 }
 SOURCES: dict[str, Source] = {
     source.name: source
-    for module in (injection, bipia, indirect, mcp_catalogue, safety, secrets_data, pii_data, tool_outputs)
+    for module in (injection, bipia, indirect, mcp_catalogue, safety, secrets_data, pii_data, tool_outputs,
+                   crosssuite)
     for source in module.SOURCES
 }
 
@@ -140,6 +141,7 @@ def build_all(out_dir: Path, data_dir: Path | None = None) -> dict[str, int]:
         raise DatasetError(f"data directory {data_dir} does not exist; set {DATA_DIR_ENV} or place the datasets "
                            "in shared/data beside the repository")
     by_suite = _collect(data_dir)
+    by_suite["prompt-injection"].extend(crosssuite.cross_suite_cases(by_suite))
     files: dict[str, int] = {}
     manifest: dict[str, Any] = {"format": 1, "suites": {}, "sources": {}, "dropped": {"duplicates": {},
                                                                                         "conflicts": {}}}
