@@ -36,7 +36,7 @@ import numpy as np
 from policy.cases import Case, load_cases, split_of
 from policy.chunking import segment
 from policy.classifier import EmbedderPair, PolicyClassifier
-from policy.compiled import ClassifierSpec, Layer, LinearHead, MLPHead
+from policy.compiled import ClassifierSpec, Layer, LinearHead, MeanHead, MLPHead
 from policy.embeddings import MiniLMEmbedder, StaticEmbedder
 from policy.source import Thresholds
 from policy.subject import SubjectKind
@@ -318,8 +318,9 @@ def train_policy(
     cached = EmbedderPair(minilm=minilm_store, static=static)
     labels = np.array([c.expect == "violation" for c in dev])
     texts = [c.subject().reading() for c in dev]
-    best: tuple[float, LinearHead | MLPHead, np.ndarray, float] | None = None
-    for candidate, candidate_auc in ((mlp, mlp_auc), (linear, linear_auc)):
+    mean = MeanHead(embedding="minilm", members=[linear, mlp])
+    best: tuple[float, LinearHead | MLPHead | MeanHead, np.ndarray, float] | None = None
+    for candidate, candidate_auc in ((mlp, mlp_auc), (linear, linear_auc), (mean, max(mlp_auc, linear_auc))):
         # Calibrate through the runtime classifier itself, on the memoised embeddings.
         classifier = PolicyClassifier(ClassifierSpec(head=candidate), cached)
         scores = np.array([classifier.score(t).score for t in texts])
@@ -330,7 +331,7 @@ def train_policy(
     assert best is not None
     _, chosen, head_scores, auc = best
     head = chosen.model_copy(update={"trained_on": trained_on, "metrics": {"dev_unit_auc": round(auc, 4)}})
-    heads: dict[str, LinearHead | MLPHead] = {"static": screen_head, "minilm": head}
+    heads: dict[str, LinearHead | MLPHead | MeanHead] = {"static": screen_head, "minilm": head}
     static_store = stores["static"]
     screen_max = []
     for text in texts:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .chunking import Chunk, segment
-from .compiled import ClassifierSpec, Exemplar, LinearHead, MLPHead
+from .compiled import ClassifierSpec, Exemplar, LinearHead, MeanHead, MLPHead
 from .embeddings import Embedder
 
 __all__ = ["ClassifierResult", "EmbedderPair", "PolicyClassifier", "exemplar_score"]
@@ -167,7 +167,7 @@ def exemplar_score(similarities: np.ndarray, positive: np.ndarray) -> float:
     return relevance * margin
 
 
-def _apply(head: LinearHead | MLPHead, vectors: np.ndarray) -> np.ndarray:
+def _apply(head: LinearHead | MLPHead | MeanHead, vectors: np.ndarray) -> np.ndarray:
     logits = head.logits(vectors)
     result: np.ndarray = 1.0 / (1.0 + np.exp(-logits))
     return result

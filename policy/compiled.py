@@ -28,6 +28,7 @@ __all__ = [
     "Layer",
     "LinearHead",
     "MLPHead",
+    "MeanHead",
     "Mismatch",
     "Provenance",
     "Scope",
@@ -124,7 +125,24 @@ class MLPHead(_Frozen):
         return result
 
 
-Head = Annotated[LinearHead | MLPHead, Field(discriminator="kind")]
+class MeanHead(_Frozen):
+    """The mean probability of several heads: a linear and an MLP head together are steadier on text unlike
+    their training data than either alone."""
+
+    kind: Literal["mean"] = "mean"
+    embedding: Literal["static-minilm", "minilm"]
+    members: list[Annotated[LinearHead | MLPHead, Field(discriminator="kind")]] = Field(min_length=2)
+    trained_on: str = ""
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+    def logits(self, vectors: np.ndarray) -> np.ndarray:
+        probability = np.mean([1.0 / (1.0 + np.exp(-member.logits(vectors))) for member in self.members], axis=0)
+        probability = np.clip(probability, 1e-7, 1 - 1e-7)
+        result: np.ndarray = np.log(probability / (1 - probability))
+        return result
+
+
+Head = Annotated[LinearHead | MLPHead | MeanHead, Field(discriminator="kind")]
 
 
 class ClassifierSpec(_Frozen):

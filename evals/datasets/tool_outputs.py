@@ -196,7 +196,36 @@ def _log(r: random.Random) -> str:
     )
 
 
+# Bare one- or two-word results ("hello", "ok", "42"): chat-game datasets label every player message an
+# attack, greetings included, so without these a head learns that a lone "hello" is an injection.
+SHORT = (
+    "hello",
+    "hi",
+    "ok",
+    "okay",
+    "yes",
+    "no",
+    "thanks",
+    "done",
+    "hello world",
+    "good morning",
+    "ready",
+    "none",
+    "n/a",
+    "pong",
+    "success",
+    "failed",
+    "true",
+    "false",
+    "empty",
+    "pending",
+)
 FILLER_TEMPLATES: tuple[Callable[[random.Random], str], ...] = (
+    lambda r: r.choice(SHORT),
+    lambda r: r.choice(SHORT).capitalize() + r.choice((".", "!", "")),
+    lambda r: str(r.choice((r.randint(0, 99), r.randint(100, 10**6), round(r.uniform(0, 1000), 2)))),
+    lambda r: f"{r.choice(SHORT)} {r.choice(WORDS)}",
+    lambda r: r.choice(WORDS) if r.random() < 0.5 else r.choice(NAMES),
     lambda r: (_lorem(r, 16) + "\n") * r.randint(1, 40),
     lambda r: _lorem(r, r.randint(20, 400)),
     _env,
