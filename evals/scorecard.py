@@ -237,12 +237,18 @@ def run(cases_dir: Path, out_dir: Path, workers: int, suites: Sequence[str], cro
     (results_dir / "test-run.json").write_text(
         json.dumps({"report": report, "cases": per_case}) + "\n", encoding="utf-8"
     )
+    write_markdown(report)
+    return report
+
+
+def write_markdown(report: dict[str, Any]) -> None:
     live = ROOT / "evals" / "results" / "judge-live.json"
     judge = json.loads(live.read_text(encoding="utf-8")) if live.exists() else None
     bench = ROOT / "evals" / "bench" / "results.json"
     bench_data = json.loads(bench.read_text(encoding="utf-8")) if bench.exists() else None
-    (ROOT / "evals" / "SCORECARD.md").write_text(render(report, judge, bench_data), encoding="utf-8")
-    return report
+    notes_path = ROOT / "evals" / "scorecard-notes.md"
+    notes = notes_path.read_text(encoding="utf-8") if notes_path.exists() else ""
+    (ROOT / "evals" / "SCORECARD.md").write_text(render(report, judge, bench_data, notes), encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -252,7 +258,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--suite", action="append", choices=SUITES)
     parser.add_argument("--no-cross", action="store_true", help="skip the cross-dataset retraining")
+    parser.add_argument("--render-only", action="store_true", help="rewrite SCORECARD.md from the last run")
     args = parser.parse_args(argv)
+    if args.render_only:
+        write_markdown(json.loads((ROOT / "evals" / "results" / "test-run.json").read_text())["report"])
+        return
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     if not (args.cases / "manifest.json").exists():
         from .datasets import build_all
