@@ -48,8 +48,7 @@ def _verdict_on_target(suite: str, entry: dict[str, Any]) -> str:
     return f"F1 {m['f1']:.3f}, FPR {m['fpr']:.3%}"
 
 
-def render(report: dict[str, Any], judge: dict[str, Any] | None, bench: dict[str, Any] | None,
-           notes: str = "") -> str:
+def render(report: dict[str, Any], judge: dict[str, Any] | None, bench: dict[str, Any] | None, notes: str = "") -> str:
     lines = [
         "# Scorecard",
         "",
@@ -125,9 +124,15 @@ def render(report: dict[str, Any], judge: dict[str, Any] | None, bench: dict[str
         for row in judge.get("rows", []):
             lines.append(f"- {row}")
     if bench:
-        lines += ["", "## Latency through the gateway", "", "Measured by `bash evals/bench/run.sh` "
-                  f"({bench.get('measured', '')}); added = gateway minus direct, interleaved in one run.", "",
-                  "```", bench.get("summary", "").replace("    ", "", 1), "```"]
+        lines += [
+            "",
+            "## Latency through the gateway",
+            "",
+            "Measured by `bash evals/bench/run.sh` "
+            f"({bench.get('measured', '')}); added = gateway minus direct, interleaved in one run.",
+            "",
+            bench.get("summary", ""),
+        ]
     if notes:
         lines += ["", notes.strip()]
     return "\n".join(lines) + "\n"

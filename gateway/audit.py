@@ -1,27 +1,29 @@
 """The audit log: one SQLite row per policy decision, with its trace and a masked excerpt.
 
 The database runs in WAL mode so that `mcp-gateway logs --follow` can read while gateways
-write. Writes go through a background thread in small batches, off the message path. Schema
-changes are append-only migrations. Raw secrets never reach the log: excerpts are masked with
-every span any policy found, then scanned again by the secrets detector.
+write. Rows are built once the message has gone out, then written by a background thread in
+batches, off the message path. Schema changes are append-only migrations. Raw secrets never
+reach the log: excerpts are masked with every span any policy found, then scanned again by the
+secrets detector.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import AuditError, ConfigError
 
-__all__ = ["AuditLog", "AuditQuery", "AuditRow", "open_reader"]
+__all__ = ["AuditLog", "AuditQuery", "AuditRow", "RowBuilder", "open_reader"]
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +111,10 @@ def migrate(connection: sqlite3.Connection) -> None:
             connection.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time()))
 
 
+RowBuilder = Callable[[], Sequence[AuditRow]]
+FLUSH_DELAY_S = 0.005
+
+
 class AuditLog:
     """Appends decision rows from any thread; a writer thread commits them in batches."""
 
@@ -122,21 +128,54 @@ class AuditLog:
                 f"{path}: cannot open the audit log ({exc}); check the path and its permissions, "
                 "or set audit_db / MCP_GATEWAY_AUDIT_DB"
             ) from exc
-        self._queue: queue.Queue[AuditRow | None] = queue.Queue(maxsize=100_000)
+        self._queue: queue.Queue[list[AuditRow] | None] = queue.Queue(maxsize=10_000)
         self._thread = threading.Thread(target=self._write_loop, name="mcp-gateway-audit", daemon=True)
         self._thread.start()
         self.dropped = 0
+        self._pending: list[RowBuilder] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
 
     def record(self, rows: Sequence[AuditRow]) -> None:
-        for row in rows:
+        if not rows:
+            return
+        try:
+            self._queue.put_nowait(list(rows))
+        except queue.Full:
+            self.dropped += len(rows)
+            if self.dropped == len(rows):
+                logger.error("audit log queue is full; decisions are being dropped from the log")
+
+    def record_later(self, build: RowBuilder) -> None:
+        """Build and queue rows once the message in hand has gone out.
+
+        On an event loop the builders run together at most `FLUSH_DELAY_S` later, after the
+        relay has written its answer, so masking excerpts and serialising traces never delay a
+        message. Without a running loop they run at once."""
+        self._pending.append(build)
+        if self._flush_handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush_pending()
+            return
+        self._flush_handle = loop.call_later(FLUSH_DELAY_S, self.flush_pending)
+
+    def flush_pending(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        pending, self._pending = self._pending, []
+        rows: list[AuditRow] = []
+        for build in pending:
             try:
-                self._queue.put_nowait(row)
-            except queue.Full:
-                self.dropped += 1
-                if self.dropped == 1:
-                    logger.error("audit log queue is full; decisions are being dropped from the log")
+                rows.extend(build())
+            except Exception:  # one bad row must not lose the others
+                logger.exception("could not build an audit row; the decision is missing from the log")
+        self.record(rows)
 
     def close(self, timeout: float = 5.0) -> None:
+        self.flush_pending()
         self._queue.put(None)
         self._thread.join(timeout)
         self._connection.close()
@@ -146,12 +185,12 @@ class AuditLog:
         sql = f"INSERT INTO decisions ({', '.join(_COLUMNS)}) VALUES ({placeholders})"  # noqa: S608
         stop = False
         while not stop:
-            row = self._queue.get()
+            rows = self._queue.get()
             batch: list[AuditRow] = []
-            if row is None:
+            if rows is None:
                 stop = True
             else:
-                batch.append(row)
+                batch.extend(rows)
             while len(batch) < 500:
                 try:
                     extra = self._queue.get_nowait()
@@ -160,7 +199,7 @@ class AuditLog:
                 if extra is None:
                     stop = True
                     break
-                batch.append(extra)
+                batch.extend(extra)
             if not batch:
                 continue
             try:

@@ -8,6 +8,7 @@ warning in ``_meta``), audit (the message passes; the decision is logged). Every
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -274,10 +275,13 @@ class Guard:
     def _log(self, subject: Subject, decision: Decision) -> None:
         if self.audit is None:
             return
+        self.audit.record_later(functools.partial(self._rows, subject, decision, time.time()))
+
+    def _rows(self, subject: Subject, decision: Decision, ts: float) -> list[AuditRow]:
         excerpt = safe_excerpt(subject, decision, self.host)
-        rows = [
+        return [
             AuditRow(
-                ts=time.time(),
+                ts=ts,
                 session=self.session,
                 server=subject.server,
                 method=subject.method,
@@ -301,7 +305,6 @@ class Guard:
             )
             for v in decision.verdicts
         ]
-        self.audit.record(rows)
 
 
 def describe_tool(tool: Mapping[str, Any]) -> str:

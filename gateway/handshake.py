@@ -128,11 +128,13 @@ def _handshake(early: EarlyStart) -> None:
         answer["id"] = message["id"]
         result = answer.get("result")
         # The models are not loaded yet; what can be checked without them is, before the model reads it.
-        if isinstance(result, dict) and isinstance(result.get("instructions"), str) and find_hidden(
-            result["instructions"]
+        if (
+            isinstance(result, dict)
+            and isinstance(result.get("instructions"), str)
+            and find_hidden(result["instructions"])
         ):
-                logger.warning("server %r: its instructions hide text from people; they were removed", early.name)
-                answer["result"] = {k: v for k, v in result.items() if k != "instructions"}
+            logger.warning("server %r: its instructions hide text from people; they were removed", early.name)
+            answer["result"] = {k: v for k, v in result.items() if k != "instructions"}
         os.write(1, json.dumps(answer, ensure_ascii=False).encode() + b"\n")
         early.answered = True
         early.init_params = message.get("params") if isinstance(message.get("params"), dict) else {}

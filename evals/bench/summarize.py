@@ -17,7 +17,15 @@ TARGETS = {  # added latency p50/p99 (ms) through the gateway, and the limit
 
 def main(results: Path, out: Path) -> None:
     summary: dict[str, Any] = {"measured": time.strftime("%Y-%m-%d %H:%M"), "latency": {}, "startup": {}}
-    lines = []
+    lines = [
+        "| result | through | p50 ms | direct p50 | added p50 | added p99 | CPU ms/call (tree) | RSS MiB (tree) "
+        "| target |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    startup_lines = [
+        "| start-up | initialize p50 ms | added | first tools/list p50 ms | RSS MiB (tree) |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, (label, limits) in TARGETS.items():
         path = results / name
         if not path.exists():
@@ -41,10 +49,12 @@ def main(results: Path, out: Path) -> None:
                 "errors": values.get("errors"),
                 "targets": verdicts,
             }
+            cpu = values.get("cpu_ms_per_call")
+            goal = ", ".join(f"{k} ≤ {limit:g} ms {verdicts[k]}" for k, limit in limits.items())
             lines.append(
-                f"{label:<42} {target:<22} p50 {lat['p50']:7.2f} ms (direct {direct['p50']:6.2f}, added "
-                f"{added['p50']:+6.2f}) p99 {lat['p99']:7.2f} (added {added['p99']:+6.2f}) cpu/call "
-                f"{values.get('cpu_ms_per_call')} ms rss {row[target]['rss_tree_mib']} MiB  {verdicts}"
+                f"| {label} | {target} | {lat['p50']:.2f} | {direct['p50']:.2f} | {added['p50']:+.2f} | "
+                f"{added['p99']:+.2f} | {'' if cpu is None else f'{cpu:.1f}'} | "
+                f"{_num(row[target]['rss_tree_mib'])} | {goal} |"
             )
         summary["latency"][name.removesuffix(".json")] = row
     startup = results / "startup.json"
@@ -60,13 +70,18 @@ def main(results: Path, out: Path) -> None:
         for target, values in summary["startup"].items():
             added = values["init_p50_ms"] - direct
             values["init_added_ms"] = added
-            lines.append(
-                f"startup {target:<22} initialize p50 {values['init_p50_ms']} ms (added {added:+d}, target "
-                f"≤ 500) first tools/list p50 {values['tools_list_p50_ms']} ms rss {values['rss_tree_mib']} MiB"
+            startup_lines.append(
+                f"| {target} | {values['init_p50_ms']} | {added:+d} (target ≤ 500) | {values['tools_list_p50_ms']} | "
+                f"{_num(values['rss_tree_mib'])} |"
             )
-    summary["summary"] = "\n".join(f"    {line}" for line in lines)
+        lines += ["", *startup_lines]
+    summary["summary"] = "\n".join(lines)
     out.write_text(json.dumps(summary, indent=1) + "\n")
     sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.0f}"
 
 
 if __name__ == "__main__":
