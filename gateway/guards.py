@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from mcp.shared.exceptions import MCPError
 
 from policy.subject import Subject, SubjectKind
@@ -92,6 +93,15 @@ class Guard:
     pins: PinStore | None = None
     hidden_tools: dict[str, set[str]] = field(default_factory=dict)  # server -> tools removed from its list
     hidden_prompts: dict[str, set[str]] = field(default_factory=dict)
+    # server -> re-checks of its tools under way after list_changed; its calls wait for them
+    _changing: dict[str, list[anyio.Event]] = field(default_factory=dict)
+
+    def catalogue_changing(self, server: str) -> anyio.Event:
+        """Mark a server's catalogue as being re-checked; set the returned event when done."""
+        event = anyio.Event()
+        pending = [e for e in self._changing.get(server, []) if not e.is_set()]
+        self._changing[server] = [*pending, event]
+        return event
 
     async def _judge(self, subject: Subject) -> Decision:
         started = time.perf_counter()
@@ -120,6 +130,8 @@ class Guard:
         if method not in ("tools/call", "prompts/get"):
             return (dict(params) if params is not None else None), None
         params = dict(params or {})
+        for changing in self._changing.get(server, []):
+            await changing.wait()  # a re-check after list_changed may quarantine the very tool called
         if method == "tools/call":
             name = str(params.get("name", ""))
             if name in self.hidden_tools.get(server, set()):

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import anyio
+import anyio.abc
 from mcp.shared.dispatcher import CallOptions, DispatchContext
 from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher, progress_token_from_params
@@ -38,6 +39,7 @@ class WrapRelay:
         self.guard = guard
         self.client_request_timeout_s = client_request_timeout_s
         self._up: JSONRPCDispatcher[TransportContext] | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
 
     async def serve(self, read: Any, write: Any) -> None:
         # initialize runs inline: the client's notifications/initialized must not overtake it downstream.
@@ -46,6 +48,7 @@ class WrapRelay:
         )
         self._up = up
         async with anyio.create_task_group() as tg:
+            self._tg = tg
             self.downstream.bind(tg, self._server_request, self._server_notify)
             await self.downstream.start_adopted()
             if self.guard is not None and self.downstream.init_result is not None:
@@ -101,10 +104,25 @@ class WrapRelay:
     ) -> None:
         if method in DISPATCHER_OWNED or self._up is None:
             return
-        if method == "notifications/tools/list_changed" and self.guard is not None:
-            # Re-check at once: a client may call a changed tool without listing the tools again.
-            await recheck_tools(self.downstream, self.guard)
+        if method == "notifications/tools/list_changed" and self.guard is not None and self._tg is not None:
+            start_recheck(self._tg, self.downstream, self.guard)
         await self._up.notify(method, params)
+
+
+def start_recheck(tg: anyio.abc.TaskGroup, downstream: Downstream, guard: Guard) -> None:
+    """Re-check a server's tools after list_changed, in the background.
+
+    The notification goes on to the client at once; a client may call a changed tool without
+    listing the tools again, so calls to this server wait until the re-check has settled."""
+    settled = guard.catalogue_changing(downstream.name)
+    tg.start_soon(_recheck_then_settle, downstream, guard, settled)
+
+
+async def _recheck_then_settle(downstream: Downstream, guard: Guard, settled: anyio.Event) -> None:
+    try:
+        await recheck_tools(downstream, guard)
+    finally:
+        settled.set()
 
 
 async def recheck_tools(downstream: Downstream, guard: Guard) -> None:

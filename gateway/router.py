@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import anyio
+import anyio.abc
 from mcp.shared.dispatcher import CallOptions, DispatchContext
 from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher, progress_token_from_params
@@ -23,7 +24,7 @@ from mcp_types import METHOD_NOT_FOUND
 from .downstream import DOWNSTREAM_UNAVAILABLE, Downstream
 from .errors import DownstreamError
 from .guards import Guard
-from .relay import DISPATCHER_OWNED, recheck_tools
+from .relay import DISPATCHER_OWNED, start_recheck
 
 __all__ = ["SEP", "RouterRelay", "prefix_name"]
 
@@ -63,6 +64,7 @@ class RouterRelay:
         self.version = version
         self.client_request_timeout_s = client_request_timeout_s
         self._up: JSONRPCDispatcher[TransportContext] | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
         self.unavailable: dict[str, str] = {}
 
     async def serve(self, read: Any, write: Any) -> None:
@@ -71,6 +73,7 @@ class RouterRelay:
         )
         self._up = up
         async with anyio.create_task_group() as tg:
+            self._tg = tg
             for prefix, downstream in self.by_prefix.items():
                 downstream.bind(tg, self._server_request_for(prefix), self._server_notify_for(prefix))
             await up.run(self._client_request, self._client_notify)
@@ -264,8 +267,8 @@ class RouterRelay:
         ) -> None:
             if method in DISPATCHER_OWNED or self._up is None:
                 return
-            if method == "notifications/tools/list_changed" and self.guard is not None:
-                await recheck_tools(self.by_prefix[prefix], self.guard)
+            if method == "notifications/tools/list_changed" and self.guard is not None and self._tg is not None:
+                start_recheck(self._tg, self.by_prefix[prefix], self.guard)
             if method == "notifications/resources/updated" and params and isinstance(params.get("uri"), str):
                 params = {**params, "uri": f"{prefix}+{params['uri']}"}
             await self._up.notify(method, params)

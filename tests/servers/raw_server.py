@@ -121,6 +121,7 @@ def handle(message: dict[str, Any]) -> None:
             }
         )
     elif method == "tools/list":
+        time.sleep(float(os.environ.get("RAW_SERVER_LIST_DELAY_S", "0")))
         tools = TOOLS
         if os.environ.get("RAW_SERVER_TOOLS"):
             with open(os.environ["RAW_SERVER_TOOLS"], encoding="utf-8") as spec:
