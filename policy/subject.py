@@ -67,8 +67,10 @@ class Subject(BaseModel):
         parts: list[str] = []
         if self.kind is SubjectKind.TOOL_CALL:
             parts.append(f"call {self.tool or '?'}" + (f" on {self.server}" if self.server else ""))
-            if self.arguments:
-                parts.append(canonical_json(self.arguments))
+            # One line per argument value, so prose in an argument reads as prose, not as JSON.
+            parts.extend(
+                f"{path.lstrip('.')}: {value}" for path, value in iter_strings(self.arguments, "") if value.strip()
+            )
         if self.text:
             parts.append(self.text)
         elif self.structured is not None and self.kind is not SubjectKind.TOOL_CALL:
