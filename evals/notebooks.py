@@ -212,7 +212,7 @@ alike. The heat map shows it, and it is why numeric limits belong in rules."""),
     ("code", """exemplars = offline.classifier.exemplars
 vectors = models.minilm.encode([e.text for e in exemplars])
 sims = vectors @ vectors.T
-labels = [("V " if e.violation else "A ") + str(json.loads(e.text.split("\\n", 1)[1])["amount"]) for e in exemplars]
+labels = [("V " if e.violation else "A ") + e.text.split("amount: ", 1)[1].split("\\n", 1)[0] for e in exemplars]
 fig, ax = plt.subplots(figsize=(5, 4))
 im = ax.imshow(sims, vmin=0.5, vmax=1, cmap="viridis")
 ax.set_xticks(range(len(labels)), labels, rotation=45)

@@ -57,6 +57,9 @@ MAX_TRAIN_UNITS = 40_000
 # cases are mostly XSTest-style safe prompts that sound dangerous, and the judge is meant to settle
 # its unsure band, so its cut is set looser.
 TARGET_FPR = {"prompt-injection": 0.01, "tool-poisoning": 0.02, "content-safety": 0.05}
+# At most this share of benign dev cases may land in the band sent to the judge: a judge call costs
+# seconds, so the band is narrowed from below until ordinary traffic rarely needs one.
+JUDGE_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -385,7 +388,9 @@ def calibrate(scores: np.ndarray, labels: np.ndarray, target_fpr: float) -> Thre
     positives = np.sort(scores[labels])
     allowed = int(np.floor(target_fpr * len(negatives)))
     violate_above = float(negatives[-(allowed + 1)]) + 1e-6 if allowed < len(negatives) else 0.5
-    allow_below = min(float(positives[int(0.01 * len(positives))]), violate_above)
+    recall_floor = float(positives[int(0.01 * len(positives))])
+    judge_floor = float(np.quantile(negatives, max(0.0, 1.0 - target_fpr - JUDGE_SHARE)))
+    allow_below = min(max(recall_floor, judge_floor), violate_above)
     best_cut, best_f1 = violate_above, -1.0
     for cut in np.unique(np.round(scores, 5)):
         fpr, _, f1 = _metrics(scores, labels, float(cut))
