@@ -155,7 +155,20 @@ def load_source(path: Path) -> PolicySource:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PolicySourceError(path, None, "the file is not UTF-8 text", "Save it as UTF-8.") from exc
-    return parse_source(text, path, hashlib.sha256(raw).hexdigest())
+    source = parse_source(text, path, hashlib.sha256(raw).hexdigest())
+    companions = [name for name in (source.front.rules, source.front.classifier) if name]
+    if not companions:
+        return source
+    # The lock depends on the rules and head files the policy names, so they are part of its hash:
+    # editing one makes the lock stale like editing the English does.
+    digest = hashlib.sha256(raw)
+    for name in companions:
+        digest.update(b"\0" + name.encode())
+        try:
+            digest.update(b"\0" + (path.parent / name).read_bytes())
+        except OSError:
+            digest.update(b"\0missing")  # the compiler reports the missing file
+    return source.model_copy(update={"sha256": digest.hexdigest()})
 
 
 def parse_source(text: str, path: Path | str, sha256: str | None = None) -> PolicySource:

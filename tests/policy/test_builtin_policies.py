@@ -6,8 +6,12 @@ gateway sees all day: it must pass untouched, while plain attacks are still stop
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from gateway.demo_server import NOTES, WEB_PAGE
 from gateway.runtime import build_runtime
@@ -70,3 +74,23 @@ def test_a_harmful_request_inside_tool_arguments_is_blocked(engine: Engine) -> N
         subject = Subject(kind=SubjectKind.TOOL_CALL, server="srv", tool=tool, arguments=arguments)
         [verdict] = [v for v in engine.check(subject) if v.policy == "content-safety"]
         assert verdict.violated, (tool, verdict.reason)
+
+
+def test_the_shipped_policies_pass_their_own_cases_without_a_judge(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    expected = sum(
+        len(yaml.safe_load(path.read_text(encoding="utf-8"))["cases"])
+        for path in (repo / "policies").glob("*.cases.yaml")
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "policy", "test", str(repo / "policies"), "--no-judge", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert len(report["cases"]) == expected >= 25
+    assert set(report["policies"]) == {"prompt-injection", "tool-poisoning", "content-safety", "secrets", "pii"}
+    assert all(case["got"] == case["expected"] for case in report["cases"])

@@ -171,6 +171,23 @@ def test_lock_status_tracks_the_source(tmp_path: Path) -> None:
     assert lock_status(load_source(path)) is LockStatus.INVALID
 
 
+def test_editing_a_rules_file_the_policy_names_makes_its_lock_stale(tmp_path: Path) -> None:
+    from policy.source import load_source
+
+    rules = tmp_path / "p.rules.yaml"
+    rules.write_text("rules: []\n", encoding="utf-8")
+    path = tmp_path / "p.md"
+    path.write_text("---\nrules: p.rules.yaml\napplies_to: [tool_call]\n---\nNo transfers.\n", encoding="utf-8")
+    src = load_source(path)
+    write_lock(compile_policy(src, llm=None, models=fake_models()), lock_path(path))
+    assert lock_status(load_source(path)) is LockStatus.FRESH
+    rules.write_text(
+        "rules:\n  - {id: big, when: {path: arguments.amount, op: gt, value: 10}, effect: violate}\n",
+        encoding="utf-8",
+    )
+    assert lock_status(load_source(path)) is LockStatus.STALE
+
+
 def test_hand_written_rules_are_compiled_first_and_must_agree_with_the_examples(tmp_path: Path) -> None:
     (tmp_path / "p.rules.yaml").write_text(
         "decide: true\nrules:\n  - id: over\n    description: over the limit\n"
