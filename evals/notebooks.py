@@ -112,7 +112,7 @@ new training data, exemplars or a judge would help most."""),
     ("code", """def per_source(items):
     stats = defaultdict(Counter)
     for c in items:
-        key = ("t" if c["expected"] == "violation" else "f") + ("p" if c["got"] == "violation" else "n")
+        key = ("t" if c["got"] == c["expected"] else "f") + ("p" if c["got"] == "violation" else "n")
         stats[c["source"]][key] += 1
     return stats
 
@@ -147,9 +147,9 @@ def build(cells: list[tuple[str, str]], path: Path) -> None:
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     notebook.cells = [nbformat.v4.new_markdown_cell(source) if kind == "markdown" else
                       nbformat.v4.new_code_cell(source) for kind, source in cells]
+    path.parent.mkdir(parents=True, exist_ok=True)  # also the kernel's working directory
     NotebookClient(notebook, timeout=1200, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
-    path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, str(path))
     sys.stderr.write(f"wrote {path}\n")
 
@@ -259,6 +259,7 @@ and what the masked excerpts look like."""),
 import sqlite3
 import tempfile
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -267,7 +268,9 @@ import numpy as np
 from gateway.demo import run_demo
 
 work = Path(tempfile.mkdtemp())
-report = run_demo(work)
+# The notebook's kernel already runs an event loop; the demo starts its own in a worker thread.
+with ThreadPoolExecutor(1) as pool:
+    report = pool.submit(run_demo, work).result()
 db = sqlite3.connect(work / "audit.db")
 db.row_factory = sqlite3.Row
 rows = [dict(r) for r in db.execute("SELECT * FROM decisions ORDER BY id")]
@@ -288,7 +291,7 @@ for r in rows:
     for step in json.loads(r["trace"]):
         latency.setdefault(step["tier"], []).append(max(step["latency_ms"], 1e-3))
 fig, ax = plt.subplots(figsize=(7, 3))
-ax.boxplot(list(latency.values()), tick_labels=list(latency.keys()), vert=False)
+ax.boxplot(list(latency.values()), tick_labels=list(latency.keys()), orientation="horizontal")
 ax.set_xscale("log")
 ax.set_xlabel("ms per tier (log)")
 plt.tight_layout()
