@@ -141,7 +141,7 @@ class LiteLLMClient:
         try:
             value, raw = client.chat.completions.create_with_completion(**kwargs)
         except Exception as exc:  # litellm and instructor raise many types; sorted into our two below
-            raise _translate(exc, self.model, self.api_base) from exc
+            raise _translate(exc, self.model, self.api_base, timeout) from exc
         latency = (time.perf_counter() - started) * 1000
         usage = getattr(raw, "usage", None)
         return LLMResult(
@@ -179,10 +179,15 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def _translate(exc: Exception, model: str, api_base: str | None) -> Exception:
+def _translate(exc: Exception, model: str, api_base: str | None, timeout: float | None = None) -> Exception:
     where = f"{model}" + (f" at {api_base}" if api_base else "")
     for item in _chain(exc):
         name = type(item).__name__
+        if "Timeout" in name and timeout:
+            return LLMUnavailableError(
+                f"the LLM {where} did not answer within {timeout:g} s; a slow (e.g. local CPU) model needs a "
+                "longer timeout (policy compile --timeout, or judge.timeout_s for the judge)"
+            )
         if any(marker in name for marker in _UNAVAILABLE_NAMES) or isinstance(item, TimeoutError | ConnectionError):
             return LLMUnavailableError(
                 f"the LLM {where} is unavailable ({name}: {_first_line(item)}); "

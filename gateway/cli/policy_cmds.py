@@ -58,6 +58,10 @@ def compile_cmd(
         bool, typer.Option("--check", help="Only report stale or missing locks (exit 1); offline.")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Recompile even when the lock is fresh.")] = False,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", min=1, help="Seconds to wait for each LLM answer (raise it for a slow local model)."),
+    ] = 180.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     config: Path | None = ConfigOption,
 ) -> None:
@@ -94,7 +98,7 @@ def compile_cmd(
             continue
         say(f"compiling {source.id} with {'no LLM (offline)' if llm is None else llm.model} …")
         with cli_errors():
-            policy = compile_policy(source, llm=llm, models=models, detectors=registry)
+            policy = compile_policy(source, llm=llm, models=models, detectors=registry, timeout=timeout)
         write_lock(policy, target)
         say(f"compiled  {source.id}: {summarise_policy(policy)} → {target}")
         for item in policy.provenance.omitted:

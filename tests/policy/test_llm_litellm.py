@@ -125,7 +125,7 @@ def test_a_hanging_server_times_out_as_unavailable() -> None:
     with scripted_llm_server() as server:
         server.hang = threading.Event()
         llm = LiteLLMClient("openai/scripted", api_base=f"{server.url}/v1")
-        with pytest.raises(LLMUnavailableError):
+        with pytest.raises(LLMUnavailableError, match=r"did not answer within 1 s; .*--timeout"):
             llm.complete([{"role": "user", "content": "x"}], _Tiny, timeout=1, max_retries=0)
 
 
