@@ -48,7 +48,13 @@ def _verdict_on_target(suite: str, entry: dict[str, Any]) -> str:
     return f"F1 {m['f1']:.3f}, FPR {m['fpr']:.3%}"
 
 
-def render(report: dict[str, Any], judge: dict[str, Any] | None, bench: dict[str, Any] | None, notes: str = "") -> str:
+def render(
+    report: dict[str, Any],
+    judge: dict[str, Any] | None,
+    bench: dict[str, Any] | None,
+    notes: str = "",
+    live: dict[str, Any] | None = None,
+) -> str:
     lines = [
         "# Scorecard",
         "",
@@ -123,6 +129,25 @@ def render(report: dict[str, Any], judge: dict[str, Any] | None, bench: dict[str
         lines += ["", "## The judge, measured", "", judge.get("summary", "")]
         for row in judge.get("rows", []):
             lines.append(f"- {row}")
+    if live:
+        lines += [
+            "",
+            "## Built-in and example policies compiled by the local model",
+            "",
+            f"`tests/live` compiled every policy in `policies/` and `policies/examples/` with `{live['model']}`, "
+            f"then ran `mcp-gateway policy test` on their own {live['cases']} hand-written cases with the judge on "
+            f"({live['judge_calls']} judge calls). Cases the compiled policy got wrong: "
+            f"{', '.join(f'`{c}`' for c in live['failed_cases']) or 'none'}.",
+            "",
+            "| policy | compile | rules | tp | fp | tn | fn | judge calls | decided by |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for policy_id, row in sorted(live["policies"].items()):
+            tiers = ", ".join(f"{k} {v}" for k, v in sorted((row.get("tiers") or {}).items()))
+            lines.append(
+                f"| {policy_id} | {row['status']} | {row['rules']} | {row['tp']} | {row['fp']} | {row['tn']} | "
+                f"{row['fn']} | {row['judge_calls']} | {tiers} |"
+            )
     if bench:
         lines += [
             "",

@@ -246,9 +246,11 @@ def write_markdown(report: dict[str, Any]) -> None:
     judge = json.loads(live.read_text(encoding="utf-8")) if live.exists() else None
     bench = ROOT / "evals" / "bench" / "results.json"
     bench_data = json.loads(bench.read_text(encoding="utf-8")) if bench.exists() else None
+    live_path = ROOT / "evals" / "results" / "live-policies.json"
+    live = json.loads(live_path.read_text(encoding="utf-8")) if live_path.exists() else None
     notes_path = ROOT / "evals" / "scorecard-notes.md"
     notes = notes_path.read_text(encoding="utf-8") if notes_path.exists() else ""
-    (ROOT / "evals" / "SCORECARD.md").write_text(render(report, judge, bench_data, notes), encoding="utf-8")
+    (ROOT / "evals" / "SCORECARD.md").write_text(render(report, judge, bench_data, notes, live), encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

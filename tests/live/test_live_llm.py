@@ -4,6 +4,9 @@
     MCP_GATEWAY_LIVE_API_BASE=http://127.0.0.1:18080/v1 MCP_GATEWAY_LIVE_OLLAMA_BASE=http://127.0.0.1:18081 \
         .venv/bin/pytest -m live tests/live -v
 
+With MCP_GATEWAY_LIVE_RESULTS=evals/results/live-policies.json, the compile-and-test run of the
+built-in and example policies is also written there for the scorecard.
+
 These assert what must hold whatever the model's quality: valid structured output, a verified or
 repaired compile that never contradicts its own examples, judge answers that pass the integrity
 check. How often a 1.5B model is right is measured by the scorecard, not asserted here.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +125,105 @@ def test_policy_check_with_a_live_judge_decides_by_the_judge(tmp_path: Path) -> 
     [verdict] = json.loads(result.stdout)["verdicts"]
     assert verdict["tier"] == "judge", verdict
     assert verdict["judge_rationale"]
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _gateway(args: list[str], tmp_path: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MCP_GATEWAY_CACHE_DIR": str(tmp_path / "cache"), "MCP_GATEWAY_JUDGE__TIMEOUT_S": "300"}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def _case_count(directory: Path) -> int:
+    import yaml
+
+    total = 0
+    for path in directory.glob("*.cases.yaml"):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        total += len(data["cases"] if isinstance(data, dict) else data)
+    return total
+
+
+@needs_server
+@pytest.mark.timeout(7200)
+def test_builtin_and_example_policies_compile_with_a_real_model_and_pass_through_policy_test(
+    tmp_path: Path,
+) -> None:
+    work = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", work)
+    examples = work / "examples"
+    compiled: dict[str, dict[str, object]] = {}
+    for directory in (work, examples):
+        result = _gateway(
+            ["policy", "compile", str(directory), "--model", f"openai/{MODEL}", "--api-base", str(API_BASE),
+              "--force", "--json", "--timeout", "1800"],
+            tmp_path,
+            timeout=5400,
+        )
+        # Exit 1 means a compiled policy contradicts its own examples: reported, lock still written.
+        assert result.returncode in (0, 1), result.stderr
+        for item in json.loads(result.stdout)["policies"]:
+            lock = json.loads(Path(item["lock"]).read_text(encoding="utf-8"))
+            assert lock["provenance"]["compiler"] == f"openai/{MODEL}", item
+            compiled[item["id"]] = {"status": item["status"], "rules": len(lock["rules"])}
+    assert set(compiled) == {
+        "prompt-injection", "tool-poisoning", "content-safety", "secrets", "pii",
+        "no-large-transfers", "no-refund-promises", "read-only-production",
+    }
+    # What we trained and wrote by hand survives an LLM compile: heads, thresholds and hand rules.
+    for policy_id in ("prompt-injection", "tool-poisoning", "content-safety"):
+        shipped = json.loads((REPO / "policies" / f"{policy_id}.lock.json").read_text(encoding="utf-8"))
+        fresh = json.loads((work / f"{policy_id}.lock.json").read_text(encoding="utf-8"))
+        assert fresh["classifier"]["head"] == shipped["classifier"]["head"]
+        assert fresh["classifier"]["thresholds"] == shipped["classifier"]["thresholds"]
+        hand = [rule["id"] for rule in shipped["rules"]]
+        assert [rule["id"] for rule in fresh["rules"]][: len(hand)] == hand
+
+    cassette = tmp_path / "judge.cassette.jsonl"
+    live = _gateway(
+        ["policy", "test", str(work), str(examples), "--format", "json", "--judge-model", f"openai/{MODEL}",
+         "--judge-api-base", str(API_BASE), "--record", str(cassette)],
+        tmp_path,
+        timeout=5400,
+    )
+    assert live.returncode in (0, 1), live.stderr  # 1: some hand-written case failed (quality, not a crash)
+    report = json.loads(live.stdout)
+    assert len(report["cases"]) == _case_count(work) + _case_count(examples)
+    assert set(report["policies"]) == set(compiled)
+    judge_calls = sum(m.get("judge_calls", 0) for m in report["policies"].values())
+    assert judge_calls > 0, "no case reached the judge"
+
+    # The recorded answers replay offline (the API base points nowhere) to the same decisions.
+    replayed = _gateway(
+        ["policy", "test", str(work), str(examples), "--format", "json", "--judge-api-base",
+         "http://127.0.0.1:9/v1", "--judge-model", f"openai/{MODEL}", "--replay", str(cassette)],
+        tmp_path,
+        timeout=1800,
+    )
+    assert replayed.returncode == live.returncode, replayed.stderr
+    again = {case["id"]: case["got"] for case in json.loads(replayed.stdout)["cases"]}
+    assert again == {case["id"]: case["got"] for case in report["cases"]}
+
+    rows = {
+        policy_id: {
+            **compiled[policy_id],
+            **{k: metrics.get(k) for k in ("tp", "fp", "tn", "fn", "f1", "judge_calls", "tiers")},
+        }
+        for policy_id, metrics in report["policies"].items()
+    }
+    failed = [case["id"] for case in report["cases"] if case["expected"] != case["got"]]
+    sys.stderr.write(f"\nlive policies: {json.dumps(rows)}\nfailed cases: {failed}\n")
+    out = os.environ.get("MCP_GATEWAY_LIVE_RESULTS")
+    if out:
+        Path(out).write_text(
+            json.dumps(
+                {"model": f"openai/{MODEL}", "policies": rows, "failed_cases": failed,
+                 "judge_calls": judge_calls, "cases": len(report["cases"])},
+                indent=1,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
