@@ -183,6 +183,11 @@ def _translate(exc: Exception, model: str, api_base: str | None, timeout: float 
     where = f"{model}" + (f" at {api_base}" if api_base else "")
     for item in _chain(exc):
         name = type(item).__name__
+        if "ContextWindowExceeded" in name:
+            return LLMOutputError(
+                f"the request did not fit the context window of the LLM {where} ({_first_line(item)}); "
+                "serve the model with a longer context (e.g. llama.cpp --n_ctx 16384) or use a larger model"
+            )
         if "Timeout" in name and timeout:
             return LLMUnavailableError(
                 f"the LLM {where} did not answer within {timeout:g} s; a slow (e.g. local CPU) model needs a "

@@ -31,6 +31,7 @@ class ScriptedLLMServer:
     rules: list[Rule] = field(default_factory=list)
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     hang: threading.Event | None = None  # when set to an unset Event, every request waits on it
+    fail_with: tuple[int, dict[str, Any]] | None = None  # (status, body) returned to every POST
     url: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -75,6 +76,9 @@ def _handler(server_state: ScriptedLLMServer) -> type[BaseHTTPRequestHandler]:
             body = json.loads(self.rfile.read(length) or b"{}")
             if server_state.hang is not None:
                 server_state.hang.wait(timeout=60)
+            if server_state.fail_with is not None:
+                self._send(*server_state.fail_with)
+                return
             if self.path == "/api/show":
                 self._send(200, {"modelfile": "", "parameters": "", "template": "", "details": {}, "model_info": {}})
                 return

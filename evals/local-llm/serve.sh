@@ -8,9 +8,10 @@ LLM_DIR=${LLM_DIR:-$HOME/.cache/mcp-gateway/local-llm}
 PORT=${PORT:-18080}
 OLLAMA_PORT=${OLLAMA_PORT:-18081}
 THREADS=${THREADS:-1}   # one thread: with the gateway and tests sharing two cores, more threads slow it down
+N_CTX=${N_CTX:-16384}   # a compile that retries resends the failed answer: 8192 tokens is too short
 "$LLM_DIR/venv/bin/python" -m llama_cpp.server --model "$LLM_DIR/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf" \
   --model_alias qwen-judge --host 127.0.0.1 --port "$PORT" --n_threads "$THREADS" --n_threads_batch "$THREADS" \
-  --n_ctx 8192 &
+  --n_ctx "$N_CTX" &
 LLAMA=$!
 python3 "$HERE/ollama_front.py" --port "$OLLAMA_PORT" --upstream "http://127.0.0.1:$PORT/v1" &
 FRONT=$!

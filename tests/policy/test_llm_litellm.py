@@ -129,6 +129,16 @@ def test_a_hanging_server_times_out_as_unavailable() -> None:
             llm.complete([{"role": "user", "content": "x"}], _Tiny, timeout=1, max_retries=0)
 
 
+def test_a_request_longer_than_the_context_window_says_so() -> None:
+    with scripted_llm_server() as server:
+        message = "This model's maximum context length is 8192 tokens. However, you requested 13312 tokens."
+        server.fail_with = (400, {"error": {"message": message, "type": "invalid_request_error",
+                                            "code": "context_length_exceeded"}})
+        llm = LiteLLMClient("openai/scripted", api_base=f"{server.url}/v1")
+        with pytest.raises(LLMOutputError, match=r"did not fit the context window .*--n_ctx"):
+            llm.complete([{"role": "user", "content": "x"}], _Tiny, timeout=10, max_retries=0)
+
+
 def test_the_judge_goes_through_litellm_to_ollamas_chat_api() -> None:
     policy = compile_policy(
         parse_source(POLICY.replace("## Violations", "## Violations"), "p.md"), llm=None, models=fake_models()
