@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from policy.compiler import compile_policy
 from policy.detectors import DetectorRegistry
+from policy.errors import CompileError, LLMError
 from policy.llm import LiteLLMClient
 from policy.loader import discover_sources
 from policy.lockfile import LockStatus, lock_path, lock_status, write_lock
@@ -22,6 +23,7 @@ from ..runtime import build_models, build_runtime
 from ._app import policy_app
 from ._common import (
     EXIT_FINDINGS,
+    EXIT_RUNTIME,
     EXIT_USAGE,
     ConfigOption,
     cli_errors,
@@ -90,6 +92,7 @@ def compile_cmd(
     models = build_models(settings)
     results: list[dict[str, Any]] = []
     mismatched = 0
+    failed: list[str] = []
     for source in sources:
         target = lock_path(source.path)
         if not force and lock_status(source) is LockStatus.FRESH:
@@ -98,7 +101,14 @@ def compile_cmd(
             continue
         say(f"compiling {source.id} with {'no LLM (offline)' if llm is None else llm.model} …")
         with cli_errors():
-            policy = compile_policy(source, llm=llm, models=models, detectors=registry, timeout=timeout)
+            try:
+                policy = compile_policy(source, llm=llm, models=models, detectors=registry, timeout=timeout)
+            except (CompileError, LLMError) as exc:
+                # One policy that cannot be compiled does not stop the others; its old lock stays untouched.
+                failed.append(source.id)
+                say(f"error: {exc}")
+                results.append({"id": source.id, "lock": str(target), "status": "failed", "error": str(exc)})
+                continue
         write_lock(policy, target)
         say(f"compiled  {source.id}: {summarise_policy(policy)} → {target}")
         for item in policy.provenance.omitted:
@@ -126,6 +136,9 @@ def compile_cmd(
         )
     if as_json:
         emit_json({"policies": results})
+    if failed:
+        say(f"{len(failed)} policy file(s) failed to compile ({', '.join(failed)}); their lock files were not written")
+        raise typer.Exit(EXIT_RUNTIME)
     if mismatched:
         raise typer.Exit(EXIT_FINDINGS)
 
@@ -236,9 +249,10 @@ def explain_cmd(
     subjects, verdicts = _run_check(event, policies, only, no_builtin, judge_model, judge_api_base, no_judge, config)
     for subject, subject_verdicts in zip(subjects, verdicts, strict=True):
         label = f"{subject.kind.value} {subject.tool}".strip()
-        say(f"subject: {label}" + (f" on {subject.server}" if subject.server else ""))
+        # The trace is what this command is for, so it goes to stdout (pipe it into a pager or a file).
+        say(f"subject: {label}" + (f" on {subject.server}" if subject.server else ""), err=False)
         if not subject_verdicts:
-            say("  no policy applies to this subject")
+            say("  no policy applies to this subject", err=False)
         for verdict in subject_verdicts:
-            say(explain_verdict(verdict, subject, reveal=reveal))
-        say()
+            say(explain_verdict(verdict, subject, reveal=reveal), err=False)
+        say(err=False)
