@@ -144,10 +144,15 @@ def render(
         ]
         for policy_id, row in sorted(live["policies"].items()):
             tiers = ", ".join(f"{k} {v}" for k, v in sorted((row.get("tiers") or {}).items()))
+            status = "failed (shipped offline lock used)" if row["status"] == "failed" else row["status"]
+            rules = "–" if row.get("rules") is None else row["rules"]
             lines.append(
-                f"| {policy_id} | {row['status']} | {row['rules']} | {row['tp']} | {row['fp']} | {row['tn']} | "
+                f"| {policy_id} | {status} | {rules} | {row['tp']} | {row['fp']} | {row['tn']} | "
                 f"{row['fn']} | {row['judge_calls']} | {tiers} |"
             )
+        errors = [(pid, row["error"]) for pid, row in sorted(live["policies"].items()) if row.get("error")]
+        if errors:
+            lines += ["", "Why a compile failed:", ""] + [f"- `{pid}`: {error}" for pid, error in errors]
     if bench:
         lines += [
             "",

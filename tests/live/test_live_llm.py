@@ -148,7 +148,7 @@ def _case_count(directory: Path) -> int:
 
 
 @needs_server
-@pytest.mark.timeout(7200)
+@pytest.mark.timeout(14400)
 def test_builtin_and_example_policies_compile_with_a_real_model_and_pass_through_policy_test(
     tmp_path: Path,
 ) -> None:
@@ -159,13 +159,19 @@ def test_builtin_and_example_policies_compile_with_a_real_model_and_pass_through
     for directory in (work, examples):
         result = _gateway(
             ["policy", "compile", str(directory), "--model", f"openai/{MODEL}", "--api-base", str(API_BASE),
-              "--force", "--json", "--timeout", "1800"],
+             "--force", "--json", "--timeout", "900"],
             tmp_path,
-            timeout=5400,
+            timeout=7000,
         )
-        # Exit 1 means a compiled policy contradicts its own examples: reported, lock still written.
-        assert result.returncode in (0, 1), result.stderr
+        # 1: a compiled policy contradicts its own examples (lock still written); 3: the model could not
+        # compile some policy (its shipped offline lock stays in place). Anything else is a crash.
+        assert result.returncode in (0, 1, 3), result.stderr
         for item in json.loads(result.stdout)["policies"]:
+            if item["status"] == "failed":
+                # A small model's failure must be reported as such, naming what went wrong.
+                assert "openai/" + MODEL in item["error"], item
+                compiled[item["id"]] = {"status": "failed", "rules": None, "error": item["error"][:300]}
+                continue
             lock = json.loads(Path(item["lock"]).read_text(encoding="utf-8"))
             assert lock["provenance"]["compiler"] == f"openai/{MODEL}", item
             compiled[item["id"]] = {"status": item["status"], "rules": len(lock["rules"])}
@@ -173,8 +179,11 @@ def test_builtin_and_example_policies_compile_with_a_real_model_and_pass_through
         "prompt-injection", "tool-poisoning", "content-safety", "secrets", "pii",
         "no-large-transfers", "no-refund-promises", "read-only-production",
     }
+    assert any(row["status"] != "failed" for row in compiled.values()), compiled
     # What we trained and wrote by hand survives an LLM compile: heads, thresholds and hand rules.
     for policy_id in ("prompt-injection", "tool-poisoning", "content-safety"):
+        if compiled[policy_id]["status"] == "failed":
+            continue
         shipped = json.loads((REPO / "policies" / f"{policy_id}.lock.json").read_text(encoding="utf-8"))
         fresh = json.loads((work / f"{policy_id}.lock.json").read_text(encoding="utf-8"))
         assert fresh["classifier"]["head"] == shipped["classifier"]["head"]
@@ -187,7 +196,7 @@ def test_builtin_and_example_policies_compile_with_a_real_model_and_pass_through
         ["policy", "test", str(work), str(examples), "--format", "json", "--judge-model", f"openai/{MODEL}",
          "--judge-api-base", str(API_BASE), "--record", str(cassette)],
         tmp_path,
-        timeout=5400,
+        timeout=7000,
     )
     assert live.returncode in (0, 1), live.stderr  # 1: some hand-written case failed (quality, not a crash)
     report = json.loads(live.stdout)
