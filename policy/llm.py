@@ -8,6 +8,7 @@ scripted stand-in for unit tests.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -138,10 +139,32 @@ class LiteLLMClient:
         if max_tokens:
             kwargs["max_tokens"] = max_tokens
         started = time.perf_counter()
-        try:
-            value, raw = client.chat.completions.create_with_completion(**kwargs)
-        except Exception as exc:  # litellm and instructor raise many types; sorted into our two below
-            raise _translate(exc, self.model, self.api_base, timeout) from exc
+        # Retries are ours, not instructor's: its re-ask resends the whole failed answer with pydantic's
+        # full error text, which overflows a small local model's context after one or two rounds. Ours
+        # sends the answer clipped and the errors as one short line each.
+        kwargs["max_retries"] = 0
+        attempt_messages = list(messages)
+        for attempt in range(max_retries + 1):
+            kwargs["messages"] = attempt_messages
+            try:
+                value, raw = client.chat.completions.create_with_completion(**kwargs)
+                break
+            except Exception as exc:  # litellm and instructor raise many types; sorted into our two below
+                error = _translate(exc, self.model, self.api_base, timeout)
+                feedback = _output_feedback(exc)
+                if attempt == max_retries or feedback is None or isinstance(error, LLMUnavailableError):
+                    raise error from exc
+                answer, problems = feedback
+                attempt_messages = [
+                    *messages,
+                    {"role": "assistant", "content": answer},
+                    {
+                        "role": "user",
+                        "content": "That answer is not valid:\n"
+                        + problems
+                        + "\nReply again with only the corrected JSON object, following the schema.",
+                    },
+                ]
         latency = (time.perf_counter() - started) * 1000
         usage = getattr(raw, "usage", None)
         return LLMResult(
@@ -177,6 +200,46 @@ def _chain(exc: BaseException) -> list[BaseException]:
                 if isinstance(inner, BaseException):
                     seen.append(inner)
     return seen
+
+
+_ANSWER_CHARS = 3000
+_MAX_PROBLEMS = 8
+
+
+def _output_feedback(exc: BaseException) -> tuple[str, str] | None:
+    """The failed answer (clipped) and its problems, one short line each; None if the output was not at fault."""
+    from pydantic import ValidationError
+
+    chain = _chain(exc)
+    if any("ContextWindowExceeded" in type(item).__name__ for item in chain):
+        return None
+    problems: list[str] = []
+    for item in chain:
+        if isinstance(item, ValidationError):
+            for error in item.errors()[:_MAX_PROBLEMS]:
+                where = ".".join(str(part) for part in error["loc"]) or "(the whole answer)"
+                got = repr(error.get("input"))[:80]
+                problems.append(f"- {where}: {error['msg']} (got {got})")
+            break
+        if isinstance(item, json.JSONDecodeError):
+            problems.append(f"- not valid JSON: {item.msg} at line {item.lineno} column {item.colno}")
+            break
+    if not problems:
+        return None
+    answer = ""
+    for attempt in getattr(exc, "failed_attempts", None) or []:
+        answer = _completion_text(getattr(attempt, "completion", None)) or answer
+    answer = answer or _completion_text(getattr(exc, "last_completion", None))
+    if len(answer) > _ANSWER_CHARS:
+        answer = answer[:_ANSWER_CHARS] + " …(cut)"
+    return answer or "(no answer text)", "\n".join(problems)
+
+
+def _completion_text(completion: Any) -> str:
+    try:
+        return str(completion.choices[0].message.content or "")
+    except (AttributeError, IndexError, TypeError):
+        return ""
 
 
 def _translate(exc: Exception, model: str, api_base: str | None, timeout: float | None = None) -> Exception:

@@ -98,8 +98,11 @@ def test_invalid_output_is_retried_with_the_validation_error_then_accepted() -> 
         llm = LiteLLMClient("openai/scripted", api_base=f"{server.url}/v1")
         policy = compile_policy(parse_source(POLICY, "p.md"), llm=llm, models=fake_models(), timeout=30)
     assert len(server.requests) == 2
-    retry_prompt = json.dumps(server.requests[1][1]["messages"])
-    assert "teleport" in retry_prompt
+    retry = server.requests[1][1]["messages"]
+    assert "teleport" in json.dumps(retry)
+    # The re-ask is compact: the original question, the failed answer, one short line per problem.
+    assert len(retry) == len(server.requests[0][1]["messages"]) + 2
+    assert "- applies_to.0:" in retry[-1]["content"] and "errors.pydantic.dev" not in retry[-1]["content"]
     assert policy.rules[0].id == "over-limit"
 
 
