@@ -9,6 +9,7 @@ scripted stand-in for unit tests.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -16,6 +17,8 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from pydantic import BaseModel
 
 from .errors import LLMOutputError, LLMUnavailableError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["LLMResult", "LiteLLMClient", "StructuredLLM", "StructuredMode", "choose_mode"]
 
@@ -101,6 +104,8 @@ class LiteLLMClient:
             import litellm
 
             litellm.suppress_debug_info = True
+            # Retries and their messages are ours (see complete); instructor's own would repeat each failure.
+            logging.getLogger("instructor").setLevel(logging.CRITICAL)
             litellm.telemetry = False
             modes = {
                 "json_schema": instructor.Mode.JSON_SCHEMA,
@@ -152,9 +157,16 @@ class LiteLLMClient:
             except Exception as exc:  # litellm and instructor raise many types; sorted into our two below
                 error = _translate(exc, self.model, self.api_base, timeout)
                 feedback = _output_feedback(exc)
-                if attempt == max_retries or feedback is None or isinstance(error, LLMUnavailableError):
+                if feedback is None or isinstance(error, LLMUnavailableError):
                     raise error from exc
                 answer, problems = feedback
+                if attempt == max_retries:
+                    raise LLMOutputError(
+                        f"the LLM {self.model} did not return valid structured output in {attempt + 1} "
+                        f"attempt(s); its last answer had these problems:\n{problems}\n"
+                        "try a larger model, or a backend that supports JSON-schema output"
+                    ) from exc
+                logger.warning("%s: answer %d was not valid, asking again:\n%s", self.model, attempt + 1, problems)
                 attempt_messages = [
                     *messages,
                     {"role": "assistant", "content": answer},

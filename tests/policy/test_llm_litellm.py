@@ -110,9 +110,10 @@ def test_output_that_never_validates_fails_with_a_clear_message() -> None:
     with scripted_llm_server() as server:
         server.script("", "I think this policy is about money.")
         llm = LiteLLMClient("openai/scripted", api_base=f"{server.url}/v1")
-        with pytest.raises(LLMOutputError, match="did not return valid structured output"):
+        with pytest.raises(LLMOutputError, match="did not return valid structured output") as raised:
             llm.complete([{"role": "user", "content": "x"}], _Tiny, timeout=10, max_retries=1)
     assert len(server.requests) == 2
+    assert "in 2 attempt(s); its last answer had these problems:\n- " in str(raised.value)
 
 
 def test_a_server_that_is_down_is_reported_unavailable() -> None:
