@@ -152,7 +152,9 @@ def render(
             )
         errors = [(pid, row["error"]) for pid, row in sorted(live["policies"].items()) if row.get("error")]
         if errors:
-            lines += ["", "Why a compile failed:", ""] + [f"- `{pid}`: {error}" for pid, error in errors]
+            lines += ["", "Why a compile failed:", ""] + [
+                f"- `{pid}`: {' '.join(error.split())}" for pid, error in errors
+            ]
     if bench:
         lines += [
             "",
