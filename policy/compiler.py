@@ -357,7 +357,7 @@ def _load_rules(source: PolicySource) -> tuple[list[Rule], bool]:
     name = source.front.rules
     if not name:
         return [], False
-    path = Path(source.path).parent / name
+    path = source.companion(name)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -383,7 +383,7 @@ def _load_heads(source: PolicySource) -> tuple[Head | None, Head | None, Thresho
     name = source.front.classifier
     if not name:
         return None, None, None
-    path = Path(source.path).parent / name
+    path = source.companion(name)
     try:
         data = _HeadFile.model_validate_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:

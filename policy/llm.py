@@ -155,16 +155,14 @@ class LiteLLMClient:
                 value, raw = client.chat.completions.create_with_completion(**kwargs)
                 break
             except Exception as exc:  # litellm and instructor raise many types; sorted into our two below
-                error = _translate(exc, self.model, self.api_base, timeout)
                 feedback = _output_feedback(exc)
-                if feedback is None or isinstance(error, LLMUnavailableError):
-                    raise error from exc
+                if feedback is None:  # not an answer that failed validation: nothing to ask again about
+                    raise _translate(exc, self.model, self.api_base, timeout) from exc
                 answer, problems = feedback
                 if attempt == max_retries:
                     raise LLMOutputError(
                         f"the LLM {self.model} did not return valid structured output in {attempt + 1} "
-                        f"attempt(s); its last answer had these problems:\n{problems}\n"
-                        "try a larger model, or a backend that supports JSON-schema output"
+                        f"attempt(s); its last answer had these problems:\n{problems}\n{_OUTPUT_FIX}"
                     ) from exc
                 logger.warning("%s: answer %d was not valid, asking again:\n%s", self.model, attempt + 1, problems)
                 attempt_messages = [
@@ -214,6 +212,10 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
+_OUTPUT_FIX = (
+    "try a larger model, or another structured-output mode: judge.mode in the settings "
+    "(MCP_GATEWAY_JUDGE__MODE=json_schema, json, tools or md_json), which the compiler uses too"
+)
 _ANSWER_CHARS = 3000
 _MAX_PROBLEMS = 8
 
@@ -222,11 +224,8 @@ def _output_feedback(exc: BaseException) -> tuple[str, str] | None:
     """The failed answer (clipped) and its problems, one short line each; None if the output was not at fault."""
     from pydantic import ValidationError
 
-    chain = _chain(exc)
-    if any("ContextWindowExceeded" in type(item).__name__ for item in chain):
-        return None
     problems: list[str] = []
-    for item in chain:
+    for item in _chain(exc):
         if isinstance(item, ValidationError):
             for error in item.errors()[:_MAX_PROBLEMS]:
                 where = ".".join(str(part) for part in error["loc"]) or "(the whole answer)"
@@ -263,6 +262,11 @@ def _translate(exc: Exception, model: str, api_base: str | None, timeout: float 
                 f"the request did not fit the context window of the LLM {where} ({_first_line(item)}); "
                 "serve the model with a longer context (e.g. llama.cpp --n_ctx 16384) or use a larger model"
             )
+        if "IncompleteOutput" in name:
+            return LLMOutputError(
+                f"the answer of the LLM {where} was cut off at its token limit before the JSON was complete; "
+                "a model that answers more briefly, or a larger one, is needed"
+            )
         if "Timeout" in name and timeout:
             return LLMUnavailableError(
                 f"the LLM {where} did not answer within {timeout:g} s; a slow (e.g. local CPU) model needs a "
@@ -274,8 +278,8 @@ def _translate(exc: Exception, model: str, api_base: str | None, timeout: float 
                 "check that the server is running and the model name is right"
             )
     return LLMOutputError(
-        f"the LLM {where} did not return valid structured output after retries ({type(exc).__name__}: "
-        f"{_first_line(exc)}); try a larger model or another --judge-mode"
+        f"the LLM {where} did not return valid structured output ({type(exc).__name__}: "
+        f"{_first_line(exc)}); {_OUTPUT_FIX}"
     )
 
 

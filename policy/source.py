@@ -125,6 +125,10 @@ class PolicySource(BaseModel):
     examples: tuple[Example, ...] = ()
     sha256: str
 
+    def companion(self, name: str) -> Path:
+        """A file the policy names in its front matter (``rules:``, ``classifier:``), beside the policy."""
+        return Path(self.path).parent / name
+
     @property
     def default_kinds(self) -> list[SubjectKind]:
         return self.front.applies_to or list(SubjectKind)
@@ -165,7 +169,7 @@ def load_source(path: Path) -> PolicySource:
     for name in companions:
         digest.update(b"\0" + name.encode())
         try:
-            digest.update(b"\0" + (path.parent / name).read_bytes())
+            digest.update(b"\0" + source.companion(name).read_bytes())
         except OSError:
             digest.update(b"\0missing")  # the compiler reports the missing file
     return source.model_copy(update={"sha256": digest.hexdigest()})

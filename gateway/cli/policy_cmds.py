@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from policy.compiler import compile_policy
 from policy.detectors import DetectorRegistry
-from policy.errors import CompileError, LLMError
+from policy.errors import CompileError, LLMUnavailableError
 from policy.llm import LiteLLMClient
 from policy.loader import discover_sources
 from policy.lockfile import LockStatus, lock_path, lock_status, write_lock
@@ -87,7 +87,11 @@ def compile_cmd(
     model = model or settings.judge.model
     if not offline and not model:
         fail("no compiler model: pass --model (e.g. ollama_chat/qwen2.5-coder:1.5b) or --offline")
-    llm = None if offline else LiteLLMClient(str(model), api_base=api_base or settings.judge.api_base)
+    llm = (
+        None
+        if offline
+        else LiteLLMClient(str(model), api_base=api_base or settings.judge.api_base, mode=settings.judge.mode)
+    )
     registry = DetectorRegistry()
     models = build_models(settings)
     results: list[dict[str, Any]] = []
@@ -103,7 +107,9 @@ def compile_cmd(
         with cli_errors():
             try:
                 policy = compile_policy(source, llm=llm, models=models, detectors=registry, timeout=timeout)
-            except (CompileError, LLMError) as exc:
+            except CompileError as exc:
+                if isinstance(exc.__cause__, LLMUnavailableError):
+                    raise  # a model that is down or too slow fails every policy alike: stop here
                 # One policy that cannot be compiled does not stop the others; its old lock stays untouched.
                 failed.append(source.id)
                 say(f"error: {exc}")
@@ -137,7 +143,10 @@ def compile_cmd(
     if as_json:
         emit_json({"policies": results})
     if failed:
-        say(f"{len(failed)} policy file(s) failed to compile ({', '.join(failed)}); their lock files were not written")
+        say(
+            f"{len(failed)} policy file(s) failed to compile ({', '.join(failed)}); their lock files were not "
+            "written (an earlier lock stays in use). Fix what the errors above name, or compile with a larger model."
+        )
         raise typer.Exit(EXIT_RUNTIME)
     if mismatched:
         raise typer.Exit(EXIT_FINDINGS)

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ BAD_RULES = (
 
 
 def _run(
-    args: list[str], tmp_path: Path, stdin: str | None = None, timeout: float = 300
+    args: list[str], tmp_path: Path, stdin: str | None = None, timeout: float = 300, **env_extra: str
 ) -> subprocess.CompletedProcess[str]:
     (tmp_path / "no-config.toml").touch()
     env = {
@@ -76,6 +77,7 @@ def _run(
         "MCP_GATEWAY_CONFIG": str(tmp_path / "no-config.toml"),
         "MCP_GATEWAY_AUDIT_DB": str(tmp_path / "audit.db"),
         "MCP_GATEWAY_PINS_DB": str(tmp_path / "pins.db"),
+        **env_extra,
     }
     return subprocess.run(
         [sys.executable, "-m", "gateway", *args],
@@ -133,11 +135,10 @@ def test_compile_goes_on_past_a_policy_that_cannot_be_compiled_and_exits_3(tmp_p
     assert "1 policy file(s) failed to compile (bad)" in result.stderr
 
 
-def test_compile_with_a_model_that_never_answers_names_the_timeout(tmp_path: Path) -> None:
-    import threading
-
+def test_compile_with_a_model_that_never_answers_names_the_timeout_and_stops(tmp_path: Path) -> None:
     policies = tmp_path / "policies"
     _write(policies, "refunds.md", REFUNDS)
+    _write(policies, "zz-later.md", REFUNDS.replace("refund", "discount"))
     with scripted_llm_server() as server:
         server.hang = threading.Event()
         result = _run(
@@ -157,6 +158,8 @@ def test_compile_with_a_model_that_never_answers_names_the_timeout(tmp_path: Pat
     assert result.returncode == 3
     assert "did not answer within 2 s" in result.stderr and "--timeout" in result.stderr
     assert not (policies / "refunds.lock.json").exists()
+    # A model that is down fails every policy alike: the command stops instead of waiting out each one.
+    assert "compiling refunds" in result.stderr and "compiling zz-later" not in result.stderr
 
 
 def test_check_and_explain_decide_a_subject_from_stdin(tmp_path: Path) -> None:
@@ -280,6 +283,14 @@ def test_policy_test_reports_metrics_as_json_and_junit_with_ci_exit_codes(tmp_pa
     }
 
 
+def _judged_test(policies: Path, cases: Path, tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """`policy test` on `cases` with the scripted judge model named, plus `options`."""
+    return _run(
+        ["policy", "test", str(policies), "--cases", str(cases), "--judge-model", "openai/scripted", *options],
+        tmp_path,
+    )
+
+
 def test_policy_test_records_judge_answers_and_replays_them_offline(tmp_path: Path) -> None:
     policies = tmp_path / "policies"
     _write(policies, "refunds.md", REFUNDS)
@@ -296,23 +307,9 @@ def test_policy_test_records_judge_answers_and_replays_them_offline(tmp_path: Pa
     cassette = tmp_path / "judge.jsonl"
     with scripted_llm_server() as server:
         server.script("refund the full amount", judge_reply(True)).script("forwarded to billing", judge_reply(False))
-        recorded = _run(
-            [
-                "policy",
-                "test",
-                str(policies),
-                "--cases",
-                str(cases),
-                "--format",
-                "json",
-                "--judge-model",
-                "openai/scripted",
-                "--judge-api-base",
-                f"{server.url}/v1",
-                "--record",
-                str(cassette),
-            ],
-            tmp_path,
+        recorded = _judged_test(
+            policies, cases, tmp_path, "--format", "json", "--judge-api-base", f"{server.url}/v1", "--record",
+            str(cassette),
         )
         asked = len(server.requests)
     assert recorded.returncode == 0, recorded.stderr
@@ -325,23 +322,9 @@ def test_policy_test_records_judge_answers_and_replays_them_offline(tmp_path: Pa
     assert cassette.exists()
 
     # Replayed with nothing listening: the same decisions, from the cassette alone.
-    replayed = _run(
-        [
-            "policy",
-            "test",
-            str(policies),
-            "--cases",
-            str(cases),
-            "--format",
-            "json",
-            "--judge-model",
-            "openai/scripted",
-            "--judge-api-base",
-            "http://127.0.0.1:9/v1",
-            "--replay",
-            str(cassette),
-        ],
-        tmp_path,
+    replayed = _judged_test(
+        policies, cases, tmp_path, "--format", "json", "--judge-api-base", "http://127.0.0.1:9/v1", "--replay",
+        str(cassette),
     )
     assert replayed.returncode == 0, replayed.stderr
     assert [(c["id"], c["got"]) for c in json.loads(replayed.stdout)["cases"]] == [
@@ -355,20 +338,7 @@ def test_policy_test_records_judge_answers_and_replays_them_offline(tmp_path: Pa
         cases.read_text() + "  - {id: new, policy: refunds, kind: tool_result, tool: crm, "
         "text: 'A new answer nobody recorded.', expect: allow}\n",
     )
-    missing = _run(
-        [
-            "policy",
-            "test",
-            str(policies),
-            "--cases",
-            str(more),
-            "--judge-model",
-            "openai/scripted",
-            "--replay",
-            str(cassette),
-        ],
-        tmp_path,
-    )
+    missing = _judged_test(policies, more, tmp_path, "--replay", str(cassette))
     assert missing.returncode == 3 and "not in the cassette" in missing.stderr
 
 
@@ -443,21 +413,12 @@ def test_doctor_checks_the_judge_with_canary_questions(tmp_path: Path) -> None:
 
 
 def _doctor(tmp_path: Path, home: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "no-config.toml").touch()
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "APPDATA": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "MCP_GATEWAY_CACHE_DIR": str(tmp_path / "cache"),
-        "MCP_GATEWAY_CONFIG": str(tmp_path / "no-config.toml"),
-        "MCP_GATEWAY_JUDGE__TIMEOUT_S": "30",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", "doctor", "--no-start", "--project", str(tmp_path), "--json", *args],
-        capture_output=True,
-        text=True,
+    return _run(
+        ["doctor", "--no-start", "--project", str(tmp_path), "--json", *args],
+        tmp_path,
         timeout=600,
-        env=env,
-        cwd=tmp_path,
+        HOME=str(home),
+        APPDATA=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        MCP_GATEWAY_JUDGE__TIMEOUT_S="30",
     )
