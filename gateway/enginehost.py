@@ -82,13 +82,14 @@ class EngineHost:
         if self._runtime is None:
             return [_refusal(f"the policy engine failed to load: {self._error}")]
         engine = self._runtime.engine
-        if not engine.in_scope(subject):
+        policies = engine.in_scope(subject)
+        if not policies:
             return []
         if _size(subject) <= INLINE_CHARS:
             # A short message is decided in well under a millisecond (detectors, rules, the static screen,
             # memoised embeddings): cheaper on the event loop than two thread switches.
-            return engine.check(subject)
-        return await anyio.to_thread.run_sync(engine.check, subject, abandon_on_cancel=True)
+            return engine.check(subject, policies)
+        return await anyio.to_thread.run_sync(engine.check, subject, policies, abandon_on_cancel=True)
 
 
 INLINE_CHARS = 512

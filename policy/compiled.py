@@ -8,7 +8,8 @@ from __future__ import annotations
 import base64
 import fnmatch
 import hashlib
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -38,6 +39,28 @@ __all__ = [
 SCHEMA_VERSION = 1
 
 
+class _Derived:
+    """A value computed once from a model's field and kept beside it; never part of the model's identity
+    (two models with equal fields are equal whether or not either has computed it yet)."""
+
+    __slots__ = ("_source", "_value")
+
+    def __init__(self) -> None:
+        self._source: object = None
+        self._value: Any = None
+
+    def get(self, source: object, build: Callable[[], Any]) -> Any:
+        if self._source is not source:  # recomputed if the field was replaced (a model_copy with an update)
+            self._value = build()
+            self._source = source
+        return self._value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Derived)
+
+    __hash__ = object.__hash__
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -61,6 +84,8 @@ class Scope(_Frozen):
 
 
 def _glob_any(value: str, patterns: list[str]) -> bool:
+    if "*" in patterns:
+        return True
     return any(fnmatch.fnmatchcase(value.casefold(), pattern.casefold()) for pattern in patterns)
 
 
@@ -79,9 +104,12 @@ class LinearHead(_Frozen):
     bias: float
     trained_on: str = ""
     metrics: dict[str, float] = Field(default_factory=dict)
+    _vector: _Derived = PrivateAttr(default_factory=_Derived)
 
     def logits(self, vectors: np.ndarray) -> np.ndarray:
-        result: np.ndarray = vectors @ np.asarray(self.weights, dtype=np.float32) + self.bias
+        # Converted once: a list of floats to an array costs more than the product, on every message.
+        weights = self._vector.get(self.weights, lambda: np.asarray(self.weights, dtype=np.float32))
+        result: np.ndarray = vectors @ weights + self.bias
         return result
 
 
@@ -98,8 +126,9 @@ class Layer(_Frozen):
     @classmethod
     def of(cls, matrix: np.ndarray, bias: np.ndarray) -> Layer:
         data = base64.b64encode(np.asarray(matrix, dtype="<f2").tobytes()).decode()
-        return cls(shape=(int(matrix.shape[0]), int(matrix.shape[1])), weights=data,
-                   bias=[round(float(b), 6) for b in bias])
+        return cls(
+            shape=(int(matrix.shape[0]), int(matrix.shape[1])), weights=data, bias=[round(float(b), 6) for b in bias]
+        )
 
 
 class MLPHead(_Frozen):
@@ -110,16 +139,17 @@ class MLPHead(_Frozen):
     layers: list[Layer] = Field(min_length=1)
     trained_on: str = ""
     metrics: dict[str, float] = Field(default_factory=dict)
-    _decoded: list[tuple[np.ndarray, np.ndarray]] | None = PrivateAttr(default=None)
+    _decoded: _Derived = PrivateAttr(default_factory=_Derived)
 
     def logits(self, vectors: np.ndarray) -> np.ndarray:
-        if self._decoded is None:
-            # Decoded once: base64 → float32 costs milliseconds, and this runs on every message.
-            self._decoded = [(layer.matrix(), np.asarray(layer.bias, dtype=np.float32)) for layer in self.layers]
+        # Decoded once: base64 → float32 costs milliseconds, and this runs on every message.
+        decoded: list[tuple[np.ndarray, np.ndarray]] = self._decoded.get(
+            self.layers, lambda: [(layer.matrix(), np.asarray(layer.bias, dtype=np.float32)) for layer in self.layers]
+        )
         hidden = vectors
-        for index, (matrix, bias) in enumerate(self._decoded):
+        for index, (matrix, bias) in enumerate(decoded):
             hidden = hidden @ matrix + bias
-            if index < len(self._decoded) - 1:
+            if index < len(decoded) - 1:
                 hidden = np.maximum(hidden, 0.0)
         result: np.ndarray = hidden[:, 0]
         return result

@@ -14,6 +14,7 @@ holds for any of them. String comparisons ignore case unless ``case_sensitive`` 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 import re
 from collections.abc import Iterator
@@ -156,11 +157,15 @@ def _evaluate(condition: Condition, view: dict[str, Any]) -> tuple[bool, list[Sp
 
 def resolve_path(view: dict[str, Any], path: str) -> Iterator[tuple[str, Any]]:
     """Every (concrete path, value) that `path` selects in a subject view."""
-    segments = _SEGMENT.findall(path)
-    yield from _walk(view, segments, "")
+    yield from _walk(view, _segments(path), "")
 
 
-def _walk(value: Any, segments: list[str], here: str) -> Iterator[tuple[str, Any]]:
+@functools.lru_cache(maxsize=1024)
+def _segments(path: str) -> tuple[str, ...]:
+    return tuple(_SEGMENT.findall(path))
+
+
+def _walk(value: Any, segments: tuple[str, ...], here: str) -> Iterator[tuple[str, Any]]:
     if not segments:
         yield here, value
         return

@@ -157,7 +157,7 @@ class StaticEmbedder:
         path = self._cache_dir / f"static-minilm-{fingerprint}.npy"
         if path.exists():
             try:
-                loaded: np.ndarray = np.load(path, mmap_mode="r").astype(np.float32)
+                loaded: np.ndarray = np.array(np.load(path, mmap_mode="r"), dtype=np.float32)  # a plain array
                 return loaded
             except (OSError, ValueError):
                 logger.warning("static embedding table %s is unreadable; rebuilding it", path)

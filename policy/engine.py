@@ -21,10 +21,12 @@ from .conditions import evaluate
 from .detectors import DetectorRegistry
 from .errors import JudgeBudgetError, LLMError, ModelLoadError, PolicyError
 from .judge import Judge
-from .subject import Subject
+from .subject import Subject, SubjectKind
 from .verdict import Action, Outcome, Span, Tier, TierStep, Verdict
 
 __all__ = ["Engine"]
+
+SCOPE_MEMO = 4096  # (kind, server, tool) combinations whose policies in scope are remembered
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +74,22 @@ class Engine:
             raise PolicyError(
                 f"two policies share the id(s) {', '.join(duplicates)}; give each policy file a unique 'id:'"
             )
-        self.policies = list(policies)
+        self._policies = list(policies)
         self.models = models
         self.detectors = detectors or DetectorRegistry()
         self.judge = judge
         self._classifiers: dict[str, PolicyClassifier] = {}
         self._lock = threading.Lock()
+        self._scopes: dict[tuple[SubjectKind, str, str], list[CompiledPolicy]] = {}
+
+    @property
+    def policies(self) -> list[CompiledPolicy]:
+        return self._policies
+
+    @policies.setter
+    def policies(self, policies: Sequence[CompiledPolicy]) -> None:
+        self._policies = list(policies)
+        self._scopes.clear()
 
     def warm(self) -> None:
         """Load every detector and model the policies need, and embed their exemplars."""
@@ -93,11 +105,20 @@ class Engine:
                     embedder.encode(["warm up"])
 
     def in_scope(self, subject: Subject) -> list[CompiledPolicy]:
-        return [policy for policy in self.policies if policy.scope.matches(subject)]
+        key = (subject.kind, subject.server, subject.tool)
+        policies = self._scopes.get(key)
+        if policies is None:
+            policies = [policy for policy in self._policies if policy.scope.matches(subject)]
+            if len(self._scopes) >= SCOPE_MEMO:
+                self._scopes.clear()
+            self._scopes[key] = policies
+        return list(policies)
 
-    def check(self, subject: Subject) -> list[Verdict]:
-        """A verdict from every policy whose scope covers the subject."""
-        return [self.check_policy(policy, subject) for policy in self.in_scope(subject)]
+    def check(self, subject: Subject, policies: Sequence[CompiledPolicy] | None = None) -> list[Verdict]:
+        """A verdict from every policy whose scope covers the subject (or from `policies`, already scoped)."""
+        return [
+            self.check_policy(policy, subject) for policy in (self.in_scope(subject) if policies is None else policies)
+        ]
 
     def check_policy(
         self,
@@ -130,7 +151,7 @@ class Engine:
         if policy.detectors:
             since = time.perf_counter()
             spans: list[Span] = []
-            strings = list(subject.strings())
+            strings = subject.strings()
             for name in policy.detectors:
                 detector = self.detectors.get(name)
                 for path, text in strings:

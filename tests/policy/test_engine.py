@@ -1,7 +1,20 @@
 from __future__ import annotations
 
+import numpy as np
+
 from policy.cache import MemoryVerdictCache
-from policy.compiled import ClassifierSpec, CompiledPolicy, Exemplar, JudgeSpec, Provenance, Scope, Verification
+from policy.compiled import (
+    ClassifierSpec,
+    CompiledPolicy,
+    Exemplar,
+    JudgeSpec,
+    Layer,
+    LinearHead,
+    MLPHead,
+    Provenance,
+    Scope,
+    Verification,
+)
 from policy.conditions import Predicate, Rule
 from policy.detectors import DetectorRegistry
 from policy.detectors.hidden import HiddenContentDetector
@@ -51,6 +64,28 @@ def test_policies_out_of_scope_give_no_verdict() -> None:
     assert engine.check(result("anything")) == []
     assert engine.check(Subject(kind=SubjectKind.TOOL_CALL, tool="read_file")) == []
     assert len(engine.check(Subject(kind=SubjectKind.TOOL_CALL, tool="send_email"))) == 1
+    assert len(engine.check(Subject(kind=SubjectKind.TOOL_CALL, tool="send_email"))) == 1  # the remembered scope
+
+
+def test_replacing_the_policies_forgets_the_remembered_scopes() -> None:
+    everywhere = make_policy(id="everywhere", scope=Scope(kinds=[SubjectKind.TOOL_RESULT]))
+    engine = Engine([make_policy(), everywhere], models=fake_models())
+    assert [v.policy for v in engine.check(result("the build is green"))] == ["no-recipes", "everywhere"]
+    engine.policies = [everywhere]
+    assert [v.policy for v in engine.check(result("the build is green"))] == ["everywhere"]
+
+
+def test_heads_are_equal_by_their_weights_whether_or_not_they_have_run() -> None:
+    vectors = np.ones((1, 2), dtype=np.float32)
+    linear = LinearHead(embedding="minilm", weights=[1.0, 2.0], bias=0.5)
+    assert linear.logits(vectors).tolist() == [3.5]
+    assert linear == LinearHead(embedding="minilm", weights=[1.0, 2.0], bias=0.5)
+    changed = linear.model_copy(update={"weights": [3.0, 3.0]})
+    assert changed.logits(vectors).tolist() == [6.5] and changed != linear  # not the first head's cached weights
+    layer = Layer.of(np.array([[1.0], [1.0]]), np.array([0.0]))
+    mlp = MLPHead(embedding="minilm", layers=[layer])
+    assert mlp.logits(vectors).tolist() == [2.0]
+    assert mlp == MLPHead(embedding="minilm", layers=[layer])
 
 
 def test_a_violate_rule_decides_before_the_classifier_and_explains_itself() -> None:
