@@ -23,7 +23,6 @@ from mcp.shared.transport_context import TransportContext
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from .errors import DownstreamError
-from .handshake import EarlyStart
 from .specs import ServerSpec
 from .transports import ServerProcess, stdio_downstream
 
@@ -70,23 +69,10 @@ class Downstream:
         self._on_notify: OnNotify | None = None
         self._last_start = 0.0
         self._last_exit: str = ""
-        self._adopt: EarlyStart | None = None
 
     def bind(self, tg: anyio.abc.TaskGroup, on_request: OnRequest, on_notify: OnNotify) -> None:
         """Attach to the relay's task group and its handlers for what the server sends."""
         self._tg, self._on_request, self._on_notify = tg, on_request, on_notify
-
-    def adopt(self, early: EarlyStart) -> None:
-        """Take over a process started by the fast handshake, with the initialize it already answered."""
-        self._adopt = early
-        if early.answered:
-            self.init_params = early.init_params
-            self.init_result = early.init_result
-
-    async def start_adopted(self) -> None:
-        if self._adopt is not None:
-            async with self._lock:
-                await self._start_locked(replay=False)
 
     @property
     def alive(self) -> bool:
@@ -149,12 +135,9 @@ class Downstream:
                 f" after: {self._last_exit}" if self._last_exit else "",
             )
         assert self._tg is not None, "Downstream.bind() must be called first"
-        adopted = self._adopt is not None
         connection: _Connection = await self._tg.start(self._run_connection)
         self.starts += 1
         self._connection = connection
-        if adopted:
-            return connection  # its initialize was answered by the handshake; nothing to replay
         if replay and self.init_params is not None:
             try:
                 await connection.dispatcher.send_raw_request(
@@ -193,21 +176,13 @@ class Downstream:
 
     def _exit_note(self, connection: _Connection) -> str:
         process = connection.process
-        if process is None:
-            return "connection closed"
-        code = process.returncode
-        note = f"exit code {code}" if code is not None else "its output closed"
-        words = process.last_words()
-        return f"{note}; its stderr ended with: {words}" if words else note
+        return "connection closed" if process is None else process.exit_note()
 
     @asynccontextmanager
     async def _transport(self) -> AsyncIterator[tuple[Any, Any, ServerProcess | None]]:
         spec = self.spec
         if spec.stdio is not None:
-            adopt, self._adopt = self._adopt, None
-            async with stdio_downstream(
-                spec.name, spec.stdio, max_message_bytes=self.max_message_bytes, adopt=adopt
-            ) as (r, w, p):
+            async with stdio_downstream(spec.name, spec.stdio, max_message_bytes=self.max_message_bytes) as (r, w, p):
                 yield r, w, p
             return
         assert spec.url is not None

@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio
 from mcp.shared.exceptions import MCPError
+from pydantic import TypeAdapter
 
 from policy.subject import Subject, SubjectKind
 from policy.verdict import Action, Outcome, Span, Tier, TierStep, Verdict
@@ -34,6 +35,7 @@ __all__ = ["BLOCKED", "Decision", "Guard", "decide"]
 
 logger = logging.getLogger(__name__)
 
+_TRACE = TypeAdapter(tuple[TierStep, ...])  # one call into pydantic's serialiser per row, not one per step
 BLOCKED = -32040  # a JSON-RPC error for methods whose results cannot carry an error flag
 META_KEY = "mcp-gateway"
 
@@ -284,6 +286,12 @@ class Guard:
 
     # --- audit ----------------------------------------------------------------------------
 
+    def flush_audit(self) -> None:
+        """Write the audit rows of the decisions so far: a relay calls this once a message has gone out,
+        while the other side is busy with it, so the rows never hold up the next message."""
+        if self.audit is not None:
+            self.audit.flush_pending()
+
     def _log(self, subject: Subject, decision: Decision) -> None:
         if self.audit is None:
             return
@@ -313,7 +321,7 @@ class Guard:
                     [{"field": s.field, "start": s.start, "end": s.end, "label": s.label} for s in v.evidence]
                 ),
                 excerpt=excerpt,
-                trace=json.dumps([step.model_dump(mode="json") for step in v.trace]),
+                trace=_TRACE.dump_json(v.trace).decode(),
             )
             for v in decision.verdicts
         ]
@@ -357,8 +365,10 @@ def safe_excerpt(subject: Subject, decision: Decision, host: EngineHost, limit: 
     by the secrets detector: the audit log must never hold a raw secret."""
     spans = [s for v in decision.verdicts for s in v.evidence]
     if subject.kind is SubjectKind.TOOL_CALL:
-        masked = mask_message({"arguments": subject.arguments}, None, spans, arguments_key="arguments")
-        text = json.dumps(masked["arguments"], ensure_ascii=False, sort_keys=True)
+        arguments = subject.arguments
+        if spans:
+            arguments = mask_message({"arguments": arguments}, None, spans, arguments_key="arguments")["arguments"]
+        text = json.dumps(arguments, ensure_ascii=False, sort_keys=True)
     else:
         text = mask_string(subject.text, [(s.start, s.end, s.label) for s in spans if s.field == "text"])
         if not text and subject.structured is not None:

@@ -21,9 +21,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import DownstreamError
 from .specs import StdioCommand, resolve_command
 
-__all__ = ["EarlyStart", "start_early"]
+__all__ = ["EarlyStart", "spawn_server", "start_early"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,27 +43,39 @@ class EarlyStart:
     stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
     done: threading.Event = field(default_factory=threading.Event)
     answered: bool = False
+    stderr_thread: threading.Thread | None = None
     _thread: threading.Thread | None = None
 
     def wait(self) -> None:
         self.done.wait()
 
 
-def start_early(name: str, spec: StdioCommand, *, max_bytes: int) -> EarlyStart:
+def spawn_server(name: str, spec: StdioCommand, *, max_bytes: int) -> EarlyStart:
+    """Start a stdio server process, its stderr forwarded (prefixed with its name) and its last lines kept."""
     env = {**os.environ, **dict(spec.env)}
     executable = resolve_command(spec.command, name, env)
-    process = subprocess.Popen(
-        [executable, *spec.args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=spec.cwd,
-        start_new_session=True,
-        bufsize=0,
-    )
+    try:
+        process = subprocess.Popen(
+            [executable, *spec.args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=spec.cwd,
+            start_new_session=True,
+            bufsize=0,
+        )
+    except OSError as exc:
+        raise DownstreamError(f"server {name!r}: cannot start {spec.describe()!r}: {exc.strerror or exc}") from exc
     early = EarlyStart(name, process, max_bytes)
-    threading.Thread(target=_pump_stderr, args=(early,), name="mcp-gateway-stderr", daemon=True).start()
+    early.stderr_thread = threading.Thread(target=_pump_stderr, args=(early,), name="mcp-gateway-stderr", daemon=True)
+    early.stderr_thread.start()
+    return early
+
+
+def start_early(name: str, spec: StdioCommand, *, max_bytes: int) -> EarlyStart:
+    """Start the server and relay the client's initialize to it on a thread of its own."""
+    early = spawn_server(name, spec, max_bytes=max_bytes)
     early._thread = threading.Thread(target=_handshake, args=(early,), name="mcp-gateway-handshake", daemon=True)
     early._thread.start()
     return early

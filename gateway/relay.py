@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -23,7 +23,7 @@ from .downstream import DOWNSTREAM_UNAVAILABLE, Downstream
 from .errors import DownstreamError
 from .guards import Guard
 
-__all__ = ["DISPATCHER_OWNED", "WrapRelay"]
+__all__ = ["DISPATCHER_OWNED", "ToolSource", "WrapRelay", "recheck_tools", "start_recheck"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +50,6 @@ class WrapRelay:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             self.downstream.bind(tg, self._server_request, self._server_notify)
-            await self.downstream.start_adopted()
-            if self.guard is not None and self.downstream.init_result is not None:
-                # The fast handshake answered initialize before the engine loaded: check and pin the
-                # instructions now (a finding is logged and audited; the tools are still screened).
-                tg.start_soon(self.guard.initialize_result, self.downstream.name, self.downstream.init_result)
             await up.run(self._client_request, self._client_notify)
             await self.downstream.close()
             tg.cancel_scope.cancel()
@@ -109,7 +104,18 @@ class WrapRelay:
         await self._up.notify(method, params)
 
 
-def start_recheck(tg: anyio.abc.TaskGroup, downstream: Downstream, guard: Guard) -> None:
+class ToolSource(Protocol):
+    """A server the gateway can ask for its tools itself (a `Downstream`, or the stdio relay)."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def request(
+        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
+    ) -> dict[str, Any]: ...
+
+
+def start_recheck(tg: anyio.abc.TaskGroup, downstream: ToolSource, guard: Guard) -> None:
     """Re-check a server's tools after list_changed, in the background.
 
     The notification goes on to the client at once; a client may call a changed tool without
@@ -118,14 +124,14 @@ def start_recheck(tg: anyio.abc.TaskGroup, downstream: Downstream, guard: Guard)
     tg.start_soon(_recheck_then_settle, downstream, guard, settled)
 
 
-async def _recheck_then_settle(downstream: Downstream, guard: Guard, settled: anyio.Event) -> None:
+async def _recheck_then_settle(downstream: ToolSource, guard: Guard, settled: anyio.Event) -> None:
     try:
         await recheck_tools(downstream, guard)
     finally:
         settled.set()
 
 
-async def recheck_tools(downstream: Downstream, guard: Guard) -> None:
+async def recheck_tools(downstream: ToolSource, guard: Guard) -> None:
     try:
         cursor: str | None = None
         for _ in range(100):

@@ -20,6 +20,7 @@ from .relay import WrapRelay
 from .runtime import build_runtime
 from .settings import Settings
 from .specs import ServerSpec
+from .stdio_relay import StdioRelay
 from .transports import stdio_upstream
 
 __all__ = ["GatewayParts", "make_downstream", "make_parts", "serve_run_stdio", "serve_wrap_stdio"]
@@ -67,17 +68,23 @@ def make_downstream(spec: ServerSpec, settings: Settings) -> Downstream:
 async def serve_wrap_stdio(
     spec: ServerSpec, settings: Settings, parts: GatewayParts, early: EarlyStart | None = None
 ) -> None:
-    downstream = make_downstream(spec, settings)
-    leftover = b""
     if early is not None:
         await anyio.to_thread.run_sync(early.wait)
-        downstream.adopt(early)
-        leftover = early.client_leftover
     # Loading the models takes both cores for seconds; it starts once the server has answered initialize.
     parts.host.start()
-    relay = WrapRelay(downstream, parts.guard())
-    async with stdio_upstream(max_message_bytes=settings.max_message_bytes, leftover=leftover) as (read, write):
-        await relay.serve(read, write)
+    if spec.stdio is not None:
+        relay = StdioRelay(
+            spec,
+            parts.guard(),
+            request_timeout_s=settings.request_timeout_s,
+            init_timeout_s=settings.init_timeout_s,
+            max_message_bytes=settings.max_message_bytes,
+            restart_backoff_s=settings.restart_backoff_s,
+        )
+        await relay.serve(early)
+        return
+    async with stdio_upstream(max_message_bytes=settings.max_message_bytes) as (read, write):
+        await WrapRelay(make_downstream(spec, settings), parts.guard()).serve(read, write)
 
 
 async def serve_run_stdio(specs: Sequence[ServerSpec], settings: Settings, parts: GatewayParts) -> None:

@@ -26,7 +26,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import mcp_types as types
@@ -38,10 +38,20 @@ from mcp.shared.message import SessionMessage
 from .errors import DownstreamError
 from .specs import StdioCommand, resolve_command
 
-if TYPE_CHECKING:
-    from .handshake import EarlyStart
-
-__all__ = ["LineFramer", "ServerProcess", "StdioCommand", "stdio_downstream", "stdio_upstream"]
+__all__ = [
+    "MESSAGE_TOO_LARGE",
+    "AdoptedProcess",
+    "LineFramer",
+    "ServerProcess",
+    "StdioCommand",
+    "client_wire",
+    "pipe_streams",
+    "request_id_in",
+    "stdio_downstream",
+    "stdio_upstream",
+    "stop_popen",
+    "too_large_text",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +108,7 @@ class LineFramer:
             self.on_line(line)
 
 
-def _request_id(head: bytes) -> types.RequestId | None:
+def request_id_in(head: bytes) -> types.RequestId | None:
     match = _ID.search(head)
     if match is None:
         return None
@@ -125,16 +135,19 @@ def _encode(message: SessionMessage) -> bytes:
     return message.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
 
 
+def too_large_text(size: int, limit: int, who: str) -> str:
+    return (
+        f"mcp-gateway: {who} sent a message of more than {size:,} bytes, over the {limit:,}-byte limit; it was "
+        "dropped. Raise max_message_bytes (MCP_GATEWAY_MAX_MESSAGE_BYTES) if this is expected."
+    )
+
+
 def _too_large(request_id: types.RequestId, size: int, limit: int, who: str) -> SessionMessage:
     return SessionMessage(
         types.JSONRPCError(
             jsonrpc="2.0",
             id=request_id,
-            error=types.ErrorData(
-                code=MESSAGE_TOO_LARGE,
-                message=f"mcp-gateway: {who} sent a message of more than {size:,} bytes, over the {limit:,}-byte "
-                "limit; it was dropped. Raise max_message_bytes (MCP_GATEWAY_MAX_MESSAGE_BYTES) if this is expected.",
-            ),
+            error=types.ErrorData(code=MESSAGE_TOO_LARGE, message=too_large_text(size, limit, who)),
         )
     )
 
@@ -154,8 +167,15 @@ class ServerProcess:
     def last_words(self) -> str:
         return " | ".join(line for line in self.stderr_tail if line.strip())[-600:]
 
+    def exit_note(self) -> str:
+        """How the process ended, with the last lines of its stderr: for error messages."""
+        code = self.returncode
+        note = f"exit code {code}" if code is not None else "its output closed"
+        words = self.last_words()
+        return f"{note}; its stderr ended with: {words}" if words else note
 
-class _AdoptedProcess:
+
+class AdoptedProcess:
     """A server process started early with `subprocess` (see `gateway.handshake`), seen like an anyio one."""
 
     def __init__(self, popen: subprocess.Popen[bytes]) -> None:
@@ -179,12 +199,10 @@ async def stdio_downstream(
     spec: StdioCommand,
     *,
     max_message_bytes: int,
-    adopt: EarlyStart | None = None,
 ) -> AsyncIterator[
     tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage], ServerProcess]
 ]:
-    """Start a stdio MCP server (or adopt one already started) and connect to it; on exit, stop its
-    whole process group."""
+    """Start a stdio MCP server and connect to it; on exit, stop its whole process group."""
     inbound_send, inbound = anyio.create_memory_object_stream[SessionMessage | Exception](64)
     outbound, outbound_receive = anyio.create_memory_object_stream[SessionMessage](64)
     ready: list[SessionMessage] = []
@@ -195,35 +213,29 @@ async def stdio_downstream(
             ready.append(message)
 
     def on_oversize(head: bytes, size: int) -> None:
-        request_id = _request_id(head)
+        request_id = request_id_in(head)
         logger.error("server %r sent a message over %d bytes (limit %d); dropped", name, size, max_message_bytes)
         if request_id is not None and b'"method"' not in head[:200]:
             ready.append(_too_large(request_id, size, max_message_bytes, f"server {name!r}"))
 
     framer = LineFramer(max_message_bytes, on_line, on_oversize)
-    if adopt is not None:
-        process: Any = _AdoptedProcess(adopt.process)
-        server = ServerProcess(name, process, adopt.stderr_tail)
-        framer.feed(adopt.server_leftover)
-        receive_bytes, send_bytes, closers = await _pipes(adopt.process)
-    else:
-        env = {**os.environ, **dict(spec.env)}
-        executable = resolve_command(spec.command, name, env)
-        try:
-            process = await anyio.open_process(
-                [executable, *spec.args],
-                env=env,
-                cwd=spec.cwd,
-                start_new_session=True,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-        except OSError as exc:
-            raise DownstreamError(f"server {name!r}: cannot start {spec.describe()!r}: {exc.strerror or exc}") from exc
-        server = ServerProcess(name, process)
-        assert process.stdout is not None and process.stdin is not None
-        receive_bytes, send_bytes, closers = process.stdout.receive, process.stdin.send, []
+    env = {**os.environ, **dict(spec.env)}
+    executable = resolve_command(spec.command, name, env)
+    try:
+        process = await anyio.open_process(
+            [executable, *spec.args],
+            env=env,
+            cwd=spec.cwd,
+            start_new_session=True,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        raise DownstreamError(f"server {name!r}: cannot start {spec.describe()!r}: {exc.strerror or exc}") from exc
+    server = ServerProcess(name, process)
+    assert process.stdout is not None and process.stdin is not None
+    receive_bytes, send_bytes = process.stdout.receive, process.stdin.send
 
     async def read_stdout() -> None:
         async with inbound_send:
@@ -249,7 +261,7 @@ async def stdio_downstream(
     async def read_stderr() -> None:
         stream = getattr(process, "stderr", None)
         if stream is None:
-            return  # an adopted process's stderr is already being forwarded
+            return
         buffer = b""
         with suppress(anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
             while True:
@@ -270,34 +282,23 @@ async def stdio_downstream(
             yield inbound, outbound, server
         finally:
             with anyio.CancelScope(shield=True):
-                if adopt is not None:
-                    for close in closers:
-                        close()
-                    await _stop_adopted(adopt.process)
-                else:
-                    await _stop(process)
+                await _stop(process)
             tg.cancel_scope.cancel()
 
 
-async def _pipes(popen: subprocess.Popen[bytes]) -> tuple[Any, Any, list[Callable[[], None]]]:
-    """Asyncio streams over an existing process's stdout and stdin pipes."""
+async def pipe_streams(
+    popen: subprocess.Popen[bytes],
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, list[Callable[[], None]]]:
+    """Asyncio streams over an existing process's stdout and stdin pipes, and how to close them."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 16)
     read_transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), popen.stdout)
     write_transport, write_protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, popen.stdin)
     writer = asyncio.StreamWriter(write_transport, write_protocol, None, loop)
-
-    async def receive(size: int) -> bytes:
-        return await reader.read(size)
-
-    async def send(data: bytes) -> None:
-        writer.write(data)
-        await writer.drain()
-
-    return receive, send, [write_transport.close, read_transport.close]
+    return reader, writer, [write_transport.close, read_transport.close]
 
 
-async def _stop_adopted(popen: subprocess.Popen[bytes]) -> None:
+async def stop_popen(popen: subprocess.Popen[bytes]) -> None:
     with anyio.move_on_after(1.0):
         while popen.poll() is None:
             await anyio.sleep(0.01)
@@ -330,14 +331,10 @@ async def _stop(process: Process) -> None:
 
 
 @asynccontextmanager
-async def stdio_upstream(
-    *, max_message_bytes: int, leftover: bytes = b""
-) -> AsyncIterator[
-    tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]]
-]:
-    """Serve the protocol on this process's stdin/stdout.
+async def client_wire() -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """This process's stdin/stdout as asyncio streams, for the protocol only.
 
-    While serving, fd 0 reads /dev/null and fd 1 writes to stderr: a stray print from any library
+    While open, fd 0 reads /dev/null and fd 1 writes to stderr: a stray print from any library
     lands on stderr instead of corrupting the JSON-RPC stream.
     """
     loop = asyncio.get_running_loop()
@@ -347,14 +344,32 @@ async def stdio_upstream(
     os.dup2(devnull, 0)
     os.dup2(2, 1)
     os.close(devnull)
-    inbound_send, inbound = anyio.create_memory_object_stream[SessionMessage | Exception](64)
-    outbound, outbound_receive = anyio.create_memory_object_stream[SessionMessage](64)
     reader = asyncio.StreamReader(limit=1 << 16)
     in_file = os.fdopen(wire_in, "rb", buffering=0)
     out_file = os.fdopen(wire_out, "wb", buffering=0)
     read_transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), in_file)
     write_transport, write_protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, out_file)
     writer = asyncio.StreamWriter(write_transport, write_protocol, None, loop)
+    try:
+        yield reader, writer
+    finally:
+        read_transport.close()
+        write_transport.close()
+        os.dup2(saved_in, 0)
+        os.dup2(saved_out, 1)
+        os.close(saved_in)
+        os.close(saved_out)
+
+
+@asynccontextmanager
+async def stdio_upstream(
+    *, max_message_bytes: int, leftover: bytes = b""
+) -> AsyncIterator[
+    tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]]
+]:
+    """Serve the protocol on this process's stdin/stdout (see `client_wire`), as SDK message streams."""
+    inbound_send, inbound = anyio.create_memory_object_stream[SessionMessage | Exception](64)
+    outbound, outbound_receive = anyio.create_memory_object_stream[SessionMessage](64)
     replies: list[SessionMessage] = []
     pending: list[SessionMessage] = []
 
@@ -364,45 +379,39 @@ async def stdio_upstream(
             pending.append(message)
 
     def on_oversize(head: bytes, size: int) -> None:
-        request_id = _request_id(head)
+        request_id = request_id_in(head)
         logger.error("the client sent a message over %d bytes (limit %d); dropped", size, max_message_bytes)
         if request_id is not None:
             replies.append(_too_large(request_id, size, max_message_bytes, "the client"))
 
     framer = LineFramer(max_message_bytes, on_line, on_oversize)
 
-    async def read_stdin() -> None:
-        async with inbound_send:
-            framer.feed(leftover)
-            while pending:
-                await inbound_send.send(pending.pop(0))
-            while True:
-                data = await reader.read(1 << 16)
-                if not data:
-                    return
-                framer.feed(data)
-                while replies:
-                    await outbound.send(replies.pop(0))
+    async with client_wire() as (reader, writer):
+
+        async def read_stdin() -> None:
+            async with inbound_send:
+                framer.feed(leftover)
                 while pending:
                     await inbound_send.send(pending.pop(0))
+                while True:
+                    data = await reader.read(1 << 16)
+                    if not data:
+                        return
+                    framer.feed(data)
+                    while replies:
+                        await outbound.send(replies.pop(0))
+                    while pending:
+                        await inbound_send.send(pending.pop(0))
 
-    async def write_stdout() -> None:
-        async with outbound_receive:
-            with suppress(ConnectionError, BrokenPipeError):
-                async for message in outbound_receive:
-                    writer.write(_encode(message))
-                    await writer.drain()
+        async def write_stdout() -> None:
+            async with outbound_receive:
+                with suppress(ConnectionError, BrokenPipeError):
+                    async for message in outbound_receive:
+                        writer.write(_encode(message))
+                        await writer.drain()
 
-    try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(read_stdin)
             tg.start_soon(write_stdout)
             yield inbound, outbound
             tg.cancel_scope.cancel()
-    finally:
-        read_transport.close()
-        write_transport.close()
-        os.dup2(saved_in, 0)
-        os.dup2(saved_out, 1)
-        os.close(saved_in)
-        os.close(saved_out)

@@ -74,7 +74,8 @@ def call_tool(request_id: Any, params: dict[str, Any]) -> None:
         send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
         text_result(request_id, "changed")
     elif name == "leak":
-        text_result(request_id, str(args.get("text", "")), structuredContent={"value": str(args.get("text", ""))})
+        text = str(args["reverse"])[::-1] if "reverse" in args else str(args.get("text", ""))
+        text_result(request_id, text, structuredContent={"value": text})
     elif name == "args":
         text_result(request_id, json.dumps(args, sort_keys=True))
     elif name == "sample":

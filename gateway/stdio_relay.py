@@ -1,0 +1,628 @@
+"""The stdio path of ``wrap``: frames relayed as bytes, parsed once, re-encoded only when a guard acts.
+
+One client on this process's stdin/stdout, one server process on pipes. There is one of each, so
+request ids, progress tokens and cancellations need no translating: they pass as they are. The
+gateway's own requests to the server (the client's initialize replayed after a restart, a re-check
+of the tools after list_changed) carry ids of a form no client uses, and their answers stay here.
+
+A frame that carries nothing to check (a ping, a progress notification, resources/list, a method
+this relay has never heard of) is written out as the very bytes that came in. Requests and
+results that carry content go through the guard (`gateway.guards`) on a task of their own, so a
+slow check never holds up other traffic. What `gateway.relay` does over the SDK's dispatchers for
+HTTP clients and remote servers, this does for stdio without validating and re-serialising every
+message: the same restart after a crash with the initialize replayed, the same per-request
+timeout with a cancellation sent downstream, the same bounded lines and skipped garbage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Mapping
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+from mcp.shared.dispatcher import CallOptions
+from mcp.shared.exceptions import MCPError
+from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
+
+from .downstream import DOWNSTREAM_UNAVAILABLE
+from .errors import DownstreamError
+from .guards import Guard
+from .handshake import EarlyStart, spawn_server
+from .relay import start_recheck
+from .specs import ServerSpec
+from .transports import (
+    MESSAGE_TOO_LARGE,
+    AdoptedProcess,
+    LineFramer,
+    ServerProcess,
+    client_wire,
+    pipe_streams,
+    request_id_in,
+    stop_popen,
+    too_large_text,
+)
+
+__all__ = ["GUARDED_REQUESTS", "GUARDED_RESULTS", "StdioRelay"]
+
+logger = logging.getLogger(__name__)
+
+GUARDED_REQUESTS = frozenset({"tools/call", "prompts/get"})  # client requests whose params are checked
+# results the guard reads (tool descriptions and instructions included); everything else passes as bytes
+GUARDED_RESULTS = frozenset(
+    {"initialize", "tools/list", "prompts/list", "tools/call", "tasks/result", "resources/read", "prompts/get"}
+)
+Message = dict[str, Any]
+
+
+def parse(line: bytes, origin: str) -> Message | None:
+    """A JSON-RPC message, or None (logged) for anything else."""
+    try:
+        message = json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    else:
+        if (
+            isinstance(message, dict)
+            and message.get("jsonrpc") == "2.0"
+            and (
+                isinstance(message.get("method"), str)
+                or ("id" in message and ("result" in message or "error" in message))
+            )
+        ):
+            return message
+        problem = "not a JSON-RPC request, notification or response"
+    logger.warning(
+        "%s sent a line that is not JSON-RPC (%d bytes), skipped: %r (%s)",
+        origin,
+        len(line),
+        line[:200].decode(errors="replace"),
+        problem,
+    )
+    return None
+
+
+def encode(message: Message) -> bytes:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def error_frame(request_id: Any, code: int, message: str) -> bytes:
+    return encode({"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}})
+
+
+def _key(request_id: Any) -> str | int | None:
+    """A request id usable as a dict key (JSON-RPC allows strings and numbers; anything else is not tracked)."""
+    if isinstance(request_id, bool) or not isinstance(request_id, str | int | float):
+        return None
+    return request_id if not isinstance(request_id, float) else (int(request_id) if request_id.is_integer() else None)
+
+
+@dataclass
+class _Pending:
+    """A client request the server has not answered yet."""
+
+    method: str
+    params: dict[str, Any] | None
+    generation: int
+    timeout_s: float
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class _Server:
+    started: EarlyStart
+    writer: asyncio.StreamWriter
+    generation: int
+    closers: list[Callable[[], None]]
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+    @property
+    def alive(self) -> bool:
+        return not self.done.is_set()
+
+    def send(self, frame: bytes) -> None:
+        if self.alive:
+            self.writer.write(frame + b"\n")
+
+    def process(self) -> ServerProcess:
+        return ServerProcess(self.started.name, AdoptedProcess(self.started.process), self.started.stderr_tail)  # type: ignore[arg-type]
+
+
+class StdioRelay:
+    """One client on stdio, one stdio server."""
+
+    def __init__(
+        self,
+        spec: ServerSpec,
+        guard: Guard | None,
+        *,
+        request_timeout_s: float,
+        init_timeout_s: float,
+        max_message_bytes: int,
+        restart_backoff_s: float = 0.5,
+    ) -> None:
+        assert spec.stdio is not None, "the stdio relay needs a stdio server"
+        self.spec = spec
+        self.name = spec.name
+        self.guard = guard
+        self.request_timeout_s = request_timeout_s
+        self.init_timeout_s = init_timeout_s
+        self.max_message_bytes = max_message_bytes
+        self.restart_backoff_s = restart_backoff_s
+        self.init_params: dict[str, Any] | None = None
+        self.init_result: dict[str, Any] | None = None
+        self.starts = 0
+        self._server: _Server | None = None
+        self._pending: dict[str | int, _Pending] = {}
+        self._guarding: set[str | int] = set()  # client requests still being checked
+        self._cancelled: set[str | int] = set()  # ... and cancelled by the client meanwhile
+        self._own: dict[str, asyncio.Future[Message]] = {}
+        self._own_prefix = f"mcp-gateway-{uuid.uuid4().hex[:8]}-"
+        self._own_ids = itertools.count(1)
+        self._last_start = 0.0
+        self._last_exit = ""
+        self._start_lock = anyio.Lock()
+        self._client: asyncio.StreamWriter | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._checks: set[asyncio.Task[None]] = set()  # guard checks under way
+
+    # --- running ---------------------------------------------------------------------------
+
+    async def serve(self, early: EarlyStart | None = None) -> None:
+        async with client_wire() as (reader, writer), anyio.create_task_group() as tg:
+            self._client, self._tg = writer, tg
+            leftover = b""
+            if early is not None:
+                leftover = early.client_leftover
+                if early.answered:
+                    self.init_params, self.init_result = early.init_params, early.init_result
+                await self._connect(early)
+                if self.guard is not None and self.init_result is not None:
+                    # The fast handshake answered initialize before the engine loaded: check and pin the
+                    # instructions now (a finding is logged and audited; the tools are still screened).
+                    tg.start_soon(self.guard.initialize_result, self.name, self.init_result)
+            try:
+                await self._read_client(reader, leftover)
+            finally:
+                for task in self._checks:
+                    task.cancel()
+            await self._stop_server()
+            tg.cancel_scope.cancel()
+
+    def _spawn(self, check: Coroutine[Any, Any, None]) -> None:
+        """Run one message's check on a task of its own. A plain asyncio task: a task group's start_soon
+        costs ten times as much, on every guarded message; the checks handle their own errors."""
+        task = asyncio.get_running_loop().create_task(check)
+        self._checks.add(task)
+        task.add_done_callback(self._check_done)
+
+    def _check_done(self, task: asyncio.Task[None]) -> None:
+        self._checks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("a guard check failed unexpectedly", exc_info=task.exception())
+        if self.guard is not None:
+            # The message has gone out and the other side is busy with it: a good moment for the audit rows.
+            self.guard.flush_audit()
+
+    async def _read_client(self, reader: asyncio.StreamReader, leftover: bytes) -> None:
+        lines: list[bytes] = []
+
+        def on_oversize(head: bytes, size: int) -> None:
+            logger.error("the client sent a message over %d bytes (limit %d); dropped", size, self.max_message_bytes)
+            request_id = request_id_in(head)
+            if request_id is not None:
+                self._to_client(
+                    error_frame(
+                        request_id, MESSAGE_TOO_LARGE, too_large_text(size, self.max_message_bytes, "the client")
+                    )
+                )
+
+        framer = LineFramer(self.max_message_bytes, lines.append, on_oversize)
+        data = leftover
+        while True:
+            framer.feed(data)
+            for line in lines:
+                await self._from_client(line)
+            lines.clear()
+            server = self._server
+            if server is not None and server.alive:
+                with suppress(ConnectionError, OSError):  # the server is gone; its reader notices and says so
+                    await server.writer.drain()
+            try:
+                data = await reader.read(1 << 16)
+            except (ConnectionError, OSError):
+                return
+            if not data:
+                return
+
+    async def _stop_server(self) -> None:
+        server = self._server
+        if server is None:
+            return
+        with anyio.CancelScope(shield=True):
+            server.writer.close()  # EOF on its stdin: the polite way to ask a stdio server to exit
+            await stop_popen(server.started.process)
+            for close in server.closers:
+                close()
+
+    # --- the server process ----------------------------------------------------------------
+
+    async def _connect(self, started: EarlyStart) -> _Server:
+        reader, writer, closers = await pipe_streams(started.process)
+        self.starts += 1
+        server = _Server(started, writer, self.starts, closers)
+        self._server = server
+        assert self._tg is not None
+        self._tg.start_soon(self._read_server, server, reader, started.server_leftover)
+        return server
+
+    async def _ensure(self, *, replay: bool = True) -> _Server:
+        server = self._server
+        if server is not None and server.alive:
+            return server
+        async with self._start_lock:
+            server = self._server
+            if server is not None and server.alive:
+                return server
+            return await self._start(replay=replay and self.init_params is not None)
+
+    async def _start(self, *, replay: bool) -> _Server:
+        wait = self._last_start + self.restart_backoff_s - time.monotonic()
+        if self.starts and wait > 0:
+            await anyio.sleep(wait)  # a server that dies at once must not be respawned in a tight loop
+        self._last_start = time.monotonic()
+        if self.starts:
+            logger.warning(
+                "restarting server %r (%s)%s",
+                self.name,
+                self.spec.describe(),
+                f" after: {self._last_exit}" if self._last_exit else "",
+            )
+        assert self.spec.stdio is not None
+        server = await self._connect(spawn_server(self.name, self.spec.stdio, max_bytes=self.max_message_bytes))
+        if replay and self.init_params is not None:
+            try:
+                await self._own_request(server, "initialize", self.init_params, self.init_timeout_s)
+            except MCPError as exc:
+                raise MCPError(
+                    code=DOWNSTREAM_UNAVAILABLE,
+                    message=(
+                        f"mcp-gateway: server {self.name!r} was restarted but did not initialize again: "
+                        f"{exc.error.message}"
+                    ),
+                ) from exc
+            server.send(encode({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        return server
+
+    async def _read_server(self, server: _Server, reader: asyncio.StreamReader, leftover: bytes) -> None:
+        def on_oversize(head: bytes, size: int) -> None:
+            logger.error(
+                "server %r sent a message over %d bytes (limit %d); dropped", self.name, size, self.max_message_bytes
+            )
+            request_id = request_id_in(head)
+            if request_id is not None and b'"method"' not in head[:200]:
+                text = too_large_text(size, self.max_message_bytes, f"server {self.name!r}")
+                self._answered(
+                    {"jsonrpc": "2.0", "id": request_id, "error": {"code": MESSAGE_TOO_LARGE, "message": text}}, None
+                )
+
+        framer = LineFramer(self.max_message_bytes, self._from_server, on_oversize)
+        try:
+            framer.feed(leftover)
+            while True:
+                try:
+                    data = await reader.read(1 << 16)
+                except (ConnectionError, OSError):
+                    break
+                if not data:
+                    break
+                framer.feed(data)
+                if self._client is not None:
+                    with suppress(ConnectionError, OSError):  # the client is gone; its reader ends the session
+                        await self._client.drain()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._server_gone(server)
+
+    async def _server_gone(self, server: _Server) -> None:
+        """The server's output closed: wait (briefly) for its exit and last words, then fail what it owed."""
+        server.done.set()
+        popen = server.started.process
+        with anyio.move_on_after(2):
+            while popen.poll() is None:
+                await anyio.sleep(0.01)
+        thread = server.started.stderr_thread
+        with anyio.move_on_after(1):
+            while thread is not None and thread.is_alive():
+                await anyio.sleep(0.01)
+        note = server.process().exit_note()
+        self._last_exit = note
+        await stop_popen(popen)
+        for close in server.closers:
+            close()
+        for key, pending in list(self._pending.items()):
+            if pending.generation != server.generation:
+                continue
+            del self._pending[key]
+            if pending.timer is not None:
+                pending.timer.cancel()
+            self._to_client(
+                error_frame(
+                    key,
+                    CONNECTION_CLOSED,
+                    f"mcp-gateway: server {self.name!r} stopped while handling {pending.method} ({note}); "
+                    "it will be restarted on the next request",
+                )
+            )
+        for own_id, future in list(self._own.items()):
+            del self._own[own_id]
+            if not future.done():
+                future.set_exception(MCPError(code=CONNECTION_CLOSED, message=f"server {self.name!r} stopped ({note})"))
+
+    # --- client → server -------------------------------------------------------------------
+
+    async def _from_client(self, line: bytes) -> None:
+        message = parse(line, "the client")
+        if message is None:
+            return
+        method = message.get("method")
+        if method is None:  # the client's answer to a server request
+            server = self._server
+            if server is not None:
+                server.send(line)
+            return
+        if "id" not in message:
+            self._client_notification(method, message, line)
+            return
+        params = message.get("params")
+        request_id = message["id"]
+        if method == "initialize":
+            self.init_params = dict(params) if isinstance(params, dict) else {}
+            await self._forward(request_id, method, params, line, timeout_s=self.init_timeout_s, replay=False)
+        elif self.guard is not None and method in GUARDED_REQUESTS:
+            self._spawn(self._guarded_request(self.guard, message, line))
+        else:
+            await self._forward(request_id, method, params, line)
+
+    def _client_notification(self, method: str, message: Message, line: bytes) -> None:
+        if method == "notifications/cancelled":
+            params = message.get("params")
+            key = _key(params.get("requestId")) if isinstance(params, dict) else None
+            if key is not None:
+                if key in self._guarding:
+                    self._cancelled.add(key)
+                pending = self._pending.pop(key, None)  # the client will ignore a late answer; so do we
+                if pending is not None and pending.timer is not None:
+                    pending.timer.cancel()
+        server = self._server
+        if server is not None and server.alive:
+            server.send(line)
+        elif method != "notifications/initialized":
+            logger.debug("dropped %s for server %r: not running", method, self.name)
+
+    async def _guarded_request(self, guard: Guard, message: Message, line: bytes) -> None:
+        request_id, method, params = message["id"], message["method"], message.get("params")
+        key = _key(request_id)
+        if key is not None:
+            self._guarding.add(key)
+        try:
+            forwarded, answer = await guard.client_request(
+                self.name, method, params if isinstance(params, dict) else None
+            )
+        except MCPError as exc:
+            self._to_client(error_frame(request_id, exc.error.code, exc.error.message))
+            return
+        except Exception as exc:  # a broken check must not let the request through unchecked
+            logger.exception("checking %s for server %r failed; the request was refused", method, self.name)
+            self._to_client(
+                error_frame(request_id, INTERNAL_ERROR, f"mcp-gateway: checking this {method} failed: {exc}")
+            )
+            return
+        finally:
+            if key is not None:
+                self._guarding.discard(key)
+        if key is not None and key in self._cancelled:
+            self._cancelled.discard(key)
+            return
+        if answer is not None:
+            self._to_client(encode({"jsonrpc": "2.0", "id": request_id, "result": answer}))
+            return
+        unchanged = forwarded == params or (not forwarded and not params)
+        await self._forward(
+            request_id, method, forwarded, line if unchanged else encode({**message, "params": forwarded})
+        )
+
+    async def _forward(
+        self,
+        request_id: Any,
+        method: str,
+        params: Any,
+        frame: bytes,
+        *,
+        timeout_s: float | None = None,
+        replay: bool = True,
+    ) -> None:
+        try:
+            server = await self._ensure(replay=replay)
+        except DownstreamError as exc:
+            self._to_client(error_frame(request_id, DOWNSTREAM_UNAVAILABLE, f"mcp-gateway: {exc}"))
+            return
+        except MCPError as exc:
+            self._to_client(error_frame(request_id, exc.error.code, exc.error.message))
+            return
+        key = _key(request_id)
+        if key is not None:
+            pending = _Pending(
+                method,
+                params if isinstance(params, dict) else None,
+                server.generation,
+                timeout_s or self.request_timeout_s,
+            )
+            pending.timer = asyncio.get_running_loop().call_later(pending.timeout_s, self._timed_out, key, pending)
+            self._pending[key] = pending
+        server.send(frame)
+
+    def _timed_out(self, key: str | int, pending: _Pending) -> None:
+        if self._pending.get(key) is not pending:
+            return
+        del self._pending[key]
+        self._to_client(
+            error_frame(
+                key,
+                REQUEST_TIMEOUT,
+                f"mcp-gateway: server {self.name!r} did not answer {pending.method} within {pending.timeout_s:g} s "
+                "and may be hung; the request was cancelled (raise request_timeout_s if the tool is slow)",
+            )
+        )
+        server = self._server
+        if server is not None and pending.method != "initialize":
+            reason = f"mcp-gateway: no answer within {pending.timeout_s:g} s"
+            server.send(
+                encode(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "notifications/cancelled",
+                        "params": {"requestId": key, "reason": reason},
+                    }
+                )
+            )
+
+    # --- server → client -------------------------------------------------------------------
+
+    def _from_server(self, line: bytes) -> None:
+        message = parse(line, f"server {self.name!r}")
+        if message is None:
+            return
+        method = message.get("method")
+        if method is None:
+            self._answered(message, line)
+            return
+        if "id" in message:
+            if self.guard is not None and method == "sampling/createMessage":
+                self._spawn(self._guarded_server_request(self.guard, message, line))
+                return
+        elif method == "notifications/tools/list_changed" and self.guard is not None:
+            assert self._tg is not None
+            start_recheck(self._tg, self, self.guard)
+        self._to_client(line)
+
+    def _answered(self, message: Message, line: bytes | None) -> None:
+        request_id = message.get("id")
+        if isinstance(request_id, str) and request_id.startswith(self._own_prefix):
+            future = self._own.pop(request_id, None)
+            if future is not None and not future.done():
+                future.set_result(message)
+            return
+        key = _key(request_id)
+        pending = self._pending.pop(key, None) if key is not None else None
+        if pending is None:
+            logger.debug("server %r answered request %r, which is no longer awaited; dropped", self.name, request_id)
+            return
+        if pending.timer is not None:
+            pending.timer.cancel()
+        if "result" in message and (
+            pending.method == "initialize" or (self.guard is not None and pending.method in GUARDED_RESULTS)
+        ):
+            self._spawn(self._guarded_result(pending, message, line))
+            return
+        self._to_client(line if line is not None else encode(message))
+
+    async def _guarded_result(self, pending: _Pending, message: Message, line: bytes | None) -> None:
+        result = message["result"]
+        request_id = message["id"]
+        checked = result
+        if isinstance(result, dict):
+            try:
+                if pending.method == "initialize":
+                    self.init_result = result
+                    if self.guard is not None:
+                        checked = await self.guard.initialize_result(self.name, result)
+                elif self.guard is not None:
+                    checked = await self.guard.server_result(self.name, pending.method, pending.params, result)
+            except MCPError as exc:
+                self._to_client(error_frame(request_id, exc.error.code, exc.error.message))
+                return
+            except Exception as exc:  # a broken check must not let the answer through unchecked
+                logger.exception(
+                    "checking the answer to %s from server %r failed; it was withheld", pending.method, self.name
+                )
+                self._to_client(
+                    error_frame(
+                        request_id,
+                        INTERNAL_ERROR,
+                        f"mcp-gateway: checking the answer to {pending.method} failed: {exc}",
+                    )
+                )
+                return
+        if checked is result and line is not None:
+            self._to_client(line)
+        else:
+            self._to_client(encode({**message, "result": checked}))
+
+    async def _guarded_server_request(self, guard: Guard, message: Message, line: bytes) -> None:
+        params = message.get("params")
+        try:
+            forwarded = await guard.server_request(
+                self.name, message["method"], params if isinstance(params, dict) else None
+            )
+        except MCPError as exc:
+            if self._server is not None:
+                self._server.send(error_frame(message["id"], exc.error.code, exc.error.message))
+            return
+        except Exception as exc:  # refuse rather than pass it unchecked
+            logger.exception("checking a %s from server %r failed; it was refused", message["method"], self.name)
+            if self._server is not None:
+                self._server.send(
+                    error_frame(message["id"], INTERNAL_ERROR, f"mcp-gateway: checking this request failed: {exc}")
+                )
+            return
+        unchanged = forwarded == params or (not forwarded and not params)
+        self._to_client(line if unchanged else encode({**message, "params": forwarded}))
+
+    def _to_client(self, frame: bytes) -> None:
+        if self._client is not None and not self._client.is_closing():
+            self._client.write(frame + b"\n")
+
+    # --- the gateway's own requests (see `gateway.relay.recheck_tools`) ----------------------
+
+    async def request(
+        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
+    ) -> dict[str, Any]:
+        server = await self._ensure()
+        timeout = (opts or {}).get("timeout") or self.request_timeout_s
+        return await self._own_request(server, method, params, timeout)
+
+    async def _own_request(
+        self, server: _Server, method: str, params: Mapping[str, Any] | None, timeout_s: float
+    ) -> dict[str, Any]:
+        request_id = f"{self._own_prefix}{next(self._own_ids)}"
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._own[request_id] = future
+        frame: Message = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            frame["params"] = dict(params)
+        server.send(encode(frame))
+        try:
+            with anyio.fail_after(timeout_s):
+                answer = await future
+        except TimeoutError:
+            raise MCPError(
+                code=REQUEST_TIMEOUT, message=f"server {self.name!r} did not answer {method} within {timeout_s:g} s"
+            ) from None
+        finally:
+            self._own.pop(request_id, None)
+        error = answer.get("error")
+        if error is not None:
+            code = error.get("code") if isinstance(error, dict) else None
+            text = error.get("message") if isinstance(error, dict) else None
+            raise MCPError(code=code if isinstance(code, int) else INTERNAL_ERROR, message=str(text or error))
+        result = answer.get("result")
+        return result if isinstance(result, dict) else {}

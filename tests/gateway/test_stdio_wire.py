@@ -1,0 +1,223 @@
+"""The stdio relay on the wire: the real gateway process driven with raw JSON-RPC lines, so the exact
+bytes the client receives (and the ids the server sees) can be checked."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from policy.conditions import Predicate, Rule
+from policy.subject import SubjectKind
+
+from .relay_support import RAW_SERVER, gateway_env, server_log, write_rule_policy
+
+pytestmark = pytest.mark.integration
+
+AWS_KEY = "AKIAZ7Q2MX4TPLE6WD3B"
+AWS_SECRET = "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"
+
+
+class Wire:
+    """A gateway process and its two pipes, one JSON-RPC line at a time."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        self.lines: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip(b"\n"))
+
+    def send(self, message: dict[str, Any] | bytes) -> None:
+        assert self.process.stdin is not None
+        data = message if isinstance(message, bytes) else json.dumps(message).encode()
+        self.process.stdin.write(data + b"\n")
+        self.process.stdin.flush()
+
+    def receive(self, timeout: float = 60.0) -> bytes:
+        return self.lines.get(timeout=timeout)
+
+    def answer_to(self, request_id: Any, timeout: float = 60.0) -> tuple[bytes, dict[str, Any]]:
+        """The raw line and the parsed message answering `request_id` (anything else on the way is skipped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.receive(max(0.1, deadline - time.monotonic()))
+            message = json.loads(line)
+            if message.get("id") == request_id and "method" not in message:
+                return line, message
+
+    def quiet_for(self, seconds: float) -> list[bytes]:
+        """Whatever arrives within `seconds` (expected: nothing)."""
+        got: list[bytes] = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                got.append(self.receive(left))
+            except queue.Empty:
+                break
+        return got
+
+    def initialize(self) -> None:
+        self.send(
+            {
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "wire", "version": "1"},
+                },
+            }
+        )
+        self.answer_to(0)
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+
+@contextmanager
+def gateway(tmp: Path, args: list[str], **settings: str) -> Iterator[Wire]:
+    command = [sys.executable, "-m", "gateway", "wrap", "--name", "raw", *args, "--", *RAW_SERVER]
+    with (tmp / "gateway.stderr").open("wb") as errlog:
+        process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog, env=gateway_env(tmp, **settings)
+        )
+        try:
+            yield Wire(process)
+        finally:
+            assert process.stdin is not None
+            process.stdin.close()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            assert process.stdout is not None
+            process.stdout.close()
+
+
+@pytest.fixture
+def rule_only(tmp_path: Path) -> list[str]:
+    directory = tmp_path / "policies"
+    write_rule_policy(
+        directory,
+        "no-attacker-mail",
+        "Never send anything to attacker-mail.example.",
+        [
+            Rule(
+                id="attacker-domain",
+                description="recipient at attacker-mail.example",
+                when=Predicate(path="arguments.**", op="contains", value="attacker-mail.example"),
+            )
+        ],
+        [SubjectKind.TOOL_CALL],
+    )
+    return ["--no-builtin", "--policies", str(directory)]
+
+
+def test_frames_no_guard_changes_arrive_byte_for_byte_with_the_clients_own_ids(
+    tmp_path: Path, rule_only: list[str]
+) -> None:
+    with gateway(tmp_path, rule_only) as wire:
+        wire.initialize()
+        wire.send({"jsonrpc": "2.0", "id": "p-1", "method": "ping"})
+        ping, _ = wire.answer_to("p-1")
+        wire.send(
+            {
+                "jsonrpc": "2.0",
+                "id": 7,
+                "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"text": "héllo"}},
+            }
+        )
+        echo, _ = wire.answer_to(7)
+        wire.send({"jsonrpc": "2.0", "id": 8, "method": "no/such/method", "params": {"x-unknown": [1, {"a": None}]}})
+        unknown, _ = wire.answer_to(8)
+    # The raw server writes json.dumps' default spacing: a relay that re-encoded anything would show.
+    assert ping == b'{"jsonrpc": "2.0", "id": "p-1", "result": {}}'
+    assert echo == b'{"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": "h\\u00e9llo"}]}}'
+    assert unknown == b'{"jsonrpc": "2.0", "id": 8, "error": {"code": -32601, "message": "Method not found"}}'
+    received = {m.get("method"): m for m in server_log(tmp_path)}
+    assert received["ping"]["id"] == "p-1"
+    assert received["tools/call"]["id"] == 7
+    assert received["no/such/method"]["params"] == {"x-unknown": [1, {"a": None}]}
+
+
+def test_garbage_and_oversized_lines_from_the_client_are_refused_and_the_session_goes_on(
+    tmp_path: Path, rule_only: list[str]
+) -> None:
+    with gateway(tmp_path, rule_only, max_message_bytes="4096") as wire:
+        wire.initialize()
+        wire.send(b"this is not json {{{")
+        wire.send(b'{"no": "jsonrpc here"}')
+        wire.send(
+            {
+                "jsonrpc": "2.0",
+                "id": 5,
+                "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"text": "x" * 9000}},
+            }
+        )
+        _, oversized = wire.answer_to(5)
+        wire.send({"jsonrpc": "2.0", "id": 6, "method": "ping"})
+        _, ping = wire.answer_to(6)
+    assert oversized["error"]["code"] == -32042
+    assert "over the 4,096-byte limit" in oversized["error"]["message"]
+    assert ping["result"] == {}
+    stderr = (tmp_path / "gateway.stderr").read_text()
+    assert stderr.count("not JSON-RPC") == 2
+    assert [m["method"] for m in server_log(tmp_path) if m.get("method") == "tools/call"] == []
+
+
+def test_a_cancelled_request_is_cancelled_downstream_and_never_answered(tmp_path: Path, rule_only: list[str]) -> None:
+    with gateway(tmp_path, rule_only) as wire:
+        wire.initialize()
+        wire.send({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "hang", "arguments": {}}})
+        time.sleep(0.5)
+        wire.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 9, "reason": "user"}})
+        wire.send({"jsonrpc": "2.0", "id": 10, "method": "ping"})
+        _, ping = wire.answer_to(10)
+        late = wire.quiet_for(1.0)
+    assert ping["result"] == {}
+    assert late == []
+    cancels = [m for m in server_log(tmp_path) if m.get("method") == "notifications/cancelled"]
+    assert [c["params"]["requestId"] for c in cancels] == [9]
+
+
+def test_secrets_are_masked_both_ways_and_a_masked_result_is_valid_json(tmp_path: Path) -> None:
+    with gateway(tmp_path, []) as wire:
+        wire.initialize()
+        sent = f"aws_access_key_id={AWS_KEY}\naws_secret_access_key={AWS_SECRET}"
+        wire.send(
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "leak", "arguments": {"text": sent}}}
+        )
+        _, echoed = wire.answer_to(1, timeout=120)
+        # The server reverses this one: the call carries nothing recognisable, the result carries the secret.
+        wire.send(
+            {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "tools/call",
+                "params": {"name": "leak", "arguments": {"reverse": sent[::-1]}},
+            }
+        )
+        line, leaked = wire.answer_to(2)
+    calls = [m for m in server_log(tmp_path) if m.get("method") == "tools/call"]
+    assert AWS_KEY not in json.dumps(calls[0]) and AWS_SECRET not in json.dumps(calls[0])  # masked on the way in
+    assert "[MASKED" in calls[0]["params"]["arguments"]["text"]
+    assert "[MASKED" in echoed["result"]["content"][0]["text"]
+    assert AWS_KEY.encode() not in line and AWS_SECRET.encode() not in line  # and on the way out
+    result = leaked["result"]
+    assert "[MASKED" in result["content"][0]["text"] and "[MASKED" in result["structuredContent"]["value"]
+    assert result["_meta"]["mcp-gateway"]["masked"]
