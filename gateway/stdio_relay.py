@@ -1,9 +1,10 @@
 """The stdio path of ``wrap``: frames relayed as bytes, parsed once, re-encoded only when a guard acts.
 
-One client on this process's stdin/stdout, one server process on pipes. There is one of each, so
-request ids, progress tokens and cancellations need no translating: they pass as they are. The
-gateway's own requests to the server (the client's initialize replayed after a restart, a re-check
-of the tools after list_changed) carry ids of a form no client uses, and their answers stay here.
+One client on this process's stdin/stdout, one server process on pipes (`gateway.stdio_server`).
+There is one of each, so request ids, progress tokens and cancellations need no translating: they
+pass as they are. The gateway's own requests to the server (the client's initialize replayed after
+a restart, a re-check of the tools after list_changed) carry ids of a form no client uses, and
+their answers never reach the client.
 
 A frame that carries nothing to check (a ping, a progress notification, resources/list, a method
 this relay has never heard of) is written out as the very bytes that came in. Requests and
@@ -17,39 +18,26 @@ timeout with a cancellation sent downstream, the same bounded lines and skipped 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
 import logging
-import time
-import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Coroutine
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import anyio.abc
-from mcp.shared.dispatcher import CallOptions
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 
 from .downstream import DOWNSTREAM_UNAVAILABLE
 from .errors import DownstreamError
+from .frames import Message, encode, error_frame, parse, request_key
 from .guards import Guard
-from .handshake import EarlyStart, spawn_server
+from .handshake import EarlyStart
 from .relay import start_recheck
 from .specs import ServerSpec
-from .transports import (
-    MESSAGE_TOO_LARGE,
-    AdoptedProcess,
-    LineFramer,
-    ServerProcess,
-    client_wire,
-    pipe_streams,
-    request_id_in,
-    stop_popen,
-    too_large_text,
-)
+from .stdio_server import ServerLink, StdioServer
+from .transports import MESSAGE_TOO_LARGE, LineFramer, client_wire, request_id_in, too_large_text
 
 __all__ = ["GUARDED_REQUESTS", "GUARDED_RESULTS", "StdioRelay"]
 
@@ -60,49 +48,6 @@ GUARDED_REQUESTS = frozenset({"tools/call", "prompts/get"})  # client requests w
 GUARDED_RESULTS = frozenset(
     {"initialize", "tools/list", "prompts/list", "tools/call", "tasks/result", "resources/read", "prompts/get"}
 )
-Message = dict[str, Any]
-
-
-def parse(line: bytes, origin: str) -> Message | None:
-    """A JSON-RPC message, or None (logged) for anything else."""
-    try:
-        message = json.loads(line)
-    except (ValueError, RecursionError) as exc:
-        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    else:
-        if (
-            isinstance(message, dict)
-            and message.get("jsonrpc") == "2.0"
-            and (
-                isinstance(message.get("method"), str)
-                or ("id" in message and ("result" in message or "error" in message))
-            )
-        ):
-            return message
-        problem = "not a JSON-RPC request, notification or response"
-    logger.warning(
-        "%s sent a line that is not JSON-RPC (%d bytes), skipped: %r (%s)",
-        origin,
-        len(line),
-        line[:200].decode(errors="replace"),
-        problem,
-    )
-    return None
-
-
-def encode(message: Message) -> bytes:
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def error_frame(request_id: Any, code: int, message: str) -> bytes:
-    return encode({"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}})
-
-
-def _key(request_id: Any) -> str | int | None:
-    """A request id usable as a dict key (JSON-RPC allows strings and numbers; anything else is not tracked)."""
-    if isinstance(request_id, bool) or not isinstance(request_id, str | int | float):
-        return None
-    return request_id if not isinstance(request_id, float) else (int(request_id) if request_id.is_integer() else None)
 
 
 @dataclass
@@ -114,26 +59,6 @@ class _Pending:
     generation: int
     timeout_s: float
     timer: asyncio.TimerHandle | None = None
-
-
-@dataclass
-class _Server:
-    started: EarlyStart
-    writer: asyncio.StreamWriter
-    generation: int
-    closers: list[Callable[[], None]]
-    done: anyio.Event = field(default_factory=anyio.Event)
-
-    @property
-    def alive(self) -> bool:
-        return not self.done.is_set()
-
-    def send(self, frame: bytes) -> None:
-        if self.alive:
-            self.writer.write(frame + b"\n")
-
-    def process(self) -> ServerProcess:
-        return ServerProcess(self.started.name, AdoptedProcess(self.started.process), self.started.stderr_tail)  # type: ignore[arg-type]
 
 
 class StdioRelay:
@@ -149,27 +74,26 @@ class StdioRelay:
         max_message_bytes: int,
         restart_backoff_s: float = 0.5,
     ) -> None:
-        assert spec.stdio is not None, "the stdio relay needs a stdio server"
-        self.spec = spec
         self.name = spec.name
         self.guard = guard
         self.request_timeout_s = request_timeout_s
         self.init_timeout_s = init_timeout_s
         self.max_message_bytes = max_message_bytes
-        self.restart_backoff_s = restart_backoff_s
-        self.init_params: dict[str, Any] | None = None
+        self.server = StdioServer(
+            spec,
+            request_timeout_s=request_timeout_s,
+            init_timeout_s=init_timeout_s,
+            max_message_bytes=max_message_bytes,
+            restart_backoff_s=restart_backoff_s,
+            on_line=self._from_server,
+            on_oversize=self._server_oversize,
+            on_gone=self._fail_owed,
+            after_chunk=self._drain_client,
+        )
         self.init_result: dict[str, Any] | None = None
-        self.starts = 0
-        self._server: _Server | None = None
         self._pending: dict[str | int, _Pending] = {}
         self._guarding: set[str | int] = set()  # client requests still being checked
         self._cancelled: set[str | int] = set()  # ... and cancelled by the client meanwhile
-        self._own: dict[str, asyncio.Future[Message]] = {}
-        self._own_prefix = f"mcp-gateway-{uuid.uuid4().hex[:8]}-"
-        self._own_ids = itertools.count(1)
-        self._last_start = 0.0
-        self._last_exit = ""
-        self._start_lock = anyio.Lock()
         self._client: asyncio.StreamWriter | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._checks: set[asyncio.Task[None]] = set()  # guard checks under way
@@ -179,12 +103,13 @@ class StdioRelay:
     async def serve(self, early: EarlyStart | None = None) -> None:
         async with client_wire() as (reader, writer), anyio.create_task_group() as tg:
             self._client, self._tg = writer, tg
+            self.server.bind(tg)
             leftover = b""
             if early is not None:
                 leftover = early.client_leftover
                 if early.answered:
-                    self.init_params, self.init_result = early.init_params, early.init_result
-                await self._connect(early)
+                    self.server.init_params, self.init_result = early.init_params, early.init_result
+                await self.server.connect(early)
                 if self.guard is not None and self.init_result is not None:
                     # The fast handshake answered initialize before the engine loaded: check and pin the
                     # instructions now (a finding is logged and audited; the tools are still screened).
@@ -194,7 +119,7 @@ class StdioRelay:
             finally:
                 for task in self._checks:
                     task.cancel()
-            await self._stop_server()
+            await self.server.stop()
             tg.cancel_scope.cancel()
 
     def _spawn(self, check: Coroutine[Any, Any, None]) -> None:
@@ -232,10 +157,10 @@ class StdioRelay:
             for line in lines:
                 await self._from_client(line)
             lines.clear()
-            server = self._server
-            if server is not None and server.alive:
+            link = self.server.link
+            if link is not None and link.alive:
                 with suppress(ConnectionError, OSError):  # the server is gone; its reader notices and says so
-                    await server.writer.drain()
+                    await link.writer.drain()
             try:
                 data = await reader.read(1 << 16)
             except (ConnectionError, OSError):
@@ -243,111 +168,24 @@ class StdioRelay:
             if not data:
                 return
 
-    async def _stop_server(self) -> None:
-        server = self._server
-        if server is None:
-            return
-        with anyio.CancelScope(shield=True):
-            server.writer.close()  # EOF on its stdin: the polite way to ask a stdio server to exit
-            await stop_popen(server.started.process)
-            for close in server.closers:
-                close()
-
-    # --- the server process ----------------------------------------------------------------
-
-    async def _connect(self, started: EarlyStart) -> _Server:
-        reader, writer, closers = await pipe_streams(started.process)
-        self.starts += 1
-        server = _Server(started, writer, self.starts, closers)
-        self._server = server
-        assert self._tg is not None
-        self._tg.start_soon(self._read_server, server, reader, started.server_leftover)
-        return server
-
-    async def _ensure(self, *, replay: bool = True) -> _Server:
-        server = self._server
-        if server is not None and server.alive:
-            return server
-        async with self._start_lock:
-            server = self._server
-            if server is not None and server.alive:
-                return server
-            return await self._start(replay=replay and self.init_params is not None)
-
-    async def _start(self, *, replay: bool) -> _Server:
-        wait = self._last_start + self.restart_backoff_s - time.monotonic()
-        if self.starts and wait > 0:
-            await anyio.sleep(wait)  # a server that dies at once must not be respawned in a tight loop
-        self._last_start = time.monotonic()
-        if self.starts:
-            logger.warning(
-                "restarting server %r (%s)%s",
-                self.name,
-                self.spec.describe(),
-                f" after: {self._last_exit}" if self._last_exit else "",
+    def _server_oversize(self, head: bytes, size: int) -> None:
+        logger.error(
+            "server %r sent a message over %d bytes (limit %d); dropped", self.name, size, self.max_message_bytes
+        )
+        request_id = request_id_in(head)
+        if request_id is not None and b'"method"' not in head[:200]:
+            text = too_large_text(size, self.max_message_bytes, f"server {self.name!r}")
+            self._answered(
+                {"jsonrpc": "2.0", "id": request_id, "error": {"code": MESSAGE_TOO_LARGE, "message": text}}, None
             )
-        assert self.spec.stdio is not None
-        server = await self._connect(spawn_server(self.name, self.spec.stdio, max_bytes=self.max_message_bytes))
-        if replay and self.init_params is not None:
-            try:
-                await self._own_request(server, "initialize", self.init_params, self.init_timeout_s)
-            except MCPError as exc:
-                raise MCPError(
-                    code=DOWNSTREAM_UNAVAILABLE,
-                    message=(
-                        f"mcp-gateway: server {self.name!r} was restarted but did not initialize again: "
-                        f"{exc.error.message}"
-                    ),
-                ) from exc
-            server.send(encode({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-        return server
 
-    async def _read_server(self, server: _Server, reader: asyncio.StreamReader, leftover: bytes) -> None:
-        def on_oversize(head: bytes, size: int) -> None:
-            logger.error(
-                "server %r sent a message over %d bytes (limit %d); dropped", self.name, size, self.max_message_bytes
-            )
-            request_id = request_id_in(head)
-            if request_id is not None and b'"method"' not in head[:200]:
-                text = too_large_text(size, self.max_message_bytes, f"server {self.name!r}")
-                self._answered(
-                    {"jsonrpc": "2.0", "id": request_id, "error": {"code": MESSAGE_TOO_LARGE, "message": text}}, None
-                )
+    async def _drain_client(self) -> None:
+        if self._client is not None:
+            with suppress(ConnectionError, OSError):  # the client is gone; its reader ends the session
+                await self._client.drain()
 
-        framer = LineFramer(self.max_message_bytes, self._from_server, on_oversize)
-        try:
-            framer.feed(leftover)
-            while True:
-                try:
-                    data = await reader.read(1 << 16)
-                except (ConnectionError, OSError):
-                    break
-                if not data:
-                    break
-                framer.feed(data)
-                if self._client is not None:
-                    with suppress(ConnectionError, OSError):  # the client is gone; its reader ends the session
-                        await self._client.drain()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._server_gone(server)
-
-    async def _server_gone(self, server: _Server) -> None:
-        """The server's output closed: wait (briefly) for its exit and last words, then fail what it owed."""
-        server.done.set()
-        popen = server.started.process
-        with anyio.move_on_after(2):
-            while popen.poll() is None:
-                await anyio.sleep(0.01)
-        thread = server.started.stderr_thread
-        with anyio.move_on_after(1):
-            while thread is not None and thread.is_alive():
-                await anyio.sleep(0.01)
-        note = server.process().exit_note()
-        self._last_exit = note
-        await stop_popen(popen)
-        for close in server.closers:
-            close()
+    def _fail_owed(self, server: ServerLink, note: str) -> None:
+        """Answer what a server that stopped still owed: the client's requests and the gateway's own."""
         for key, pending in list(self._pending.items()):
             if pending.generation != server.generation:
                 continue
@@ -362,10 +200,6 @@ class StdioRelay:
                     "it will be restarted on the next request",
                 )
             )
-        for own_id, future in list(self._own.items()):
-            del self._own[own_id]
-            if not future.done():
-                future.set_exception(MCPError(code=CONNECTION_CLOSED, message=f"server {self.name!r} stopped ({note})"))
 
     # --- client → server -------------------------------------------------------------------
 
@@ -375,9 +209,8 @@ class StdioRelay:
             return
         method = message.get("method")
         if method is None:  # the client's answer to a server request
-            server = self._server
-            if server is not None:
-                server.send(line)
+            if self.server.link is not None:
+                self.server.link.send(line)
             return
         if "id" not in message:
             self._client_notification(method, message, line)
@@ -385,7 +218,7 @@ class StdioRelay:
         params = message.get("params")
         request_id = message["id"]
         if method == "initialize":
-            self.init_params = dict(params) if isinstance(params, dict) else {}
+            self.server.init_params = dict(params) if isinstance(params, dict) else {}
             await self._forward(request_id, method, params, line, timeout_s=self.init_timeout_s, replay=False)
         elif self.guard is not None and method in GUARDED_REQUESTS:
             self._spawn(self._guarded_request(self.guard, message, line))
@@ -395,22 +228,22 @@ class StdioRelay:
     def _client_notification(self, method: str, message: Message, line: bytes) -> None:
         if method == "notifications/cancelled":
             params = message.get("params")
-            key = _key(params.get("requestId")) if isinstance(params, dict) else None
+            key = request_key(params.get("requestId")) if isinstance(params, dict) else None
             if key is not None:
                 if key in self._guarding:
                     self._cancelled.add(key)
                 pending = self._pending.pop(key, None)  # the client will ignore a late answer; so do we
                 if pending is not None and pending.timer is not None:
                     pending.timer.cancel()
-        server = self._server
-        if server is not None and server.alive:
-            server.send(line)
+        link = self.server.link
+        if link is not None and link.alive:
+            link.send(line)
         elif method != "notifications/initialized":
             logger.debug("dropped %s for server %r: not running", method, self.name)
 
     async def _guarded_request(self, guard: Guard, message: Message, line: bytes) -> None:
         request_id, method, params = message["id"], message["method"], message.get("params")
-        key = _key(request_id)
+        key = request_key(request_id)
         if key is not None:
             self._guarding.add(key)
         try:
@@ -451,14 +284,14 @@ class StdioRelay:
         replay: bool = True,
     ) -> None:
         try:
-            server = await self._ensure(replay=replay)
+            server = await self.server.ensure(replay=replay)
         except DownstreamError as exc:
             self._to_client(error_frame(request_id, DOWNSTREAM_UNAVAILABLE, f"mcp-gateway: {exc}"))
             return
         except MCPError as exc:
             self._to_client(error_frame(request_id, exc.error.code, exc.error.message))
             return
-        key = _key(request_id)
+        key = request_key(request_id)
         if key is not None:
             pending = _Pending(
                 method,
@@ -482,7 +315,7 @@ class StdioRelay:
                 "and may be hung; the request was cancelled (raise request_timeout_s if the tool is slow)",
             )
         )
-        server = self._server
+        server = self.server.link
         if server is not None and pending.method != "initialize":
             reason = f"mcp-gateway: no answer within {pending.timeout_s:g} s"
             server.send(
@@ -511,17 +344,14 @@ class StdioRelay:
                 return
         elif method == "notifications/tools/list_changed" and self.guard is not None:
             assert self._tg is not None
-            start_recheck(self._tg, self, self.guard)
+            start_recheck(self._tg, self.server, self.guard)
         self._to_client(line)
 
     def _answered(self, message: Message, line: bytes | None) -> None:
-        request_id = message.get("id")
-        if isinstance(request_id, str) and request_id.startswith(self._own_prefix):
-            future = self._own.pop(request_id, None)
-            if future is not None and not future.done():
-                future.set_result(message)
+        if self.server.take_answer(message):
             return
-        key = _key(request_id)
+        request_id = message.get("id")
+        key = request_key(request_id)
         pending = self._pending.pop(key, None) if key is not None else None
         if pending is None:
             logger.debug("server %r answered request %r, which is no longer awaited; dropped", self.name, request_id)
@@ -574,13 +404,13 @@ class StdioRelay:
                 self.name, message["method"], params if isinstance(params, dict) else None
             )
         except MCPError as exc:
-            if self._server is not None:
-                self._server.send(error_frame(message["id"], exc.error.code, exc.error.message))
+            if self.server.link is not None:
+                self.server.link.send(error_frame(message["id"], exc.error.code, exc.error.message))
             return
         except Exception as exc:  # refuse rather than pass it unchecked
             logger.exception("checking a %s from server %r failed; it was refused", message["method"], self.name)
-            if self._server is not None:
-                self._server.send(
+            if self.server.link is not None:
+                self.server.link.send(
                     error_frame(message["id"], INTERNAL_ERROR, f"mcp-gateway: checking this request failed: {exc}")
                 )
             return
@@ -590,39 +420,3 @@ class StdioRelay:
     def _to_client(self, frame: bytes) -> None:
         if self._client is not None and not self._client.is_closing():
             self._client.write(frame + b"\n")
-
-    # --- the gateway's own requests (see `gateway.relay.recheck_tools`) ----------------------
-
-    async def request(
-        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
-    ) -> dict[str, Any]:
-        server = await self._ensure()
-        timeout = (opts or {}).get("timeout") or self.request_timeout_s
-        return await self._own_request(server, method, params, timeout)
-
-    async def _own_request(
-        self, server: _Server, method: str, params: Mapping[str, Any] | None, timeout_s: float
-    ) -> dict[str, Any]:
-        request_id = f"{self._own_prefix}{next(self._own_ids)}"
-        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self._own[request_id] = future
-        frame: Message = {"jsonrpc": "2.0", "id": request_id, "method": method}
-        if params is not None:
-            frame["params"] = dict(params)
-        server.send(encode(frame))
-        try:
-            with anyio.fail_after(timeout_s):
-                answer = await future
-        except TimeoutError:
-            raise MCPError(
-                code=REQUEST_TIMEOUT, message=f"server {self.name!r} did not answer {method} within {timeout_s:g} s"
-            ) from None
-        finally:
-            self._own.pop(request_id, None)
-        error = answer.get("error")
-        if error is not None:
-            code = error.get("code") if isinstance(error, dict) else None
-            text = error.get("message") if isinstance(error, dict) else None
-            raise MCPError(code=code if isinstance(code, int) else INTERNAL_ERROR, message=str(text or error))
-        result = answer.get("result")
-        return result if isinstance(result, dict) else {}

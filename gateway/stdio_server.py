@@ -1,0 +1,250 @@
+"""The server side of the stdio relay: the process, its pipes, its output line by line, its end,
+its restarts, and the gateway's own requests to it.
+
+A process is started by `gateway.handshake` (at once, before the gateway has loaded) or, after it
+stopped, again here; either way its stderr is already being forwarded and its last lines kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+from mcp.shared.dispatcher import CallOptions
+from mcp.shared.exceptions import MCPError
+from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
+
+from .downstream import DOWNSTREAM_UNAVAILABLE
+from .frames import Message, encode
+from .handshake import EarlyStart, spawn_server
+from .specs import ServerSpec
+from .transports import AdoptedProcess, LineFramer, ServerProcess, pipe_streams, stop_popen
+
+__all__ = ["ServerLink", "StdioServer"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ServerLink:
+    """One run of the server (a restart is a new link with the next generation number)."""
+
+    started: EarlyStart
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    generation: int
+    closers: list[Callable[[], None]]
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+    @classmethod
+    async def open(cls, started: EarlyStart, generation: int) -> ServerLink:
+        reader, writer, closers = await pipe_streams(started.process)
+        return cls(started, reader, writer, generation, closers)
+
+    @property
+    def alive(self) -> bool:
+        return not self.done.is_set()
+
+    def send(self, frame: bytes) -> None:
+        if self.alive:
+            self.writer.write(frame + b"\n")
+
+    async def pump(self, framer: LineFramer, after_chunk: Callable[[], Awaitable[None]]) -> None:
+        """Feed everything the server writes to `framer` until its output closes."""
+        framer.feed(self.started.server_leftover)
+        while True:
+            try:
+                data = await self.reader.read(1 << 16)
+            except (ConnectionError, OSError):
+                return
+            if not data:
+                return
+            framer.feed(data)
+            await after_chunk()
+
+    async def finish(self) -> str:
+        """The output closed: wait (briefly) for the exit and the last stderr lines, make sure the whole
+        process group is gone, and say how it ended."""
+        self.done.set()
+        popen = self.started.process
+        with anyio.move_on_after(2):
+            while popen.poll() is None:
+                await anyio.sleep(0.01)
+        thread = self.started.stderr_thread
+        with anyio.move_on_after(1):
+            while thread is not None and thread.is_alive():
+                await anyio.sleep(0.01)
+        process = ServerProcess(self.started.name, AdoptedProcess(popen), self.started.stderr_tail)  # type: ignore[arg-type]
+        note = process.exit_note()
+        await self.stop()
+        return note
+
+    async def stop(self) -> None:
+        """Close its stdin (the polite way to ask a stdio server to exit), then end its process group."""
+        self.writer.close()
+        await stop_popen(self.started.process)
+        for close in self.closers:
+            close()
+
+
+class StdioServer:
+    """The server side of the stdio relay: one process at a time, started again on demand after it
+    stops (the client's initialize replayed to it), and the gateway's own requests to it.
+
+    What the server writes goes to `on_line` line by line (`on_oversize` for a line over the limit);
+    when a run ends, `on_gone(link, how it ended)` lets the relay answer what that run still owed."""
+
+    def __init__(
+        self,
+        spec: ServerSpec,
+        *,
+        request_timeout_s: float,
+        init_timeout_s: float,
+        max_message_bytes: int,
+        restart_backoff_s: float,
+        on_line: Callable[[bytes], None],
+        on_oversize: Callable[[bytes, int], None],
+        on_gone: Callable[[ServerLink, str], None],
+        after_chunk: Callable[[], Awaitable[None]],
+    ) -> None:
+        assert spec.stdio is not None, "a stdio server needs a command"
+        self.spec = spec
+        self.request_timeout_s = request_timeout_s
+        self.init_timeout_s = init_timeout_s
+        self.max_message_bytes = max_message_bytes
+        self.restart_backoff_s = restart_backoff_s
+        self.init_params: dict[str, Any] | None = None  # the client's initialize, replayed after a restart
+        self.link: ServerLink | None = None
+        self.starts = 0
+        self._on_line, self._on_oversize, self._on_gone, self._after_chunk = on_line, on_oversize, on_gone, after_chunk
+        self._last_start = 0.0
+        self._last_exit = ""
+        self._lock = anyio.Lock()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._own: dict[str, asyncio.Future[Message]] = {}
+        self._own_prefix = f"mcp-gateway-{uuid.uuid4().hex[:8]}-"  # ids no client uses
+        self._own_ids = itertools.count(1)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def bind(self, tg: anyio.abc.TaskGroup) -> None:
+        self._tg = tg
+
+    async def connect(self, started: EarlyStart) -> ServerLink:
+        self.starts += 1
+        link = await ServerLink.open(started, self.starts)
+        self.link = link
+        assert self._tg is not None, "StdioServer.bind() must be called first"
+        self._tg.start_soon(self._read, link)
+        return link
+
+    async def ensure(self, *, replay: bool = True) -> ServerLink:
+        """The running server, started (again) if it is not running."""
+        link = self.link
+        if link is not None and link.alive:
+            return link
+        async with self._lock:
+            link = self.link
+            if link is not None and link.alive:
+                return link
+            return await self._start(replay=replay and self.init_params is not None)
+
+    async def stop(self) -> None:
+        if self.link is not None:
+            with anyio.CancelScope(shield=True):
+                await self.link.stop()
+
+    async def _start(self, *, replay: bool) -> ServerLink:
+        wait = self._last_start + self.restart_backoff_s - time.monotonic()
+        if self.starts and wait > 0:
+            await anyio.sleep(wait)  # a server that dies at once must not be respawned in a tight loop
+        self._last_start = time.monotonic()
+        if self.starts:
+            after = f" after: {self._last_exit}" if self._last_exit else ""
+            logger.warning("restarting server %r (%s)%s", self.name, self.spec.describe(), after)
+        assert self.spec.stdio is not None
+        link = await self.connect(spawn_server(self.name, self.spec.stdio, max_bytes=self.max_message_bytes))
+        if replay and self.init_params is not None:
+            try:
+                await self._request(link, "initialize", self.init_params, self.init_timeout_s)
+            except MCPError as exc:
+                raise MCPError(
+                    code=DOWNSTREAM_UNAVAILABLE,
+                    message=(
+                        f"mcp-gateway: server {self.name!r} was restarted but did not initialize again: "
+                        f"{exc.error.message}"
+                    ),
+                ) from exc
+            link.send(encode({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        return link
+
+    async def _read(self, link: ServerLink) -> None:
+        try:
+            await link.pump(LineFramer(self.max_message_bytes, self._on_line, self._on_oversize), self._after_chunk)
+        finally:
+            with anyio.CancelScope(shield=True):
+                note = await link.finish()
+                self._last_exit = note
+                for own_id, future in list(self._own.items()):
+                    del self._own[own_id]
+                    if not future.done():
+                        future.set_exception(
+                            MCPError(code=CONNECTION_CLOSED, message=f"server {self.name!r} stopped ({note})")
+                        )
+                self._on_gone(link, note)
+
+    # --- the gateway's own requests ------------------------------------------------------------
+
+    def take_answer(self, message: Message) -> bool:
+        """True when `message` answers one of the gateway's own requests (it is consumed here)."""
+        request_id = message.get("id")
+        if not (isinstance(request_id, str) and request_id.startswith(self._own_prefix)):
+            return False
+        future = self._own.pop(request_id, None)
+        if future is not None and not future.done():
+            future.set_result(message)
+        return True
+
+    async def request(
+        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
+    ) -> dict[str, Any]:
+        """A request of the gateway's own (see `gateway.relay.recheck_tools`)."""
+        link = await self.ensure()
+        return await self._request(link, method, params, (opts or {}).get("timeout") or self.request_timeout_s)
+
+    async def _request(
+        self, link: ServerLink, method: str, params: Mapping[str, Any] | None, timeout_s: float
+    ) -> dict[str, Any]:
+        request_id = f"{self._own_prefix}{next(self._own_ids)}"
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._own[request_id] = future
+        frame: Message = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            frame["params"] = dict(params)
+        link.send(encode(frame))
+        try:
+            with anyio.fail_after(timeout_s):
+                answer = await future
+        except TimeoutError:
+            raise MCPError(
+                code=REQUEST_TIMEOUT, message=f"server {self.name!r} did not answer {method} within {timeout_s:g} s"
+            ) from None
+        finally:
+            self._own.pop(request_id, None)
+        error = answer.get("error")
+        if error is not None:
+            code = error.get("code") if isinstance(error, dict) else None
+            text = error.get("message") if isinstance(error, dict) else None
+            raise MCPError(code=code if isinstance(code, int) else INTERNAL_ERROR, message=str(text or error))
+        result = answer.get("result")
+        return result if isinstance(result, dict) else {}
