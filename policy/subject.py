@@ -55,10 +55,14 @@ class Subject(BaseModel):
         return hashlib.sha256(self.canonical().encode()).hexdigest()
 
     def strings(self) -> Iterator[tuple[str, str]]:
-        """Every string a detector should scan, with its field path."""
+        """Every string a detector should scan, with its field path.
+
+        A tool result carries its call's arguments as context for rules; they were checked (and
+        masked) as the call went out, and nothing in the result could mask them, so detectors skip them."""
         if self.text:
             yield "text", self.text
-        yield from iter_strings(self.arguments, "arguments")
+        if self.kind is not SubjectKind.TOOL_RESULT:
+            yield from iter_strings(self.arguments, "arguments")
         if self.structured is not None:
             yield from iter_strings(self.structured, "structured")
 
