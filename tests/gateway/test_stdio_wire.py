@@ -233,3 +233,26 @@ def test_secrets_are_masked_both_ways_and_a_masked_result_is_valid_json(tmp_path
     result = leaked["result"]
     assert "[MASKED" in result["content"][0]["text"] and "[MASKED" in result["structuredContent"]["value"]
     assert result["_meta"]["mcp-gateway"]["masked"]
+
+
+def test_the_gateways_own_requests_never_reach_the_client(tmp_path: Path, rule_only: list[str]) -> None:
+    with gateway(tmp_path, rule_only) as wire:
+        wire.initialize()
+        wire.send({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        wire.answer_to(1)
+        wire.send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "changed", "arguments": {}}})
+        # list_changed makes the gateway list the tools again itself, under an id of its own
+        wait_until(
+            lambda: any(m.get("method") == "tools/list" and m.get("id") != 1 for m in server_log(tmp_path)),
+            "the gateway's own tools/list",
+        )
+        wire.send({"jsonrpc": "2.0", "id": 3, "method": "ping"})
+        frames: list[dict[str, Any]] = []
+        while not any(f.get("id") == 3 for f in frames):
+            frames.append(json.loads(wire.receive()))
+        frames += [json.loads(line) for line in wire.quiet_for(0.5)]
+    own = [m["id"] for m in server_log(tmp_path) if m.get("method") == "tools/list" and m.get("id") != 1]
+    assert own and all(isinstance(i, str) and i.startswith("mcp-gateway-") for i in own)
+    answered = sorted(str(f["id"]) for f in frames if "method" not in f)
+    assert answered == ["2", "3"]  # the answer to the gateway's own tools/list stayed inside
+    assert [f["method"] for f in frames if "method" in f] == ["notifications/tools/list_changed"]
