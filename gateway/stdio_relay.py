@@ -133,9 +133,7 @@ class StdioRelay:
         self._checks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("a guard check failed unexpectedly", exc_info=task.exception())
-        if self.guard is not None:
-            # The message has gone out and the other side is busy with it: a good moment for the audit rows.
-            self.guard.flush_audit()
+
 
     async def _read_client(self, reader: asyncio.StreamReader, leftover: bytes) -> None:
         lines: list[bytes] = []
@@ -302,6 +300,10 @@ class StdioRelay:
             pending.timer = asyncio.get_running_loop().call_later(pending.timeout_s, self._timed_out, key, pending)
             self._pending[key] = pending
         server.send(frame)
+        if self.guard is not None:
+            # The server is busy with the request now: the moment for the audit rows so far (those of this
+            # request and of the last answer), off the path of any message. Otherwise they go a moment later.
+            self.guard.flush_audit()
 
     def _timed_out(self, key: str | int, pending: _Pending) -> None:
         if self._pending.get(key) is not pending:
