@@ -101,10 +101,11 @@ class PolicyClassifier:
             candidates = [chunks[i] for i in flagged]
         elif len(chunks) > MAX_HEAD_CHUNKS:
             candidates = _spread(chunks, MAX_HEAD_CHUNKS)
-        head_scores = _apply(self.spec.head, self.models.minilm.encode([c.text for c in candidates]))
+        vectors = self.models.minilm.encode([c.text for c in candidates])
+        head_scores = _apply(self.spec.head, vectors)
         order = np.argsort(-head_scores)
         best = int(order[0])
-        nearest, similarity = self._nearest(candidates[best].text)
+        nearest, similarity = self._nearest(vectors[best])
         return ClassifierResult(
             score=float(head_scores[best]),
             screened_out=False,
@@ -144,10 +145,11 @@ class PolicyClassifier:
             chunks=len(chunks),
         )
 
-    def _nearest(self, text: str) -> tuple[str | None, float | None]:
+    def _nearest(self, vector: np.ndarray) -> tuple[str | None, float | None]:
+        """The exemplar nearest to a text's MiniLM vector, and how near (for the trace)."""
         if not self.spec.exemplars:
             return None, None
-        sims = (self.models.minilm.encode([text]) @ self._vectors().T)[0]
+        sims = self._vectors() @ vector
         index = int(np.argmax(sims))
         return self.spec.exemplars[index].text, float(sims[index])
 

@@ -151,11 +151,18 @@ class Engine:
         if policy.detectors:
             since = time.perf_counter()
             spans: list[Span] = []
-            strings = subject.strings()
+            strings = list(subject.strings())
             for name in policy.detectors:
                 detector = self.detectors.get(name)
+                # A string met again under another path (a result's structuredContent repeating its text)
+                # is scanned once; its findings are placed at each path.
+                scanned: dict[str, list[Span]] = {}
                 for path, text in strings:
-                    spans.extend(detector.scan(path, text))
+                    if text in scanned:
+                        spans.extend(span.model_copy(update={"field": path}) for span in scanned[text])
+                    else:
+                        scanned[text] = detector.scan(path, text)
+                        spans.extend(scanned[text])
             if spans:
                 labels = sorted({span.label for span in spans})
                 run.step(Tier.DETECTOR, "violation", f"found {', '.join(labels)}", since=since)

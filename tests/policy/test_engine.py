@@ -24,7 +24,7 @@ from policy.judge import Judge, JudgeAnswer
 from policy.source import Thresholds
 from policy.subject import Subject, SubjectKind
 from policy.testing import FakeLLM
-from policy.verdict import Action, Outcome, Tier
+from policy.verdict import Action, Outcome, Span, Tier
 
 from .helpers import fake_models
 
@@ -211,6 +211,28 @@ def test_detectors_give_spans_for_masking() -> None:
     assert verdict.tier is Tier.DETECTOR
     assert verdict.evidence[0].label == "unicode-tag-characters"
     assert verdict.evidence[0].start == len("Weather tool.")
+
+
+def test_every_detector_scans_every_string_and_a_repeated_string_is_found_at_each_place() -> None:
+    class Marker:
+        def __init__(self, word: str) -> None:
+            self.word, self.calls = word, 0
+
+        def scan(self, field: str, text: str) -> list[Span]:
+            self.calls += 1
+            at = text.find(self.word)
+            return [] if at < 0 else [Span(field=field, start=at, end=at + len(self.word), label=self.word)]
+
+    first, second = Marker("alpha"), Marker("beta")
+    registry = DetectorRegistry({"first": lambda: first, "second": lambda: second}, plugins=False)
+    engine = Engine(
+        [make_policy(detectors=["first", "second"], action=Action.MASK)], models=fake_models(), detectors=registry
+    )
+    text = "alpha and beta"
+    [verdict] = engine.check(Subject(kind=SubjectKind.TOOL_RESULT, text=text, structured={"result": text}))
+    found = sorted((span.field, span.label) for span in verdict.evidence)
+    assert found == [("structured.result", "alpha"), ("structured.result", "beta"), ("text", "alpha"), ("text", "beta")]
+    assert (first.calls, second.calls) == (1, 1)  # the repeated string was scanned once per detector
 
 
 def test_a_results_call_arguments_are_context_for_rules_not_content_for_detectors() -> None:
