@@ -183,7 +183,7 @@ class StdioRelay:
                 await self._client.drain()
 
     def _fail_owed(self, server: ServerLink, note: str) -> None:
-        """Answer what a server that stopped still owed: the client's requests and the gateway's own."""
+        """Answer the client's requests a server that stopped still owed (its own: `StdioServer`)."""
         for key, pending in list(self._pending.items()):
             if pending.generation != server.generation:
                 continue
@@ -244,24 +244,24 @@ class StdioRelay:
         key = request_key(request_id)
         if key is not None:
             self._guarding.add(key)
+        refusal: bytes | None = None
         try:
             forwarded, answer = await guard.client_request(
                 self.name, method, params if isinstance(params, dict) else None
             )
         except MCPError as exc:
-            self._to_client(error_frame(request_id, exc.error.code, exc.error.message))
-            return
+            refusal = error_frame(request_id, exc.error.code, exc.error.message)
         except Exception as exc:  # a broken check must not let the request through unchecked
             logger.exception("checking %s for server %r failed; the request was refused", method, self.name)
-            self._to_client(
-                error_frame(request_id, INTERNAL_ERROR, f"mcp-gateway: checking this {method} failed: {exc}")
-            )
-            return
+            refusal = error_frame(request_id, INTERNAL_ERROR, f"mcp-gateway: checking this {method} failed: {exc}")
         finally:
             if key is not None:
                 self._guarding.discard(key)
         if key is not None and key in self._cancelled:
             self._cancelled.discard(key)
+            return  # cancelled while it was being checked: the client expects no answer, the server never sees it
+        if refusal is not None:
+            self._to_client(refusal)
             return
         if answer is not None:
             self._to_client(encode({"jsonrpc": "2.0", "id": request_id, "result": answer}))
