@@ -23,10 +23,11 @@ from mcp.shared.transport_context import TransportContext
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from .errors import DownstreamError
+from .handshake import EarlyStart
 from .specs import ServerSpec
-from .transports import ServerProcess, stdio_downstream
+from .transports import stdio_downstream
 
-__all__ = ["Downstream", "ServerSpec"]
+__all__ = ["Downstream", "Restarts", "ServerSpec"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +39,40 @@ DOWNSTREAM_UNAVAILABLE = -32043
 @dataclass
 class _Connection:
     dispatcher: JSONRPCDispatcher[TransportContext]
-    process: ServerProcess | None
+    process: EarlyStart | None
     done: anyio.Event = field(default_factory=anyio.Event)
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+
+
+@dataclass
+class Restarts:
+    """When a server may be started again, what is logged when it is, and what a failed replay says;
+    shared by `Downstream` and the stdio relay's `StdioServer`."""
+
+    spec: ServerSpec
+    backoff_s: float
+    last_exit: str = ""  # how the last run ended, for the log line of the next start
+    _last_start: float = 0.0
+
+    async def pace(self, starts: int) -> None:
+        """Call before each start; `starts` is how many there were before."""
+        wait = self._last_start + self.backoff_s - time.monotonic()
+        if starts and wait > 0:
+            await anyio.sleep(wait)  # a server that dies at once must not be respawned in a tight loop
+        self._last_start = time.monotonic()
+        if starts:
+            after = f" after: {self.last_exit}" if self.last_exit else ""
+            logger.warning("restarting server %r (%s)%s", self.spec.name, self.spec.describe(), after)
+
+    def not_initialized(self, exc: MCPError) -> MCPError:
+        return MCPError(
+            code=DOWNSTREAM_UNAVAILABLE,
+            message=(
+                f"mcp-gateway: server {self.spec.name!r} was restarted but did not initialize again: "
+                f"{exc.error.message}. Its stderr (in the gateway's log) may say why; a slow server needs a larger "
+                "init_timeout_s (MCP_GATEWAY_INIT_TIMEOUT_S)"
+            ),
+        )
 
 
 class Downstream:
@@ -58,7 +90,6 @@ class Downstream:
         self.request_timeout_s = request_timeout_s
         self.init_timeout_s = init_timeout_s
         self.max_message_bytes = max_message_bytes
-        self.restart_backoff_s = restart_backoff_s
         self.init_params: dict[str, Any] | None = None
         self.init_result: dict[str, Any] | None = None
         self.starts = 0
@@ -67,8 +98,7 @@ class Downstream:
         self._tg: anyio.abc.TaskGroup | None = None
         self._on_request: OnRequest | None = None
         self._on_notify: OnNotify | None = None
-        self._last_start = 0.0
-        self._last_exit: str = ""
+        self._restarts = Restarts(spec, restart_backoff_s)
 
     def bind(self, tg: anyio.abc.TaskGroup, on_request: OnRequest, on_notify: OnNotify) -> None:
         """Attach to the relay's task group and its handlers for what the server sends."""
@@ -123,17 +153,7 @@ class Downstream:
     async def _start_locked(self, *, replay: bool) -> _Connection:
         if self._connection is not None and not self._connection.done.is_set():
             return self._connection
-        wait = self._last_start + self.restart_backoff_s - time.monotonic()
-        if self.starts and wait > 0:
-            await anyio.sleep(wait)  # a server that dies at once must not be respawned in a tight loop
-        self._last_start = time.monotonic()
-        if self.starts:
-            logger.warning(
-                "restarting server %r (%s)%s",
-                self.name,
-                self.spec.describe(),
-                f" after: {self._last_exit}" if self._last_exit else "",
-            )
+        await self._restarts.pace(self.starts)
         assert self._tg is not None, "Downstream.bind() must be called first"
         connection: _Connection = await self._tg.start(self._run_connection)
         self.starts += 1
@@ -145,13 +165,7 @@ class Downstream:
                 )
                 await connection.dispatcher.notify("notifications/initialized", None)
             except MCPError as exc:
-                raise MCPError(
-                    code=DOWNSTREAM_UNAVAILABLE,
-                    message=(
-                        f"mcp-gateway: server {self.name!r} was restarted but did not initialize again: "
-                        f"{exc.error.message}"
-                    ),
-                ) from exc
+                raise self._restarts.not_initialized(exc) from exc
         return connection
 
     async def _run_connection(self, *, task_status: anyio.abc.TaskStatus[_Connection]) -> None:
@@ -172,14 +186,14 @@ class Downstream:
         finally:
             if connection is not None:
                 connection.done.set()
-                self._last_exit = self._exit_note(connection)
+                self._restarts.last_exit = self._exit_note(connection)
 
     def _exit_note(self, connection: _Connection) -> str:
         process = connection.process
         return "connection closed" if process is None else process.exit_note()
 
     @asynccontextmanager
-    async def _transport(self) -> AsyncIterator[tuple[Any, Any, ServerProcess | None]]:
+    async def _transport(self) -> AsyncIterator[tuple[Any, Any, EarlyStart | None]]:
         spec = self.spec
         if spec.stdio is not None:
             async with stdio_downstream(spec.name, spec.stdio, max_message_bytes=self.max_message_bytes) as (r, w, p):

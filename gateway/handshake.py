@@ -33,6 +33,9 @@ INIT_ID = "mcp-gateway-initialize"
 
 @dataclass
 class EarlyStart:
+    """A started stdio server process: by the fast handshake (which may have relayed its initialize), or
+    again by a relay after it stopped. Its stderr is forwarded and its last lines kept."""
+
     name: str
     process: subprocess.Popen[bytes]
     max_bytes: int
@@ -48,6 +51,13 @@ class EarlyStart:
 
     def wait(self) -> None:
         self.done.wait()
+
+    def exit_note(self) -> str:
+        """How the process ended, with the last lines of its stderr: for error messages."""
+        code = self.process.poll()
+        note = f"exit code {code}" if code is not None else "its output closed"
+        words = " | ".join(line for line in self.stderr_tail if line.strip())[-600:]
+        return f"{note}; its stderr ended with: {words}" if words else note
 
 
 def spawn_server(name: str, spec: StdioCommand, *, max_bytes: int) -> EarlyStart:

@@ -105,7 +105,7 @@ class WrapRelay:
 
 
 class ToolSource(Protocol):
-    """A server the gateway can ask for its tools itself (a `Downstream`, or the stdio relay)."""
+    """A server the gateway can ask for its tools itself (a `Downstream`, or the stdio relay's `StdioServer`)."""
 
     @property
     def name(self) -> str: ...

@@ -43,6 +43,7 @@ __all__ = ["GUARDED_REQUESTS", "GUARDED_RESULTS", "StdioRelay"]
 
 logger = logging.getLogger(__name__)
 
+_SEE_LOG = "the gateway's stderr log has the details (please report it: a check should never fail this way)"
 GUARDED_REQUESTS = frozenset({"tools/call", "prompts/get"})  # client requests whose params are checked
 # results the guard reads (tool descriptions and instructions included); everything else passes as bytes
 GUARDED_RESULTS = frozenset(
@@ -133,7 +134,6 @@ class StdioRelay:
         self._checks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("a guard check failed unexpectedly", exc_info=task.exception())
-
 
     async def _read_client(self, reader: asyncio.StreamReader, leftover: bytes) -> None:
         lines: list[bytes] = []
@@ -253,7 +253,11 @@ class StdioRelay:
             refusal = error_frame(request_id, exc.error.code, exc.error.message)
         except Exception as exc:  # a broken check must not let the request through unchecked
             logger.exception("checking %s for server %r failed; the request was refused", method, self.name)
-            refusal = error_frame(request_id, INTERNAL_ERROR, f"mcp-gateway: checking this {method} failed: {exc}")
+            refusal = error_frame(
+                request_id,
+                INTERNAL_ERROR,
+                f"mcp-gateway: checking this {method} failed ({exc}), so it was refused; {_SEE_LOG}",
+            )
         finally:
             if key is not None:
                 self._guarding.discard(key)
@@ -390,7 +394,8 @@ class StdioRelay:
                     error_frame(
                         request_id,
                         INTERNAL_ERROR,
-                        f"mcp-gateway: checking the answer to {pending.method} failed: {exc}",
+                        f"mcp-gateway: checking the answer to {pending.method} failed ({exc}), so it was withheld; "
+                        + _SEE_LOG,
                     )
                 )
                 return
@@ -413,7 +418,11 @@ class StdioRelay:
             logger.exception("checking a %s from server %r failed; it was refused", message["method"], self.name)
             if self.server.link is not None:
                 self.server.link.send(
-                    error_frame(message["id"], INTERNAL_ERROR, f"mcp-gateway: checking this request failed: {exc}")
+                    error_frame(
+                        message["id"],
+                        INTERNAL_ERROR,
+                        f"mcp-gateway: checking this request failed ({exc}), so it was refused; {_SEE_LOG}",
+                    )
                 )
             return
         unchanged = forwarded == params or (not forwarded and not params)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,11 +21,11 @@ from mcp.shared.dispatcher import CallOptions
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 
-from .downstream import DOWNSTREAM_UNAVAILABLE
+from .downstream import Restarts
 from .frames import Message, encode
 from .handshake import EarlyStart, spawn_server
 from .specs import ServerSpec
-from .transports import AdoptedProcess, LineFramer, ServerProcess, pipe_streams, stop_popen
+from .transports import LineFramer, end_server, pipe_streams
 
 __all__ = ["ServerLink", "StdioServer"]
 
@@ -71,28 +70,12 @@ class ServerLink:
             await after_chunk()
 
     async def finish(self) -> str:
-        """The output closed: wait (briefly) for the exit and the last stderr lines, make sure the whole
-        process group is gone, and say how it ended."""
+        """The output closed: make sure the whole process group is gone and say how it ended."""
         self.done.set()
-        popen = self.started.process
-        with anyio.move_on_after(2):
-            while popen.poll() is None:
-                await anyio.sleep(0.01)
-        thread = self.started.stderr_thread
-        with anyio.move_on_after(1):
-            while thread is not None and thread.is_alive():
-                await anyio.sleep(0.01)
-        process = ServerProcess(self.started.name, AdoptedProcess(popen), self.started.stderr_tail)  # type: ignore[arg-type]
-        note = process.exit_note()
-        await self.stop()
-        return note
+        return await self.stop()
 
-    async def stop(self) -> None:
-        """Close its stdin (the polite way to ask a stdio server to exit), then end its process group."""
-        self.writer.close()
-        await stop_popen(self.started.process)
-        for close in self.closers:
-            close()
+    async def stop(self) -> str:
+        return await end_server(self.started, self.writer, self.closers)
 
 
 class StdioServer:
@@ -120,13 +103,11 @@ class StdioServer:
         self.request_timeout_s = request_timeout_s
         self.init_timeout_s = init_timeout_s
         self.max_message_bytes = max_message_bytes
-        self.restart_backoff_s = restart_backoff_s
         self.init_params: dict[str, Any] | None = None  # the client's initialize, replayed after a restart
         self.link: ServerLink | None = None
         self.starts = 0
         self._on_line, self._on_oversize, self._on_gone, self._after_chunk = on_line, on_oversize, on_gone, after_chunk
-        self._last_start = 0.0
-        self._last_exit = ""
+        self._restarts = Restarts(spec, restart_backoff_s)
         self._lock = anyio.Lock()
         self._tg: anyio.abc.TaskGroup | None = None
         self._own: dict[str, asyncio.Future[Message]] = {}
@@ -165,26 +146,14 @@ class StdioServer:
                 await self.link.stop()
 
     async def _start(self, *, replay: bool) -> ServerLink:
-        wait = self._last_start + self.restart_backoff_s - time.monotonic()
-        if self.starts and wait > 0:
-            await anyio.sleep(wait)  # a server that dies at once must not be respawned in a tight loop
-        self._last_start = time.monotonic()
-        if self.starts:
-            after = f" after: {self._last_exit}" if self._last_exit else ""
-            logger.warning("restarting server %r (%s)%s", self.name, self.spec.describe(), after)
+        await self._restarts.pace(self.starts)
         assert self.spec.stdio is not None
         link = await self.connect(spawn_server(self.name, self.spec.stdio, max_bytes=self.max_message_bytes))
         if replay and self.init_params is not None:
             try:
                 await self._request(link, "initialize", self.init_params, self.init_timeout_s)
             except MCPError as exc:
-                raise MCPError(
-                    code=DOWNSTREAM_UNAVAILABLE,
-                    message=(
-                        f"mcp-gateway: server {self.name!r} was restarted but did not initialize again: "
-                        f"{exc.error.message}"
-                    ),
-                ) from exc
+                raise self._restarts.not_initialized(exc) from exc
             link.send(encode({"jsonrpc": "2.0", "method": "notifications/initialized"}))
         return link
 
@@ -194,7 +163,7 @@ class StdioServer:
         finally:
             with anyio.CancelScope(shield=True):
                 note = await link.finish()
-                self._last_exit = note
+                self._restarts.last_exit = note
                 for own_id, future in list(self._own.items()):
                     del self._own[own_id]
                     if not future.done():

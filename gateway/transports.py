@@ -16,35 +16,29 @@ They differ from the SDK's stdio transports where a gateway needs more:
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 import mcp_types as types
-from anyio.abc import Process
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from mcp.os.posix.utilities import terminate_posix_process_tree
 from mcp.shared.message import SessionMessage
 
-from .errors import DownstreamError
-from .specs import StdioCommand, resolve_command
+from .handshake import EarlyStart, spawn_server
+from .specs import StdioCommand
 
 __all__ = [
     "MESSAGE_TOO_LARGE",
-    "AdoptedProcess",
     "LineFramer",
-    "ServerProcess",
     "StdioCommand",
     "client_wire",
+    "end_server",
     "pipe_streams",
     "request_id_in",
     "stdio_downstream",
@@ -152,47 +146,6 @@ def _too_large(request_id: types.RequestId, size: int, limit: int, who: str) -> 
     )
 
 
-@dataclass
-class ServerProcess:
-    """A running downstream server, for supervision and error messages."""
-
-    name: str
-    process: Process
-    stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
-
-    @property
-    def returncode(self) -> int | None:
-        return self.process.returncode
-
-    def last_words(self) -> str:
-        return " | ".join(line for line in self.stderr_tail if line.strip())[-600:]
-
-    def exit_note(self) -> str:
-        """How the process ended, with the last lines of its stderr: for error messages."""
-        code = self.returncode
-        note = f"exit code {code}" if code is not None else "its output closed"
-        words = self.last_words()
-        return f"{note}; its stderr ended with: {words}" if words else note
-
-
-class AdoptedProcess:
-    """A server process started early with `subprocess` (see `gateway.handshake`), seen like an anyio one."""
-
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
-        self.popen = popen
-        self.pid = popen.pid
-        self.stdin: Any = None
-
-    @property
-    def returncode(self) -> int | None:
-        return self.popen.poll()
-
-    async def wait(self) -> int:
-        while self.popen.poll() is None:
-            await anyio.sleep(0.01)
-        return int(self.popen.returncode)
-
-
 @asynccontextmanager
 async def stdio_downstream(
     name: str,
@@ -200,9 +153,10 @@ async def stdio_downstream(
     *,
     max_message_bytes: int,
 ) -> AsyncIterator[
-    tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage], ServerProcess]
+    tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage], EarlyStart]
 ]:
-    """Start a stdio MCP server and connect to it; on exit, stop its whole process group."""
+    """Start a stdio MCP server and connect to it as SDK message streams; on exit, stop its whole process
+    group."""
     inbound_send, inbound = anyio.create_memory_object_stream[SessionMessage | Exception](64)
     outbound, outbound_receive = anyio.create_memory_object_stream[SessionMessage](64)
     ready: list[SessionMessage] = []
@@ -219,31 +173,14 @@ async def stdio_downstream(
             ready.append(_too_large(request_id, size, max_message_bytes, f"server {name!r}"))
 
     framer = LineFramer(max_message_bytes, on_line, on_oversize)
-    env = {**os.environ, **dict(spec.env)}
-    executable = resolve_command(spec.command, name, env)
-    try:
-        process = await anyio.open_process(
-            [executable, *spec.args],
-            env=env,
-            cwd=spec.cwd,
-            start_new_session=True,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except OSError as exc:
-        raise DownstreamError(f"server {name!r}: cannot start {spec.describe()!r}: {exc.strerror or exc}") from exc
-    server = ServerProcess(name, process)
-    assert process.stdout is not None and process.stdin is not None
-    receive_bytes, send_bytes = process.stdout.receive, process.stdin.send
+    started = spawn_server(name, spec, max_bytes=max_message_bytes)
+    reader, writer, closers = await pipe_streams(started.process)
 
     async def read_stdout() -> None:
         async with inbound_send:
-            while ready:
-                await inbound_send.send(ready.pop(0))
-            with suppress(anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError, ConnectionError):
+            with suppress(ConnectionError, OSError):
                 while True:
-                    data = await receive_bytes(1 << 16)
+                    data = await reader.read(1 << 16)
                     if not data:
                         return
                     framer.feed(data)
@@ -254,35 +191,19 @@ async def stdio_downstream(
         async with outbound_receive:
             try:
                 async for message in outbound_receive:
-                    await send_bytes(_encode(message))
+                    writer.write(_encode(message))
+                    await writer.drain()
             except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
                 await inbound_send.aclose()
-
-    async def read_stderr() -> None:
-        stream = getattr(process, "stderr", None)
-        if stream is None:
-            return
-        buffer = b""
-        with suppress(anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            while True:
-                buffer += await stream.receive(1 << 14)
-                *lines, buffer = buffer.split(b"\n")
-                for raw in lines:
-                    text = raw.decode(errors="replace")
-                    server.stderr_tail.append(text)
-                    sys.stderr.write(f"[{name}] {text}\n")
-                if len(buffer) > 1 << 16:
-                    buffer = buffer[-4096:]
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(read_stdout)
         tg.start_soon(write_stdin)
-        tg.start_soon(read_stderr)
         try:
-            yield inbound, outbound, server
+            yield inbound, outbound, started
         finally:
             with anyio.CancelScope(shield=True):
-                await _stop(process)
+                await end_server(started, writer, closers)
             tg.cancel_scope.cancel()
 
 
@@ -299,6 +220,8 @@ async def pipe_streams(
 
 
 async def stop_popen(popen: subprocess.Popen[bytes]) -> None:
+    """Wait a moment for the process to exit by itself, then end its whole process group (children it
+    left behind included)."""
     with anyio.move_on_after(1.0):
         while popen.poll() is None:
             await anyio.sleep(0.01)
@@ -312,22 +235,17 @@ async def stop_popen(popen: subprocess.Popen[bytes]) -> None:
             break
 
 
-async def _stop(process: Process) -> None:
-    """Close stdin, give the server a moment to exit by itself, then end its whole process group."""
-    if process.stdin is not None:
-        with suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await process.stdin.aclose()
-    with anyio.move_on_after(1.0):
-        while process.returncode is None:
+async def end_server(started: EarlyStart, writer: asyncio.StreamWriter, closers: list[Callable[[], None]]) -> str:
+    """Close the server's stdin (the polite way to ask a stdio server to exit), give it a moment, end its
+    whole process group, wait (briefly) for its last stderr lines, and say how it ended."""
+    writer.close()
+    await stop_popen(started.process)
+    for close in closers:
+        close()
+    with anyio.move_on_after(1):
+        while started.stderr_thread is not None and started.stderr_thread.is_alive():
             await anyio.sleep(0.01)
-    if process.returncode is None:
-        await terminate_posix_process_tree(process, 2.0)
-    else:
-        # The leader is gone; children it left in its group must not outlive the gateway.
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, 15)
-    with anyio.move_on_after(2.0):
-        await process.wait()
+    return started.exit_note()
 
 
 @asynccontextmanager
@@ -363,7 +281,7 @@ async def client_wire() -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.Str
 
 @asynccontextmanager
 async def stdio_upstream(
-    *, max_message_bytes: int, leftover: bytes = b""
+    *, max_message_bytes: int
 ) -> AsyncIterator[
     tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]]
 ]:
@@ -390,9 +308,6 @@ async def stdio_upstream(
 
         async def read_stdin() -> None:
             async with inbound_send:
-                framer.feed(leftover)
-                while pending:
-                    await inbound_send.send(pending.pop(0))
                 while True:
                     data = await reader.read(1 << 16)
                     if not data:

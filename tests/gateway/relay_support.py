@@ -14,7 +14,7 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from policy.compiled import CompiledPolicy, Provenance, Scope, Verification
-from policy.conditions import Rule
+from policy.conditions import Predicate, Rule
 from policy.lockfile import lock_path, write_lock
 from policy.source import load_source
 from policy.subject import SubjectKind
@@ -51,6 +51,22 @@ def write_rule_policy(
     )
     write_lock(policy, lock_path(path))
     return path
+
+
+def attacker_mail_policy(
+    directory: Path,
+    policy_id: str = "no-attacker-mail",
+    *,
+    path: str = "arguments.**",
+    kinds: Sequence[SubjectKind] = (SubjectKind.TOOL_CALL,),
+) -> Path:
+    """A rule-only block policy: nothing at `path` may mention attacker-mail.example (rule 'attacker-domain')."""
+    rule = Rule(
+        id="attacker-domain",
+        description="mentions attacker-mail.example",
+        when=Predicate(path=path, op="contains", value="attacker-mail.example"),
+    )
+    return write_rule_policy(directory, policy_id, "Nothing may go to attacker-mail.example.", [rule], list(kinds))
 
 
 def gateway_env(tmp: Path, **settings: str) -> dict[str, str]:

@@ -23,10 +23,7 @@ from mcp import Client, ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from policy.conditions import Predicate, Rule
-from policy.subject import SubjectKind
-
-from .relay_support import RAW_SERVER, gateway_env, server_log, write_rule_policy
+from .relay_support import RAW_SERVER, attacker_mail_policy, gateway_env, server_log
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -185,10 +182,7 @@ async def test_a_session_passes_messages_and_unknown_fields_through(tmp_path: Pa
 
 
 async def test_policies_are_enforced_on_http_sessions(tmp_path: Path) -> None:
-    when = Predicate(path="arguments.**", op="contains", value="attacker-mail.example")
-    rule = Rule(id="attacker-domain", description="recipient at attacker-mail.example", when=when)
-    body = "Never send anything to attacker-mail.example."
-    policy = write_rule_policy(tmp_path / "block", "no-attacker-mail", body, [rule], [SubjectKind.TOOL_CALL])
+    policy = attacker_mail_policy(tmp_path / "block")
     with anyio.fail_after(90):
         async with (
             http_gateway(tmp_path, ["wrap", "--policies", str(policy), *wrap()[1:]]) as gateway,

@@ -12,10 +12,7 @@ import mcp_types as types
 import pytest
 from mcp import MCPError
 
-from policy.conditions import Predicate, Rule
-from policy.subject import SubjectKind
-
-from .relay_support import RAW_SERVER, gateway_env, gateway_session, server_log, write_rule_policy
+from .relay_support import RAW_SERVER, attacker_mail_policy, gateway_env, gateway_session, server_log
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -28,19 +25,7 @@ def anyio_backend() -> str:
 @pytest.fixture
 def policies(tmp_path: Path) -> Path:
     directory = tmp_path / "policies"
-    write_rule_policy(
-        directory,
-        "no-attacker-mail",
-        "Never send anything to attacker-mail.example.",
-        [
-            Rule(
-                id="attacker-domain",
-                description="recipient at attacker-mail.example",
-                when=Predicate(path="arguments.**", op="contains", value="attacker-mail.example"),
-            )
-        ],
-        [SubjectKind.TOOL_CALL],
-    )
+    attacker_mail_policy(directory)
     return directory
 
 
