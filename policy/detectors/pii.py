@@ -121,7 +121,31 @@ _NAME_LIKE = regex.compile(
 # which _NAME_LIKE may skip.
 _HONORIFIC_HINT = regex.compile(
     r"(?i:\b(?:mr|mrs|ms|mx|miss|dr|prof|sir|dame|madam|mister|madame|mme|herr|frau"
-    r"|name[ \t]*(?:is|:|=)|dear|call[ \t]+me|sincerely,?|regards,?))\.?[ \t]+\p{Lu}"
+    r"|name[ \t]*(?:is|:|=)|dear|calls?[ \t]+me|sincerely,?|regards,?))\.?[ \t]+\p{Lu}"
+    # someone's own name needs no capital ("my name is borna"): see pii_presidio._OWN_NAME
+    r"|(?i:\b(?:my|his|her|their|maiden)[ \t]+name[ \t]+is|\bcalls?[ \t]+me)[ \t]+\p{L}"
+)
+# A NER "person" right after a house number or a place preposition is a street or a town:
+# "5850 Jana Nerudy", "I am in Akureyri", "flew to Coles", "home city Assen".
+_PLACE_BEFORE = regex.compile(
+    r"(?:\b\d+[A-Za-z]?|\b(?i:in|at|near|city|town|village|visit|visiting|rua|avenida|av\.|calle|via|viale"
+    r"|piazza|piazzetta|rue|ulica|ul\.|strada|praça|largo|c/"
+    r"|(?:flew|fly|flying|flown|travel(?:l?ed|s)?|moved?|moving|trip|drove|drive|went|go|going|headed|heading"
+    r"|relocated?|welcome|back|returned|return|coming|come|came|originally|here)[ \t]+(?:to|from)))\s+$"
+)
+# ... or right before a house number, after a word like "on": "lives on Joaquin Suarez 2906".
+_STREET_AFTER = regex.compile(r"[ \t]\d{1,5}(?![\d:/-]|\.\d)")
+_STREET_BEFORE = regex.compile(r"\b(?i:on|at|in|to|of)[ \t]+$")
+_CUE_RECOGNIZER = "NameCueRecognizer"
+_OWN_NAME_CUE = f"{_CUE_RECOGNIZER} (own name)"
+_FIRST_NAME_CUE = f"{_CUE_RECOGNIZER} (first-name list)"
+_PLACE_SENSITIVE = frozenset(("SpacyRecognizer", _FIRST_NAME_CUE))
+# The lines under a name that make it the head of a contact card or a postal address: a house
+# number and street, a military or PO box, or a labelled phone line.
+_CONTACT_LINE = regex.compile(
+    r"^[ \t]*(?:\d+[A-Za-z]?[ \t,]+\p{L}|(?i:psc|unit|box|po[ \t]+box|usns|uss|apo|fpo|the[ \t]+corner)\b"
+    r"|(?i:mobile|phone|tel|fax|office|desk|cell|e-?mail)[ \t]*:|\+?[\d(][\d ()./-]{6,}[ \t]*-?(?i:office|fax|mobile))",
+    regex.MULTILINE,
 )
 
 _HEX_COLON = frozenset("0123456789abcdefABCDEF:")
@@ -272,7 +296,7 @@ class PiiDetector:
         asked = [
             (s, e) for s, e in candidates
             if not _stopword_only(text[s:e]) and not any(cs <= s and e <= ce for cs, ce in cues)
-            and not _whole_line(text, s, e)
+            and (not _whole_line(text, s, e) or _heads_contact(text, e))
         ]
         todo = [_ner_window(text, s, e) for s, e in asked]
         budget = self.ner_max_chars
@@ -308,19 +332,34 @@ class PiiDetector:
         return results
 
     # --- spans ----------------------------------------------------------------------------------
+    def _anchors(self, recognizer: str) -> bool:
+        """Whether a person is sure enough that its name words are followed elsewhere in the text:
+        a cue in the words around it found it (honorific, label, own name, relation, speech)."""
+        return recognizer.startswith(_CUE_RECOGNIZER) and recognizer != _FIRST_NAME_CUE
+
     def _spans(self, field: str, text: str, found: Iterable[Found]) -> list[Span]:
         kept: list[tuple[int, int, str, float]] = []
+        anchors: set[tuple[int, int]] = set()
         for item in found:
             if item.entity not in self._wanted:
                 continue
             start, end = _trim(text, item.start, item.end, item.entity)
-            if end <= start or not _plausible(text, start, end, item.entity):
+            if end <= start or not _plausible(text, start, end, item.entity,
+                                              cased=item.recognizer != _OWN_NAME_CUE):
                 continue
-            if item.recognizer == _NER_RECOGNIZER and _whole_line(text, start, end):
+            if item.recognizer in _PLACE_SENSITIVE and (
+                _PLACE_BEFORE.search(text, max(0, start - 24), start)
+                or (_STREET_AFTER.match(text, end) and _STREET_BEFORE.search(text, max(0, start - 8), start))
+            ):
+                continue
+            if item.recognizer == _NER_RECOGNIZER and _whole_line(text, start, end) and not _heads_contact(text, end):
                 # a capitalised label alone on its line or in its string ("Max Length", "Font Name":
-                # JSON-schema titles) reads as a name to NER; only a name cue may claim it
+                # JSON-schema titles) reads as a name to NER; only a name cue, or the address and
+                # phone lines of a contact card below it, may claim it
                 continue
             kept.append((start, end, item.entity, item.score))
+            if item.entity == "PERSON" and self._anchors(item.recognizer):
+                anchors.add((start, end))
         kept.sort(key=lambda k: (-k[3], -_SPECIFICITY.get(k[2], 0), -(k[1] - k[0]), k[0]))
         # greedy, best first; `chosen` stays sorted and disjoint, so one neighbour check per finding
         chosen: list[tuple[int, int, str, float]] = []
@@ -331,6 +370,8 @@ class PiiDetector:
             if at < len(chosen) and chosen[at][0] < candidate[1]:
                 continue
             chosen.insert(at, candidate)
+        if anchors:
+            chosen = _repeated_names(text, chosen, anchors)
         return [Span(field=field, start=s, end=e, label=LABELS[entity], score=round(score, 3))
                 for s, e, entity, score in chosen]
 
@@ -447,6 +488,19 @@ def _trim(text: str, start: int, end: int, entity: str) -> tuple[int, int]:
     return start, end
 
 
+def _heads_contact(text: str, end: int) -> bool:
+    """Whether the line ending at `end` opens a contact card: it starts the text or follows a blank
+    line, and one of the three lines after it is an address or phone line."""
+    line_start = text.rfind("\n", 0, end) + 1
+    if text[:line_start].strip() and not text[:line_start].rstrip(" \t").endswith("\n\n"):
+        return False
+    at = text.find("\n", end)
+    if at == -1:
+        return False
+    below = text[at + 1:].lstrip("\n").split("\n", 3)[:3]
+    return any(_CONTACT_LINE.match(line) for line in below)
+
+
 def _whole_line(text: str, start: int, end: int) -> bool:
     line_start = text.rfind("\n", 0, start) + 1
     line_end = text.find("\n", end)
@@ -454,7 +508,7 @@ def _whole_line(text: str, start: int, end: int) -> bool:
     return line.strip(_LINE_DECOR) == text[start:end]
 
 
-def _plausible(text: str, start: int, end: int, entity: str) -> bool:
+def _plausible(text: str, start: int, end: int, entity: str, *, cased: bool = True) -> bool:
     value = text[start:end]
     if entity not in _NER_ENTITIES and (text[start - 1:start].isalnum() or text[end:end + 1].isalnum()):
         return False  # part of a longer token: "CT0428070" inside the trial id "NCT04280705"
@@ -468,10 +522,53 @@ def _plausible(text: str, start: int, end: int, entity: str) -> bool:
         # a decimal ("0.657268"), a table row ("709961  1416") or a timestamp is not a phone number
         return not (_DECIMAL.fullmatch(value) or "  " in value or "\n" in value or _DATE.search(value))
     if entity in _NER_ENTITIES:
-        if not value[:1].isupper() or _CODEY.search(value):
+        if (cased and not value[:1].isupper()) or _CODEY.search(value):
             return False
         words = value.replace(".", " ").split()
         if any(word.lower() in NOT_NAME_WORDS for word in words) or len(words) > 4:
             return False
         return not (len(words) == 1 and words[0].lower() in AMBIGUOUS_FIRST_NAMES)
     return True
+
+
+# a capitalised word right before or after a name word: it is part of a longer phrase there
+_NEXT_TITLE = regex.compile(r"[ \t]+\p{Lu}")
+_PREV_TITLE = regex.compile(r"\p{Lu}[\p{L}.'’-]*[ \t]+$")
+
+
+def _repeated_names(
+    text: str, chosen: list[tuple[int, int, str, float]], anchors: set[tuple[int, int]],
+) -> list[tuple[int, int, str, float]]:
+    """`chosen` plus every other whole-word use of the name words of its `anchors` (sure persons).
+
+    "My name is Antti Poutiainen but everyone calls me Antti": masking the full name and leaving the
+    second "Antti" would still say who it is. Words that are also ordinary words ("Will", "Grant")
+    or product words are not followed, nor are uses inside a longer capitalised phrase, and only
+    cued names are followed at all: spreading a guess would turn one mistake in a table ("Asia
+    Star") into a mask on every "Asia".
+    """
+    words: dict[str, float] = {}
+    for start, end, entity, score in chosen:
+        if entity != "PERSON" or (start, end) not in anchors:
+            continue
+        for part in regex.split(r"[ \t]+", text[start:end]):
+            word = part.strip(".,")
+            key = word.lower()
+            if len(word) > 2 and key not in NOT_NAME_WORDS and key not in AMBIGUOUS_FIRST_NAMES:
+                words[word] = max(score, words.get(word, 0.0))
+    if not words:
+        return chosen
+    alternatives = "|".join(regex.escape(w) for w in sorted(words, key=len, reverse=True))
+    pattern = regex.compile(r"(?<![\w@./\\#$-])(?:" + alternatives + r")(?![\w@/\\])")
+    added = list(chosen)
+    for match in pattern.finditer(text):
+        start, end = match.span()
+        if _NEXT_TITLE.match(text, end) or _PREV_TITLE.search(text, max(0, start - 40), start):
+            continue
+        at = bisect.bisect_left(chosen, (start,))
+        if at > 0 and chosen[at - 1][1] > start:
+            continue
+        if at < len(chosen) and chosen[at][0] < end:
+            continue
+        added.append((start, end, "PERSON", words[match.group()]))
+    return sorted(added) if len(added) != len(chosen) else chosen

@@ -15,7 +15,7 @@ import importlib
 import logging
 from pathlib import Path
 
-__all__ = ["AMBIGUOUS_FIRST_NAMES", "NOT_NAME_WORDS", "first_names"]
+__all__ = ["AMBIGUOUS_FIRST_NAMES", "NOT_NAME_WORDS", "PLACE_NAMES", "first_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,14 @@ NOT_NAME_WORDS = frozenset(
         "column", "columns", "value", "values", "upper", "lower", "bound", "start", "quick", "guide", "overview",
         "summary", "default", "mode", "level", "threshold", "interval", "frequency", "monday", "tuesday", "wednesday",
         "thursday", "friday", "saturday", "sunday", "january", "february", "march", "july", "september", "october",
-        "november", "december", "street", "st", "avenue", "ave", "road", "rd", "suite", "apt"
+        "november", "december", "street", "st", "avenue", "ave", "road", "rd", "suite", "apt",
+        # street and place words ("Kimberly Way", "Via Roma", "Station Nord") and company words
+        # ("Galorath Incorporated"): a phrase with one is an address or an organisation
+        "way", "drive", "flat", "flats", "square", "squares", "place", "plaza", "court", "crescent", "terrace",
+        "boulevard", "blvd", "highway", "hwy", "via", "rua", "calle", "rue", "gasse", "strasse", "straße", "weg",
+        "platz", "station", "store", "airport", "harbour", "harbor", "corporation", "incorporated", "inc", "corp",
+        "llc", "ltd", "gmbh", "plc", "company", "holdings", "solutions", "consulting", "agency", "technologies",
+        "foundation", "institute", "university", "college", "school", "hospital", "bank", "hotel", "church"
     )
 )
 
@@ -64,8 +71,22 @@ AMBIGUOUS_FIRST_NAMES = frozenset(
         "lou", "claude", "ada", "julia", "jean", "page", "dash", "buck", "cliff", "dale", "glen", "lane", "wade",
         "ward", "bud", "sky", "star", "storm", "river", "rain", "misty", "sage", "angel", "christian", "tuesday",
         "fern", "forest", "brook", "brooks", "bay", "cat", "kit", "penny", "rusty", "gay", "harmony", "honey", "miles",
-        "norma", "press", "price", "pierce", "reed", "royal", "sharon", "shad", "sol", "tom", "van", "vance", "lee",
-        "long", "cash", "chance", "clay", "cole", "deal", "drew", "early", "ebony", "field", "golden", "ginger", "hall"
+        "norma", "man", "press", "price", "pierce", "reed", "royal", "sharon", "shad", "sol", "tom", "van", "vance",
+        "lee", "long", "cash", "chance", "clay", "cole", "deal", "drew", "early", "ebony", "field", "golden", "ginger",
+        "hall"
+    )
+)
+
+# Places that are also in the census first-name lists: alone, they are far more often the place.
+PLACE_NAMES = frozenset(
+    (
+        "america", "asia", "africa", "europe", "china", "india", "france", "israel", "kenya", "austria", "argentina",
+        "brazil", "chile", "jordan", "georgia", "florida", "virginia", "carolina", "dakota", "maryland", "nevada",
+        "alberta", "victoria", "houston", "dallas", "denver", "austin", "paris", "venice", "milan", "geneva",
+        "florence", "sydney", "adelaide", "columbus", "orlando", "raleigh", "tijuana", "trinidad", "dominica",
+        "lincoln", "cleveland", "madison", "jackson", "phoenix", "chelsea", "york", "berlin", "vienna", "regina",
+        "alexandria", "charlotte", "savannah", "augusta", "helena", "eugene", "tyler", "santiago", "lima",
+        "kent", "devon", "essex", "camden", "stanford", "cornell", "princeton", "harvard", "yale", "temple",
     )
 )
 

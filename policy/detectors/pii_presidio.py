@@ -57,6 +57,7 @@ from presidio_analyzer.predefined_recognizers import (
 
 from ..errors import ModelLoadError
 from .pii import Found
+from .pii_names import NOT_NAME_WORDS, PLACE_NAMES
 
 if TYPE_CHECKING:
     from spacy.tokens import Doc
@@ -215,24 +216,83 @@ class _ContextCardRecognizer(CreditCardRecognizer):
         return None if total % 10 == 0 else False
 
 
+# One capitalised name word: "Smith", "Garcia-Roberson", "O'Neil", "LeBatelier", "McDonald".
+_NAME_WORD = r"\p{Lu}\p{Ll}+(?:(?:[-'’]\p{Lu}?|\p{Lu})\p{Ll}+)*"
 # "Mr. Smith", "ms. Quinzia", "Dr Jane Doe": the name after an honorific, not the honorific.
 _HONORIFIC = regex.compile(
     r"(?<![\w.])(?i:mr|mrs|ms|mx|miss|dr|prof|sir|dame|madam|mister|madame|mme|herr|frau)\.?[ \t]+"
-    r"(?P<name>(?:\p{Lu}\.[ \t]*)?\p{Lu}\p{Ll}+(?:[-']\p{Lu}?\p{Ll}+)*(?:[ \t]+\p{Lu}\p{Ll}+(?:[-']\p{Lu}?\p{Ll}+)*)?)"
+    rf"(?P<name>(?:\p{{Lu}}\.[ \t]*)?{_NAME_WORD}(?:[ \t]+{_NAME_WORD})?)"
     r"(?![\w@])"
 )
 # "my name is Antti Poutiainen", "Name: Victoria Bruun", "Dear Sophie,": the words a name follows.
 # A JSON key ('"name": "Memory Server"') has a quote in between and does not count.
 _NAME_LABEL = regex.compile(
-    r"(?i:\bname[ \t]*(?:is|:|=)|\bdear|\bcall[ \t]+me|\bsincerely,?|\bregards,?)[ \t]+"
-    r"(?P<name>\p{Lu}\p{Ll}+(?:[-']\p{Lu}?\p{Ll}+)*"
-    r"(?:[ \t]+(?:\p{Lu}\.?[ \t]+)?\p{Lu}\p{Ll}+(?:[-']\p{Lu}?\p{Ll}+)*){0,2})"
+    r"(?i:\bname[ \t]*(?:is|:|=)|\bdear|\bcalls?[ \t]+me|\bsincerely,?|\bregards,?)[ \t]+"
+    rf"(?P<name>{_NAME_WORD}(?:[ \t]+(?:\p{{Lu}}\.?[ \t]+)?{_NAME_WORD}){{0,2}})"
     r"(?![\w@])"
 )
-# A capitalised first name, an optional initial, a capitalised surname.
+# Someone telling their own name needs no capital: "my name is borna jerković", "her maiden name
+# is nyberg", "everyone calls me antti". Up to two words; `_NOT_A_NAME` words end it.
+_OWN_NAME = regex.compile(
+    r"(?i:\b(?:my|his|her|their|maiden)[ \t]+name[ \t]+is|\bcalls?[ \t]+me)[ \t]+"
+    r"(?P<name>\p{L}+(?:[-'’]\p{L}+)*(?:[ \t]+\p{L}+(?:[-'’]\p{L}+)*)?)"
+    r"(?![\w@])"
+)
+# A person named by their relation to the writer: "my kid Lukas", "our son Tadzio", "her friend Ana Ruiz".
+_RELATION = regex.compile(
+    r"(?i:\b(?:my|our|his|her|their)[ \t]+(?:kid|son|daughter|child|baby|wife|husband|partner|spouse|fianc[eé]e?"
+    r"|boyfriend|girlfriend|mother|father|mom|mum|dad|brother|sister|cousin|uncle|aunt|nephew|niece|grandson"
+    r"|granddaughter|grandmother|grandfather|grandma|grandpa|friend|colleague|co-?worker|boss|manager|neighbou?r"
+    r"|roommate|flatmate|tenant|landlord|landlady|patient|client|lawyer|doctor|dentist|teacher|student)s?,?)[ \t]+"
+    rf"(?P<name>{_NAME_WORD}(?:[ \t]+{_NAME_WORD})?)"
+    r"(?![\w@])"
+)
+# A person who speaks or is spoken to: "said Gladys to Logan", "Maurice replied", "thanked Erle".
+_SPEECH_VERBS = (r"said|says|told|tells|asked|asks|replied|replies|answered|whispered|shouted|yelled|thanked"
+                 r"|greeted|texted|emailed|messaged|phoned|married|hugged|kissed")
+_SPEECH_STEMS = ("said", "says", "told", "tells", "ask", "repl", "answered", "whispered", "shouted", "yelled",
+                 "thanked", "greeted", "texted", "emailed", "messaged", "phoned", "married", "hugged", "kissed")
+_SPOKEN_TO = regex.compile(
+    rf"\b(?:{_SPEECH_VERBS})[ \t]+(?P<name>{_NAME_WORD})(?:[ \t]+to[ \t]+(?P<second>{_NAME_WORD}))?(?![\w@])"
+)
+_SPEAKER = regex.compile(
+    rf"(?<![\w@./\\#$-])(?P<name>{_NAME_WORD})[ \t]+(?:said|says|told|asked|replied|answered|whispered|shouted)\b"
+)
+# The person who made or was given something: "directed by Jan Kowalski", "assigned to Priya Raman".
+_MADE_BY = regex.compile(
+    r"\b(?:(?:directed|written|produced|sung|performed|composed|authored|painted|illustrated|narrated|edited"
+    r"|photographed|signed|approved|reviewed|submitted|reported|requested|opened|closed|merged|created|founded"
+    r"|owned|managed|led|hosted|presented|interviewed|invented|discovered)[ \t]+by|\bassigned[ \t]+to)[ \t]+"
+    rf"(?P<name>{_NAME_WORD}(?:[ \t]+(?:\p{{Lu}}\.?[ \t]+)?{_NAME_WORD}){{1,2}})(?![\w@])"
+)
+# A first name on its own, where the sentence says it is someone: a possessive ("Roberto's
+# daughter"), a speaker label ("Ella: What a wife."), a vocative ("Remember me, Chelsea?"), or a
+# list of them ("Efimiya, Mary, Ariana and Jodi"). Without such a cue a lone first name is too
+# often a place, a brand or a word ("Madison", "Georgia", "Sun").
+_LONE_NAME = r"\p{Lu}\p{Ll}{2,}"
+_LONE_CUED = regex.compile(
+    rf"(?<![\p{{L}}\p{{N}}_@./\\#$-])(?P<name>{_LONE_NAME})(?=['’]s\b)"
+    rf"|(?:^|(?<=[.!?][\"”]?[ \t]+|\n[ \t]*))(?P<name>{_LONE_NAME})(?=:[ \t]*[\"“]?\p{{Lu}})"
+    rf"|(?<=\p{{Ll}},[ \t]+)(?P<name>{_LONE_NAME})(?=[?!])",
+    regex.MULTILINE,
+)
+_NAME_LIST = regex.compile(
+    rf"(?<![\p{{L}}\p{{N}}_@./\\#$-]){_LONE_NAME}(?:,[ \t]+{_LONE_NAME}){{1,}},?[ \t]+(?:and|or|&)[ \t]+{_LONE_NAME}"
+    r"(?![\p{L}\p{N}_@/\\-])"
+)
+_LIST_WORD = regex.compile(_LONE_NAME)
+# Words that end a lower-case own name ("my name is not important", "calls me and asks").
+_NOT_A_NAME = frozenset(
+    ("and", "but", "or", "nor", "the", "a", "an", "not", "no", "is", "was", "i", "im", "i'm", "from", "at", "in",
+     "on", "of", "to", "too", "also", "here", "there", "so", "very", "just", "still", "now", "what", "which", "that",
+     "this", "my", "your", "his", "her", "our", "their", "it", "its", "as", "for", "with", "by", "if", "when",
+     "nothing", "none", "unknown", "required", "empty", "missing", "invalid", "different", "same", "same,", "back",
+     "every", "everyone", "all", "always", "never", "again", "later", "please", "thanks", "thank", "you", "me", "we")
+)
+# A first name and surname: a capitalised first name, an optional initial, a capitalised surname.
 _FIRST_LAST = regex.compile(
     r"(?<![\w@./\\#$-])(?P<first>\p{Lu}\p{Ll}+)(?:[ \t]+\p{Lu}\.)?[ \t]+"
-    r"(?P<last>\p{Lu}\p{Ll}+(?:[-']\p{Lu}?\p{Ll}+)*)(?![\w@/\\(])"
+    rf"(?P<last>{_NAME_WORD})(?![\w@/\\(])"
 )
 
 
@@ -257,13 +317,53 @@ class _NameCueRecognizer(EntityRecognizer):
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
         results = [self._result(m.start("name"), m.end("name"), 0.6, "honorific") for m in _HONORIFIC.finditer(text)]
         results += [self._result(m.start("name"), m.end("name"), 0.6, "label") for m in _NAME_LABEL.finditer(text)
-                    if m.group("name").split()[0].lower() not in self._exclude]
+                    if self._name(m.group("name"))]
+        # each cue pattern costs a pass over the text (~2 ms per 64 KiB); a cheap substring test
+        # skips the ones whose words the text does not have (JSON rarely has any)
+        low = text.lower()
+        own = "name is" in low or "call" in low
+        for match in _OWN_NAME.finditer(text) if own else ():
+            words = match.group("name").split()
+            if len(words) == 2 and words[1].lower() in _NOT_A_NAME:
+                words = words[:1]
+            if words[0].lower() in _NOT_A_NAME or words[0].lower() in self._exclude:
+                continue
+            start = match.start("name")
+            results.append(self._result(start, start + len(" ".join(words)), 0.6, "own name"))
+        relation = any(word in low for word in ("my ", "our ", "his ", "her ", "their "))
+        speech = any(verb in text for verb in _SPEECH_STEMS)
+        made = " by " in low or "assigned" in low
+        for pattern, cue, present in ((_RELATION, "relation", relation), (_SPOKEN_TO, "speech", speech),
+                                      (_SPEAKER, "speech", speech), (_MADE_BY, "made by", made)):
+            for match in pattern.finditer(text) if present else ():
+                for group in ("name", "second"):
+                    if group in pattern.groupindex and match.group(group) and self._name(match.group(group)):
+                        results.append(self._result(match.start(group), match.end(group), 0.6, cue))
         if self._first_names:
             for match in _FIRST_LAST.finditer(text, overlapped=True):
                 first, last = match.group("first").lower(), match.group("last").lower()
-                if first in self._first_names and first not in self._exclude and last not in self._exclude:
+                # a surname may be an ordinary word as a first name is not ("Zoe Young", "Ann Price")
+                if first in self._first_names and first not in self._exclude and last not in NOT_NAME_WORDS:
                     results.append(self._result(match.start(), match.end(), 0.6, "first-name list"))
+            for match in _LONE_CUED.finditer(text):
+                if self._lone_first_name(match.group("name")):
+                    results.append(self._result(match.start("name"), match.end("name"), 0.6, "first-name list"))
+            for match in _NAME_LIST.finditer(text):
+                words = list(_LIST_WORD.finditer(match.group()))
+                # a list of people, not of places or products: most of its words are first names
+                if sum(self._lone_first_name(w.group()) for w in words) * 2 > len(words):
+                    results += [self._result(match.start() + w.start(), match.start() + w.end(), 0.6, "name list")
+                                for w in words if w.group().lower() not in self._exclude]
         return results
+
+    def _lone_first_name(self, word: str) -> bool:
+        key = word.lower()
+        return key in self._first_names and key not in self._exclude and key not in PLACE_NAMES
+
+    def _name(self, name: str) -> bool:
+        """Whether a cued capitalised phrase may be a name: its first word is not a product or code word."""
+        first = name.split(maxsplit=1)[0].lower()
+        return first not in self._exclude and first not in _NOT_A_NAME
 
     def _result(self, start: int, end: int, score: float, cue: str) -> RecognizerResult:
         return RecognizerResult(

@@ -26,7 +26,8 @@ SSN = "372-84-5519"
 CARD = "4111 1111 1111 1111"
 IBAN = "GB82 WEST 1234 5698 7654 32"
 # A first-name list passed by constructor, so the tests do not depend on the optional package.
-FIRST_NAMES = ("priya", "jonas", "maria")
+FIRST_NAMES = ("priya", "jonas", "maria", "gabriel", "sara", "ariana", "jodi", "zofia", "ana",
+               "joaquin", "kimberly", "madison", "georgia")
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +167,58 @@ def test_a_person_is_found_by_ner(detector: PiiDetector) -> None:
 def test_a_person_is_found_by_an_honorific_or_a_known_first_name(detector: PiiDetector) -> None:
     text = '{"reviewer": "Priya Raman", "note": "ask Mr. Okonkwo"}'
     assert found(detector.scan("x", text), text) == [("person", "Priya Raman"), ("person", "Okonkwo")]
+
+
+@pytest.mark.parametrize(
+    ("text", "people"),
+    [
+        # someone's own name needs no capital
+        ("my name is borna jerković but everyone calls me borna", ["borna jerković", "borna"]),
+        ("She was born in 1951. Her maiden name is LeBatelier", ["LeBatelier"]),
+        # a relation, a speaker, the person spoken to, an author
+        ("I would like to remove my kid Tadzio from the will.", ["Tadzio"]),
+        ("I'm so jealous! said Zorya to Teodor", ["Zorya", "Teodor"]),
+        ("Zoolander is a 1996 comedy directed by Radomir Okafor-Lund.", ["Radomir Okafor-Lund"]),
+        # a first name on its own, where the sentence makes it someone
+        ('Gabriel: "Who are you?" Sara: "I\'m Jonas\'s daughter".', ["Gabriel", "Sara", "Jonas"]),
+        ("They had 4: Efimiya, Maria, Ariana and Jodi.", ["Efimiya", "Maria", "Ariana", "Jodi"]),
+    ],
+)
+def test_a_person_is_found_by_the_words_around_the_name(
+    detector: PiiDetector, text: str, people: list[str],
+) -> None:
+    assert [value for label, value in found(detector.scan("x", text), text) if label == "person"] == people
+
+
+def test_a_cued_name_is_masked_wherever_it_appears_again(detector: PiiDetector) -> None:
+    text = "Dear Zofia Brennan, thank you. As agreed, Zofia will sign the Brennan Group contract."
+    spans = detector.scan("x", text)
+
+    assert found(spans, text) == [("person", "Zofia Brennan"), ("person", "Zofia")]
+    assert "Zofia" not in masked(text, spans)
+
+
+def test_a_contact_card_opens_with_a_name_that_a_lone_label_would_not_be(detector: PiiDetector) -> None:
+    card = "Teresa Kreutzmann\n\n009 Slovenceva 51\n Suite 632\n Ljubljana\n Slovenia 15755"
+    assert found(detector.scan("x", card), card) == [("person", "Teresa Kreutzmann")]
+    # the same two words above a line that is no address stay a label
+    heading = "Teresa Kreutzmann\n\nRelease notes for the next version"
+    assert found(detector.scan("x", heading), heading) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card 4111 1111 1111 1111 is lost, please send a new one; I am in Akureyri for a business trip",
+        "The bus station is on Joaquin Suarez 2906.",
+        "Send the statement to 1317 Kimberly Way, Grand Rapids.",
+        "The letter arrived at 654 Rua Ana Caciola 1159 last night.",
+        "Galorath Incorporated is a design agency based in Pelhrimov.",
+        "Sales in Georgia: 120 units. Madison's office will report next week.",
+    ],
+)
+def test_places_streets_and_companies_are_not_people(detector: PiiDetector, text: str) -> None:
+    assert [value for label, value in found(detector.scan("x", text), text) if label == "person"] == []
 
 
 # --- spans and de-duplication ------------------------------------------------------------------
