@@ -469,7 +469,9 @@ class _NearbyWordsEnhancer(ContextAwareEnhancer):
                 continue
             at = max(0, bisect.bisect_right(starts, result.start) - 1)
             words = _nearby(lemmas, keywords, at, -1, self.context_prefix_count + 1)
-            words += _nearby(lemmas, keywords, at + 1, 1, self.context_suffix_count)
+            # the words after the value start after its last token: "416 60 039 office" is three
+            # tokens of the number, then the context word
+            words += _nearby(lemmas, keywords, bisect.bisect_left(starts, result.end), 1, self.context_suffix_count)
             words += extra
             supportive = next((c for c in recognizer.context if any(c.lower() in w for w in words)), None)
             if supportive is None:

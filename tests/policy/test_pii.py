@@ -123,6 +123,13 @@ def test_a_phone_number_python_phonenumbers_rejects_is_found_next_to_a_phone_wor
     assert found(detector.scan("x", text), text) == [("phone", "358 0594")]
 
 
+def test_a_phone_word_after_the_number_counts_as_context(detector: PiiDetector) -> None:
+    text = "Katrina Mota\n72 Acheron Road\n416 60 039 office"
+    assert [value for label, value in found(detector.scan("x", text), text) if label == "phone"] == ["416 60 039"]
+    text = "build 416 60 039 finished in 12 s"
+    assert found(detector.scan("x", text), text) == []
+
+
 def test_a_credit_card_number_is_found_once_not_also_as_a_phone_number(detector: PiiDetector) -> None:
     text = f"paid with {CARD} yesterday"
     assert found(detector.scan("x", text), text) == [("credit-card", CARD)]
