@@ -113,7 +113,8 @@ def render(
             "",
             "The head retrained without each group of sources, its cut set at 1% FPR on the other groups' dev "
             "split, then scored on the held-out group's test split. This is the honest estimate for traffic "
-            "unlike the training data; the in-distribution tables above are an upper bound.",
+            "unlike the training data; the in-distribution tables above are an upper bound."
+            + (f" Run {report['cross_dataset_generated']}." if report.get("cross_dataset_generated") else ""),
             "",
             "| held out | train cases | cases | precision | recall | F1 | FPR | AUC |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",

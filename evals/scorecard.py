@@ -229,6 +229,15 @@ def run(cases_dir: Path, out_dir: Path, workers: int, suites: Sequence[str], cro
         logger.info("%s: %s", suite, {k: overall.as_dict()[k] for k in ("precision", "recall", "f1", "fpr")})
     if cross:
         report["cross_dataset"] = cross_dataset(cases_dir, models, WORK / "embeddings")
+        report["cross_dataset_generated"] = report["generated"]
+    else:
+        # --no-cross keeps the last run's table (it depends on the training data and the heads only)
+        last = ROOT / "evals" / "results" / "test-run.json"
+        if last.exists():
+            previous = json.loads(last.read_text(encoding="utf-8"))["report"]
+            if previous.get("cross_dataset"):
+                report["cross_dataset"] = previous["cross_dataset"]
+                report["cross_dataset_generated"] = previous.get("cross_dataset_generated", previous["generated"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "scorecard.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     # The run the notebook reads: scores and labels per case id, no dataset text.
@@ -259,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "evals" / "runs")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--suite", action="append", choices=SUITES)
-    parser.add_argument("--no-cross", action="store_true", help="skip the cross-dataset retraining")
+    parser.add_argument("--no-cross", action="store_true",
+                        help="skip the cross-dataset retraining and keep the last run's table")
     parser.add_argument("--render-only", action="store_true", help="rewrite SCORECARD.md from the last run")
     args = parser.parse_args(argv)
     if args.render_only:
