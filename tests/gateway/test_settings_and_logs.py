@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -68,3 +69,22 @@ def _base_env() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+def test_rows_recorded_one_message_at_a_time_are_written_in_few_transactions_and_none_lost(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    log = AuditLog(db)
+    statements: list[str] = []
+    log._connection.set_trace_callback(statements.append)  # the writer thread's connection
+    started = time.monotonic()
+    for index in range(300):
+        log.record([_row("secrets", "allow", server=f"s{index}")])
+        time.sleep(0.0005)  # a message every half millisecond, as a busy relay sends them
+    log.close()
+    elapsed = time.monotonic() - started
+
+    reader = sqlite3.connect(db)
+    assert reader.execute("SELECT count(*) FROM decisions").fetchone() == (300,)
+    commits = sum(1 for sql in statements if sql.strip().upper().startswith("COMMIT"))
+    assert 1 <= commits < 60  # one transaction per write interval, not one per message
+    assert elapsed < 5.0  # closing does not wait an interval per row
