@@ -227,17 +227,23 @@ def run(cases_dir: Path, out_dir: Path, workers: int, suites: Sequence[str], cro
             for r in results
         )
         logger.info("%s: %s", suite, {k: overall.as_dict()[k] for k in ("precision", "recall", "f1", "fpr")})
+    last = ROOT / "evals" / "results" / "test-run.json"
+    previous = json.loads(last.read_text(encoding="utf-8")) if last.exists() else None
+    if previous is not None and set(suites) != set(SUITES):
+        # a run of some suites keeps the others from the last run, in the usual order
+        kept = {name: entry for name, entry in previous["report"]["suites"].items() if name not in suites}
+        report["suites"] = {name: report["suites"].get(name) or kept[name] for name in SUITES
+                            if name in report["suites"] or name in kept}
+        per_case = [row for row in previous["cases"] if row["suite"] not in suites] + per_case
     if cross:
         report["cross_dataset"] = cross_dataset(cases_dir, models, WORK / "embeddings")
         report["cross_dataset_generated"] = report["generated"]
-    else:
-        # --no-cross keeps the last run's table (it depends on the training data and the heads only)
-        last = ROOT / "evals" / "results" / "test-run.json"
-        if last.exists():
-            previous = json.loads(last.read_text(encoding="utf-8"))["report"]
-            if previous.get("cross_dataset"):
-                report["cross_dataset"] = previous["cross_dataset"]
-                report["cross_dataset_generated"] = previous.get("cross_dataset_generated", previous["generated"])
+    # --no-cross keeps the last run's table (it depends on the training data and the heads only)
+    elif previous is not None and previous["report"].get("cross_dataset"):
+        report["cross_dataset"] = previous["report"]["cross_dataset"]
+        report["cross_dataset_generated"] = previous["report"].get(
+            "cross_dataset_generated", previous["report"]["generated"]
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "scorecard.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     # The run the notebook reads: scores and labels per case id, no dataset text.
@@ -267,7 +273,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cases", type=Path, default=WORK / "cases")
     parser.add_argument("--out", type=Path, default=ROOT / "evals" / "runs")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--suite", action="append", choices=SUITES)
+    parser.add_argument("--suite", action="append", choices=SUITES,
+                        help="run only this suite (repeatable); the others are kept from the last run")
     parser.add_argument("--no-cross", action="store_true",
                         help="skip the cross-dataset retraining and keep the last run's table")
     parser.add_argument("--render-only", action="store_true", help="rewrite SCORECARD.md from the last run")
