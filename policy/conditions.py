@@ -116,12 +116,14 @@ class Rule(BaseModel):
     effect: Literal["violate", "allow", "escalate"] = "violate"
 
 
-def evaluate(condition: Condition, subject: Subject) -> tuple[bool, list[Span]]:
-    """Whether `condition` holds for `subject`, with the spans that made it hold."""
-    return _evaluate(condition, _subject_view(subject))
+def evaluate(condition: Condition, subject: Subject, view: dict[str, Any] | None = None) -> tuple[bool, list[Span]]:
+    """Whether `condition` holds for `subject`, with the spans that made it hold. A caller checking
+    several conditions against one subject may pass its `subject_view` once."""
+    return _evaluate(condition, subject_view(subject) if view is None else view)
 
 
-def _subject_view(subject: Subject) -> dict[str, Any]:
+def subject_view(subject: Subject) -> dict[str, Any]:
+    """The fields a condition's path can name."""
     return {
         "kind": subject.kind.value,
         "server": subject.server,

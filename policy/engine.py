@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from .chunking import context
 from .classifier import ClassifierResult, EmbedderPair, PolicyClassifier
 from .compiled import ClassifierSpec, CompiledPolicy
-from .conditions import evaluate
+from .conditions import evaluate, subject_view
 from .detectors import DetectorRegistry
 from .errors import JudgeBudgetError, LLMError, ModelLoadError, PolicyError
 from .judge import Judge
@@ -177,11 +177,12 @@ class Engine:
         if not policy.rules:
             return None
         since = time.perf_counter()
+        view = subject_view(subject)
         for effect in ("violate", "allow", "escalate"):
             for rule in policy.rules:
                 if rule.effect != effect:
                     continue
-                held, spans = evaluate(rule.when, subject)
+                held, spans = evaluate(rule.when, subject, view)
                 if not held:
                     continue
                 if effect == "violate":
