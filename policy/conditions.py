@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from .errors import RuleError
-from .safe_regex import compile_safe, search_all
+from .safe_regex import casefolded, compile_safe, required_literals, search_all
 from .subject import Subject, canonical_json
 from .verdict import Span
 
@@ -248,6 +248,11 @@ def _holds(pred: Predicate, value: Any, path: str) -> tuple[bool, list[Span]]:
         held = fnmatch.fnmatchcase(folded, folded_needle)
         return held, [_whole(path, value, op)] if held else []
     compiled = compile_safe(needle, not pred.case_sensitive)
+    words = required_literals(needle)
+    if words is not None:
+        haystack = casefolded(text)
+        if not any(word in haystack for word in words):
+            return False, []
     matches = search_all(compiled, text)
     return bool(matches), [Span(field=path, start=s, end=e, label="regex") for s, e in matches]
 
