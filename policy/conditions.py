@@ -197,6 +197,12 @@ def _children(value: Any, here: str) -> Iterator[tuple[str, Any]]:
 
 
 def _predicate(pred: Predicate, view: dict[str, Any]) -> tuple[bool, list[Span]]:
+    if pred.path in view:
+        # a top-level field ("text", "tool", "kind"): no path to walk
+        value = view[pred.path]
+        if pred.op == "exists":
+            return True, []
+        return _holds(pred, value, pred.path)
     spans: list[Span] = []
     found = False
     for path, value in resolve_path(view, pred.path):

@@ -187,6 +187,8 @@ class StaticEmbedder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         self.load()
         assert self._tokenizer is not None and self._table is not None and self._weights is not None
+        if len(texts) == 1:
+            return self._encode_one(texts[0])
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
         out = np.zeros((len(texts), self._table.shape[1]), dtype=np.float32)
         for row, encoding in enumerate(encodings):
@@ -198,3 +200,22 @@ class StaticEmbedder:
                 continue
             out[row] = weights @ self._table[ids]
         return _normalise(out)
+
+    def _encode_one(self, text: str) -> np.ndarray:
+        # One short text is the common case (a tool result of one chunk): the same sum and norm as
+        # `encode`, with a handful of numpy calls instead of a batch's worth.
+        assert self._tokenizer is not None and self._table is not None and self._weights is not None
+        out = np.zeros((1, self._table.shape[1]), dtype=np.float32)
+        ids = self._tokenizer.encode(text, add_special_tokens=False).ids
+        if not ids:
+            return out
+        index = np.asarray(ids, dtype=np.int64)
+        weights = self._weights[index]
+        total = float(weights.sum())
+        if total == 0.0:
+            return out
+        vector = weights @ self._table[index]
+        norm = float(np.sqrt(np.dot(vector, vector)))
+        if norm:
+            out[0] = vector / norm
+        return out
