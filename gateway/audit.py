@@ -117,6 +117,7 @@ def migrate(connection: sqlite3.Connection) -> None:
 RowBuilder = Callable[[], Sequence[AuditRow]]
 FLUSH_DELAY_S = 0.005
 WRITE_INTERVAL_S = 0.05
+_MAX_BATCH = 500  # rows per transaction
 
 
 class AuditLog:
@@ -195,7 +196,7 @@ class AuditLog:
                 stop = True
             else:
                 batch.extend(rows)
-            while len(batch) < 500:
+            while len(batch) < _MAX_BATCH:
                 try:
                     extra = self._queue.get_nowait()
                 except queue.Empty:
@@ -211,9 +212,10 @@ class AuditLog:
                     self._connection.executemany(sql, map(_VALUES, batch))
             except sqlite3.Error as exc:
                 logger.error("audit log write failed (%s); %d decision(s) not recorded", exc, len(batch))
-            if not stop:
+            if not stop and len(batch) < _MAX_BATCH:
                 # let rows gather: one transaction per WRITE_INTERVAL_S rather than one per message
-                # keeps this thread (and its hold on the interpreter) off the relay's hot path
+                # keeps this thread (and its hold on the interpreter) off the relay's hot path; a full
+                # batch means rows are waiting, so the next one is written at once
                 time.sleep(WRITE_INTERVAL_S)
 
 

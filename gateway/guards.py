@@ -302,27 +302,29 @@ class Guard:
         # one row per policy's verdict; the enums are str enums, stored as their values
         return [
             AuditRow(
-                ts,
-                self.session,
-                subject.server,
-                subject.method,
-                subject.tool,
-                subject.kind,
-                v.policy,
-                v.outcome,
-                v.action,
-                decision.applied if v.violated else "allow",
-                v.tier,
-                v.score,
-                _mask_reason(v.reason),
-                round(v.latency_ms, 3),
-                v.cache_hit,
-                v.judge_model,
-                json.dumps([{"field": s.field, "start": s.start, "end": s.end, "label": s.label} for s in v.evidence])
+                ts=ts,
+                session=self.session,
+                server=subject.server,
+                method=subject.method,
+                tool=subject.tool,
+                kind=subject.kind,
+                policy=v.policy,
+                outcome=v.outcome,
+                action=v.action,
+                applied=decision.applied if v.violated else "allow",
+                tier=v.tier,
+                score=v.score,
+                reason=_mask_reason(v.reason),
+                latency_ms=round(v.latency_ms, 3),
+                cache_hit=v.cache_hit,
+                judge_model=v.judge_model,
+                evidence=json.dumps(
+                    [{"field": s.field, "start": s.start, "end": s.end, "label": s.label} for s in v.evidence]
+                )
                 if v.evidence
                 else "[]",
-                excerpt,
-                _TRACE.dump_json(v.trace).decode(),
+                excerpt=excerpt,
+                trace=_TRACE.dump_json(v.trace).decode(),
             )
             for v in decision.verdicts
         ]

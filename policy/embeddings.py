@@ -188,34 +188,28 @@ class StaticEmbedder:
         self.load()
         assert self._tokenizer is not None and self._table is not None and self._weights is not None
         if len(texts) == 1:
-            return self._encode_one(texts[0])
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+            # one short text is the common case (a tool result of one chunk): no batch machinery
+            out = np.zeros((1, self._table.shape[1]), dtype=np.float32)
+            vector = self._sum(self._tokenizer.encode(texts[0], add_special_tokens=False).ids)
+            norm = 0.0 if vector is None else float(np.sqrt(np.dot(vector, vector)))
+            if vector is not None and norm:
+                out[0] = vector / norm
+            return out
         out = np.zeros((len(texts), self._table.shape[1]), dtype=np.float32)
-        for row, encoding in enumerate(encodings):
-            ids = np.asarray(encoding.ids, dtype=np.int64)
-            if ids.size == 0:
-                continue
-            weights = self._weights[ids]
-            if float(weights.sum()) == 0.0:
-                continue
-            out[row] = weights @ self._table[ids]
+        for row, encoding in enumerate(self._tokenizer.encode_batch(list(texts), add_special_tokens=False)):
+            vector = self._sum(encoding.ids)
+            if vector is not None:
+                out[row] = vector
         return _normalise(out)
 
-    def _encode_one(self, text: str) -> np.ndarray:
-        # One short text is the common case (a tool result of one chunk): the same sum and norm as
-        # `encode`, with a handful of numpy calls instead of a batch's worth.
-        assert self._tokenizer is not None and self._table is not None and self._weights is not None
-        out = np.zeros((1, self._table.shape[1]), dtype=np.float32)
-        ids = self._tokenizer.encode(text, add_special_tokens=False).ids
-        if not ids:
-            return out
+    def _sum(self, ids: Sequence[int]) -> np.ndarray | None:
+        """The weighted sum of the token vectors, or None when no token carries weight."""
+        assert self._table is not None and self._weights is not None
         index = np.asarray(ids, dtype=np.int64)
+        if index.size == 0:
+            return None
         weights = self._weights[index]
-        total = float(weights.sum())
-        if total == 0.0:
-            return out
-        vector = weights @ self._table[index]
-        norm = float(np.sqrt(np.dot(vector, vector)))
-        if norm:
-            out[0] = vector / norm
-        return out
+        if float(weights.sum()) == 0.0:
+            return None
+        vector: np.ndarray = weights @ self._table[index]
+        return vector

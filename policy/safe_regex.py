@@ -129,7 +129,8 @@ def _first_literals(items: list[tuple[Any, Any]]) -> frozenset[str] | None:
     return None
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=4)
 def casefolded(text: str) -> str:
-    """`text` case-folded, remembered for the few texts a check is looking at."""
-    return text.casefold()
+    """The part of `text` a regex scans (`search_all`), case-folded; remembered for the few texts a
+    check is looking at (a handful, as messages may be megabytes)."""
+    return text[:MAX_SCAN_CHARS].casefold()

@@ -124,6 +124,9 @@ _HONORIFIC_HINT = regex.compile(
     r"|name[ \t]*(?:is|:|=)|dear|calls?[ \t]+me|sincerely,?|regards,?))\.?[ \t]+\p{Lu}"
     # someone's own name needs no capital ("my name is borna"): see pii_presidio._OWN_NAME
     r"|(?i:\b(?:my|his|her|their|maiden)[ \t]+name[ \t]+is|\bcalls?[ \t]+me)[ \t]+\p{L}"
+    # a speaker label opening a line or a sentence ('Ella: "Who are you?"'): see pii_presidio._LONE_CUED
+    r"|(?:^|[.!?][\"”]?[ \t]+)\p{Lu}\p{Ll}{2,}:",
+    regex.MULTILINE,
 )
 # A NER "person" right after a house number or a place preposition is a street or a town:
 # "5850 Jana Nerudy", "I am in Akureyri", "flew to Coles", "home city Assen".
@@ -139,7 +142,8 @@ _STREET_BEFORE = regex.compile(r"\b(?i:on|at|in|to|of)[ \t]+$")
 _CUE_RECOGNIZER = "NameCueRecognizer"
 _OWN_NAME_CUE = f"{_CUE_RECOGNIZER} (own name)"
 _FIRST_NAME_CUE = f"{_CUE_RECOGNIZER} (first-name list)"
-_PLACE_SENSITIVE = frozenset(("SpacyRecognizer", _FIRST_NAME_CUE))
+_NER_RECOGNIZER = "SpacyRecognizer"
+_PLACE_SENSITIVE = frozenset((_NER_RECOGNIZER, _FIRST_NAME_CUE))
 # The lines under a name that make it the head of a contact card or a postal address: a house
 # number and street, a military or PO box, or a labelled phone line.
 _CONTACT_LINE = regex.compile(
@@ -160,7 +164,6 @@ _MAX_NER_WINDOW = 400
 
 _TRIM = " \t\r\n\"'`()[]{}<>,;:.!?*_"
 _LINE_DECOR = " \t\r#*->|`\"',:;.!?[](){}"
-_NER_RECOGNIZER = "SpacyRecognizer"
 _POSSESSIVE = ("'s", "’s")
 _IP_VERSION_CONTEXT = regex.compile(
     r"(?:\b(?:v|ver|version|release|build|firmware|tag)[\"']?\s*[:=]?\s*[\"']?|[vV@=^~<>]=?)$", regex.IGNORECASE
@@ -332,11 +335,6 @@ class PiiDetector:
         return results
 
     # --- spans ----------------------------------------------------------------------------------
-    def _anchors(self, recognizer: str) -> bool:
-        """Whether a person is sure enough that its name words are followed elsewhere in the text:
-        a cue in the words around it found it (honorific, label, own name, relation, speech)."""
-        return recognizer.startswith(_CUE_RECOGNIZER) and recognizer != _FIRST_NAME_CUE
-
     def _spans(self, field: str, text: str, found: Iterable[Found]) -> list[Span]:
         kept: list[tuple[int, int, str, float]] = []
         anchors: set[tuple[int, int]] = set()
@@ -358,7 +356,7 @@ class PiiDetector:
                 # phone lines of a contact card below it, may claim it
                 continue
             kept.append((start, end, item.entity, item.score))
-            if item.entity == "PERSON" and self._anchors(item.recognizer):
+            if item.entity == "PERSON" and _anchors(item.recognizer):
                 anchors.add((start, end))
         kept.sort(key=lambda k: (-k[3], -_SPECIFICITY.get(k[2], 0), -(k[1] - k[0]), k[0]))
         # greedy, best first; `chosen` stays sorted and disjoint, so one neighbour check per finding
@@ -486,6 +484,12 @@ def _trim(text: str, start: int, end: int, entity: str) -> tuple[int, int]:
         while end > start and text[end - 1] in _TRIM:
             end -= 1
     return start, end
+
+
+def _anchors(recognizer: str) -> bool:
+    """Whether a person is sure enough that its name words are followed elsewhere in the text:
+    a cue in the words around it found it (honorific, label, own name, relation, speech)."""
+    return recognizer.startswith(_CUE_RECOGNIZER) and recognizer != _FIRST_NAME_CUE
 
 
 def _heads_contact(text: str, end: int) -> bool:

@@ -248,15 +248,17 @@ _RELATION = regex.compile(
     r"(?![\w@])"
 )
 # A person who speaks or is spoken to: "said Gladys to Logan", "Maurice replied", "thanked Erle".
-_SPEECH_VERBS = (r"said|says|told|tells|asked|asks|replied|replies|answered|whispered|shouted|yelled|thanked"
-                 r"|greeted|texted|emailed|messaged|phoned|married|hugged|kissed")
-_SPEECH_STEMS = ("said", "says", "told", "tells", "ask", "repl", "answered", "whispered", "shouted", "yelled",
-                 "thanked", "greeted", "texted", "emailed", "messaged", "phoned", "married", "hugged", "kissed")
+_SPEECH_VERBS = ("said", "says", "told", "tells", "asked", "asks", "replied", "replies", "answered", "whispered",
+                 "shouted", "yelled", "thanked", "greeted", "texted", "emailed", "messaged", "phoned", "married",
+                 "hugged", "kissed")
+# the verbs that also follow their speaker ("Maurice replied"); "Anna married" is no cue
+_SPEAKER_VERBS = ("said", "says", "told", "asked", "replied", "answered", "whispered", "shouted")
 _SPOKEN_TO = regex.compile(
-    rf"\b(?:{_SPEECH_VERBS})[ \t]+(?P<name>{_NAME_WORD})(?:[ \t]+to[ \t]+(?P<second>{_NAME_WORD}))?(?![\w@])"
+    rf"\b(?:{'|'.join(_SPEECH_VERBS)})[ \t]+(?P<name>{_NAME_WORD})(?:[ \t]+to[ \t]+(?P<second>{_NAME_WORD}))?"
+    r"(?![\w@])"
 )
 _SPEAKER = regex.compile(
-    rf"(?<![\w@./\\#$-])(?P<name>{_NAME_WORD})[ \t]+(?:said|says|told|asked|replied|answered|whispered|shouted)\b"
+    rf"(?<![\w@./\\#$-])(?P<name>{_NAME_WORD})[ \t]+(?:{'|'.join(_SPEAKER_VERBS)})\b"
 )
 # The person who made or was given something: "directed by Jan Kowalski", "assigned to Priya Raman".
 _MADE_BY = regex.compile(
@@ -331,7 +333,7 @@ class _NameCueRecognizer(EntityRecognizer):
             start = match.start("name")
             results.append(self._result(start, start + len(" ".join(words)), 0.6, "own name"))
         relation = any(word in low for word in ("my ", "our ", "his ", "her ", "their "))
-        speech = any(verb in text for verb in _SPEECH_STEMS)
+        speech = any(verb in text for verb in _SPEECH_VERBS)
         made = " by " in low or "assigned" in low
         for pattern, cue, present in ((_RELATION, "relation", relation), (_SPOKEN_TO, "speech", speech),
                                       (_SPEAKER, "speech", speech), (_MADE_BY, "made by", made)):

@@ -188,6 +188,7 @@ def test_a_person_is_found_by_an_honorific_or_a_known_first_name(detector: PiiDe
         ("Zoolander is a 1996 comedy directed by Radomir Okafor-Lund.", ["Radomir Okafor-Lund"]),
         # a first name on its own, where the sentence makes it someone
         ('Gabriel: "Who are you?" Sara: "I\'m Jonas\'s daughter".', ["Gabriel", "Sara", "Jonas"]),
+        ('Sara: "Who are you?"', ["Sara"]),  # a speaker label alone, with no other capitalised word
         ("They had 4: Efimiya, Maria, Ariana and Jodi.", ["Efimiya", "Maria", "Ariana", "Jodi"]),
     ],
 )
