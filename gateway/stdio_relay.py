@@ -304,10 +304,6 @@ class StdioRelay:
             pending.timer = asyncio.get_running_loop().call_later(pending.timeout_s, self._timed_out, key, pending)
             self._pending[key] = pending
         server.send(frame)
-        if self.guard is not None:
-            # The server is busy with the request now: the moment for the audit rows so far (those of this
-            # request and of the last answer), off the path of any message. Otherwise they go a moment later.
-            self.guard.flush_audit()
 
     def _timed_out(self, key: str | int, pending: _Pending) -> None:
         if self._pending.get(key) is not pending:
@@ -403,6 +399,8 @@ class StdioRelay:
             self._to_client(line)
         else:
             self._to_client(encode({**message, "result": checked}))
+        if self.guard is not None:
+            self.guard.flush_audit()
 
     async def _guarded_server_request(self, guard: Guard, message: Message, line: bytes) -> None:
         params = message.get("params")

@@ -87,10 +87,10 @@ class PolicyClassifier:
         if self.spec.screen is not None:
             screen_scores = _apply(self.spec.screen, self.models.static.encode([c.text for c in chunks]))
             cut = self.spec.screen.metrics.get("pass_threshold", SCREEN_DEFAULT)
-            order = np.argsort(-screen_scores)
-            flagged = [int(i) for i in order if screen_scores[i] >= cut][:MAX_HEAD_CHUNKS]
+            order = _ranked(screen_scores)
+            flagged = [i for i in order if screen_scores[i] >= cut][:MAX_HEAD_CHUNKS]
             if not flagged:
-                top = int(order[0])
+                top = order[0]
                 return ClassifierResult(
                     score=float(screen_scores[top]) * self.spec.thresholds.allow_below,
                     screened_out=True,
@@ -103,14 +103,14 @@ class PolicyClassifier:
             candidates = _spread(chunks, MAX_HEAD_CHUNKS)
         vectors = self.models.minilm.encode([c.text for c in candidates])
         head_scores = _apply(self.spec.head, vectors)
-        order = np.argsort(-head_scores)
-        best = int(order[0])
+        order = _ranked(head_scores)
+        best = order[0]
         nearest, similarity = self._nearest(vectors[best])
         return ClassifierResult(
             score=float(head_scores[best]),
             screened_out=False,
             chunk=candidates[best],
-            suspicious=tuple(candidates[int(i)] for i in order[:3]),
+            suspicious=tuple(candidates[i] for i in order[:3]),
             nearest_exemplar=nearest,
             nearest_similarity=similarity,
             stage="head",
@@ -171,8 +171,25 @@ def exemplar_score(similarities: np.ndarray, positive: np.ndarray) -> float:
 
 def _apply(head: LinearHead | MLPHead | MeanHead, vectors: np.ndarray) -> np.ndarray:
     logits = head.logits(vectors)
+    if logits.shape == (1,):
+        # one chunk (most tool results): a scalar sigmoid, not three array operations
+        return np.array([_sigmoid(float(logits[0]))])
     result: np.ndarray = 1.0 / (1.0 + np.exp(-logits))
     return result
+
+
+def _ranked(scores: np.ndarray) -> list[int]:
+    """Indices from the highest score down (one score, the common case, without a sort)."""
+    if len(scores) == 1:
+        return [0]
+    return [int(i) for i in np.argsort(-scores)]
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
 
 
 def _spread(chunks: list[Chunk], count: int) -> list[Chunk]:

@@ -146,11 +146,13 @@ class MLPHead(_Frozen):
         decoded: list[tuple[np.ndarray, np.ndarray]] = self._decoded.get(
             self.layers, lambda: [(layer.matrix(), np.asarray(layer.bias, dtype=np.float32)) for layer in self.layers]
         )
+        last = len(decoded) - 1
         hidden = vectors
         for index, (matrix, bias) in enumerate(decoded):
-            hidden = hidden @ matrix + bias
-            if index < len(decoded) - 1:
-                hidden = np.maximum(hidden, 0.0)
+            hidden = hidden @ matrix  # a new array: the in-place steps below never touch the input
+            hidden += bias
+            if index < last:
+                np.maximum(hidden, 0.0, out=hidden)
         result: np.ndarray = hidden[:, 0]
         return result
 

@@ -219,6 +219,8 @@ def _predicate(pred: Predicate, view: dict[str, Any]) -> tuple[bool, list[Span]]
 
 def _holds(pred: Predicate, value: Any, path: str) -> tuple[bool, list[Span]]:
     op = pred.op
+    if op == "regex":  # most rules: first
+        return _regex_holds(pred, value if isinstance(value, str) else _as_text(value), str(pred.value), path)
     if op in _NUMERIC_OPS:
         if op == "length_gt":
             size = len(value) if isinstance(value, str | list | dict) else None
@@ -253,13 +255,17 @@ def _holds(pred: Predicate, value: Any, path: str) -> tuple[bool, list[Span]]:
     if op == "glob":
         held = fnmatch.fnmatchcase(folded, folded_needle)
         return held, [_whole(path, value, op)] if held else []
-    compiled = compile_safe(needle, not pred.case_sensitive)
+    return _regex_holds(pred, text, needle, path)
+
+
+def _regex_holds(pred: Predicate, text: str, needle: str, path: str) -> tuple[bool, list[Span]]:
+    # no case-folded copy of the text here: the pre-test keeps its own, shared by every rule
     words = required_literals(needle)
     if words is not None:
         haystack = casefolded(text)
         if not any(word in haystack for word in words):
             return False, []
-    matches = search_all(compiled, text)
+    matches = search_all(compile_safe(needle, not pred.case_sensitive), text)
     return bool(matches), [Span(field=path, start=s, end=e, label="regex") for s, e in matches]
 
 

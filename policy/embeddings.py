@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -73,7 +74,7 @@ class MiniLMEmbedder:
         self._threads = threads
         self._model: Any = None
         self._lock = threading.Lock()
-        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._memo: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._memo_size = memo_size
 
     def load(self) -> Any:
@@ -97,7 +98,13 @@ class MiniLMEmbedder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         model = self.load()
-        keys = [hashlib.blake2b(text.encode(), digest_size=16).hexdigest() for text in texts]
+        keys = [hashlib.blake2b(text.encode(), digest_size=16).digest() for text in texts]
+        if len(keys) == 1:
+            with self._lock:
+                row = self._memo.get(keys[0])
+            if row is not None:
+                # one remembered text (a short tool result seen before): the row itself, read-only
+                return row.reshape(1, -1)
         missing = [i for i, key in enumerate(keys) if key not in self._memo]
         if missing:
             vectors = model.encode(
@@ -109,7 +116,9 @@ class MiniLMEmbedder:
             )
             with self._lock:
                 for i, vector in zip(missing, vectors, strict=True):
-                    self._memo[keys[i]] = vector.astype(np.float32)
+                    row = vector.astype(np.float32)
+                    row.setflags(write=False)  # handed out as is; nobody may change a remembered vector
+                    self._memo[keys[i]] = row
                 while len(self._memo) > self._memo_size:
                     self._memo.popitem(last=False)
         with self._lock:
@@ -189,12 +198,12 @@ class StaticEmbedder:
         assert self._tokenizer is not None and self._table is not None and self._weights is not None
         if len(texts) == 1:
             # one short text is the common case (a tool result of one chunk): no batch machinery
-            out = np.zeros((1, self._table.shape[1]), dtype=np.float32)
             vector = self._sum(self._tokenizer.encode(texts[0], add_special_tokens=False).ids)
-            norm = 0.0 if vector is None else float(np.sqrt(np.dot(vector, vector)))
-            if vector is not None and norm:
-                out[0] = vector / norm
-            return out
+            norm = 0.0 if vector is None else math.sqrt(float(vector @ vector))
+            if vector is None or not norm:
+                return np.zeros((1, self._table.shape[1]), dtype=np.float32)
+            vector *= np.float32(1.0 / norm)  # a fresh array from _sum
+            return vector.reshape(1, -1)
         out = np.zeros((len(texts), self._table.shape[1]), dtype=np.float32)
         for row, encoding in enumerate(self._tokenizer.encode_batch(list(texts), add_special_tokens=False)):
             vector = self._sum(encoding.ids)

@@ -116,9 +116,12 @@ class Engine:
 
     def check(self, subject: Subject, policies: Sequence[CompiledPolicy] | None = None) -> list[Verdict]:
         """A verdict from every policy whose scope covers the subject (or from `policies`, already scoped)."""
-        return [
-            self.check_policy(policy, subject) for policy in (self.in_scope(subject) if policies is None else policies)
-        ]
+        scoped = self.in_scope(subject) if policies is None else policies
+        if len(scoped) > 1:
+            # every policy's detectors read the same strings: walk the subject for them once
+            strings = list(subject.strings())
+            return [self.check_policy(policy, subject, strings=strings) for policy in scoped]
+        return [self.check_policy(policy, subject) for policy in scoped]
 
     def check_policy(
         self,
@@ -127,10 +130,12 @@ class Engine:
         *,
         classifier: PolicyClassifier | None = None,
         use_judge: bool = True,
+        strings: list[tuple[str, str]] | None = None,
     ) -> Verdict:
+        """One policy's verdict. `strings` may carry `subject.strings()`, already listed."""
         run = _Run(policy)
         try:
-            verdict = self._deterministic(run, subject)
+            verdict = self._deterministic(run, subject, strings)
             if verdict is not None:
                 return verdict
             escalated = any(step.result == "escalate" for step in run.trace)
@@ -146,12 +151,13 @@ class Engine:
             run.step(Tier.ON_ERROR, "error", str(exc))
             return self._on_error(run, exc)
 
-    def _deterministic(self, run: _Run, subject: Subject) -> Verdict | None:
+    def _deterministic(self, run: _Run, subject: Subject, strings: list[tuple[str, str]] | None) -> Verdict | None:
         policy = run.policy
         if policy.detectors:
             since = time.perf_counter()
             spans: list[Span] = []
-            strings = list(subject.strings())
+            if strings is None:
+                strings = list(subject.strings())
             for name in policy.detectors:
                 detector = self.detectors.get(name)
                 # A string met again under another path (a result's structuredContent repeating its text)
@@ -242,7 +248,7 @@ class Engine:
             return None
         extra = _classifier_extra(result)
         if result.screened_out or result.score < thresholds.allow_below:
-            run.trace[-1] = run.trace[-1].model_copy(update={"result": "allow"})
+            run.trace[-1] = _relabel(run.trace[-1], "allow")
             return run.verdict(
                 Outcome.ALLOW,
                 Tier.CLASSIFIER,
@@ -250,14 +256,14 @@ class Engine:
                 **extra,
             )
         if result.score >= thresholds.violate_above:
-            run.trace[-1] = run.trace[-1].model_copy(update={"result": "violation"})
+            run.trace[-1] = _relabel(run.trace[-1], "violation")
             return run.verdict(
                 Outcome.VIOLATION,
                 Tier.CLASSIFIER,
                 f"classifier score {result.score:.2f} is at or above {thresholds.violate_above}",
                 **extra,
             )
-        run.trace[-1] = run.trace[-1].model_copy(update={"result": "unsure"})
+        run.trace[-1] = _relabel(run.trace[-1], "unsure")
         return None
 
     def _judge(self, run: _Run, subject: Subject, result: ClassifierResult | None) -> Verdict:
@@ -317,6 +323,11 @@ class Engine:
             return run.verdict(Outcome.ALLOW, Tier.ON_ERROR, reason)
         action = Action.WARN if mode == "warn" else Action.BLOCK
         return run.verdict(Outcome.VIOLATION, Tier.ON_ERROR, reason, action=action)
+
+
+def _relabel(step: TierStep, result: str) -> TierStep:
+    # a plain constructor: cheaper than model_copy, and this runs on every classified message
+    return TierStep(tier=step.tier, result=result, detail=step.detail, score=step.score, latency_ms=step.latency_ms)
 
 
 def _classifier_extra(result: ClassifierResult) -> dict[str, object]:
