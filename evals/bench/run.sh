@@ -4,7 +4,7 @@
 # targets in one run, so machine noise hits every target alike. Figures print at the end and land in
 # evals/bench/results/ (raw) and evals/bench/results.json (summary).
 #
-#   bash evals/bench/run.sh [echo|secrets|big|startup|all]      (default all)
+#   bash evals/bench/run.sh [echo|unique|secrets|big|startup|all]   (default all)
 #   LASSO=1 bash evals/bench/run.sh all                          also Lasso 1.2.1 (bash ../shared/bench/lasso/setup_lasso_env.sh)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -32,6 +32,12 @@ what=${1:-all}
 if [[ $what == echo || $what == all ]]; then
   $H latency "${CWD[@]}" --stderr-dir "$OUT/logs/echo" -n "$N" --batch 10 --warmup 30 --tool echo \
      --args '{"text":"hello"}' "${TARGETS[@]}" --json-out "$OUT/latency_echo.json"
+fi
+if [[ $what == unique || $what == all ]]; then
+  # the same short echo, but never the same text twice (the harness above repeats one)
+  uniq_targets=(--target "direct=$DS" --target "mcp-gateway=$OURS")
+  "$PYB" "$ROOT/evals/bench/unique_echo.py" "$OUT/latency_unique_echo.json" -n "$N" --stderr-dir "$OUT/logs/unique" \
+     "${uniq_targets[@]}"
 fi
 if [[ $what == secrets || $what == all ]]; then
   $H latency "${CWD[@]}" --stderr-dir "$OUT/logs/secrets" -n "$N" --batch 10 --warmup 30 --tool leak_secrets \
