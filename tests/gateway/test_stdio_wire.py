@@ -268,3 +268,25 @@ def test_a_blocked_sampling_request_is_refused_to_the_server_and_never_reaches_t
     [answer] = [f for f in frames if f.get("id") == 4]
     reply = answer["result"]["content"][0]["text"]  # the server shows what it got back for its request
     assert "mcp-gateway blocked this sampling request" in reply and "no-exfil-prompts" in reply
+
+
+def test_small_calls_checked_on_the_loop_and_large_ones_on_a_thread_are_masked_alike(tmp_path: Path) -> None:
+    sent = f"aws_access_key_id={AWS_KEY}\naws_secret_access_key={AWS_SECRET}"
+    small = {"text": sent}
+    padded = {"text": sent, "note": "filler " * 200}  # over 512 characters: checked on a thread
+    with gateway(tmp_path, []) as wire:
+        wire.initialize()
+        lines = []
+        for request_id, arguments in ((1, small), (2, padded)):
+            params = {"name": "leak", "arguments": arguments}
+            frame = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+            assert (len(json.dumps(frame)) <= 512) is (request_id == 1)
+            wire.send(frame)
+            lines.append(wire.answer_to(request_id, timeout=120))
+    calls = [m for m in server_log(tmp_path) if m.get("method") == "tools/call"]
+    assert len(calls) == 2
+    for call, (line, answer) in zip(calls, lines, strict=True):
+        assert AWS_KEY not in json.dumps(call) and AWS_SECRET not in json.dumps(call)
+        assert AWS_KEY.encode() not in line and AWS_SECRET.encode() not in line
+        assert "[MASKED" in answer["result"]["content"][0]["text"]
+    assert calls[0]["params"]["arguments"]["text"] == calls[1]["params"]["arguments"]["text"]
