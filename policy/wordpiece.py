@@ -44,6 +44,8 @@ class AsciiWordPiece:
         config = json.loads(tokenizer.to_str())
         normalizer = config.get("normalizer") or {}
         model = config.get("model") or {}
+        if config.get("truncation") or config.get("padding"):
+            return None  # its own ids would be cut or padded; this gives them whole
         if not (
             normalizer.get("type") == "BertNormalizer"
             and normalizer.get("lowercase") is True

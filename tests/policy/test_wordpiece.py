@@ -79,12 +79,19 @@ def test_the_static_embedder_gets_the_same_ids_either_way(tokenizer: Tokenizer) 
     texts = ["plain ascii text", "naïve café", "[CLS] spelled out", "", "Echo: hello"]
     expected = [tokenizer.encode(text, add_special_tokens=False).ids for text in texts]
     assert static.token_ids(texts) == expected
+    static.load()
+    assert static._wordpiece is not None  # the shortcut is in use, not only the fall-back
     assert [static.token_ids([text])[0] for text in texts] == expected
 
 
 def test_a_different_tokenizer_setup_gets_no_shortcut(tokenizer: Tokenizer) -> None:
     cased = Tokenizer.from_str(tokenizer.to_str().replace('"lowercase":true', '"lowercase":false'))
     assert AsciiWordPiece.of(cased) is None
+
+
+def test_a_tokenizer_that_truncates_or_pads_gets_no_shortcut() -> None:
+    as_shipped = Tokenizer.from_file(str(minilm_path() / "tokenizer.json"))  # truncates and pads to 128
+    assert AsciiWordPiece.of(as_shipped) is None
 
 
 def test_the_word_cache_stays_bounded(fast: AsciiWordPiece, monkeypatch: pytest.MonkeyPatch) -> None:
