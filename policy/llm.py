@@ -8,9 +8,12 @@ scripted stand-in for unit tests.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -152,7 +155,8 @@ class LiteLLMClient:
         for attempt in range(max_retries + 1):
             kwargs["messages"] = attempt_messages
             try:
-                value, raw = client.chat.completions.create_with_completion(**kwargs)
+                with _no_stray_event_loop():
+                    value, raw = client.chat.completions.create_with_completion(**kwargs)
                 break
             except Exception as exc:  # litellm and instructor raise many types; sorted into our two below
                 feedback = _output_feedback(exc)
@@ -286,3 +290,31 @@ def _translate(exc: Exception, model: str, api_base: str | None, timeout: float 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else ""
+
+
+@contextmanager
+def _no_stray_event_loop() -> Iterator[None]:
+    """Close the event loop litellm makes for itself during a blocking call.
+
+    litellm runs its timing hooks on the calling thread's event loop. Called from the main
+    thread with no loop running (`policy compile`, `policy test`), `asyncio.get_event_loop()`
+    makes a new loop and leaves it set as that thread's loop, never closed: a leaked socket pair,
+    and a ResourceWarning whenever it is collected. The loop it made is put back to what was there
+    before and closed. Where the thread's loop cannot be read (another event loop policy), nothing
+    is done."""
+    before = _current_loop()
+    try:
+        yield
+    finally:
+        after = _current_loop()
+        if after is not None and after is not before and not after.is_running():
+            asyncio.set_event_loop(before)
+            after.close()
+
+
+def _current_loop() -> asyncio.AbstractEventLoop | None:
+    # The loop set for this thread, read without making one (asyncio.get_event_loop() would).
+    local = getattr(asyncio.get_event_loop_policy(), "_local", None)
+    loop = getattr(local, "_loop", None)
+    return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
+

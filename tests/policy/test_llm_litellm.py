@@ -168,3 +168,16 @@ def test_backends_get_the_structured_mode_they_support() -> None:
     assert choose_mode("ollama_chat/qwen", "http://127.0.0.1:11434") == "json_schema"
     assert choose_mode("openai/local", "http://127.0.0.1:8080/v1") == "json"
     assert choose_mode("openai/gpt-4o-mini", None) == "tools"
+
+
+def test_a_blocking_call_leaves_no_event_loop_of_litellms_behind() -> None:
+    # litellm's timing hooks make an event loop on a thread that has none; nobody would close it
+    from policy.llm import _current_loop
+
+    assert _current_loop() is None or not _current_loop().is_running()  # type: ignore[union-attr]
+    before = _current_loop()
+    with scripted_llm_server() as server:
+        server.script("1,000 dollars", json.dumps(DRAFT))
+        llm = LiteLLMClient("openai/scripted", api_base=f"{server.url}/v1")
+        compile_policy(parse_source(POLICY, "p.md"), llm=llm, models=fake_models(), timeout=30)
+    assert _current_loop() is before
