@@ -275,7 +275,8 @@ def _holds(pred: Predicate, value: Any, path: str) -> tuple[bool, list[Span]]:
     if op == "glob":
         held = fnmatch.fnmatchcase(folded, folded_needle)
         return held, [_whole(path, value, op)] if held else []
-    return _regex_holds(pred, text, needle, path)
+    # "regex" is taken first above; "exists" is decided where the path is resolved (_predicate)
+    raise AssertionError(f"operator {op!r} has no comparison")
 
 
 def _regex_holds(pred: Predicate, text: str, needle: str, path: str) -> tuple[bool, list[Span]]:

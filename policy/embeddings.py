@@ -201,14 +201,14 @@ class StaticEmbedder:
         assert self._tokenizer is not None and self._table is not None and self._weights is not None
         if len(texts) == 1:
             # one short text is the common case (a tool result of one chunk): no batch machinery
-            vector = self._sum(self.token_ids(texts)[0])
+            vector = self._sum(self._token_ids(texts)[0])
             norm = 0.0 if vector is None else math.sqrt(float(vector @ vector))
             if vector is None or not norm:
                 return np.zeros((1, self._table.shape[1]), dtype=np.float32)
             vector *= np.float32(1.0 / norm)  # a fresh array from _sum
             return vector.reshape(1, -1)
         out = np.zeros((len(texts), self._table.shape[1]), dtype=np.float32)
-        for row, ids in enumerate(self.token_ids(texts)):
+        for row, ids in enumerate(self._token_ids(texts)):
             vector = self._sum(ids)
             if vector is not None:
                 out[row] = vector
@@ -218,6 +218,10 @@ class StaticEmbedder:
         """MiniLM's token ids for each text, without special tokens: plain ASCII in Python (the same ids,
         several times faster), the rest through `tokenizers`."""
         self.load()
+        return self._token_ids(texts)
+
+    def _token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        assert self._tokenizer is not None  # loaded by the caller
         fast = self._wordpiece
         found = [fast.ids(text) if fast is not None else None for text in texts]
         slow = [index for index, ids in enumerate(found) if ids is None]

@@ -317,4 +317,3 @@ def _current_loop() -> asyncio.AbstractEventLoop | None:
     local = getattr(asyncio.get_event_loop_policy(), "_local", None)
     loop = getattr(local, "_loop", None)
     return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
-

@@ -139,10 +139,11 @@ def main() -> int:
             for _ in range(args.warmup):
                 target.call(text(), record=False)
         before = {t.name: t.tree()[0] for t in targets}
-        for round_index in range(max(1, args.n // args.batch)):
+        batch = max(1, min(args.batch, args.n))
+        for round_index in range(max(1, args.n // batch)):
             shift = round_index % len(targets)
             for target in targets[shift:] + targets[:shift]:
-                for _ in range(args.batch):
+                for _ in range(batch):
                     target.call(text(), record=True)
         report: dict[str, Any] = {"tool": "echo", "args": "a different short text each call", "targets": {}}
         for target in targets:
