@@ -7,10 +7,12 @@ is refused with the reason: a guard that failed to start must not quietly become
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import anyio
 import anyio.to_thread
@@ -45,9 +47,10 @@ class EngineHost:
     def _load(self) -> None:
         started = time.perf_counter()
         try:
-            runtime = self._factory()
-            if self._warm:
-                runtime.engine.warm()
+            with _long_lived():
+                runtime = self._factory()
+                if self._warm:
+                    runtime.engine.warm()
             self._runtime = runtime
             self.load_seconds = time.perf_counter() - started
             logger.info(
@@ -93,6 +96,22 @@ class EngineHost:
 
 
 INLINE_CHARS = 512
+
+
+@contextlib.contextmanager
+def _long_lived() -> Iterator[None]:
+    """The models load as some 600,000 objects that live as long as the process. Python's cyclic
+    collector walks every one of them on each full collection (~0.3 s here, holding the interpreter
+    lock), several times during the load and now and then while serving. It is paused for the load,
+    and what was loaded is then frozen out of its reach; collection of new objects goes on as before."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
 
 
 def _size(subject: Subject) -> int:

@@ -4,7 +4,7 @@
 # targets in one run, so machine noise hits every target alike. Figures print at the end and land in
 # evals/bench/results/ (raw) and evals/bench/results.json (summary).
 #
-#   bash evals/bench/run.sh [echo|unique|secrets|big|startup|all]   (default all)
+#   bash evals/bench/run.sh [echo|unique|secrets|big|startup|load|all]   (default all)
 #   LASSO=1 bash evals/bench/run.sh all                          also Lasso 1.2.1 (bash ../shared/bench/lasso/setup_lasso_env.sh)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -50,6 +50,10 @@ fi
 if [[ $what == startup || $what == all ]]; then
   $H startup "${CWD[@]}" --stderr-dir "$OUT/logs/startup" --repeat "${REPEAT:-7}" "${TARGETS[@]}" \
      --json-out "$OUT/startup.json"
+fi
+if [[ $what == load || $what == all ]]; then
+  # engine load time and the cost of a full garbage collection once loaded
+  (cd "$ROOT" && "$ROOT/.venv/bin/python" -m evals.bench.engine_load "$OUT/engine_load.json")
 fi
 "$ROOT/.venv/bin/python" "$ROOT/evals/bench/summarize.py" "$OUT" "$ROOT/evals/bench/results.json"
 rm -rf "$WORK"
