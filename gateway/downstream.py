@@ -24,7 +24,7 @@ from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from .errors import DownstreamError
 from .handshake import EarlyStart
-from .specs import ServerSpec
+from .specs import Limits, ServerSpec
 from .transports import stdio_downstream
 
 __all__ = ["Downstream", "Restarts", "ServerSpec"]
@@ -80,16 +80,11 @@ class Downstream:
         self,
         spec: ServerSpec,
         *,
-        request_timeout_s: float,
-        init_timeout_s: float,
-        max_message_bytes: int,
-        restart_backoff_s: float = 0.5,
+        limits: Limits,
     ) -> None:
         self.spec = spec
         self.name = spec.name
-        self.request_timeout_s = request_timeout_s
-        self.init_timeout_s = init_timeout_s
-        self.max_message_bytes = max_message_bytes
+        self.limits = limits
         self.init_params: dict[str, Any] | None = None
         self.init_result: dict[str, Any] | None = None
         self.starts = 0
@@ -98,7 +93,7 @@ class Downstream:
         self._tg: anyio.abc.TaskGroup | None = None
         self._on_request: OnRequest | None = None
         self._on_notify: OnNotify | None = None
-        self._restarts = Restarts(spec, restart_backoff_s)
+        self._restarts = Restarts(spec, limits.restart_backoff_s)
 
     def bind(self, tg: anyio.abc.TaskGroup, on_request: OnRequest, on_notify: OnNotify) -> None:
         """Attach to the relay's task group and its handlers for what the server sends."""
@@ -114,7 +109,10 @@ class Downstream:
         async with self._lock:
             connection = await self._start_locked(replay=False)
         result = await self._send(
-            connection, "initialize", self.init_params, {"timeout": self.init_timeout_s, "cancel_on_abandon": False}
+            connection,
+            "initialize",
+            self.init_params,
+            {"timeout": self.limits.init_timeout_s, "cancel_on_abandon": False},
         )
         self.init_result = result
         return result
@@ -123,7 +121,7 @@ class Downstream:
         self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
     ) -> dict[str, Any]:
         connection = await self._ensure()
-        options: CallOptions = {"timeout": self.request_timeout_s}
+        options: CallOptions = {"timeout": self.limits.request_timeout_s}
         options.update(opts or {})
         return await self._send(connection, method, params, options)
 
@@ -161,7 +159,7 @@ class Downstream:
         if replay and self.init_params is not None:
             try:
                 await connection.dispatcher.send_raw_request(
-                    "initialize", self.init_params, {"timeout": self.init_timeout_s, "cancel_on_abandon": False}
+                    "initialize", self.init_params, {"timeout": self.limits.init_timeout_s, "cancel_on_abandon": False}
                 )
                 await connection.dispatcher.notify("notifications/initialized", None)
             except MCPError as exc:
@@ -196,7 +194,8 @@ class Downstream:
     async def _transport(self) -> AsyncIterator[tuple[Any, Any, EarlyStart | None]]:
         spec = self.spec
         if spec.stdio is not None:
-            async with stdio_downstream(spec.name, spec.stdio, max_message_bytes=self.max_message_bytes) as (r, w, p):
+            limit = self.limits.max_message_bytes
+            async with stdio_downstream(spec.name, spec.stdio, max_message_bytes=limit) as (r, w, p):
                 yield r, w, p
             return
         assert spec.url is not None
@@ -207,12 +206,12 @@ class Downstream:
             if spec.transport == "sse":
                 from mcp.client.sse import sse_client
 
-                async with sse_client(spec.url, headers=headers or None, timeout=self.init_timeout_s) as (r, w):
+                async with sse_client(spec.url, headers=headers or None, timeout=self.limits.init_timeout_s) as (r, w):
                     yield r, w, None
             else:
                 from mcp.client.streamable_http import streamable_http_client
 
-                timeout = httpx2.Timeout(self.request_timeout_s)
+                timeout = httpx2.Timeout(self.limits.request_timeout_s)
                 async with (
                     httpx2.AsyncClient(headers=headers, timeout=timeout) as http,
                     streamable_http_client(spec.url, http_client=http) as streams,

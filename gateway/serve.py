@@ -19,7 +19,7 @@ from .pins import PinStore
 from .relay import WrapRelay
 from .runtime import build_runtime
 from .settings import Settings
-from .specs import ServerSpec
+from .specs import Limits, ServerSpec
 from .stdio_relay import StdioRelay
 from .transports import stdio_upstream
 
@@ -56,8 +56,11 @@ def make_parts(settings: Settings, extra_policies: Sequence[Path] = (), *, start
 
 
 def make_downstream(spec: ServerSpec, settings: Settings) -> Downstream:
-    return Downstream(
-        spec,
+    return Downstream(spec, limits=limits_of(settings))
+
+
+def limits_of(settings: Settings) -> Limits:
+    return Limits(
         request_timeout_s=settings.request_timeout_s,
         init_timeout_s=settings.init_timeout_s,
         max_message_bytes=settings.max_message_bytes,
@@ -73,14 +76,7 @@ async def serve_wrap_stdio(
     # Loading the models takes both cores for seconds; it starts once the server has answered initialize.
     parts.host.start()
     if spec.stdio is not None:
-        relay = StdioRelay(
-            spec,
-            parts.guard(),
-            request_timeout_s=settings.request_timeout_s,
-            init_timeout_s=settings.init_timeout_s,
-            max_message_bytes=settings.max_message_bytes,
-            restart_backoff_s=settings.restart_backoff_s,
-        )
+        relay = StdioRelay(spec, parts.guard(), limits=limits_of(settings))
         await relay.serve(early)
         return
     async with stdio_upstream(max_message_bytes=settings.max_message_bytes) as (read, write):

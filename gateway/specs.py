@@ -9,7 +9,7 @@ from typing import Literal
 
 from .errors import DownstreamError
 
-__all__ = ["ServerSpec", "StdioCommand", "resolve_command"]
+__all__ = ["Limits", "ServerSpec", "StdioCommand", "resolve_command"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,16 @@ class StdioCommand:
 
     def describe(self) -> str:
         return " ".join([self.command, *self.args])
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a server is allowed: time to answer initialize and each request, message size, restart pace."""
+
+    request_timeout_s: float
+    init_timeout_s: float
+    max_message_bytes: int
+    restart_backoff_s: float = 0.5
 
 
 @dataclass(frozen=True)

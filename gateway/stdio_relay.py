@@ -35,7 +35,7 @@ from .frames import Message, encode, error_frame, parse, request_key
 from .guards import Guard
 from .handshake import EarlyStart
 from .relay import start_recheck
-from .specs import ServerSpec
+from .specs import Limits, ServerSpec
 from .stdio_server import ServerLink, StdioServer
 from .transports import MESSAGE_TOO_LARGE, LineFramer, client_wire, request_id_in, too_large_text
 
@@ -70,22 +70,14 @@ class StdioRelay:
         spec: ServerSpec,
         guard: Guard | None,
         *,
-        request_timeout_s: float,
-        init_timeout_s: float,
-        max_message_bytes: int,
-        restart_backoff_s: float = 0.5,
+        limits: Limits,
     ) -> None:
         self.name = spec.name
         self.guard = guard
-        self.request_timeout_s = request_timeout_s
-        self.init_timeout_s = init_timeout_s
-        self.max_message_bytes = max_message_bytes
+        self.limits = limits
         self.server = StdioServer(
             spec,
-            request_timeout_s=request_timeout_s,
-            init_timeout_s=init_timeout_s,
-            max_message_bytes=max_message_bytes,
-            restart_backoff_s=restart_backoff_s,
+            limits=limits,
             on_line=self._from_server,
             on_oversize=self._server_oversize,
             on_gone=self._fail_owed,
@@ -139,16 +131,17 @@ class StdioRelay:
         lines: list[bytes] = []
 
         def on_oversize(head: bytes, size: int) -> None:
-            logger.error("the client sent a message over %d bytes (limit %d); dropped", size, self.max_message_bytes)
+            limit = self.limits.max_message_bytes
+            logger.error("the client sent a message over %d bytes (limit %d); dropped", size, limit)
             request_id = request_id_in(head)
             if request_id is not None:
                 self._to_client(
                     error_frame(
-                        request_id, MESSAGE_TOO_LARGE, too_large_text(size, self.max_message_bytes, "the client")
+                        request_id, MESSAGE_TOO_LARGE, too_large_text(size, self.limits.max_message_bytes, "the client")
                     )
                 )
 
-        framer = LineFramer(self.max_message_bytes, lines.append, on_oversize)
+        framer = LineFramer(self.limits.max_message_bytes, lines.append, on_oversize)
         data = leftover
         while True:
             framer.feed(data)
@@ -168,11 +161,11 @@ class StdioRelay:
 
     def _server_oversize(self, head: bytes, size: int) -> None:
         logger.error(
-            "server %r sent a message over %d bytes (limit %d); dropped", self.name, size, self.max_message_bytes
+            "server %r sent a message over %d bytes (limit %d); dropped", self.name, size, self.limits.max_message_bytes
         )
         request_id = request_id_in(head)
         if request_id is not None and b'"method"' not in head[:200]:
-            text = too_large_text(size, self.max_message_bytes, f"server {self.name!r}")
+            text = too_large_text(size, self.limits.max_message_bytes, f"server {self.name!r}")
             self._answered(
                 {"jsonrpc": "2.0", "id": request_id, "error": {"code": MESSAGE_TOO_LARGE, "message": text}}, None
             )
@@ -217,7 +210,7 @@ class StdioRelay:
         request_id = message["id"]
         if method == "initialize":
             self.server.init_params = dict(params) if isinstance(params, dict) else {}
-            await self._forward(request_id, method, params, line, timeout_s=self.init_timeout_s, replay=False)
+            await self._forward(request_id, method, params, line, timeout_s=self.limits.init_timeout_s, replay=False)
         elif self.guard is not None and method in GUARDED_REQUESTS:
             self._spawn(self._guarded_request(self.guard, message, line))
         else:
@@ -299,7 +292,7 @@ class StdioRelay:
                 method,
                 params if isinstance(params, dict) else None,
                 server.generation,
-                timeout_s or self.request_timeout_s,
+                timeout_s or self.limits.request_timeout_s,
             )
             pending.timer = asyncio.get_running_loop().call_later(pending.timeout_s, self._timed_out, key, pending)
             self._pending[key] = pending

@@ -24,7 +24,7 @@ from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 from .downstream import Restarts
 from .frames import Message, encode
 from .handshake import EarlyStart, spawn_server
-from .specs import ServerSpec
+from .specs import Limits, ServerSpec
 from .transports import LineFramer, end_server, pipe_streams
 
 __all__ = ["ServerLink", "StdioServer"]
@@ -89,10 +89,7 @@ class StdioServer:
         self,
         spec: ServerSpec,
         *,
-        request_timeout_s: float,
-        init_timeout_s: float,
-        max_message_bytes: int,
-        restart_backoff_s: float,
+        limits: Limits,
         on_line: Callable[[bytes], None],
         on_oversize: Callable[[bytes, int], None],
         on_gone: Callable[[ServerLink, str], None],
@@ -100,14 +97,12 @@ class StdioServer:
     ) -> None:
         assert spec.stdio is not None, "a stdio server needs a command"
         self.spec = spec
-        self.request_timeout_s = request_timeout_s
-        self.init_timeout_s = init_timeout_s
-        self.max_message_bytes = max_message_bytes
+        self.limits = limits
         self.init_params: dict[str, Any] | None = None  # the client's initialize, replayed after a restart
         self.link: ServerLink | None = None
         self.starts = 0
         self._on_line, self._on_oversize, self._on_gone, self._after_chunk = on_line, on_oversize, on_gone, after_chunk
-        self._restarts = Restarts(spec, restart_backoff_s)
+        self._restarts = Restarts(spec, limits.restart_backoff_s)
         self._lock = anyio.Lock()
         self._tg: anyio.abc.TaskGroup | None = None
         self._own: dict[str, asyncio.Future[Message]] = {}
@@ -148,10 +143,10 @@ class StdioServer:
     async def _start(self, *, replay: bool) -> ServerLink:
         await self._restarts.pace(self.starts)
         assert self.spec.stdio is not None
-        link = await self.connect(spawn_server(self.name, self.spec.stdio, max_bytes=self.max_message_bytes))
+        link = await self.connect(spawn_server(self.name, self.spec.stdio, max_bytes=self.limits.max_message_bytes))
         if replay and self.init_params is not None:
             try:
-                await self._request(link, "initialize", self.init_params, self.init_timeout_s)
+                await self._request(link, "initialize", self.init_params, self.limits.init_timeout_s)
             except MCPError as exc:
                 raise self._restarts.not_initialized(exc) from exc
             link.send(encode({"jsonrpc": "2.0", "method": "notifications/initialized"}))
@@ -159,7 +154,8 @@ class StdioServer:
 
     async def _read(self, link: ServerLink) -> None:
         try:
-            await link.pump(LineFramer(self.max_message_bytes, self._on_line, self._on_oversize), self._after_chunk)
+            framer = LineFramer(self.limits.max_message_bytes, self._on_line, self._on_oversize)
+            await link.pump(framer, self._after_chunk)
         finally:
             with anyio.CancelScope(shield=True):
                 note = await link.finish()
@@ -189,7 +185,7 @@ class StdioServer:
     ) -> dict[str, Any]:
         """A request of the gateway's own (see `gateway.relay.recheck_tools`)."""
         link = await self.ensure()
-        return await self._request(link, method, params, (opts or {}).get("timeout") or self.request_timeout_s)
+        return await self._request(link, method, params, (opts or {}).get("timeout") or self.limits.request_timeout_s)
 
     async def _request(
         self, link: ServerLink, method: str, params: Mapping[str, Any] | None, timeout_s: float
