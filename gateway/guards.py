@@ -375,7 +375,10 @@ def safe_excerpt(subject: Subject, decision: Decision, host: EngineHost, limit: 
     else:
         text = mask_string(subject.text, [(s.start, s.end, s.label) for s in spans if s.field == "text"])
         if not text and subject.structured is not None:
-            text = json.dumps(subject.structured, ensure_ascii=False)[:4000]
+            structured = subject.structured
+            if any(s.field == "structured" or s.field.startswith(("structured.", "structured[")) for s in spans):
+                structured = mask_message({"s": structured}, None, spans, structured_key="s")["s"]
+            text = json.dumps(structured, ensure_ascii=False)[:4000]
     # Scan a window well past the cut, so a secret straddling the cut is still recognised whole.
     text = text[: limit * 8]
     engine = host.engine

@@ -18,7 +18,9 @@ from policy.verdict import Span
 
 __all__ = ["mask_json_text", "mask_string", "mask_value_at", "merge_spans", "set_path", "token"]
 
-_PATH_PART = re.compile(r'\.([A-Za-z0-9_-]+)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]')
+# A key is plain (any letters, digits, "_" or "-", as `policy.subject` writes it, non-ASCII included) or a
+# quoted JSON string; an index is a number in brackets.
+_PATH_PART = re.compile(r'\.([^.\[\]"]+)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]')
 
 
 def token(label: str) -> str:

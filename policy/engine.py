@@ -57,6 +57,36 @@ class _Run:
         )
 
 
+PROPAGATE_MIN_CHARS = 6  # a found value this long is masked wherever else it appears in the subject
+
+
+def everywhere(spans: list[Span], strings: list[tuple[str, str]]) -> list[Span]:
+    """`spans`, plus every other place in the subject where the value one of them covers appears.
+
+    A detector may find a value in one place only (a key names it as a password there, and not in
+    the text that repeats it); what is masked in one place must not be readable in another."""
+    texts = dict(strings)
+    found: dict[str, Span] = {}
+    for span in spans:
+        value = texts.get(span.field, "")[span.start : span.end]
+        if len(value.strip()) >= PROPAGATE_MIN_CHARS:
+            found.setdefault(value, span)
+    if not found:
+        return spans
+    have = {(span.field, span.start, span.end) for span in spans}
+    out = list(spans)
+    for path, text in strings:
+        for value, origin in found.items():
+            start = text.find(value)
+            while start != -1:
+                end = start + len(value)
+                if (path, start, end) not in have:
+                    have.add((path, start, end))
+                    out.append(Span(field=path, start=start, end=end, label=origin.label, score=origin.score))
+                start = text.find(value, end)
+    return out
+
+
 class Engine:
     """Decides subjects against compiled policies. Thread-safe; models load on first use or `warm()`."""
 
@@ -160,16 +190,19 @@ class Engine:
                 strings = list(subject.strings())
             for name in policy.detectors:
                 detector = self.detectors.get(name)
-                # A string met again under another path (a result's structuredContent repeating its text)
-                # is scanned once; its findings are placed at each path.
-                scanned: dict[str, list[Span]] = {}
+                # A string met again under another path of the same context (a result's structuredContent
+                # repeating its text) is scanned once; its findings are placed at each path.
+                context = getattr(detector, "field_context", None)
+                scanned: dict[tuple[str, str], list[Span]] = {}
                 for path, text in strings:
-                    if text in scanned:
-                        spans.extend(span.model_copy(update={"field": path}) for span in scanned[text])
+                    key = (path if context is None else context(path), text)
+                    if key in scanned:
+                        spans.extend(span.model_copy(update={"field": path}) for span in scanned[key])
                     else:
-                        scanned[text] = detector.scan(path, text)
-                        spans.extend(scanned[text])
+                        scanned[key] = detector.scan(path, text)
+                        spans.extend(scanned[key])
             if spans:
+                spans = everywhere(spans, strings)
                 labels = sorted({span.label for span in spans})
                 run.step(Tier.DETECTOR, "violation", f"found {', '.join(labels)}", since=since)
                 return run.verdict(

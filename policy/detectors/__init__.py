@@ -28,6 +28,10 @@ class Detector(Protocol):
 
     `scan` returns spans whose `field` is the given field path and whose offsets index `text`.
     It must be safe to call from several threads, and fast: it runs on every message.
+
+    A detector may also define ``field_context(field) -> str``: the part of a field path its findings
+    depend on ("" for none). The engine then scans a string met again under a path of the same
+    context once. Without it, findings are taken to depend on the whole path.
     """
 
     name: str

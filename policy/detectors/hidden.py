@@ -44,6 +44,10 @@ def find_hidden(text: str) -> list[tuple[int, int, str]]:
 class HiddenContentDetector:
     name = "hidden-content"
 
+    @staticmethod
+    def field_context(field: str) -> str:
+        return ""  # the text alone decides
+
     def scan(self, field: str, text: str) -> list[Span]:
         from ..verdict import Span
 

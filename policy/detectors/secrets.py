@@ -158,6 +158,12 @@ class SecretsDetector:
     def __init__(self, *, entropy_fallback: bool = True) -> None:
         self._entropy_fallback = entropy_fallback
 
+    @staticmethod
+    def field_context(field: str) -> str:
+        """Findings depend on the path's last key (`{"password": "..."}` names its value)."""
+        match = _LAST_KEY.search(field)
+        return "" if match is None else (match.group(1) or match.group(2) or "")
+
     def scan(self, field: str, text: str) -> list[Span]:
         if len(text) < 6:
             return []
@@ -482,7 +488,7 @@ class SecretsDetector:
         return spans
 
 
-_LAST_KEY = re.compile(r"(?:\.([A-Za-z0-9_\-]+)|\[\"((?:[^\"\\]|\\.){1,64})\"\])(?:\[\d+\])*\Z")
+_LAST_KEY = re.compile(r"(?:\.([^.\[\]\"]+)|\[\"((?:[^\"\\]|\\.){1,64})\"\])(?:\[\d+\])*\Z")
 
 
 def _assignment_hit(text: str, low: str, match: re.Match[str]) -> _Hit | None:

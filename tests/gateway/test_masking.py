@@ -55,6 +55,13 @@ def test_masking_a_value_by_path_changes_only_that_value() -> None:
     assert data["a"]["b"][0] == f"x {SECRET} y"  # the original is untouched
 
 
+def test_a_value_under_a_non_ascii_key_is_masked() -> None:
+    data = {"schlüssel": SECRET, "配置": {"キー": [SECRET]}}
+    masked = mask_value_at(data, ".schlüssel", [(0, len(SECRET), "s")])
+    masked = mask_value_at(masked, ".配置.キー[0]", [(0, len(SECRET), "s")])
+    assert masked == {"schlüssel": "[MASKED:s]", "配置": {"キー": ["[MASKED:s]"]}}
+
+
 def test_spans_in_the_joined_text_are_masked_in_each_content_block() -> None:
     result = {
         "content": [

@@ -218,6 +218,10 @@ def test_every_detector_scans_every_string_and_a_repeated_string_is_found_at_eac
         def __init__(self, word: str) -> None:
             self.word, self.calls = word, 0
 
+        @staticmethod
+        def field_context(field: str) -> str:
+            return ""  # the text alone decides: a repeated string need not be scanned again
+
         def scan(self, field: str, text: str) -> list[Span]:
             self.calls += 1
             at = text.find(self.word)
@@ -233,6 +237,71 @@ def test_every_detector_scans_every_string_and_a_repeated_string_is_found_at_eac
     found = sorted((span.field, span.label) for span in verdict.evidence)
     assert found == [("structured.result", "alpha"), ("structured.result", "beta"), ("text", "alpha"), ("text", "beta")]
     assert (first.calls, second.calls) == (1, 1)  # the repeated string was scanned once per detector
+
+
+def test_a_detector_that_reads_the_path_is_asked_at_every_path_and_what_it_finds_is_masked_everywhere() -> None:
+    class KeyNamed:
+        """Finds a value only where its key says it is a password (no `field_context`: the path matters)."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def scan(self, field: str, text: str) -> list[Span]:
+            self.calls += 1
+            return [Span(field=field, start=0, end=len(text), label="password")] if field.endswith(".password") else []
+
+    detector = KeyNamed()
+    registry = DetectorRegistry({"key-named": lambda: detector}, plugins=False)
+    policy = make_policy(detectors=["key-named"], action=Action.MASK)
+    engine = Engine([policy], models=fake_models(), detectors=registry)
+    value = "Qz4xWc7vEb1n"
+    subject = Subject(
+        kind=SubjectKind.TOOL_RESULT,
+        text=f"{value}\nsubmitted: {value}",
+        structured={"submitted_value": value, "password": value, "note": "short"},
+    )
+    [verdict] = engine.check(subject)
+    assert detector.calls == 4  # text and three structured strings: none skipped as "seen before"
+    found = sorted((span.field, span.start, span.end) for span in verdict.evidence)
+    assert found == [
+        ("structured.password", 0, 12),
+        ("structured.submitted_value", 0, 12),
+        ("text", 0, 12),
+        ("text", 24, 36),
+    ]
+    assert {span.label for span in verdict.evidence} == {"password"}
+
+
+TOKEN = "ghp_" + "ODqM1XkTn4b7Rr2Yw9Ue5Sp3Lz8Vc6Hj0Qa1"
+
+
+def test_the_secrets_detector_masks_a_password_wherever_the_message_repeats_it() -> None:
+    engine = Engine([make_policy(detectors=["secrets"], action=Action.MASK)], models=fake_models())
+    value = "Ty8uIo2pAs5d"
+    subject = Subject(
+        kind=SubjectKind.TOOL_RESULT,
+        text=value,
+        structured={"submitted_value": value, "password": value, "schlüssel": TOKEN},
+    )
+    [verdict] = engine.check(subject)
+    fields = {span.field for span in verdict.evidence}
+    assert fields == {"text", "structured.submitted_value", "structured.password", "structured.schlüssel"}
+
+
+def test_a_short_value_is_not_masked_everywhere_else() -> None:
+    class Digits:
+        @staticmethod
+        def field_context(field: str) -> str:
+            return ""
+
+        def scan(self, field: str, text: str) -> list[Span]:
+            at = text.find("4242")
+            return [Span(field=field, start=at, end=at + 4, label="pin")] if field == "text" and at >= 0 else []
+
+    registry = DetectorRegistry({"digits": Digits}, plugins=False)
+    engine = Engine([make_policy(detectors=["digits"], action=Action.MASK)], models=fake_models(), detectors=registry)
+    [verdict] = engine.check(Subject(kind=SubjectKind.TOOL_RESULT, text="pin 4242", structured={"id": "x4242"}))
+    assert [(span.field, span.start) for span in verdict.evidence] == [("text", 4)]  # 4 characters: too short to chase
 
 
 def test_a_results_call_arguments_are_context_for_rules_not_content_for_detectors() -> None:

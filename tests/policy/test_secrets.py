@@ -298,6 +298,8 @@ def test_base64_encoded_pem_as_in_a_kubernetes_secret_is_found() -> None:
         ("redis://:{}@cache:6379/0", body(24, seed=4), "connection-string-password"),
         ("amqp://guest:{}@mq:5672/", body(14, seed=5), "connection-string-password"),
         ("https://deploy:{}@git.example.com/repo.git", body(18, seed=6), "url-password"),
+        ("postgres://app:{}@db.prod.internal:5432/app", "P@ssw0rd2024", "connection-string-password"),
+        ("redis://:{}@cache:6379", "a@b@" + body(10, seed=7), "connection-string-password"),
     ],
 )
 def test_connection_string_password_is_masked_but_user_and_host_are_not(url: str, password: str, label: str) -> None:
@@ -313,6 +315,7 @@ def test_connection_string_password_is_masked_but_user_and_host_are_not(url: str
         "https://user:****@example.com",
         "https://example.com:8443/path@section",
         "ssh://git@github.com:22/org/repo.git",
+        "see https://example.com/a:b then mail me@example.org",
     ],
 )
 def test_url_with_placeholder_or_no_password_is_ignored(url: str) -> None:

@@ -1,0 +1,43 @@
+"""Audit excerpts hold what was found masked, whichever part of the message it was in."""
+
+from __future__ import annotations
+
+from gateway.enginehost import EngineHost
+from gateway.guards import decide, safe_excerpt
+from gateway.runtime import Runtime
+from policy.engine import Engine
+from policy.subject import Subject, SubjectKind
+from policy.verdict import Action, Outcome, Span, Tier, Verdict
+
+EMAIL = "sofia.lindqvist@polarbyte.se"
+
+
+def _host() -> EngineHost:
+    host = EngineHost(lambda: Runtime(engine=Engine([]), loaded=(), judge=None), warm=False)
+    host.start()
+    assert host.wait_ready(30)
+    return host
+
+
+def _verdict(*spans: Span) -> Verdict:
+    return Verdict(policy="pii", outcome=Outcome.VIOLATION, action=Action.MASK, tier=Tier.DETECTOR,
+                   reason="found email", evidence=spans)
+
+
+def test_a_result_with_only_structured_content_is_excerpted_with_its_masks() -> None:
+    structured = {"owner": {"name": "Sofia", "email": EMAIL}, "n": 3}
+    subject = Subject(kind=SubjectKind.TOOL_RESULT, tool="card", structured=structured)
+    decision = decide([_verdict(Span(field="structured.owner.email", start=0, end=len(EMAIL), label="email"))])
+    excerpt = safe_excerpt(subject, decision, _host())
+    assert EMAIL not in excerpt
+    assert '"email": "[MASKED:email]"' in excerpt
+    assert '"n": 3' in excerpt
+
+
+def test_a_result_with_text_is_excerpted_from_its_masked_text() -> None:
+    text = f"owner {EMAIL}"
+    subject = Subject(kind=SubjectKind.TOOL_RESULT, tool="card", text=text, structured={"email": EMAIL})
+    spans = (Span(field="text", start=6, end=6 + len(EMAIL), label="email"),
+             Span(field="structured.email", start=0, end=len(EMAIL), label="email"))
+    excerpt = safe_excerpt(subject, decide([_verdict(*spans)]), _host())
+    assert excerpt == "owner [MASKED:email]"
