@@ -227,7 +227,9 @@ class Downstream:
             return await connection.dispatcher.send_raw_request(method, params, opts)
         except MCPError as exc:
             code = exc.error.code
-            if code == CONNECTION_CLOSED:
+            # The SDK's own word for a connection that ended; a server may answer with the same code (-32000,
+            # JSON-RPC's first "server error") for a failure of its own, which passes on as it is.
+            if code == CONNECTION_CLOSED and exc.error.message == "Connection closed" and exc.error.data is None:
                 with anyio.move_on_after(2):
                     await connection.done.wait()
                 note = self._exit_note(connection)

@@ -38,6 +38,13 @@ logger = logging.getLogger(__name__)
 _TRACE = TypeAdapter(tuple[TierStep, ...])  # one call into pydantic's serialiser per row, not one per step
 BLOCKED = -32040  # a JSON-RPC error for methods whose results cannot carry an error flag
 META_KEY = "mcp-gateway"
+# Text a server sends outside results, by method, and the fields of it a model or a user reads.
+SERVER_TEXT_FIELDS: dict[str, tuple[str, ...]] = {
+    "notifications/message": ("logger", "data"),
+    "notifications/progress": ("message",),
+    "elicitation/create": ("message", "requestedSchema"),
+}
+_EMPTY: tuple[Any, ...] = (None, "", {}, [])
 
 
 @dataclass(frozen=True)
@@ -194,8 +201,14 @@ class Guard:
         return result
 
     async def server_request(self, server: str, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
-        """A request the server sends to the client (sampling): the params to forward."""
+        """A request the server sends to the client (sampling, elicitation): the params to forward."""
         params = dict(params or {})
+        if method in SERVER_TEXT_FIELDS:
+            checked = await self.server_text(server, method, params)
+            if checked is None:
+                text = f"mcp-gateway blocked this {method} request; see 'mcp-gateway logs'"
+                raise MCPError(code=BLOCKED, message=text)
+            return checked
         if method != "sampling/createMessage":
             return params
         subject, layout = sampling_subject(server, params)
@@ -207,6 +220,34 @@ class Guard:
         if decision.applied == "mask":
             params = mask_message(params, layout, list(decision.masks))
         return params
+
+    async def server_text(self, server: str, method: str, payload: Mapping[str, Any]) -> dict[str, Any] | None:
+        """What a server says outside results (log and progress messages, elicitation requests), checked like
+        a tool result: the payload to pass on, masked where needed, or None when a policy blocks it."""
+        return await self._fields(server, method, payload, SERVER_TEXT_FIELDS.get(method, ()))
+
+    async def _fields(
+        self, server: str, method: str, payload: Mapping[str, Any], keys: tuple[str, ...]
+    ) -> dict[str, Any] | None:
+        payload = dict(payload)
+        fields = {key: payload[key] for key in keys if payload.get(key) not in _EMPTY}
+        if not fields:
+            return payload
+        subject = Subject(kind=SubjectKind.TOOL_RESULT, server=server, method=method, structured=fields)
+        decision = await self._judge(subject)
+        if decision.applied == "block":
+            return None
+        if decision.applied == "mask":
+            payload.update(mask_message({"s": fields}, None, list(decision.masks), structured_key="s")["s"])
+        return payload
+
+    async def server_error(self, server: str, method: str, error: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON-RPC error a server answered `method` with, checked like its result would have been."""
+        checked = await self._fields(server, f"{method} (error)", error, ("message", "data"))
+        if checked is None:
+            return {"code": error.get("code", BLOCKED), "message": f"mcp-gateway withheld the error server {server!r} "
+                    f"answered {method} with: a policy blocked its text (see 'mcp-gateway logs')"}
+        return checked
 
     async def initialize_result(self, server: str, result: dict[str, Any]) -> dict[str, Any]:
         """Server instructions are read by the model: check them like a tool description, and pin them."""

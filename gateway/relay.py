@@ -14,16 +14,19 @@ from typing import Any, Protocol
 
 import anyio
 import anyio.abc
-from mcp.shared.dispatcher import CallOptions, DispatchContext
+from mcp.shared.dispatcher import CallOptions, DispatchContext, ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher, progress_token_from_params
 from mcp.shared.transport_context import TransportContext
 
 from .downstream import DOWNSTREAM_UNAVAILABLE, Downstream
 from .errors import DownstreamError
-from .guards import Guard
+from .guards import SERVER_TEXT_FIELDS, Guard
 
-__all__ = ["DISPATCHER_OWNED", "ToolSource", "WrapRelay", "recheck_tools", "start_recheck"]
+__all__ = [
+    "DISPATCHER_OWNED", "ToolSource", "WrapRelay", "checked_error", "checked_notification", "checked_progress",
+    "recheck_tools", "start_recheck",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -65,13 +68,16 @@ class WrapRelay:
                 return result
             options: CallOptions = {}
             if progress_token_from_params(params) is not None:
-                options["on_progress"] = dctx.progress
+                options["on_progress"] = checked_progress(self.guard, self.downstream.name, dctx.progress)
             forwarded: Mapping[str, Any] | None = params
             if self.guard is not None:
                 forwarded, answer = await self.guard.client_request(self.downstream.name, method, params)
                 if answer is not None:
                     return answer
-            result = await self.downstream.request(method, forwarded, options)
+            try:
+                result = await self.downstream.request(method, forwarded, options)
+            except MCPError as exc:
+                raise await checked_error(self.guard, self.downstream.name, method, exc) from None
             if self.guard is not None:
                 result = await self.guard.server_result(self.downstream.name, method, forwarded, result)
             return result
@@ -101,7 +107,56 @@ class WrapRelay:
             return
         if method == "notifications/tools/list_changed" and self.guard is not None and self._tg is not None:
             start_recheck(self._tg, self.downstream, self.guard)
-        await self._up.notify(method, params)
+        checked = await checked_notification(self.guard, self.downstream.name, method, params)
+        if checked is not None:
+            await self._up.notify(method, checked)
+
+
+def checked_progress(guard: Guard | None, server: str, report: ProgressFnT) -> ProgressFnT:
+    """`report`, with each message checked like a server notification first (and left out if blocked)."""
+    if guard is None:
+        return report
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        if message:
+            checked = await checked_notification(guard, server, "notifications/progress", {"message": message})
+            message = None if checked is None else checked.get("message")
+        await report(progress, total, message)
+
+    return on_progress
+
+
+async def checked_notification(
+    guard: Guard | None, server: str, method: str, params: Mapping[str, Any] | None
+) -> Mapping[str, Any] | None:
+    """The params to pass a server notification on with, or None to withhold it."""
+    if guard is None or method not in SERVER_TEXT_FIELDS or not isinstance(params, Mapping):
+        return params if params is not None else {}
+    try:
+        checked = await guard.server_text(server, method, params)
+    except Exception:  # a broken check must not let the text through unchecked
+        logger.exception("checking a %s from server %r failed; it was withheld", method, server)
+        return None
+    if checked is None:
+        logger.info("withheld a %s from server %r: a policy blocked its text", method, server)
+    return checked
+
+
+async def checked_error(guard: Guard | None, server: str, method: str, exc: MCPError) -> MCPError:
+    """The error to answer the client with when the server answered `method` with `exc`."""
+    if guard is None:
+        return exc
+    error = exc.error.model_dump(exclude_none=True)
+    try:
+        checked = await guard.server_error(server, method, error)
+    except Exception as failure:  # a broken check must not let the text through unchecked
+        logger.exception("checking the error server %r answered %s with failed", server, method)
+        return MCPError(code=exc.code, message=f"mcp-gateway: checking the error server {server!r} answered {method} "
+                        f"with failed ({failure}), so its text was withheld; see 'mcp-gateway logs'")
+    if checked == error:
+        return exc
+    return MCPError(code=int(checked.get("code", exc.code)), message=str(checked.get("message", "")),
+                    data=checked.get("data"))
 
 
 class ToolSource(Protocol):

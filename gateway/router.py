@@ -24,7 +24,7 @@ from mcp_types import METHOD_NOT_FOUND
 from .downstream import DOWNSTREAM_UNAVAILABLE, Downstream
 from .errors import DownstreamError
 from .guards import Guard
-from .relay import DISPATCHER_OWNED, start_recheck
+from .relay import DISPATCHER_OWNED, checked_error, checked_notification, checked_progress, start_recheck
 
 __all__ = ["SEP", "RouterRelay", "prefix_name"]
 
@@ -120,12 +120,15 @@ class RouterRelay:
             forwarded: dict[str, Any] | None = routed
             options: CallOptions = {}
             if progress_token_from_params(params) is not None:
-                options["on_progress"] = dctx.progress
+                options["on_progress"] = checked_progress(self.guard, downstream.name, dctx.progress)
             if self.guard is not None:
                 forwarded, answer = await self.guard.client_request(downstream.name, method, forwarded)
                 if answer is not None:
                     return answer
-            result = await downstream.request(method, forwarded, options)
+            try:
+                result = await downstream.request(method, forwarded, options)
+            except MCPError as exc:
+                raise await checked_error(self.guard, downstream.name, method, exc) from None
             if self.guard is not None:
                 result = await self.guard.server_result(downstream.name, method, forwarded, result)
             return _rewrite_uris(result, rename) if rename else result
@@ -271,7 +274,9 @@ class RouterRelay:
                 start_recheck(self._tg, self.by_prefix[prefix], self.guard)
             if method == "notifications/resources/updated" and params and isinstance(params.get("uri"), str):
                 params = {**params, "uri": f"{prefix}+{params['uri']}"}
-            await self._up.notify(method, params)
+            checked = await checked_notification(self.guard, self.by_prefix[prefix].name, method, params)
+            if checked is not None:
+                await self._up.notify(method, checked)
 
         return on_notify
 

@@ -32,7 +32,7 @@ from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 from .downstream import DOWNSTREAM_UNAVAILABLE
 from .errors import DownstreamError
 from .frames import Message, encode, error_frame, parse, request_key
-from .guards import Guard
+from .guards import SERVER_TEXT_FIELDS, Guard
 from .handshake import EarlyStart
 from .relay import start_recheck
 from .specs import Limits, ServerSpec
@@ -90,6 +90,7 @@ class StdioRelay:
         self._client: asyncio.StreamWriter | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._checks: set[asyncio.Task[None]] = set()  # guard checks under way
+        self._notes: asyncio.Future[None] | None = None  # done when the last server notification has gone out
 
     # --- running ---------------------------------------------------------------------------
 
@@ -334,13 +335,56 @@ class StdioRelay:
             self._answered(message, line)
             return
         if "id" in message:
-            if self.guard is not None and method == "sampling/createMessage":
+            if self.guard is not None and method in ("sampling/createMessage", "elicitation/create"):
                 self._spawn(self._guarded_server_request(self.guard, message, line))
                 return
+        elif self.guard is not None and method in SERVER_TEXT_FIELDS:
+            self._in_order(self._checked_notification(self.guard, message, line))
+            return
         elif method == "notifications/tools/list_changed" and self.guard is not None:
             assert self._tg is not None
             start_recheck(self._tg, self.server, self.guard)
+        if self._notes_pending() is not None:
+            self._in_order(_as_is(line))  # behind the notifications still being checked
+            return
         self._to_client(line)
+
+    def _notes_pending(self) -> asyncio.Future[None] | None:
+        return self._notes if self._notes is not None and not self._notes.done() else None
+
+    def _in_order(self, check: Coroutine[Any, Any, bytes | None]) -> None:
+        """Check a server notification on a task of its own, but write it after every one before it."""
+        previous = self._notes_pending()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._notes = done
+
+        async def run() -> None:
+            try:
+                frame = await check
+                if previous is not None:
+                    await previous
+                if frame is not None:
+                    self._to_client(frame)
+            finally:
+                if not done.done():
+                    done.set_result(None)
+
+        self._spawn(run())
+
+    async def _checked_notification(self, guard: Guard, message: Message, line: bytes) -> bytes | None:
+        params = message.get("params")
+        if not isinstance(params, dict):
+            return line
+        method = message["method"]
+        try:
+            checked = await guard.server_text(self.name, method, params)
+        except Exception:  # a broken check must not let the text through unchecked
+            logger.exception("checking a %s from server %r failed; it was withheld", method, self.name)
+            return None
+        if checked is None:
+            logger.info("withheld a %s from server %r: a policy blocked its text", method, self.name)
+            return None
+        return line if checked == params else encode({**message, "params": checked})
 
     def _answered(self, message: Message, line: bytes | None) -> None:
         if self.server.take_answer(message):
@@ -353,14 +397,44 @@ class StdioRelay:
             return
         if pending.timer is not None:
             pending.timer.cancel()
+        notes = self._notes_pending()
         if "result" in message and (
             pending.method == "initialize" or (self.guard is not None and pending.method in GUARDED_RESULTS)
         ):
-            self._spawn(self._guarded_result(pending, message, line))
+            self._spawn(self._guarded_result(pending, message, line, notes))
+            return
+        if self.guard is not None and isinstance(message.get("error"), dict):
+            self._spawn(self._guarded_error(self.guard, pending, message, notes))
+            return
+        if notes is not None:
+            self._spawn(self._write_after(notes, line if line is not None else encode(message)))
             return
         self._to_client(line if line is not None else encode(message))
 
-    async def _guarded_result(self, pending: _Pending, message: Message, line: bytes | None) -> None:
+    async def _write_after(self, notes: asyncio.Future[None], frame: bytes) -> None:
+        await notes
+        self._to_client(frame)
+
+    async def _guarded_error(
+        self, guard: Guard, pending: _Pending, message: Message, notes: asyncio.Future[None] | None
+    ) -> None:
+        error = message["error"]
+        try:
+            checked = await guard.server_error(self.name, pending.method, error)
+        except Exception as exc:  # a broken check must not let the text through unchecked
+            logger.exception("checking the error server %r answered %s with failed", self.name, pending.method)
+            checked = {
+                "code": error.get("code", INTERNAL_ERROR),
+                "message": f"mcp-gateway: checking the error server {self.name!r} answered {pending.method} with "
+                f"failed ({exc}), so its text was withheld; {_SEE_LOG}",
+            }
+        if notes is not None:
+            await notes
+        self._to_client(encode({**message, "error": checked}) if checked != error else encode(message))
+
+    async def _guarded_result(
+        self, pending: _Pending, message: Message, line: bytes | None, notes: asyncio.Future[None] | None = None
+    ) -> None:
         result = message["result"]
         request_id = message["id"]
         checked = result
@@ -388,6 +462,8 @@ class StdioRelay:
                     )
                 )
                 return
+        if notes is not None:
+            await notes
         if checked is result and line is not None:
             self._to_client(line)
         else:
@@ -422,3 +498,7 @@ class StdioRelay:
     def _to_client(self, frame: bytes) -> None:
         if self._client is not None and not self._client.is_closing():
             self._client.write(frame + b"\n")
+
+
+async def _as_is(frame: bytes) -> bytes:
+    return frame

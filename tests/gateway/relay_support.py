@@ -31,6 +31,7 @@ def write_rule_policy(
     kinds: list[SubjectKind],
     action: Action = Action.BLOCK,
     tools: Sequence[str] = ("*",),
+    detectors: Sequence[str] = (),
 ) -> Path:
     """A policy source plus a lock holding exactly these rules (as a compile would write it)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -45,6 +46,7 @@ def write_rule_policy(
         on_error="block",
         scope=Scope(kinds=kinds, tools=list(tools)),
         rules=rules,
+        detectors=list(detectors),
         rules_decide=True,
         verification=Verification(status="no_examples", examples=0, correct=0),
         provenance=Provenance(source=path.name, source_sha256=source.sha256, compiler="test", prompt_version=1),
@@ -67,6 +69,12 @@ def attacker_mail_policy(
         when=Predicate(path=path, op="contains", value="attacker-mail.example"),
     )
     return write_rule_policy(directory, policy_id, "Nothing may go to attacker-mail.example.", [rule], list(kinds))
+
+
+def secrets_mask_policy(directory: Path) -> Path:
+    """A detector-only policy: secrets in what servers send are masked (no models to load)."""
+    return write_rule_policy(directory, "mask-secrets", "Mask secrets servers send.", [], [SubjectKind.TOOL_RESULT],
+                             action=Action.MASK, detectors=["secrets"])
 
 
 def gateway_env(tmp: Path, **settings: str) -> dict[str, str]:

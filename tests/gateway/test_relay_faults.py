@@ -12,7 +12,14 @@ import mcp_types as types
 import pytest
 from mcp import MCPError
 
-from .relay_support import RAW_SERVER, attacker_mail_policy, gateway_env, gateway_session, server_log
+from .relay_support import (
+    RAW_SERVER,
+    attacker_mail_policy,
+    gateway_env,
+    gateway_session,
+    secrets_mask_policy,
+    server_log,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -159,6 +166,53 @@ async def test_progress_sampling_and_list_changed_reach_the_client(tmp_path: Pat
     assert "reply to ping" in text(sampled) and "client-model" in text(sampled)
     assert "notifications/tools/list_changed" in notifications
     assert tools.tools[-1].name.startswith("extra")
+
+
+TOKEN = "ghp_" + "M25hwFDdQk7Lr2Xs9Tb4Vc8Ny1Pz6Ej3Eyue"
+
+
+async def test_secrets_in_log_and_progress_messages_errors_and_elicitations_are_masked(
+    tmp_path: Path, policies: Path
+) -> None:
+    secrets_mask_policy(policies)
+    received: list[str] = []
+    progress: list[str | None] = []
+
+    async def on_message(message: Any) -> None:
+        root = getattr(message, "root", message)
+        received.append(root.model_dump_json() if hasattr(root, "model_dump_json") else repr(root))
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(message)
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        received.append(json.dumps(params.data))
+
+    async def elicitation(context: Any, params: Any) -> types.ElicitResult:
+        received.append(params.message)
+        return types.ElicitResult(action="accept", content={"ok": True})
+
+    with anyio.fail_after(60):
+        async with gateway_session(
+            tmp_path, RAW_SERVER, gateway_args=args(policies), message_handler=on_message,
+            logging_callback=on_log, elicitation_callback=elicitation,
+        ) as session:
+            await session.initialize()
+            chatted = await session.call_tool("chatter", {"text": TOKEN}, progress_callback=on_progress)
+            with pytest.raises(MCPError) as failed:
+                await session.call_tool("fail", {"text": TOKEN})
+            elicited = await session.call_tool("elicit", {"text": TOKEN})
+    assert text(chatted) == "chatted"
+    assert progress == ["sent with [MASKED:github-token]"]
+    assert any("using [MASKED:github-token]" in item for item in received)
+    assert "could not connect with [MASKED:github-token]" in failed.value.error.message
+    assert failed.value.error.data == {"tried": "[MASKED:github-token]"}
+    assert "Confirm [MASKED:github-token]?" in received
+    assert '"ok": true' in text(elicited)
+    assert not any(TOKEN in item for item in received + [str(p) for p in progress])
+    with sqlite3.connect(tmp_path / "audit.db") as db:
+        methods = {row[0] for row in db.execute("SELECT method FROM decisions WHERE applied = 'mask'")}
+    assert {"notifications/message", "notifications/progress", "tools/call (error)", "elicitation/create"} <= methods
 
 
 async def test_closing_the_client_stops_the_server_process(tmp_path: Path, policies: Path) -> None:

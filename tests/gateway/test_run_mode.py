@@ -12,7 +12,7 @@ import pytest
 from mcp import ClientSession, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from .relay_support import RAW_SERVER, gateway_env
+from .relay_support import RAW_SERVER, gateway_env, secrets_mask_policy
 
 pytestmark = pytest.mark.integration
 
@@ -93,3 +93,53 @@ def test_an_unknown_lasso_plugin_is_a_clear_error(tmp_path: Path) -> None:
                              "lasso"], capture_output=True, text=True, timeout=60, env=gateway_env(tmp_path))
     assert result.returncode == 2
     assert "unknown plugin(s) lasso" in result.stderr and "basic, presidio, xetrack" in result.stderr
+
+
+TOKEN = "ghp_" + "M25hwFDdQk7Lr2Xs9Tb4Vc8Ny1Pz6Ej3Eyue"
+
+
+async def _chatty_session(tmp: Path, argv: list[str]) -> dict[str, object]:
+    received: list[str] = []
+    progress: list[str | None] = []
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        received.append(json.dumps(params.data))
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(message)
+
+    async def elicitation(context: object, params: types.ElicitRequestParams) -> types.ElicitResult:
+        received.append(params.message)
+        return types.ElicitResult(action="accept", content={"ok": True})
+
+    params = StdioServerParameters(command=sys.executable, args=["-m", "gateway", *argv], env=gateway_env(tmp))
+    with anyio.fail_after(90), (tmp / "gateway.stderr").open("w") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(
+            read, write, logging_callback=on_log, elicitation_callback=elicitation  # type: ignore[arg-type]
+        ) as session:
+            await session.initialize()
+            await session.call_tool("raw__chatter", {"text": TOKEN}, progress_callback=on_progress)
+            try:
+                await session.call_tool("raw__fail", {"text": TOKEN})
+                error = None
+            except MCPError as exc:
+                error = exc.error
+            await session.call_tool("raw__elicit", {"text": TOKEN})
+    return {"received": received, "progress": progress, "error": error}
+
+
+def test_server_logs_progress_errors_and_elicitations_are_masked_through_run(tmp_path: Path) -> None:
+    policies = _policies(tmp_path)
+    secrets_mask_policy(policies)
+    argv = ["run", "--mcp-json-path", str(_config(tmp_path)), "--no-builtin", "--policies", str(policies)]
+    out = anyio.run(_chatty_session, tmp_path, argv)
+    assert out["progress"] == ["sent with [MASKED:github-token]"]
+    received = out["received"]
+    assert isinstance(received, list)
+    assert any("using [MASKED:github-token]" in item for item in received)
+    assert "Confirm [MASKED:github-token]?" in received
+    error = out["error"]
+    assert isinstance(error, types.ErrorData)
+    assert error.message == "could not connect with [MASKED:github-token]"
+    assert error.data == {"tried": "[MASKED:github-token]"}
+    assert TOKEN not in json.dumps(received + list(out["progress"]))  # type: ignore[arg-type]

@@ -22,7 +22,10 @@ answers: dict[Any, Any] = {}
 
 TOOLS = [
     {"name": name, "description": f"{name} tool", "inputSchema": {"type": "object"}}
-    for name in ("echo", "crash", "hang", "garbage", "huge", "slow", "sample", "progress", "changed", "leak", "args")
+    for name in (
+        "echo", "crash", "hang", "garbage", "huge", "slow", "sample", "progress", "changed", "leak", "args", "chatter",
+        "fail", "elicit",
+    )
 ]
 
 
@@ -69,6 +72,28 @@ def call_tool(request_id: Any, params: dict[str, Any]) -> None:
                     }
                 )
         text_result(request_id, "progress-done")
+    elif name == "chatter":  # says `text` in a log message and a progress message, then answers "chatted"
+        said = str(args.get("text", ""))
+        send({"jsonrpc": "2.0", "method": "notifications/message",
+              "params": {"level": "info", "logger": "raw", "data": {"note": f"using {said}"}}})
+        token = (params.get("_meta") or {}).get("progressToken")
+        if token is not None:
+            send({"jsonrpc": "2.0", "method": "notifications/progress",
+                  "params": {"progressToken": token, "progress": 1, "total": 1, "message": f"sent with {said}"}})
+        text_result(request_id, "chatted")
+    elif name == "fail":  # answers with a JSON-RPC error that repeats `text`
+        said = str(args.get("text", ""))
+        send({"jsonrpc": "2.0", "id": request_id,
+              "error": {"code": -32000, "message": f"could not connect with {said}", "data": {"tried": said}}})
+    elif name == "elicit":  # asks the user to confirm `text`, answers with what the client said
+        ask_id = f"srv-{request_id}"
+        event = threading.Event()
+        pending[ask_id] = event
+        send({"jsonrpc": "2.0", "id": ask_id, "method": "elicitation/create",
+              "params": {"message": f"Confirm {args.get('text', '')}?",
+                         "requestedSchema": {"type": "object", "properties": {"ok": {"type": "boolean"}}}}})
+        event.wait(30)
+        text_result(request_id, "elicited: " + json.dumps(answers.pop(ask_id, {}), sort_keys=True))
     elif name == "changed":
         TOOLS.append({"name": f"extra{len(TOOLS)}", "inputSchema": {"type": "object"}})
         send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
