@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,7 @@ import anyio.to_thread
 from .audit import AuditLog
 from .downstream import Downstream
 from .enginehost import EngineHost
+from .errors import ConfigError
 from .guards import Guard
 from .handshake import EarlyStart
 from .pins import PinStore
@@ -91,12 +94,32 @@ async def serve_run_stdio(specs: Sequence[ServerSpec], settings: Settings, parts
         await relay.serve(read, write)
 
 
-def run(coro_fn: object, *args: object) -> None:
+def stdio_is_pipes() -> bool:
+    """Whether stdin and stdout are pipes or sockets (as an MCP client starts the gateway); False for a
+    terminal, which works without uvloop (uvloop aborts the process on one). Anything else (a regular
+    file, /dev/null) cannot be read as a stream: refused, with what to do instead."""
+    pipes = True
+    for fd, name in ((0, "stdin"), (1, "stdout")):
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            continue
+        if os.isatty(fd):
+            pipes = False
+            continue
+        what = "a regular file" if stat.S_ISREG(mode) else "not a pipe, socket or terminal"
+        raise ConfigError(
+            f"{name} is {what}; mcp-gateway speaks MCP over stdin/stdout pipes: let an MCP client start it, "
+            "pipe into it (cat requests.jsonl | mcp-gateway ...), or use --transport http"
+        )
+    return pipes
+
+
+def run(coro_fn: object, *args: object, use_uvloop: bool = True) -> None:
     # uvloop, where installed, takes a good part of the event loop's own cost off every relayed message.
     try:
         import uvloop  # noqa: F401
 
-        options = {"use_uvloop": True}
+        options = {"use_uvloop": use_uvloop}
     except ImportError:
         options = {}
     anyio.run(coro_fn, *args, backend="asyncio", backend_options=options)  # type: ignore[arg-type]

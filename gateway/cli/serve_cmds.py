@@ -115,14 +115,15 @@ def wrap(
         spec = ServerSpec(
             name=server_name, url=url, transport=remote_transport, headers=tuple(_header(h) for h in header or [])
         )
-    from ..serve import make_parts, run, serve_wrap_stdio
+    from ..serve import make_parts, run, serve_wrap_stdio, stdio_is_pipes
 
     token = _http_token(http_token) if transport == "http" else None
     with cli_errors():
+        pipes = stdio_is_pipes() if transport == "stdio" else True
         parts = make_parts(settings, policies or [], start=early is None)
     try:
         if transport == "stdio":
-            run(serve_wrap_stdio, spec, settings, parts, early)
+            run(serve_wrap_stdio, spec, settings, parts, early, use_uvloop=pipes)
         else:
             from ..http_front import serve_wrap_http
 
@@ -172,7 +173,7 @@ def run_cmd(
 ) -> None:
     """Put the gateway in front of every server of an mcp.json; tools become `server__tool`."""
     from ..mcpjson import load_servers
-    from ..serve import make_parts, run, serve_run_stdio
+    from ..serve import make_parts, run, serve_run_stdio, stdio_is_pipes
 
     disable = _disabled_by_plugins(plugin or [])
     if no_builtin:
@@ -188,10 +189,11 @@ def run_cmd(
     token = _http_token(http_token) if transport == "http" else None
     with cli_errors():
         specs = load_servers(mcp_json_path.expanduser())
+        pipes = stdio_is_pipes() if transport == "stdio" else True
         parts = make_parts(settings, policies or [])
     try:
         if transport == "stdio":
-            run(serve_run_stdio, specs, settings, parts)
+            run(serve_run_stdio, specs, settings, parts, use_uvloop=pipes)
         else:
             from ..http_front import serve_run_http
 

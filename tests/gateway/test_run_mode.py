@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -143,3 +144,18 @@ def test_server_logs_progress_errors_and_elicitations_are_masked_through_run(tmp
     assert error.message == "could not connect with [MASKED:github-token]"
     assert error.data == {"tried": "[MASKED:github-token]"}
     assert TOKEN not in json.dumps(received + list(out["progress"]))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("stdin", ["devnull", "file"])
+def test_stdin_that_is_not_a_stream_is_refused_with_what_to_do(tmp_path: Path, stdin: str) -> None:
+    import subprocess
+
+    source = tmp_path / "requests.jsonl"
+    source.write_text('{"jsonrpc": "2.0", "id": 1, "method": "ping"}\n', encoding="utf-8")
+    argv = [sys.executable, "-m", "gateway", "run", "--mcp-json-path", str(_config(tmp_path)), "--no-builtin",
+            "--policies", str(_policies(tmp_path))]
+    with (open(os.devnull, "rb") if stdin == "devnull" else source.open("rb")) as handle:
+        done = subprocess.run(argv, stdin=handle, capture_output=True, env=gateway_env(tmp_path), timeout=60)
+    assert done.returncode == 2
+    assert b"mcp-gateway speaks MCP over stdin/stdout pipes" in done.stderr
+    assert b"Traceback" not in done.stderr and done.stdout == b""
