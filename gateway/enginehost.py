@@ -73,7 +73,8 @@ class EngineHost:
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
 
-    async def check(self, subject: Subject) -> list[Verdict]:
+    async def check(self, subject: Subject, *, masking_only: bool = False) -> list[Verdict]:
+        """Every in-scope policy's verdict (with `masking_only`, only of the policies that mask)."""
         if not self._ready.is_set():
             ready = await anyio.to_thread.run_sync(self._ready.wait, self._ready_timeout_s, abandon_on_cancel=True)
             if not ready:
@@ -86,6 +87,8 @@ class EngineHost:
             return [_refusal(f"the policy engine failed to load: {self._error}")]
         engine = self._runtime.engine
         policies = engine.in_scope(subject)
+        if masking_only:
+            policies = [policy for policy in policies if policy.action is Action.MASK]
         if not policies:
             return []
         if _size(subject) <= INLINE_CHARS:

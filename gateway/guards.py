@@ -29,7 +29,16 @@ from .catalogue import explain_change
 from .enginehost import EngineHost
 from .masking import mask_string
 from .pins import PinStatus, PinStore
-from .subjects import TextLayout, call_subject, mask_message, result_subject, sampling_subject
+from .subjects import (
+    TextLayout,
+    call_subject,
+    mask_message,
+    mask_sides,
+    result_subject,
+    sampling_subject,
+    side_subject,
+    side_values,
+)
 
 __all__ = ["BLOCKED", "Decision", "Guard", "decide"]
 
@@ -177,14 +186,31 @@ class Guard:
             return await self._catalogue(server, result, "tools", "tool", self.hidden_tools)
         if method == "prompts/list":
             return await self._catalogue(server, result, "prompts", "prompt", self.hidden_prompts)
+        checked = result
         built = result_subject(method, server, params, result)
-        if built is None:
-            return result
-        subject, layout = built
-        if not subject.text and subject.structured is None and not subject.arguments:
-            return result
-        decision = await self._judge(subject)
-        return self._apply(decision, method, result, layout)
+        if built is not None:
+            subject, layout = built
+            if subject.text or subject.structured is not None or subject.arguments:
+                decision = await self._judge(subject)
+                checked = self._apply(decision, method, result, layout)
+                if decision.applied == "block":
+                    return checked
+        sides = side_values(method, checked)
+        if not sides:
+            return checked
+        # `_meta`, URIs, link descriptions, text in blobs, completion values: masked like the content.
+        tool = str((params or {}).get("name", "")) if method in ("tools/call", "prompts/get") else ""
+        subject = side_subject(server, method, tool, sides)
+        verdicts = await self.host.check(subject, masking_only=True)
+        if not verdicts:
+            return checked
+        decision = decide(verdicts)
+        self._log(subject, decision)
+        if decision.applied == "block":
+            return self._apply(decision, method, checked, TextLayout(()))
+        if decision.masks:
+            checked = mask_sides(checked, sides, list(decision.masks))
+        return checked
 
     def _apply(self, decision: Decision, method: str, result: dict[str, Any], layout: TextLayout) -> dict[str, Any]:
         if decision.applied == "block":

@@ -47,7 +47,10 @@ _SEE_LOG = "the gateway's stderr log has the details (please report it: a check 
 GUARDED_REQUESTS = frozenset({"tools/call", "prompts/get"})  # client requests whose params are checked
 # results the guard reads (tool descriptions and instructions included); everything else passes as bytes
 GUARDED_RESULTS = frozenset(
-    {"initialize", "tools/list", "prompts/list", "tools/call", "tasks/result", "resources/read", "prompts/get"}
+    {
+        "initialize", "tools/list", "prompts/list", "tools/call", "tasks/result", "resources/read", "prompts/get",
+        "completion/complete",
+    }
 )
 
 

@@ -9,6 +9,8 @@ carry JSON paths.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,7 +21,10 @@ from policy.verdict import Span
 
 from .masking import mask_string, mask_value_at, spans_by_field
 
-__all__ = ["Part", "TextLayout", "call_subject", "mask_message", "result_subject"]
+__all__ = [
+    "Part", "Side", "TextLayout", "call_subject", "mask_message", "mask_sides", "result_subject", "side_subject",
+    "side_values",
+]
 
 SEPARATOR = "\n"
 
@@ -120,6 +125,107 @@ def result_subject(
             kind=SubjectKind.PROMPT, server=server, tool=str(params.get("name", "")), method=method, text=text
         ), layout
     return None
+
+
+BLOB_TEXT_LIMIT = 1 << 20  # a base64 blob this large (decoded) or smaller is read when it is UTF-8 text
+
+
+@dataclass(frozen=True)
+class Side:
+    """A place in a result that a model does not read as prose but a client receives: `_meta`, URIs,
+    link descriptions, text inside base64 blobs, completion values. `blob` marks decoded base64."""
+
+    path: tuple[str | int, ...]
+    value: Any
+    blob: bool = False
+
+
+def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
+    """Every side place of a result that holds something, to be masked like its content."""
+    found: list[Side] = []
+
+    def add(path: tuple[str | int, ...], value: Any, blob: bool = False) -> None:
+        if value not in (None, "", {}, []):
+            found.append(Side(path, value, blob))
+
+    def block(holder: Mapping[str, Any], path: tuple[str | int, ...]) -> None:
+        add((*path, "_meta"), holder.get("_meta"))
+        if holder.get("type") == "resource_link":
+            add((*path, "uri"), holder.get("uri"))
+            add((*path, "description"), holder.get("description"))
+        resource = holder.get("resource")
+        if isinstance(resource, dict):
+            resource_fields(resource, (*path, "resource"))
+
+    def resource_fields(resource: Mapping[str, Any], path: tuple[str | int, ...]) -> None:
+        add((*path, "uri"), resource.get("uri"))
+        add((*path, "_meta"), resource.get("_meta"))
+        text = _blob_text(resource.get("blob"))
+        if text is not None:
+            add((*path, "blob"), text, blob=True)
+
+    add(("_meta",), result.get("_meta"))
+    if method in ("tools/call", "tasks/result"):
+        for index, item in enumerate(result.get("content") or []):
+            if isinstance(item, dict):
+                block(item, ("content", index))
+    elif method == "resources/read":
+        for index, item in enumerate(result.get("contents") or []):
+            if isinstance(item, dict):
+                resource_fields(item, ("contents", index))
+    elif method == "prompts/get":
+        for index, message in enumerate(result.get("messages") or []):
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, dict):
+                block(content, ("messages", index, "content"))
+    elif method == "completion/complete":
+        completion = result.get("completion")
+        if isinstance(completion, dict):
+            add(("completion", "values"), completion.get("values"))
+    return found
+
+
+def _blob_text(blob: Any) -> str | None:
+    if not isinstance(blob, str) or not blob or len(blob) > BLOB_TEXT_LIMIT * 4 // 3 + 4:
+        return None
+    try:
+        return base64.b64decode(blob, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):  # not base64, or not UTF-8 text: an image, an archive
+        return None
+
+
+def side_subject(server: str, method: str, tool: str, sides: list[Side]) -> Subject:
+    return Subject(
+        kind=SubjectKind.TOOL_RESULT,
+        server=server,
+        tool=tool,
+        method=method,
+        structured={f"s{index}": side.value for index, side in enumerate(sides)},
+    )
+
+
+def mask_sides(result: Mapping[str, Any], sides: list[Side], spans: list[Span]) -> dict[str, Any]:
+    """A copy of `result` with the spans found in `side_subject` masked where each value came from."""
+    out: dict[str, Any] = copy.deepcopy(dict(result))
+    grouped = spans_by_field(spans, "structured")
+    for index, side in enumerate(sides):
+        key = f".s{index}"
+        masked = {"v": side.value}
+        touched = False
+        for path, field_spans in grouped.items():
+            if path == key or path.startswith((key + ".", key + "[")):
+                masked = mask_value_at(masked, ".v" + path[len(key) :], field_spans)
+                touched = True
+        if not touched:
+            continue
+        value = masked["v"]
+        if side.blob:
+            value = base64.b64encode(str(value).encode("utf-8")).decode("ascii")
+        holder: Any = out
+        for part in side.path[:-1]:
+            holder = holder[part]
+        holder[side.path[-1]] = value
+    return out
 
 
 def sampling_subject(server: str, params: Mapping[str, Any]) -> tuple[Subject, TextLayout]:

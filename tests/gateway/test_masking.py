@@ -123,3 +123,33 @@ def test_any_span_covering_a_secret_removes_every_character_of_it(before: str, a
         json.loads(text)
     except ValueError:
         assert masked == before + "[MASKED:a]" + after  # overlapping spans merge into one token
+
+
+def test_side_places_of_a_result_are_listed_and_masked_where_they_came_from() -> None:
+    import base64
+
+    from gateway.subjects import mask_sides, side_subject, side_values
+
+    binary = base64.b64encode(bytes(range(256))).decode()
+    text_blob = base64.b64encode(f"key {SECRET}".encode()).decode()
+    result = {
+        "contents": [
+            {"uri": "mem://bin", "blob": binary},
+            {"uri": "mem://txt", "blob": text_blob, "_meta": {"note": SECRET}},
+        ],
+    }
+    sides = side_values("resources/read", result)
+    assert [side.path for side in sides] == [
+        ("contents", 0, "uri"), ("contents", 1, "uri"), ("contents", 1, "_meta"), ("contents", 1, "blob")
+    ]  # the binary blob is not text: nothing to read in it
+    subject = side_subject("srv", "resources/read", "", sides)
+    assert subject.structured == {"s0": "mem://bin", "s1": "mem://txt", "s2": {"note": SECRET}, "s3": f"key {SECRET}"}
+    spans = [
+        Span(field="structured.s2.note", start=0, end=len(SECRET), label="s"),
+        Span(field="structured.s3", start=4, end=4 + len(SECRET), label="s"),
+    ]
+    masked = mask_sides(result, sides, spans)
+    assert masked["contents"][0] == result["contents"][0]
+    assert masked["contents"][1]["_meta"] == {"note": "[MASKED:s]"}
+    assert base64.b64decode(masked["contents"][1]["blob"]).decode() == "key [MASKED:s]"
+    assert SECRET not in json.dumps(masked) and result["contents"][1]["_meta"] == {"note": SECRET}

@@ -215,6 +215,29 @@ async def test_secrets_in_log_and_progress_messages_errors_and_elicitations_are_
     assert {"notifications/message", "notifications/progress", "tools/call (error)", "elicitation/create"} <= methods
 
 
+async def test_secrets_in_meta_links_text_blobs_and_completions_are_masked(tmp_path: Path, policies: Path) -> None:
+    import base64
+
+    secrets_mask_policy(policies)
+    with anyio.fail_after(60):
+        async with gateway_session(tmp_path, RAW_SERVER, gateway_args=args(policies)) as session:
+            await session.initialize()
+            sides = await session.call_tool("sides", {"text": TOKEN})
+            completed = await session.complete(
+                types.PromptReference(type="ref/prompt", name="p"), {"name": "who", "value": TOKEN}
+            )
+    dumped = sides.model_dump(mode="json", by_alias=True)
+    assert TOKEN not in json.dumps(dumped)
+    text_block, link, embedded, image = dumped["content"]
+    assert text_block["_meta"] == {"debug": "[MASKED:github-token]"}
+    assert link["description"] == "made with [MASKED:github-token]"
+    assert TOKEN not in link["uri"] and link["uri"].endswith("@example.com/x")
+    assert base64.b64decode(embedded["resource"]["blob"]).decode() == "TOKEN=[MASKED:github-token]\n"
+    assert base64.b64decode(image["data"]) == bytes(range(256))  # binary content is left as it was
+    assert dumped["_meta"]["auth"] == "Bearer [MASKED:github-token]"
+    assert completed.completion.values == ["[MASKED:github-token]", "plain"]
+
+
 async def test_closing_the_client_stops_the_server_process(tmp_path: Path, policies: Path) -> None:
     import psutil
 

@@ -126,7 +126,11 @@ async def _chatty_session(tmp: Path, argv: list[str]) -> dict[str, object]:
             except MCPError as exc:
                 error = exc.error
             await session.call_tool("raw__elicit", {"text": TOKEN})
-    return {"received": received, "progress": progress, "error": error}
+            sides = await session.call_tool("raw__sides", {"text": TOKEN})
+            completed = await session.complete(
+                types.PromptReference(type="ref/prompt", name="raw__p"), {"name": "who", "value": TOKEN}
+            )
+    return {"received": received, "progress": progress, "error": error, "sides": sides, "completed": completed}
 
 
 def test_server_logs_progress_errors_and_elicitations_are_masked_through_run(tmp_path: Path) -> None:
@@ -144,6 +148,13 @@ def test_server_logs_progress_errors_and_elicitations_are_masked_through_run(tmp
     assert error.message == "could not connect with [MASKED:github-token]"
     assert error.data == {"tried": "[MASKED:github-token]"}
     assert TOKEN not in json.dumps(received + list(out["progress"]))  # type: ignore[arg-type]
+    sides = out["sides"]
+    assert isinstance(sides, types.CallToolResult)
+    assert TOKEN not in sides.model_dump_json(by_alias=True)
+    assert sides.content[1].description == "made with [MASKED:github-token]"  # type: ignore[union-attr]
+    completed = out["completed"]
+    assert isinstance(completed, types.CompleteResult)
+    assert completed.completion.values == ["[MASKED:github-token]", "plain"]
 
 
 @pytest.mark.parametrize("stdin", ["devnull", "file"])

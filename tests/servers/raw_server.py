@@ -7,6 +7,7 @@ what actually reached the server.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ TOOLS = [
     {"name": name, "description": f"{name} tool", "inputSchema": {"type": "object"}}
     for name in (
         "echo", "crash", "hang", "garbage", "huge", "slow", "sample", "progress", "changed", "leak", "args", "chatter",
-        "fail", "elicit",
+        "fail", "elicit", "sides",
     )
 ]
 
@@ -94,6 +95,19 @@ def call_tool(request_id: Any, params: dict[str, Any]) -> None:
                          "requestedSchema": {"type": "object", "properties": {"ok": {"type": "boolean"}}}}})
         event.wait(30)
         text_result(request_id, "elicited: " + json.dumps(answers.pop(ask_id, {}), sort_keys=True))
+    elif name == "sides":  # puts `text` in _meta, a resource link and a text blob; a binary blob beside them
+        said = str(args.get("text", ""))
+        encoded = base64.b64encode(f"TOKEN={said}\n".encode()).decode()
+        send({"jsonrpc": "2.0", "id": request_id, "result": {
+            "content": [
+                {"type": "text", "text": "see the links", "_meta": {"debug": said}},
+                {"type": "resource_link", "name": "cfg", "uri": f"https://u:{said}@example.com/x",
+                 "description": f"made with {said}"},
+                {"type": "resource", "resource": {"uri": "mem://env", "mimeType": "text/plain", "blob": encoded}},
+                {"type": "image", "data": base64.b64encode(bytes(range(256))).decode(), "mimeType": "image/png"},
+            ],
+            "_meta": {"auth": f"Bearer {said}"},
+        }})
     elif name == "changed":
         TOOLS.append({"name": f"extra{len(TOOLS)}", "inputSchema": {"type": "object"}})
         send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
@@ -155,6 +169,9 @@ def handle(message: dict[str, Any]) -> None:
         send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": tools}})
     elif method == "tools/call":
         threading.Thread(target=call_tool, args=(request_id, message.get("params") or {}), daemon=True).start()
+    elif method == "completion/complete":
+        said = str(((message.get("params") or {}).get("argument") or {}).get("value", ""))
+        send({"jsonrpc": "2.0", "id": request_id, "result": {"completion": {"values": [said, "plain"]}}})
     elif method == "ping":
         send({"jsonrpc": "2.0", "id": request_id, "result": {}})
     elif request_id is not None:
