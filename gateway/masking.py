@@ -180,7 +180,7 @@ def get_path(root: Any, path: str) -> Any:
 
 
 def mask_value_at(root: Any, path: str, spans: Sequence[tuple[int, int, str]]) -> Any:
-    """A deep copy of `root` with the string (or number) at `path` masked."""
+    """A deep copy of `root` with the string at `path` masked (a number at `path` becomes 0)."""
     out = copy.deepcopy(root)
     try:
         current = get_path(out, path)
@@ -189,7 +189,9 @@ def mask_value_at(root: Any, path: str, spans: Sequence[tuple[int, int, str]]) -
     if isinstance(current, bool) or current is None:
         return out
     if isinstance(current, int | float):
-        set_path(out, path, mask_string(str(current), spans))
+        # A number stays a number (a tool's outputSchema may say so, and clients validate it): zero.
+        # The message's _meta names what was masked; the text copy of a result shows the token.
+        set_path(out, path, type(current)(0))
     elif isinstance(current, str):
         set_path(out, path, mask_string(current, spans))
     return out

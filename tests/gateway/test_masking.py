@@ -55,6 +55,14 @@ def test_masking_a_value_by_path_changes_only_that_value() -> None:
     assert data["a"]["b"][0] == f"x {SECRET} y"  # the original is untouched
 
 
+def test_a_masked_number_stays_a_number() -> None:
+    data = {"card_number": 4111111111111111, "amount": 12.5, "phone": "+1 312 448 9176"}
+    masked = mask_value_at(data, ".card_number", [(0, 16, "credit-card")])
+    masked = mask_value_at(masked, ".amount", [(0, 4, "x")])
+    assert masked == {"card_number": 0, "amount": 0.0, "phone": "+1 312 448 9176"}
+    assert isinstance(masked["card_number"], int) and isinstance(masked["amount"], float)
+
+
 def test_a_value_under_a_non_ascii_key_is_masked() -> None:
     data = {"schlüssel": SECRET, "配置": {"キー": [SECRET]}}
     masked = mask_value_at(data, ".schlüssel", [(0, len(SECRET), "s")])

@@ -12,6 +12,9 @@ import mcp_types as types
 import pytest
 from mcp import MCPError
 
+from policy.subject import SubjectKind as types_kind
+from policy.verdict import Action
+
 from .relay_support import (
     RAW_SERVER,
     attacker_mail_policy,
@@ -19,6 +22,7 @@ from .relay_support import (
     gateway_session,
     secrets_mask_policy,
     server_log,
+    write_rule_policy,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -236,6 +240,19 @@ async def test_secrets_in_meta_links_text_blobs_and_completions_are_masked(tmp_p
     assert base64.b64decode(image["data"]) == bytes(range(256))  # binary content is left as it was
     assert dumped["_meta"]["auth"] == "Bearer [MASKED:github-token]"
     assert completed.completion.values == ["[MASKED:github-token]", "plain"]
+
+
+async def test_a_masked_number_keeps_a_typed_result_valid_for_the_client(tmp_path: Path, policies: Path) -> None:
+    write_rule_policy(policies, "mask-pii", "Mask personal data.", [], [types_kind.TOOL_RESULT],
+                      action=Action.MASK, detectors=["pii"])
+    with anyio.fail_after(90):
+        async with gateway_session(tmp_path, RAW_SERVER, gateway_args=args(policies)) as session:
+            await session.initialize()
+            await session.list_tools()  # the client learns the outputSchema, and checks results against it
+            card = await session.call_tool("card", {})
+    assert not card.is_error
+    assert card.structured_content == {"holder": "team account", "card_number": 0}
+    assert "4111111111111111" not in text(card) and "[MASKED:" in text(card)
 
 
 async def test_closing_the_client_stops_the_server_process(tmp_path: Path, policies: Path) -> None:

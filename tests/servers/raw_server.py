@@ -27,6 +27,17 @@ TOOLS = [
         "echo", "crash", "hang", "garbage", "huge", "slow", "sample", "progress", "changed", "leak", "args", "chatter",
         "fail", "elicit", "sides",
     )
+] + [
+    {
+        "name": "card",  # a typed result: the client validates structuredContent against outputSchema
+        "description": "card tool",
+        "inputSchema": {"type": "object"},
+        "outputSchema": {
+            "type": "object",
+            "properties": {"holder": {"type": "string"}, "card_number": {"type": "integer"}},
+            "required": ["holder", "card_number"],
+        },
+    }
 ]
 
 
@@ -108,6 +119,9 @@ def call_tool(request_id: Any, params: dict[str, Any]) -> None:
             ],
             "_meta": {"auth": f"Bearer {said}"},
         }})
+    elif name == "card":
+        card = {"holder": "team account", "card_number": 4111111111111111}
+        text_result(request_id, json.dumps(card), structuredContent=card)
     elif name == "changed":
         TOOLS.append({"name": f"extra{len(TOOLS)}", "inputSchema": {"type": "object"}})
         send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
