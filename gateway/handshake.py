@@ -119,6 +119,7 @@ def _read_line(fd: int, buffer: bytearray, limit: int) -> bytes | None:
 def _handshake(early: EarlyStart) -> None:
     client = bytearray()
     server = bytearray()
+    owed: bytes | None = None  # the client's initialize, taken but not yet answered
     try:
         line = _read_line(0, client, early.max_bytes)
         if line is None:
@@ -131,6 +132,7 @@ def _handshake(early: EarlyStart) -> None:
             client[:0] = line + b"\n"  # not a handshake-era start: the relay handles it as usual
             return
         assert early.process.stdin is not None and early.process.stdout is not None
+        owed = line
         early.process.stdin.write(json.dumps({**message, "id": INIT_ID}).encode() + b"\n")
         early.process.stdin.flush()
         from policy.detectors.hidden import find_hidden
@@ -138,8 +140,7 @@ def _handshake(early: EarlyStart) -> None:
         while True:
             answer_line = _read_line(early.process.stdout.fileno(), server, early.max_bytes)
             if answer_line is None:
-                client[:0] = line + b"\n"  # the server died or spoke nonsense: let the relay start it afresh
-                return
+                return  # the server died or spoke nonsense: the relay starts it afresh (`finally`)
             try:
                 answer = json.loads(answer_line)
             except ValueError:
@@ -159,12 +160,17 @@ def _handshake(early: EarlyStart) -> None:
             logger.warning("server %r: its instructions hide text from people; they were removed", early.name)
             answer["result"] = {k: v for k, v in result.items() if k != "instructions"}
         os.write(1, json.dumps(answer, ensure_ascii=False).encode() + b"\n")
+        owed = None
         early.answered = True
         early.init_params = message.get("params") if isinstance(message.get("params"), dict) else {}
         early.init_result = answer.get("result") if isinstance(answer.get("result"), dict) else None
     except (OSError, ValueError) as exc:
         logger.warning("fast start of server %r failed (%s); continuing without it", early.name, exc)
     finally:
+        if owed is not None:
+            # the server died before it answered (or before it read a byte: a broken pipe): hand the
+            # client's initialize back to the relay, which starts the server afresh and answers it
+            client[:0] = owed + b"\n"
         early.client_leftover = bytes(client)
         early.server_leftover = bytes(server)
         early.done.set()

@@ -101,8 +101,8 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) 
 
 
 @contextmanager
-def gateway(tmp: Path, args: list[str], **settings: str) -> Iterator[Wire]:
-    command = [sys.executable, "-m", "gateway", "wrap", "--name", "raw", *args, "--", *RAW_SERVER]
+def gateway(tmp: Path, args: list[str], server: list[str] | None = None, **settings: str) -> Iterator[Wire]:
+    command = [sys.executable, "-m", "gateway", "wrap", "--name", "raw", *args, "--", *(server or RAW_SERVER)]
     with (tmp / "gateway.stderr").open("wb") as errlog:
         process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog, env=gateway_env(tmp, **settings)
@@ -290,3 +290,16 @@ def test_small_calls_checked_on_the_loop_and_large_ones_on_a_thread_are_masked_a
         assert AWS_KEY.encode() not in line and AWS_SECRET.encode() not in line
         assert "[MASKED" in answer["result"]["content"][0]["text"]
     assert calls[0]["params"]["arguments"]["text"] == calls[1]["params"]["arguments"]["text"]
+
+
+@pytest.mark.parametrize("server", [["false"], ["echo", "not json-rpc"]], ids=["exits-at-once", "prints-and-exits"])
+def test_a_server_that_exits_before_initialize_gets_the_client_an_error_not_silence(
+    tmp_path: Path, rule_only: list[str], server: list[str]
+) -> None:
+    with gateway(tmp_path, rule_only, server=server, init_timeout_s="5") as wire:
+        started = time.monotonic()
+        hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "w", "version": "1"}}
+        wire.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello})
+        _, answer = wire.answer_to(0, timeout=30)
+    assert time.monotonic() - started < 15
+    assert "stopped while handling initialize" in answer["error"]["message"]
