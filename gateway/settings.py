@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from .errors import ConfigError
 
@@ -125,6 +126,14 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
         env_values = from_env.model_dump(exclude_unset=True)
         values = _merge(_merge(file_values, env_values), {k: v for k, v in overrides.items() if v is not None})
         return Settings.model_validate(values)
+    except SettingsError as exc:
+        # a list or table setting given as a plain environment value: pydantic-settings reads those as JSON
+        field = str(exc).split('field "', 1)[-1].split('"', 1)[0] if 'field "' in str(exc) else "?"
+        raise ConfigError(
+            f"cannot read MCP_GATEWAY_{field.upper()} from the environment: lists and tables are written as "
+            "JSON there, e.g. MCP_GATEWAY_DISABLE='[\"pii\"]' or "
+            "MCP_GATEWAY_JUDGE='{\"model\": \"ollama_chat/qwen2.5:7b\"}' (or use the TOML settings file)"
+        ) from exc
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])

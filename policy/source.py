@@ -178,7 +178,7 @@ def load_source(path: Path) -> PolicySource:
 def parse_source(text: str, path: Path | str, sha256: str | None = None) -> PolicySource:
     path = Path(path)
     digest = sha256 or hashlib.sha256(text.encode()).hexdigest()
-    text = text.replace("\r\n", "\n")
+    text = text.replace("\r\n", "\n").removeprefix("\ufeff")  # a byte-order mark some editors write
     front_data, body_start = _split_front_matter(text, path)
     front = _validate_front(front_data, text, path)
     lines = text.split("\n")
@@ -205,9 +205,9 @@ def parse_source(text: str, path: Path | str, sha256: str | None = None) -> Poli
 
 
 def _split_front_matter(text: str, path: Path) -> tuple[dict[str, Any], int]:
-    if not text.startswith("---\n") and text.strip() != "---":
-        return {}, 0
     lines = text.split("\n")
+    if lines[0].strip() != "---":  # "---  " (trailing blanks) opens front matter too
+        return {}, 0
     for index in range(1, len(lines)):
         if lines[index].strip() == "---":
             block = "\n".join(lines[1:index])

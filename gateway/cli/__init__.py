@@ -40,7 +40,15 @@ def main() -> None:
     else:
         for module in wanted:
             importlib.import_module(f"{__name__}.{module}")
-    app(args=argv, prog_name="mcp-gateway")
+    import typer
+
+    from ._common import cli_errors
+
+    try:
+        with cli_errors():  # the last boundary: an unreadable file is a message, not a traceback
+            app(args=argv, prog_name="mcp-gateway")
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
 
 
 def _lasso_compatible(argv: list[str]) -> list[str]:

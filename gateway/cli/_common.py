@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import sys
 import warnings
 from collections.abc import Iterator
@@ -73,6 +74,18 @@ def cli_errors() -> Iterator[None]:
         fail(str(exc), EXIT_RUNTIME)
     except (PolicyError, GatewayError) as exc:
         fail(str(exc), EXIT_RUNTIME)
+    except UnicodeDecodeError as exc:
+        fail(f"a file given is not UTF-8 text ({exc.reason} at byte {exc.start}); pass a text file", EXIT_USAGE)
+    except IsADirectoryError as exc:
+        fail(f"{exc.filename} is a directory; pass a file", EXIT_USAGE)
+    except RecursionError:
+        fail("the input is nested too deeply to read; pass a flatter document", EXIT_USAGE)
+    except sqlite3.DatabaseError as exc:
+        fail(
+            f"the database cannot be read ({exc}); check that the path is the gateway's audit log or pin store, "
+            "or move the damaged file aside (a new one is created)",
+            EXIT_RUNTIME,
+        )
 
 
 def setup_logging(level: str = "WARNING") -> None:

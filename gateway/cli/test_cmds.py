@@ -122,12 +122,14 @@ def test_cmd(
         case_files = [*(cases or []), *_own_cases([Path(item.source.path) for item in loaded])]
         all_cases: list[Case] = [case for path in case_files for case in load_cases(path)]
     if split:
+        if split not in ("train", "dev", "test"):
+            fail(f"--split {split!r}: use train, dev or test")
         all_cases = [case for case in all_cases if case.split in (split, None)]
     if not all_cases:
         fail("no cases: pass --cases FILE or add <policy>.cases.yaml beside a policy")
     judge, replay_llm = _judge(settings, no_judge, record, replay)
-    engine = Engine([item.policy for item in loaded], models=models, detectors=registry, judge=judge)
     with cli_errors():
+        engine = Engine([item.policy for item in loaded], models=models, detectors=registry, judge=judge)
         results = evaluate_cases(engine, all_cases, workers=workers, progress=_Progress(sys.stderr.isatty()))
     metrics = score_results(results)
     thresholds = {item.policy.id: item.policy.quality for item in loaded}

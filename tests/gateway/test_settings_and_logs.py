@@ -88,3 +88,42 @@ def test_rows_recorded_one_message_at_a_time_are_written_in_few_transactions_and
     commits = sum(1 for sql in statements if sql.strip().upper().startswith("COMMIT"))
     assert 1 <= commits < 60  # one transaction per write interval, not one per message
     assert elapsed < 5.0  # closing does not wait an interval per row
+
+
+def _cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "none.toml").write_text("", encoding="utf-8")
+    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=60,
+                          env={**_base_env(), "MCP_GATEWAY_CONFIG": str(tmp_path / "none.toml"), **env})
+
+
+def test_a_list_setting_given_as_a_plain_environment_value_is_a_message_saying_how(tmp_path: Path) -> None:
+    done = _cli(tmp_path, "logs", "--db", str(tmp_path / "a.db"), MCP_GATEWAY_DISABLE="secrets")
+    assert done.returncode == 2
+    assert "cannot read MCP_GATEWAY_DISABLE" in done.stderr and "JSON" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("content", [b"\x00\x01 not a database at all" * 100, b"SQLite format 3\x00" + b"\x07" * 3000])
+def test_logs_on_a_damaged_database_says_so(tmp_path: Path, content: bytes) -> None:
+    db = tmp_path / "audit.db"
+    db.write_bytes(content)
+    done = _cli(tmp_path, "logs", "--db", str(db))
+    assert done.returncode == 3, done.stderr
+    assert "the database cannot be read" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_unreadable_files_are_a_message_not_a_traceback(tmp_path: Path) -> None:
+    binary = tmp_path / "event.json"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    settings_dir = tmp_path / "settings.toml"
+    settings_dir.mkdir()
+    for args, says in [
+        (("policy", "check", "--event", str(binary), "--no-builtin"), "not UTF-8 text"),
+        (("policy", "check", "--event", str(deep), "--no-builtin"), "nested too deeply"),
+        (("logs", "--settings", str(settings_dir)), "is a directory"),
+    ]:
+        done = _cli(tmp_path, *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert says in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)

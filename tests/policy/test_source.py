@@ -45,6 +45,20 @@ def test_front_matter_body_and_examples_are_parsed() -> None:
     assert allowed[0].subject.arguments == {"amount": 999}
 
 
+@pytest.mark.parametrize(
+    "variant",
+    [TRANSFERS.replace("---\n", "---  \n", 1), "\ufeff" + TRANSFERS, TRANSFERS.replace("\n", "\r\n")],
+    ids=["trailing-blanks", "byte-order-mark", "crlf"],
+)
+def test_front_matter_is_read_whatever_the_editor_put_around_its_first_line(tmp_path: Path, variant: str) -> None:
+    path = tmp_path / "no-large-transfers.md"
+    path.write_bytes(variant.encode("utf-8"))
+    source = load_source(path)
+    assert source.front.applies_to == [SubjectKind.TOOL_CALL]
+    assert source.front.tools == ["transfer*"]
+    assert "applies_to" not in source.body and source.body.startswith("# No large transfers")
+
+
 def test_a_policy_without_front_matter_takes_its_id_from_the_file_name() -> None:
     source = parse_source("Do not reveal the launch date.\n", "policies/launch-date.md")
     assert source.id == "launch-date"
