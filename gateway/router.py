@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 SEP = "__"
 UNKNOWN_TARGET = -32602
+RETRY_AFTER_S = 30.0  # a server that failed to start is tried again by a list request after this long
 _LIST_KEYS = {
     "tools/list": "tools",
     "prompts/list": "prompts",
@@ -57,15 +58,23 @@ class RouterRelay:
         version: str = "0.1.0",
         client_request_timeout_s: float = 600.0,
     ) -> None:
-        self.by_prefix = {_slug(d.name): d for d in downstreams}
-        if len(self.by_prefix) != len(downstreams):
-            raise DownstreamError("two servers in the mcp.json have names that become the same prefix; rename one")
+        self.by_prefix: dict[str, Downstream] = {}
+        for downstream in downstreams:
+            prefix = _slug(downstream.name)
+            other = self.by_prefix.get(prefix)
+            if other is not None:
+                raise DownstreamError(
+                    f"the servers {other.name!r} and {downstream.name!r} in the mcp.json both become the prefix "
+                    f"{prefix!r} (names keep letters, digits, '_', '.' and '-'); rename one of them"
+                )
+            self.by_prefix[prefix] = downstream
         self.guard = guard
         self.version = version
         self.client_request_timeout_s = client_request_timeout_s
         self._up: JSONRPCDispatcher[TransportContext] | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self.unavailable: dict[str, str] = {}
+        self._failed_at: dict[str, float] = {}  # when each unavailable server last failed to start
 
     async def serve(self, read: Any, write: Any) -> None:
         up: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(
@@ -84,8 +93,11 @@ class RouterRelay:
     # --- routing helpers -------------------------------------------------------------------
 
     def _split(self, value: str, sep: str) -> tuple[Downstream, str]:
-        head, found, rest = value.partition(sep)
-        downstream = self.by_prefix.get(head) if found else None
+        # the longest server prefix that fits: a server may itself be called "pager__work"
+        heads = [prefix for prefix in self.by_prefix if value.startswith(prefix + sep)]
+        head = max(heads, key=len) if heads else ""
+        rest = value[len(head) + len(sep) :]
+        downstream = self.by_prefix.get(head) if heads else None
         if downstream is None:
             known = ", ".join(sorted(self.by_prefix))
             raise MCPError(
@@ -97,8 +109,28 @@ class RouterRelay:
             )
         return downstream, rest
 
-    def _available(self) -> list[tuple[str, Downstream]]:
-        return [(p, d) for p, d in self.by_prefix.items() if p not in self.unavailable]
+    def _available(self, retry: bool = False) -> list[tuple[str, Downstream]]:
+        """The servers that started; with `retry`, also those that failed to start over RETRY_AFTER_S ago."""
+        now = anyio.current_time() if retry else 0.0
+        return [
+            (p, d)
+            for p, d in self.by_prefix.items()
+            if p not in self.unavailable or (retry and now - self._failed_at.get(p, 0.0) >= RETRY_AFTER_S)
+        ]
+
+    def _started(self, prefix: str) -> None:
+        """A server that had failed to start answered after all: it is listed again, and the client told."""
+        if self.unavailable.pop(prefix, None) is None:
+            return
+        self._failed_at.pop(prefix, None)
+        logger.info("server %r is available again", self.by_prefix[prefix].name)
+        if self._up is not None and self._tg is not None:
+            for kind in ("tools", "prompts", "resources"):
+                self._tg.start_soon(self._up.notify, f"notifications/{kind}/list_changed", None)
+
+    def _failed(self, prefix: str, message: str) -> None:
+        self.unavailable[prefix] = message
+        self._failed_at[prefix] = anyio.current_time()
 
     # --- client → servers ------------------------------------------------------------------
 
@@ -113,9 +145,7 @@ class RouterRelay:
             if method in _LIST_KEYS:
                 return await self._list(method)
             if method == "logging/setLevel":
-                for _, downstream in self._available():
-                    await downstream.request(method, params)
-                return {}
+                return await self._set_level(params)
             downstream, routed, rename = self._route(method, params)
             forwarded: dict[str, Any] | None = routed
             options: CallOptions = {}
@@ -129,6 +159,7 @@ class RouterRelay:
                 result = await downstream.request(method, forwarded, options)
             except MCPError as exc:
                 raise await checked_error(self.guard, downstream.name, method, exc) from None
+            self._started(_slug(downstream.name))
             if self.guard is not None:
                 result = await self.guard.server_result(downstream.name, method, forwarded, result)
             return _rewrite_uris(result, rename) if rename else result
@@ -171,7 +202,7 @@ class RouterRelay:
                 results[prefix] = result
             except (MCPError, DownstreamError) as exc:
                 message = exc.error.message if isinstance(exc, MCPError) else str(exc)
-                self.unavailable[prefix] = message
+                self._failed(prefix, message)
                 logger.error("server %r did not start: %s", downstream.name, message)
 
         async with anyio.create_task_group() as tg:
@@ -211,12 +242,18 @@ class RouterRelay:
     async def _list(self, method: str) -> dict[str, Any]:
         key = _LIST_KEYS[method]
         merged: list[Any] = []
-        for prefix, downstream in self._available():
+        for prefix, downstream in self._available(retry=True):
             try:
                 items = await self._all_pages(downstream, method, key)
             except (MCPError, DownstreamError) as exc:
                 logger.warning("server %r: %s failed: %s", downstream.name, method, exc)
+                if prefix in self.unavailable:
+                    self._failed(prefix, str(exc))
                 continue
+            if prefix in self.unavailable:
+                self.unavailable.pop(prefix)
+                self._failed_at.pop(prefix, None)
+                logger.info("server %r is available again", downstream.name)
             for item in items:
                 if not isinstance(item, dict):
                     continue
@@ -228,6 +265,22 @@ class RouterRelay:
                         renamed[uri_key] = f"{prefix}+{renamed[uri_key]}"
                 merged.append(renamed)
         return {key: merged}
+
+    async def _set_level(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Every server that logs gets the level; one that cannot does not keep it from the others."""
+        failures: list[str] = []
+        available = self._available()
+        for _, downstream in available:
+            try:
+                await downstream.request("logging/setLevel", params)
+            except (MCPError, DownstreamError) as exc:
+                failures.append(f"{downstream.name}: {exc.error.message if isinstance(exc, MCPError) else exc}")
+        if available and len(failures) == len(available):
+            text = "mcp-gateway: no server took the log level: " + "; ".join(failures)
+            raise MCPError(code=METHOD_NOT_FOUND, message=text)
+        if failures:
+            logger.info("logging/setLevel not taken by: %s", "; ".join(failures))
+        return {}
 
     async def _all_pages(self, downstream: Downstream, method: str, key: str) -> list[Any]:
         items: list[Any] = []

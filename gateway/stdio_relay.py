@@ -407,7 +407,7 @@ class StdioRelay:
             self._spawn(self._guarded_result(pending, message, line, notes))
             return
         if self.guard is not None and isinstance(message.get("error"), dict):
-            self._spawn(self._guarded_error(self.guard, pending, message, notes))
+            self._spawn(self._guarded_error(self.guard, pending, message, line, notes))
             return
         if notes is not None:
             self._spawn(self._write_after(notes, line if line is not None else encode(message)))
@@ -419,7 +419,7 @@ class StdioRelay:
         self._to_client(frame)
 
     async def _guarded_error(
-        self, guard: Guard, pending: _Pending, message: Message, notes: asyncio.Future[None] | None
+        self, guard: Guard, pending: _Pending, message: Message, line: bytes | None, notes: asyncio.Future[None] | None
     ) -> None:
         error = message["error"]
         try:
@@ -433,7 +433,10 @@ class StdioRelay:
             }
         if notes is not None:
             await notes
-        self._to_client(encode({**message, "error": checked}) if checked != error else encode(message))
+        if checked == error:  # unchanged: the bytes that came in
+            self._to_client(line if line is not None else encode(message))
+        else:
+            self._to_client(encode({**message, "error": checked}))
 
     async def _guarded_result(
         self, pending: _Pending, message: Message, line: bytes | None, notes: asyncio.Future[None] | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import anyio
@@ -13,7 +14,7 @@ import pytest
 from mcp import ClientSession, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from .relay_support import RAW_SERVER, gateway_env, secrets_mask_policy
+from .relay_support import RAW_SERVER, gateway_env, secrets_mask_policy, server_log
 
 pytestmark = pytest.mark.integration
 
@@ -170,3 +171,59 @@ def test_stdin_that_is_not_a_stream_is_refused_with_what_to_do(tmp_path: Path, s
     assert done.returncode == 2
     assert b"mcp-gateway speaks MCP over stdin/stdout pipes" in done.stderr
     assert b"Traceback" not in done.stderr and done.stdout == b""
+
+
+async def _routing_session(tmp: Path, config: Path) -> dict[str, object]:
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "gateway", "run", "--mcp-json-path", str(config), "--no-builtin", "--policies",
+              str(_policies(tmp))],
+        env=gateway_env(tmp),
+    )
+    out: dict[str, object] = {}
+    with anyio.fail_after(90), (tmp / "gateway.stderr").open("w") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            out["first"] = sorted(tool.name for tool in (await session.list_tools()).tools)
+            out["nested"] = await session.call_tool("pager__work__echo", {"text": "paged"})
+            out["late"] = await session.call_tool("flaky__echo", {"text": "back"})  # it failed its first start
+            out["then"] = sorted(tool.name for tool in (await session.list_tools()).tools)
+            with warnings.catch_warnings():  # the client calls the logging capability deprecated; servers use it
+                warnings.simplefilter("ignore")
+                await session.set_logging_level("debug")  # one server takes it, the other cannot
+    return out
+
+
+def test_routing_survives_odd_names_late_servers_and_servers_without_logging(tmp_path: Path) -> None:
+    marker = tmp_path / "started-once"
+    raw = " ".join(RAW_SERVER)
+    flaky = f"if [ -e {marker} ]; then exec {raw}; else touch {marker}; exit 1; fi"
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {
+        "pager__work": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:], "env": {"RAW_SERVER_LOGGING": "1"}},
+        "flaky": {"command": "sh", "args": ["-c", flaky]},
+    }}), encoding="utf-8")
+    out = anyio.run(_routing_session, tmp_path, config)
+    first, then = out["first"], out["then"]
+    assert isinstance(first, list) and isinstance(then, list)
+    assert "pager__work__echo" in first and not any(name.startswith("flaky__") for name in first)
+    assert out["nested"].content[0].text == "paged"  # type: ignore[attr-defined]
+    assert out["late"].content[0].text == "back"  # type: ignore[attr-defined]
+    assert "flaky__echo" in then
+    assert any(m.get("method") == "logging/setLevel" for m in server_log(tmp_path))
+
+
+def test_servers_whose_names_become_one_prefix_are_named_in_the_error(tmp_path: Path) -> None:
+    import subprocess
+
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {
+        "a b": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]},
+        "a-b": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]},
+    }}), encoding="utf-8")
+    argv = [sys.executable, "-m", "gateway", "run", "--mcp-json-path", str(config), "--no-builtin",
+            "--policies", str(_policies(tmp_path))]
+    done = subprocess.run(argv, stdin=subprocess.PIPE, capture_output=True, env=gateway_env(tmp_path), timeout=60)
+    assert done.returncode != 0
+    assert b"'a b' and 'a-b'" in done.stderr and b"rename one" in done.stderr
+    assert b"Traceback" not in done.stderr

@@ -186,7 +186,7 @@ def handle(message: dict[str, Any]) -> None:
     elif method == "completion/complete":
         said = str(((message.get("params") or {}).get("argument") or {}).get("value", ""))
         send({"jsonrpc": "2.0", "id": request_id, "result": {"completion": {"values": [said, "plain"]}}})
-    elif method == "ping":
+    elif method == "ping" or (method == "logging/setLevel" and os.environ.get("RAW_SERVER_LOGGING")):
         send({"jsonrpc": "2.0", "id": request_id, "result": {}})
     elif request_id is not None:
         send({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32601, "message": "Method not found"}})
