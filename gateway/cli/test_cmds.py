@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -226,6 +227,14 @@ def _json_report(results: list[CaseResult], metrics: dict[str, PolicyMetrics], p
     }
 
 
+# XML 1.0 cannot hold these characters at all, escaped or not
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
+
+
 def _junit(results: list[CaseResult]) -> str:
     by_policy: dict[str, list[CaseResult]] = {}
     for result in results:
@@ -235,14 +244,15 @@ def _junit(results: list[CaseResult]) -> str:
         failures = sum(not r.passed for r in items)
         lines.append(f'  <testsuite name={quoteattr(policy)} tests="{len(items)}" failures="{failures}">')
         for r in items:
-            attrs = f'classname={quoteattr(policy)} name={quoteattr(r.case.id)} time="{r.latency_ms / 1000:.4f}"'
+            name = quoteattr(_xml_text(r.case.id))
+            attrs = f'classname={quoteattr(_xml_text(policy))} name={name} time="{r.latency_ms / 1000:.4f}"'
             if r.passed:
                 lines.append(f"    <testcase {attrs}/>")
             else:
-                message = f"expected {r.case.expect}, got {r.got} ({r.tier})"
+                message = _xml_text(f"expected {r.case.expect}, got {r.got} ({r.tier})")
                 lines.append(
                     f"    <testcase {attrs}><failure message={quoteattr(message)}>"
-                    f"{escape(r.reason[:500])}</failure></testcase>"
+                    f"{escape(_xml_text(r.reason[:500]))}</failure></testcase>"
                 )
         lines.append("  </testsuite>")
     lines.append("</testsuites>")
@@ -260,6 +270,10 @@ def tune_cmd(
     config: Path | None = ConfigOption,
 ) -> None:
     """Calibrate a policy's classifier thresholds on labelled dev cases and write them into its lock file."""
+    if not 0.0 <= target_fpr < 1.0:  # also false for nan
+        fail(f"--target-fpr {target_fpr}: give a false-positive rate from 0 up to (not including) 1, e.g. 0.01")
+    if policy_file.is_dir() or policy_file.suffix != ".md":
+        fail(f"{policy_file}: tune one policy at a time; pass its source file (<policy>.md), not a directory")
     settings = settings_from(config)
     with cli_errors():
         models = build_models(settings)

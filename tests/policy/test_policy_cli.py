@@ -269,6 +269,13 @@ def test_policy_test_reports_metrics_as_json_and_junit_with_ci_exit_codes(tmp_pa
     assert suite is not None and suite.get("name") == "transfers"
     assert (suite.get("tests"), suite.get("failures")) == ("5", "1")
 
+    # A case id with a control character still gives well-formed XML.
+    odd = _write(tmp_path / "cases", "odd.jsonl", jsonl.read_text().replace('"bulk-900"', '"bulk\\u0007900"'))
+    assert "\\u0007" in odd.read_text()
+    odd_junit = _run(["policy", "test", str(policies), "--cases", str(odd), "--no-judge", "--format", "junit"],
+                     tmp_path)
+    assert ET.fromstring(odd_junit.stdout).find("testsuite") is not None
+
     # A hand-written case that fails makes the run fail, whatever the metrics.
     _write(tmp_path / "cases", "hand.yaml", yaml_cases.read_text().replace("amount: 50}", "amount: 50000}"))
     failing = _run(["policy", "test", str(policies), "--cases", str(yaml_cases), "--no-judge", "-q"], tmp_path)
@@ -422,3 +429,18 @@ def _doctor(tmp_path: Path, home: Path, args: list[str]) -> subprocess.Completed
         XDG_CONFIG_HOME=str(home / ".config"),
         MCP_GATEWAY_JUDGE__TIMEOUT_S="30",
     )
+
+
+def test_tune_refuses_a_directory_and_a_rate_outside_zero_to_one(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    _write(policies, "transfers.md", TRANSFERS)
+    cases = _write(tmp_path, "dev.jsonl", '{"id": "a", "kind": "tool_result", "text": "x", "expect": "allow"}\n')
+    for args, says in [
+        ([str(policies)], "pass its source file"),
+        ([str(policies / "transfers.md"), "--target-fpr", "nan"], "from 0 up to"),
+        ([str(policies / "transfers.md"), "--target-fpr", "7"], "from 0 up to"),
+        ([str(policies / "transfers.md"), "--target-fpr", "-1"], "from 0 up to"),
+    ]:
+        done = _run(["policy", "tune", *args, "--cases", str(cases), "--dry-run"], tmp_path)
+        assert done.returncode == 2, (args, done.stderr)
+        assert says in done.stderr and "Traceback" not in done.stderr
