@@ -12,6 +12,7 @@ adopts the running process, the pipes and whatever else was already read.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import logging
 import os
@@ -91,10 +92,29 @@ def start_early(name: str, spec: StdioCommand, *, max_bytes: int) -> EarlyStart:
     return early
 
 
+@functools.cache
+def _secrets_detector() -> Any:
+    from policy.detectors.secrets import SecretsDetector
+
+    return SecretsDetector()
+
+
+def mask_stderr(text: str) -> str:
+    """A server's stderr line with its secrets masked: it goes to the gateway's log (an IDE keeps it in a file)
+    and into error messages. A line the scan fails on is withheld, not passed raw."""
+    from .masking import mask_string
+
+    try:
+        spans = _secrets_detector().scan("stderr", text)
+    except Exception:
+        return "[a stderr line was withheld: the secrets scan failed on it]"
+    return mask_string(text, [(span.start, span.end, span.label) for span in spans]) if spans else text
+
+
 def _pump_stderr(early: EarlyStart) -> None:
     assert early.process.stderr is not None
     for raw in iter(early.process.stderr.readline, b""):
-        text = raw.decode(errors="replace").rstrip("\n")
+        text = mask_stderr(raw.decode(errors="replace").rstrip("\n"))
         early.stderr_tail.append(text)
         try:
             sys.stderr.write(f"[{early.name}] {text}\n")

@@ -255,6 +255,17 @@ async def test_a_masked_number_keeps_a_typed_result_valid_for_the_client(tmp_pat
     assert "4111111111111111" not in text(card) and "[MASKED:" in text(card)
 
 
+async def test_a_secret_a_server_writes_to_stderr_is_masked_in_the_gateways_log(tmp_path: Path, policies: Path) -> None:
+    with anyio.fail_after(60):
+        async with gateway_session(tmp_path, RAW_SERVER, gateway_args=args(policies)) as session:
+            await session.initialize()
+            assert text(await session.call_tool("complain", {"text": TOKEN})) == "complained"
+            await anyio.sleep(0.5)  # the stderr line is forwarded by a thread of its own
+    log = (tmp_path / "gateway.stderr").read_text(encoding="utf-8")
+    assert "raw-server: connecting with [MASKED:github-token]" in log
+    assert TOKEN not in log
+
+
 async def test_closing_the_client_stops_the_server_process(tmp_path: Path, policies: Path) -> None:
     import psutil
 

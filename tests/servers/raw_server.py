@@ -25,7 +25,7 @@ TOOLS = [
     {"name": name, "description": f"{name} tool", "inputSchema": {"type": "object"}}
     for name in (
         "echo", "crash", "hang", "garbage", "huge", "slow", "sample", "progress", "changed", "leak", "args", "chatter",
-        "fail", "elicit", "sides",
+        "fail", "elicit", "sides", "complain",
     )
 ] + [
     {
@@ -119,6 +119,10 @@ def call_tool(request_id: Any, params: dict[str, Any]) -> None:
             ],
             "_meta": {"auth": f"Bearer {said}"},
         }})
+    elif name == "complain":  # writes `text` to stderr, then answers
+        sys.stderr.write(f"raw-server: connecting with {args.get('text', '')}\n")
+        sys.stderr.flush()
+        text_result(request_id, "complained")
     elif name == "card":
         card = {"holder": "team account", "card_number": 4111111111111111}
         text_result(request_id, json.dumps(card), structuredContent=card)
