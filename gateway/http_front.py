@@ -483,7 +483,9 @@ async def serve_run_http(
     from .router import RouterRelay
 
     def relay() -> Relay:
-        return RouterRelay([make_downstream(spec, settings) for spec in specs], parts.guard())
+        return RouterRelay(
+            [make_downstream(spec, settings) for spec in specs], parts.guard(), start_grace_s=settings.start_grace_s
+        )
 
     relay()  # two servers whose names collide fail now, not in every session
     await serve_http(relay, settings, port, token)

@@ -57,6 +57,7 @@ class RouterRelay:
         *,
         version: str = "0.1.0",
         client_request_timeout_s: float = 600.0,
+        start_grace_s: float = 10.0,
     ) -> None:
         self.by_prefix: dict[str, Downstream] = {}
         for downstream in downstreams:
@@ -71,6 +72,7 @@ class RouterRelay:
         self.guard = guard
         self.version = version
         self.client_request_timeout_s = client_request_timeout_s
+        self.start_grace_s = start_grace_s
         self._up: JSONRPCDispatcher[TransportContext] | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self.unavailable: dict[str, str] = {}
@@ -192,7 +194,13 @@ class RouterRelay:
         )
 
     async def _initialize(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Start every server; answer once all have answered, or `start_grace_s` after the first did. A server
+        still starting then joins later: it is listed once it answers, and the client is told (list_changed)."""
+        assert self._tg is not None
         results: dict[str, dict[str, Any]] = {}
+        finished: set[str] = set()
+        some = anyio.Event()  # a server answered, or every one is done
+        every = anyio.Event()
 
         async def start(prefix: str, downstream: Downstream) -> None:
             try:
@@ -200,21 +208,44 @@ class RouterRelay:
                 if self.guard is not None:
                     result = await self.guard.initialize_result(downstream.name, result)
                 results[prefix] = result
+                if answered.is_set():
+                    self._started(prefix)  # a late server: listed from now on
             except (MCPError, DownstreamError) as exc:
                 message = exc.error.message if isinstance(exc, MCPError) else str(exc)
                 self._failed(prefix, message)
                 logger.error("server %r did not start: %s", downstream.name, message)
+            finally:
+                finished.add(prefix)
+                if prefix in results or len(finished) == len(self.by_prefix):
+                    some.set()
+                if len(finished) == len(self.by_prefix):
+                    every.set()
 
-        async with anyio.create_task_group() as tg:
-            for prefix, downstream in self.by_prefix.items():
-                tg.start_soon(start, prefix, downstream)
+        answered = anyio.Event()
+        for prefix, downstream in self.by_prefix.items():
+            self._tg.start_soon(start, prefix, downstream)
+        await some.wait()
+        with anyio.move_on_after(self.start_grace_s):
+            await every.wait()
+        answered.set()
+        late = [prefix for prefix in self.by_prefix if prefix not in finished]
+        for prefix in late:
+            self._failed(prefix, f"still starting after {self.start_grace_s:g} s; listed once it answers")
+            logger.warning("server %r is still starting; the client is told when it is ready", prefix)
         if not results:
             raise MCPError(
                 code=DOWNSTREAM_UNAVAILABLE,
                 message="mcp-gateway: no server started: "
                 + "; ".join(f"{p}: {m}" for p, m in self.unavailable.items()),
             )
-        return self._merged(params or {}, results)
+        merged = self._merged(params or {}, dict(results))
+        if late:
+            # the late servers' lists will change under the client: say that it may be told so
+            capabilities = merged["capabilities"]
+            for kind in ("tools", "prompts", "resources"):
+                entry = capabilities.get(kind)
+                capabilities[kind] = {**(entry if isinstance(entry, dict) else {}), "listChanged": True}
+        return merged
 
     def _merged(self, params: Mapping[str, Any], results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         capabilities: dict[str, Any] = {}

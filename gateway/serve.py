@@ -89,7 +89,9 @@ async def serve_wrap_stdio(
 async def serve_run_stdio(specs: Sequence[ServerSpec], settings: Settings, parts: GatewayParts) -> None:
     from .router import RouterRelay
 
-    relay = RouterRelay([make_downstream(spec, settings) for spec in specs], parts.guard())
+    relay = RouterRelay(
+        [make_downstream(spec, settings) for spec in specs], parts.guard(), start_grace_s=settings.start_grace_s
+    )
     async with stdio_upstream(max_message_bytes=settings.max_message_bytes) as (read, write):
         await relay.serve(read, write)
 

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     pins: bool = True
     request_timeout_s: float = Field(default=120.0, gt=0)
     init_timeout_s: float = Field(default=60.0, gt=0)
+    # run mode: once one server has answered initialize, wait this long for the others; later ones join
+    start_grace_s: float = Field(default=10.0, ge=0)
     engine_ready_timeout_s: float = Field(default=90.0, gt=0)
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     restart_backoff_s: float = Field(default=0.5, ge=0)

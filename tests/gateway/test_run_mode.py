@@ -227,3 +227,48 @@ def test_servers_whose_names_become_one_prefix_are_named_in_the_error(tmp_path: 
     assert done.returncode != 0
     assert b"'a b' and 'a-b'" in done.stderr and b"rename one" in done.stderr
     assert b"Traceback" not in done.stderr
+
+
+async def _timed_start(tmp: Path, config: Path) -> dict[str, object]:
+    env = {**gateway_env(tmp), "MCP_GATEWAY_START_GRACE_S": "1"}
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "gateway", "run", "--mcp-json-path", str(config), "--no-builtin", "--policies",
+              str(_policies(tmp))],
+        env=env,
+    )
+    changed = anyio.Event()
+
+    async def on_message(message: object) -> None:
+        if getattr(getattr(message, "root", message), "method", None) == "notifications/tools/list_changed":
+            changed.set()
+
+    out: dict[str, object] = {}
+    with anyio.fail_after(90), (tmp / "gateway.stderr").open("w") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(
+            read, write, message_handler=on_message  # type: ignore[arg-type]
+        ) as session:
+            started = anyio.current_time()
+            init = await session.initialize()
+            out["init_s"] = anyio.current_time() - started
+            out["instructions"] = init.instructions or ""
+            out["first"] = sorted(tool.name for tool in (await session.list_tools()).tools)
+            await changed.wait()  # the slow server answered: the client is told
+            out["then"] = sorted(tool.name for tool in (await session.list_tools()).tools)
+    return out
+
+
+def test_a_slow_server_does_not_hold_initialize_and_joins_when_it_answers(tmp_path: Path) -> None:
+    raw = " ".join(RAW_SERVER)
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {
+        "quick": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]},
+        "slow": {"command": "sh", "args": ["-c", f"sleep 6; exec {raw}"]},
+    }}), encoding="utf-8")
+    out = anyio.run(_timed_start, tmp_path, config)
+    assert isinstance(out["init_s"], float) and out["init_s"] < 5
+    assert "slow: unavailable (still starting" in str(out["instructions"])
+    first, then = out["first"], out["then"]
+    assert isinstance(first, list) and isinstance(then, list)
+    assert "quick__echo" in first and "slow__echo" not in first
+    assert "slow__echo" in then
