@@ -42,6 +42,14 @@ class _Connection:
     process: EarlyStart | None
     done: anyio.Event = field(default_factory=anyio.Event)
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    failure: str | None = None  # why it ended, when it ended with an error
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real error inside nested exception groups (a transport's task group wraps its own)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 @dataclass
@@ -65,14 +73,15 @@ class Restarts:
             logger.warning("restarting server %r (%s)%s", self.spec.name, self.spec.describe(), after)
 
     def not_initialized(self, exc: MCPError) -> MCPError:
-        return MCPError(
-            code=DOWNSTREAM_UNAVAILABLE,
-            message=(
-                f"mcp-gateway: server {self.spec.name!r} was restarted but did not initialize again: "
-                f"{exc.error.message}. Its stderr (in the gateway's log) may say why; a slow server needs a larger "
-                "init_timeout_s (MCP_GATEWAY_INIT_TIMEOUT_S)"
-            ),
-        )
+        if self.spec.url is not None:
+            why = self.last_exit or exc.error.message
+            advice = f"check that the server is running and reachable at {self.spec.url}"
+        else:
+            why = exc.error.message + (f" ({self.last_exit})" if self.last_exit else "")
+            advice = "its stderr (in the gateway's log) may say why; a slow server needs a larger init_timeout_s"
+        name = self.spec.name
+        text = f"mcp-gateway: server {name!r} was restarted but did not initialize again: {why}; {advice}"
+        return MCPError(code=DOWNSTREAM_UNAVAILABLE, message=text)
 
 
 class Downstream:
@@ -180,7 +189,12 @@ class Downstream:
         except Exception as exc:  # the session boundary: a dead server must not take the relay down
             if connection is None:
                 raise
-            logger.error("connection to server %r ended with an error: %s", self.name, exc)
+            cause = _leaf(exc)
+            reason = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+            if self.spec.url is not None:
+                reason = f"cannot reach {self.spec.url} ({reason})"
+            connection.failure = reason
+            logger.error("connection to server %r ended with an error: %s", self.name, reason)
         finally:
             if connection is not None:
                 connection.done.set()
@@ -188,7 +202,9 @@ class Downstream:
 
     def _exit_note(self, connection: _Connection) -> str:
         process = connection.process
-        return "connection closed" if process is None else process.exit_note()
+        if process is None:
+            return connection.failure or "connection closed"
+        return process.exit_note()
 
     @asynccontextmanager
     async def _transport(self) -> AsyncIterator[tuple[Any, Any, EarlyStart | None]]:

@@ -32,6 +32,11 @@ def load_servers(path: Path) -> list[ServerSpec]:
     return parse_servers(data, path)
 
 
+def _plain(value: object) -> bool:
+    """A string, or a number written without quotes (it is passed on as its text)."""
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
+
+
 def _expand(value: str, where: str) -> str:
     if "${input:" in value:
         raise ConfigError(
@@ -75,7 +80,10 @@ def parse_servers(data: Any, path: Path) -> list[ServerSpec]:
         where = f"{path}: server {name!r}"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: must be an object with 'command' or 'url'")
-        if entry.get("disabled") is True or _is_gateway(entry):
+        disabled = entry.get("disabled", False)
+        if not isinstance(disabled, bool):
+            raise ConfigError(f"{where}: 'disabled' must be true or false (without quotes), not {disabled!r}")
+        if disabled or _is_gateway(entry):
             continue
         kind = str(entry.get("type") or entry.get("transport") or "").strip()
         url = entry.get("url") or entry.get("serverUrl")
@@ -84,6 +92,8 @@ def parse_servers(data: Any, path: Path) -> list[ServerSpec]:
             raise ConfigError(f"{where}: 'headers' must be an object")
         header_items = tuple((str(k), _expand(str(v), where)) for k, v in headers.items())
         if url:
+            if not isinstance(url, str) or not _expand(url, where).startswith(("http://", "https://")):
+                raise ConfigError(f"{where}: 'url' must be an http:// or https:// URL, not {url!r}")
             transport: Literal["http", "sse"] = (
                 "sse" if kind == "sse" or (not kind and str(url).rstrip("/").endswith("/sse")) else "http"
             )
@@ -94,13 +104,20 @@ def parse_servers(data: Any, path: Path) -> list[ServerSpec]:
         command = entry.get("command")
         if not isinstance(command, str) or not command.strip():
             raise ConfigError(f"{where}: needs a 'command' (stdio) or a 'url' (remote)")
+        if kind and kind != "stdio":
+            raise ConfigError(f"{where}: type {kind!r} does not go with a 'command'; use stdio, or a 'url' for http")
         args = entry.get("args") or []
-        if not isinstance(args, list):
+        if not isinstance(args, list) or not all(_plain(a) for a in args):
             raise ConfigError(f"{where}: 'args' must be a list of strings")
         env = entry.get("env") or {}
-        if not isinstance(env, dict):
+        if not isinstance(env, dict) or not all(_plain(v) for v in env.values()):
             raise ConfigError(f"{where}: 'env' must be an object of strings")
         cwd = entry.get("cwd")
+        if cwd is not None:
+            if not isinstance(cwd, str) or not cwd.strip():
+                raise ConfigError(f"{where}: 'cwd' must be a directory path (a string)")
+            if not Path(_expand(cwd, where)).is_dir():
+                raise ConfigError(f"{where}: 'cwd' {cwd!r} is not an existing directory")
         specs.append(
             ServerSpec(
                 name=name,

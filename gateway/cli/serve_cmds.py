@@ -111,6 +111,8 @@ def wrap(
         spec = ServerSpec(name=server_name, stdio=StdioCommand(command[0], tuple(command[1:]), cwd=os.getcwd()))
     else:
         assert url is not None
+        if not url.startswith(("http://", "https://")):
+            fail(f"--url {url!r}: give the server's http:// or https:// URL (e.g. http://127.0.0.1:8000/mcp)")
         server_name = name or url.split("//", 1)[-1].split("/", 1)[0]
         spec = ServerSpec(
             name=server_name, url=url, transport=remote_transport, headers=tuple(_header(h) for h in header or [])

@@ -66,6 +66,14 @@ def test_lassos_nested_layout_is_understood(tmp_path: Path) -> None:
         ('{"mcpServers": {"a": {"command": "${env:SURELY_UNSET_VAR_123}"}}}', "SURELY_UNSET_VAR_123"),
         ('{"mcpServers": {"a": {"url": "http://x", "type": "websocket"}}}', "unknown type"),
         ('{"mcpServers": ', "not valid JSON"),
+        ('{"mcpServers": {"a": {"command": "x", "args": [1, null]}}}', "'args' must be a list of strings"),
+        ('{"mcpServers": {"a": {"command": "x", "env": {"A": {"b": 1}}}}}', "'env' must be an object"),
+        ('{"mcpServers": {"a": {"command": "x", "cwd": "/surely/not/here"}}}', "not an existing directory"),
+        ('{"mcpServers": {"a": {"command": "x", "cwd": 7}}}', "'cwd' must be a directory path"),
+        ('{"mcpServers": {"a": {"command": "x", "disabled": "true"}}}', "'disabled' must be true or false"),
+        ('{"mcpServers": {"a": {"command": "x", "type": "websocket"}}}', "does not go with a 'command'"),
+        ('{"mcpServers": {"a": {"url": "ftp://x/y"}}}', "http:// or https://"),
+        ('{"mcpServers": {"a": {"url": 42}}}', "http:// or https://"),
     ],
 )
 def test_bad_configs_say_what_and_where(tmp_path: Path, text: str, fragment: str) -> None:

@@ -303,3 +303,37 @@ def test_a_server_that_exits_before_initialize_gets_the_client_an_error_not_sile
         _, answer = wire.answer_to(0, timeout=30)
     assert time.monotonic() - started < 15
     assert "stopped while handling initialize" in answer["error"]["message"]
+
+
+def test_an_unreachable_remote_server_is_named_with_its_address_and_the_reason(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/mcp"
+    command = [sys.executable, "-m", "gateway", "wrap", "--name", "remote", "--url", url, "--no-builtin",
+               "--policies", str(tmp_path / "policies")]
+    attacker_mail_policy(tmp_path / "policies")
+    with (tmp_path / "gateway.stderr").open("wb") as errlog:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog,
+                                   env=gateway_env(tmp_path))
+        wire = Wire(process)
+        try:
+            hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "w", "version": "1"}}
+            wire.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello})
+            _, first = wire.answer_to(0, timeout=30)
+            wire.send({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+            _, second = wire.answer_to(1, timeout=30)
+        finally:
+            assert process.stdin is not None and process.stdout is not None
+            process.stdin.close()
+            process.wait(15)
+            process.stdout.close()
+    for answer in (first, second):
+        message = answer["error"]["message"]
+        assert f"cannot reach {url}" in message and "ConnectError" in message, message
+    assert "stderr" not in second["error"]["message"]  # a remote server has none to look at
+    refused = subprocess.run([sys.executable, "-m", "gateway", "wrap", "--url", "not-a-url"], capture_output=True,
+                             env=gateway_env(tmp_path), timeout=60, stdin=subprocess.PIPE)
+    assert refused.returncode == 2 and b"http:// or https://" in refused.stderr
