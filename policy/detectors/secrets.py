@@ -18,6 +18,8 @@ keeps a JSON or env file well-formed. Overlapping findings merge under the most 
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -85,12 +87,17 @@ from .secret_syntax import (
 __all__ = ["SecretsDetector"]
 
 _NEEDLES = tuple((rule.needle, rule) for rule in TOKEN_RULES)
+_ANY_NEEDLE = re.compile("|".join(re.escape(needle) for needle, _ in _NEEDLES))
 _ASCII_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _ANSI_BEFORE = re.compile(r"\x1b\[[0-9;]{0,12}m\Z")
 _UPPER_TO_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 # Ranks decide the label when findings overlap: the most specific evidence names the secret.
 _RANK_ENTROPY, _RANK_KEYWORD, _RANK_SYNTAX, _RANK_TOKEN, _RANK_KEY = range(5)
+# A standalone base64 run long enough to hide a credential (a password URL, a token, "user:password")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_ASSIGNED_BEFORE = re.compile(r"[:=][ \t]*[\"']?\Z")
+BASE64_VALUE = re.compile(r"(?<![A-Za-z0-9+/=_\-])[A-Za-z0-9+/]{16,8192}={0,2}(?![A-Za-z0-9+/=_\-])")
 # A provider token that turned out to be a documentation filler ("npm_...EXAMPLE") vetoes the
 # weaker passes, which would otherwise report the same string as a keyword or entropy finding.
 _VETO = ""
@@ -164,7 +171,8 @@ class SecretsDetector:
         match = _LAST_KEY.search(field)
         return "" if match is None else (match.group(1) or match.group(2) or "")
 
-    def scan(self, field: str, text: str) -> list[Span]:
+    def scan(self, field: str, text: str, *, decoded: bool = False) -> list[Span]:
+        """`decoded`: `text` is itself the decoded form of a base64 value (it is not decoded again)."""
         if len(text) < 6:
             return []
         hits: list[_Hit] = []
@@ -187,7 +195,47 @@ class SecretsDetector:
         if "kind: sealedsecret" in low:
             # A SealedSecret's values are public-key ciphertext, published on purpose.
             hits = [hit for hit in hits if hit.rank > _RANK_KEYWORD or hit.end - hit.start < 64]
+        elif not decoded:
+            self._base64_values(field, text, hits)
         return self._spans(field, text, hits)
+
+    def _base64_values(self, field: str, text: str, hits: list[_Hit]) -> None:
+        """A value written in base64 (a Kubernetes Secret's data, a docker or CI variable) whose decoded
+        text holds a secret is masked whole: `DATABASE_URL: cG9zdGdyZXM6Ly9...`."""
+        found = sorted((hit.start, hit.end) for hit in hits)
+        starts = [start for start, _ in found]
+        reach = list(itertools.accumulate((end for _, end in found), max))  # furthest end so far
+        seen: dict[str, str | None] = {}  # a value repeated in a message is decoded once
+        for match in BASE64_VALUE.finditer(text):
+            start, end = match.span()
+            if not _ASSIGNED_BEFORE.search(text, max(0, start - 4), start):
+                continue  # a value set by a key (`KEY: ...`, `KEY=...`, `"key": "..."`), not a wrapped document
+            before = bisect.bisect_left(starts, end)  # found spans that start before this run ends
+            if before and reach[before - 1] > start:
+                continue  # already found
+            run = match.group()
+            if run not in seen:
+                seen[run] = self._decoded_label(field, run)
+            label = seen[run]
+            if label is not None:
+                hits.append(_Hit(start, end, "base64-" + label, 0.85, _RANK_SYNTAX))
+
+    def _decoded_label(self, field: str, run: str) -> str | None:
+        if run.isdigit() or all(ch in _HEX for ch in run):
+            return None  # a number or a hex digest (hashes, ids)
+        raw = b64decode_loose(run)
+        if raw is None or len(raw) < 8:
+            return None
+        try:
+            plain = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None  # binary: an image, a hash, ciphertext
+        if not plain.replace("\n", "").replace("\t", "").isprintable() or not (
+            ":" in plain or "=" in plain or _ANY_NEEDLE.search(plain)
+        ):
+            return None  # nothing a credential could be: a plain word or sentence
+        inner = self.scan(field, plain, decoded=True)
+        return inner[0].label if inner else None
 
     # -- pass 1: provider tokens ----------------------------------------------------------------
 

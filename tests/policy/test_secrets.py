@@ -288,6 +288,26 @@ def test_base64_encoded_pem_as_in_a_kubernetes_secret_is_found() -> None:
     assert found(text) == [(encoded, "base64-private-key")]
 
 
+def test_a_base64_value_that_decodes_to_a_credential_is_masked_whole() -> None:
+    url = base64.b64encode(b"postgres://svc:Dq8wEr3tYu6i@db.internal:5432/app").decode()
+    host = base64.b64encode(b"db.internal").decode()
+    text = f"apiVersion: v1\nkind: Secret\ndata:\n  DATABASE_URL: {url}\n  HOST: {host}\n"
+    assert found(text) == [(url, "base64-connection-string-password")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "image: " + base64.b64encode(bytes(range(256)) * 2).decode(),  # binary
+        "the blob " + base64.b64encode(b"hello world, nothing secret in here at all").decode() + " follows",
+        "body:\n" + base64.b64encode(b"<p>password: hunter2hunter2</p>" * 3).decode(),  # a wrapped document
+        "sha: 3f5a9c2e1b4d7a8f9e0c1b2a3d4e5f6a7b8c9d0e and id 12345678901234567890",  # hex and digits
+    ],
+)
+def test_base64_values_without_a_credential_inside_are_left_alone(text: str) -> None:
+    assert found(text) == []
+
+
 @pytest.mark.parametrize(
     ("url", "password", "label"),
     [
