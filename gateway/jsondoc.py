@@ -36,8 +36,8 @@ class JsonDocument:
         self._edits: dict[TablePath, tuple[str, EntryValue]] = {}  # entry path -> (new text, new value)
         if not isinstance(self._root, jsonc.ObjectNode):
             raise ClientConfigError(
-                f"{location.path}: the top level is not a JSON object; the file was not changed. "
-                f"Is this the {location.label} config file?"
+                f"{location.path}: the top level is not a JSON object, as a client config file's is; "
+                "the file was not changed"
             )
 
     def _parse(self, text: str) -> jsonc.Node:

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     embed_threads: int = Field(default=1, ge=1, le=64)
 
+    @field_validator("audit_db", "pins_db")
+    @classmethod
+    def _a_file(cls, path: Path) -> Path:
+        if str(path) in ("", ".") or path.is_dir():
+            raise ValueError("give the path of a database file, not an empty value or a directory")
+        return path
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -102,7 +109,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: settings file not found; check --config or MCP_GATEWAY_CONFIG") from exc
+        raise ConfigError(f"{path}: settings file not found; check --settings or MCP_GATEWAY_CONFIG") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file or remove it") from exc
 

@@ -92,10 +92,11 @@ def _locations(
     if files:
         if all_clients or len(clients) > 1:
             fail("--config takes at most one --client (the file's format) and no --all")
-        missing = [str(path) for path in files if not path.is_file()]
+        missing = [path for path in files if not path.is_file()]
         if missing:
+            what = "is a directory; pass the config file inside it" if missing[0].is_dir() else "no such file"
             with cli_errors():
-                raise ClientConfigError(f"{missing[0]}: no such file")
+                raise ClientConfigError(f"{missing[0]}: {what}")
         return [spec_for_file(path, clients[0] if clients else None) for path in files]
     if all_clients:
         return all_locations(env)

@@ -127,3 +127,16 @@ def test_unreadable_files_are_a_message_not_a_traceback(tmp_path: Path) -> None:
         done = _cli(tmp_path, *args)
         assert done.returncode == 2, (args, done.stderr)
         assert says in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+
+
+def test_small_mistakes_get_messages_that_name_them(tmp_path: Path) -> None:
+    empty = _cli(tmp_path, "logs", MCP_GATEWAY_AUDIT_DB="")
+    assert empty.returncode == 2 and "audit_db" in empty.stderr and "not an empty value" in empty.stderr
+    negative = _cli(tmp_path, "logs", "--db", str(tmp_path / "a.db"), "-n", "-1")
+    assert negative.returncode == 2 and "Error" in negative.stderr  # typer: not in the range x>=1
+    missing = _cli(tmp_path, "logs", "--settings", str(tmp_path / "nope.toml"))
+    assert missing.returncode == 2 and "check --settings or MCP_GATEWAY_CONFIG" in missing.stderr
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    install = _cli(tmp_path, "install", "--config", str(folder), "--dry-run")
+    assert install.returncode == 2 and "is a directory" in install.stderr, install.stderr
