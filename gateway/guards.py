@@ -373,7 +373,7 @@ class Guard:
                 session=self.session,
                 server=subject.server,
                 method=subject.method,
-                tool=subject.tool,
+                tool=subject.tool or subject.metadata.get("uri", ""),  # a resource is named by its URI
                 kind=subject.kind,
                 policy=v.policy,
                 outcome=v.outcome,

@@ -41,3 +41,14 @@ def test_a_result_with_text_is_excerpted_from_its_masked_text() -> None:
              Span(field="structured.email", start=0, end=len(EMAIL), label="email"))
     excerpt = safe_excerpt(subject, decide([_verdict(*spans)]), _host())
     assert excerpt == "owner [MASKED:email]"
+
+
+def test_an_audit_row_for_a_resource_names_its_uri(tmp_path: object) -> None:
+    from gateway.guards import Guard
+
+    subject = Subject(kind=SubjectKind.RESOURCE, server="files", method="resources/read", text=f"owner {EMAIL}",
+                      metadata={"uri": "file:///srv/owners.txt"})
+    decision = decide([_verdict(Span(field="text", start=6, end=6 + len(EMAIL), label="email"))])
+    [row] = Guard(_host())._rows(subject, decision, 0.0)
+    assert row.tool == "file:///srv/owners.txt"
+    assert row.excerpt == "owner [MASKED:email]"
