@@ -24,14 +24,32 @@ from .errors import DownstreamError
 from .guards import SERVER_TEXT_FIELDS, Guard
 
 __all__ = [
-    "DISPATCHER_OWNED", "ToolSource", "WrapRelay", "checked_error", "checked_notification", "checked_progress",
-    "recheck_tools", "start_recheck",
+    "DISPATCHER_OWNED", "NoteOrder", "ToolSource", "WrapRelay", "checked_error", "checked_notification",
+    "checked_progress", "recheck_tools", "start_recheck",
 ]
 
 logger = logging.getLogger(__name__)
 
 # Ids differ per leg, so these are translated by the dispatchers, never forwarded raw.
 DISPATCHER_OWNED = frozenset({"notifications/cancelled", "notifications/progress"})
+
+
+class NoteOrder:
+    """What a server sends besides its answers (log and progress messages, list changes) is checked as it
+    comes, each on the SDK's task of its own, but passed on in the order it came; an answer waits for
+    everything the server sent before it. (The checks run in parallel: a long one goes to a thread.)"""
+
+    def __init__(self) -> None:
+        self._tail: anyio.Event | None = None
+
+    def take(self) -> tuple[anyio.Event | None, anyio.Event]:
+        """(the one before, to wait for before passing this on; this one's, to set once passed on or dropped)."""
+        previous, done = self.pending(), anyio.Event()
+        self._tail = done
+        return previous, done
+
+    def pending(self) -> anyio.Event | None:
+        return self._tail if self._tail is not None and not self._tail.is_set() else None
 
 
 class WrapRelay:
@@ -43,6 +61,7 @@ class WrapRelay:
         self.client_request_timeout_s = client_request_timeout_s
         self._up: JSONRPCDispatcher[TransportContext] | None = None
         self._tg: anyio.abc.TaskGroup | None = None
+        self.order = NoteOrder()
 
     async def serve(self, read: Any, write: Any) -> None:
         # initialize runs inline: the client's notifications/initialized must not overtake it downstream.
@@ -68,7 +87,7 @@ class WrapRelay:
                 return result
             options: CallOptions = {}
             if progress_token_from_params(params) is not None:
-                options["on_progress"] = checked_progress(self.guard, self.downstream.name, dctx.progress)
+                options["on_progress"] = checked_progress(self.guard, self.downstream.name, dctx.progress, self.order)
             forwarded: Mapping[str, Any] | None = params
             if self.guard is not None:
                 forwarded, answer = await self.guard.client_request(self.downstream.name, method, params)
@@ -77,9 +96,16 @@ class WrapRelay:
             try:
                 result = await self.downstream.request(method, forwarded, options)
             except MCPError as exc:
-                raise await checked_error(self.guard, self.downstream.name, method, exc) from None
+                before = self.order.pending()
+                error = await checked_error(self.guard, self.downstream.name, method, exc)
+                if before is not None:
+                    await before.wait()
+                raise error from None
+            before = self.order.pending()  # what the server sent before this answer goes out first
             if self.guard is not None:
                 result = await self.guard.server_result(self.downstream.name, method, forwarded, result)
+            if before is not None:
+                await before.wait()
             return result
         except DownstreamError as exc:
             raise MCPError(code=DOWNSTREAM_UNAVAILABLE, message=f"mcp-gateway: {exc}") from exc
@@ -105,41 +131,55 @@ class WrapRelay:
     ) -> None:
         if method in DISPATCHER_OWNED or self._up is None:
             return
-        if method == "notifications/tools/list_changed" and self.guard is not None and self._tg is not None:
-            start_recheck(self._tg, self.downstream, self.guard)
-        checked = await checked_notification(self.guard, self.downstream.name, method, params)
-        if checked is not None:
-            await self._up.notify(method, checked)
+        previous, done = self.order.take()
+        try:
+            if method == "notifications/tools/list_changed" and self.guard is not None and self._tg is not None:
+                start_recheck(self._tg, self.downstream, self.guard)
+            keep, checked = await checked_notification(self.guard, self.downstream.name, method, params)
+            if previous is not None:
+                await previous.wait()
+            if keep:
+                await self._up.notify(method, checked)
+        finally:
+            done.set()
 
 
-def checked_progress(guard: Guard | None, server: str, report: ProgressFnT) -> ProgressFnT:
-    """`report`, with each message checked like a server notification first (and left out if blocked)."""
-    if guard is None:
-        return report
+def checked_progress(guard: Guard | None, server: str, report: ProgressFnT, order: NoteOrder) -> ProgressFnT:
+    """`report`, with each message checked like a server notification first (left out if blocked), in the
+    order of everything else the server sends."""
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        if message:
-            checked = await checked_notification(guard, server, "notifications/progress", {"message": message})
-            message = None if checked is None else checked.get("message")
-        await report(progress, total, message)
+        previous, done = order.take()
+        try:
+            if message and guard is not None:
+                keep, checked = await checked_notification(
+                    guard, server, "notifications/progress", {"message": message}
+                )
+                message = checked.get("message") if keep and checked is not None else None
+            if previous is not None:
+                await previous.wait()
+            await report(progress, total, message)
+        finally:
+            done.set()
 
     return on_progress
 
 
 async def checked_notification(
     guard: Guard | None, server: str, method: str, params: Mapping[str, Any] | None
-) -> Mapping[str, Any] | None:
-    """The params to pass a server notification on with, or None to withhold it."""
+) -> tuple[bool, Mapping[str, Any] | None]:
+    """(whether to pass a server notification on, and with which params)."""
     if guard is None or method not in SERVER_TEXT_FIELDS or not isinstance(params, Mapping):
-        return params if params is not None else {}
+        return True, params
     try:
         checked = await guard.server_text(server, method, params)
     except Exception:  # a broken check must not let the text through unchecked
         logger.exception("checking a %s from server %r failed; it was withheld", method, server)
-        return None
+        return False, None
     if checked is None:
         logger.info("withheld a %s from server %r: a policy blocked its text", method, server)
-    return checked
+        return False, None
+    return True, checked
 
 
 async def checked_error(guard: Guard | None, server: str, method: str, exc: MCPError) -> MCPError:

@@ -24,7 +24,7 @@ from mcp_types import METHOD_NOT_FOUND
 from .downstream import DOWNSTREAM_UNAVAILABLE, Downstream
 from .errors import DownstreamError
 from .guards import Guard
-from .relay import DISPATCHER_OWNED, checked_error, checked_notification, checked_progress, start_recheck
+from .relay import DISPATCHER_OWNED, NoteOrder, checked_error, checked_notification, checked_progress, start_recheck
 
 __all__ = ["SEP", "RouterRelay", "prefix_name"]
 
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 SEP = "__"
 UNKNOWN_TARGET = -32602
-RETRY_AFTER_S = 30.0  # a server that failed to start is tried again by a list request after this long
+RETRY_AFTER_S = 30.0  # a server that failed to start is tried again (in the background) after this long
 _LIST_KEYS = {
     "tools/list": "tools",
     "prompts/list": "prompts",
@@ -77,6 +77,9 @@ class RouterRelay:
         self._tg: anyio.abc.TaskGroup | None = None
         self.unavailable: dict[str, str] = {}
         self._failed_at: dict[str, float] = {}  # when each unavailable server last failed to start
+        self._starting: set[str] = set()  # servers whose first start is still under way, or being retried
+        self._client_initialized = False
+        self.orders = {prefix: NoteOrder() for prefix in self.by_prefix}
 
     async def serve(self, read: Any, write: Any) -> None:
         up: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(
@@ -111,14 +114,30 @@ class RouterRelay:
             )
         return downstream, rest
 
-    def _available(self, retry: bool = False) -> list[tuple[str, Downstream]]:
-        """The servers that started; with `retry`, also those that failed to start over RETRY_AFTER_S ago."""
-        now = anyio.current_time() if retry else 0.0
-        return [
-            (p, d)
-            for p, d in self.by_prefix.items()
-            if p not in self.unavailable or (retry and now - self._failed_at.get(p, 0.0) >= RETRY_AFTER_S)
-        ]
+    def _available(self) -> list[tuple[str, Downstream]]:
+        return [(p, d) for p, d in self.by_prefix.items() if p not in self.unavailable]
+
+    def _retry_due(self) -> None:
+        """Try again, in the background, the servers that failed to start over RETRY_AFTER_S ago: one that
+        answers is listed from then on (and the client told); the list asked for now does not wait."""
+        if self._tg is None:
+            return
+        now = anyio.current_time()
+        for prefix in list(self.unavailable):
+            if prefix not in self._starting and now - self._failed_at.get(prefix, now) >= RETRY_AFTER_S:
+                self._starting.add(prefix)
+                self._tg.start_soon(self._retry, prefix)
+
+    async def _retry(self, prefix: str) -> None:
+        downstream = self.by_prefix[prefix]
+        try:
+            await downstream.request("ping", None)  # starts it again (initialize, then initialized)
+        except (MCPError, DownstreamError) as exc:
+            self._failed(prefix, exc.error.message if isinstance(exc, MCPError) else str(exc))
+        else:
+            self._started(prefix)
+        finally:
+            self._starting.discard(prefix)
 
     def _started(self, prefix: str) -> None:
         """A server that had failed to start answered after all: it is listed again, and the client told."""
@@ -149,10 +168,11 @@ class RouterRelay:
             if method == "logging/setLevel":
                 return await self._set_level(params)
             downstream, routed, rename = self._route(method, params)
+            order = self.orders[_slug(downstream.name)]
             forwarded: dict[str, Any] | None = routed
             options: CallOptions = {}
             if progress_token_from_params(params) is not None:
-                options["on_progress"] = checked_progress(self.guard, downstream.name, dctx.progress)
+                options["on_progress"] = checked_progress(self.guard, downstream.name, dctx.progress, order)
             if self.guard is not None:
                 forwarded, answer = await self.guard.client_request(downstream.name, method, forwarded)
                 if answer is not None:
@@ -160,10 +180,17 @@ class RouterRelay:
             try:
                 result = await downstream.request(method, forwarded, options)
             except MCPError as exc:
-                raise await checked_error(self.guard, downstream.name, method, exc) from None
+                before = order.pending()
+                error = await checked_error(self.guard, downstream.name, method, exc)
+                if before is not None:
+                    await before.wait()
+                raise error from None
+            before = order.pending()  # what the server sent before this answer goes out first
             self._started(_slug(downstream.name))
             if self.guard is not None:
                 result = await self.guard.server_result(downstream.name, method, forwarded, result)
+            if before is not None:
+                await before.wait()
             return _rewrite_uris(result, rename) if rename else result
         except DownstreamError as exc:
             raise MCPError(code=DOWNSTREAM_UNAVAILABLE, message=f"mcp-gateway: {exc}") from exc
@@ -203,18 +230,22 @@ class RouterRelay:
         every = anyio.Event()
 
         async def start(prefix: str, downstream: Downstream) -> None:
+            self._starting.add(prefix)
             try:
                 result = await downstream.initialize(params)
                 if self.guard is not None:
                     result = await self.guard.initialize_result(downstream.name, result)
                 results[prefix] = result
-                if answered.is_set():
-                    self._started(prefix)  # a late server: listed from now on
+                if answered.is_set():  # a late server: listed from now on
+                    if self._client_initialized:  # the client's came while it was starting
+                        await downstream.notify("notifications/initialized", None)
+                    self._started(prefix)
             except (MCPError, DownstreamError) as exc:
                 message = exc.error.message if isinstance(exc, MCPError) else str(exc)
                 self._failed(prefix, message)
                 logger.error("server %r did not start: %s", downstream.name, message)
             finally:
+                self._starting.discard(prefix)
                 finished.add(prefix)
                 if prefix in results or len(finished) == len(self.by_prefix):
                     some.set()
@@ -273,18 +304,13 @@ class RouterRelay:
     async def _list(self, method: str) -> dict[str, Any]:
         key = _LIST_KEYS[method]
         merged: list[Any] = []
-        for prefix, downstream in self._available(retry=True):
+        self._retry_due()
+        for prefix, downstream in self._available():
             try:
                 items = await self._all_pages(downstream, method, key)
             except (MCPError, DownstreamError) as exc:
                 logger.warning("server %r: %s failed: %s", downstream.name, method, exc)
-                if prefix in self.unavailable:
-                    self._failed(prefix, str(exc))
                 continue
-            if prefix in self.unavailable:
-                self.unavailable.pop(prefix)
-                self._failed_at.pop(prefix, None)
-                logger.info("server %r is available again", downstream.name)
             for item in items:
                 if not isinstance(item, dict):
                     continue
@@ -331,6 +357,8 @@ class RouterRelay:
     ) -> None:
         if method in DISPATCHER_OWNED:
             return
+        if method == "notifications/initialized":
+            self._client_initialized = True
         for _, downstream in self._available():
             await downstream.notify(method, params)
 
@@ -356,11 +384,18 @@ class RouterRelay:
                 return
             if method == "notifications/tools/list_changed" and self.guard is not None and self._tg is not None:
                 start_recheck(self._tg, self.by_prefix[prefix], self.guard)
-            if method == "notifications/resources/updated" and params and isinstance(params.get("uri"), str):
-                params = {**params, "uri": f"{prefix}+{params['uri']}"}
-            checked = await checked_notification(self.guard, self.by_prefix[prefix].name, method, params)
-            if checked is not None:
-                await self._up.notify(method, checked)
+            previous, done = self.orders[prefix].take()
+            try:
+                keep, checked = await checked_notification(self.guard, self.by_prefix[prefix].name, method, params)
+                uri = checked.get("uri") if keep and checked and method == "notifications/resources/updated" else None
+                if checked and isinstance(uri, str):
+                    checked = {**checked, "uri": f"{prefix}+{uri}"}
+                if previous is not None:
+                    await previous.wait()
+                if keep:
+                    await self._up.notify(method, checked)
+            finally:
+                done.set()
 
         return on_notify
 

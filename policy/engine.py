@@ -58,6 +58,7 @@ class _Run:
 
 
 PROPAGATE_MIN_CHARS = 6  # a found value this long is masked wherever else it appears in the subject
+PROPAGATE_SEARCHED = 64  # values looked for inside other strings (all of them are matched as whole strings)
 
 
 def everywhere(spans: list[Span], strings: list[tuple[str, str]]) -> list[Span]:
@@ -71,19 +72,35 @@ def everywhere(spans: list[Span], strings: list[tuple[str, str]]) -> list[Span]:
         value = texts.get(span.field, "")[span.start : span.end]
         if len(value.strip()) >= PROPAGATE_MIN_CHARS:
             found.setdefault(value, span)
+    return spans + occurrences(found, strings, {(span.field, span.start, span.end) for span in spans})
+
+
+def occurrences(found: dict[str, Span], strings: list[tuple[str, str]], have: set[tuple[str, int, int]]) -> list[Span]:
+    """Spans for each place in `strings` where a value of `found` appears, labelled like the span that found it.
+
+    Every string equal to a value is matched; the PROPAGATE_SEARCHED longest values are also looked for
+    inside every string (a bound: a result with thousands of distinct secrets must not cost seconds)."""
     if not found:
-        return spans
-    have = {(span.field, span.start, span.end) for span in spans}
-    out = list(spans)
+        return []
+    out: list[Span] = []
+
+    def add(path: str, start: int, end: int, origin: Span) -> None:
+        if (path, start, end) not in have:
+            have.add((path, start, end))
+            out.append(Span(field=path, start=start, end=end, label=origin.label, score=origin.score))
+
+    searched = sorted(found, key=len, reverse=True)[:PROPAGATE_SEARCHED]
     for path, text in strings:
-        for value, origin in found.items():
+        whole = found.get(text)
+        if whole is not None:
+            add(path, 0, len(text), whole)
+        for value in searched:
+            if len(value) >= len(text):
+                continue  # only equal strings can hold it, and those were matched above
             start = text.find(value)
             while start != -1:
-                end = start + len(value)
-                if (path, start, end) not in have:
-                    have.add((path, start, end))
-                    out.append(Span(field=path, start=start, end=end, label=origin.label, score=origin.score))
-                start = text.find(value, end)
+                add(path, start, start + len(value), found[value])
+                start = text.find(value, start + len(value))
     return out
 
 

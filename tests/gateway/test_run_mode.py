@@ -261,9 +261,10 @@ async def _timed_start(tmp: Path, config: Path) -> dict[str, object]:
 def test_a_slow_server_does_not_hold_initialize_and_joins_when_it_answers(tmp_path: Path) -> None:
     raw = " ".join(RAW_SERVER)
     config = tmp_path / "mcp.json"
+    slow_log = tmp_path / "slow.log"
     config.write_text(json.dumps({"mcpServers": {
         "quick": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]},
-        "slow": {"command": "sh", "args": ["-c", f"sleep 6; exec {raw}"]},
+        "slow": {"command": "sh", "args": ["-c", f"sleep 6; exec {raw}"], "env": {"RAW_SERVER_LOG": str(slow_log)}},
     }}), encoding="utf-8")
     out = anyio.run(_timed_start, tmp_path, config)
     assert isinstance(out["init_s"], float) and out["init_s"] < 5
@@ -272,3 +273,42 @@ def test_a_slow_server_does_not_hold_initialize_and_joins_when_it_answers(tmp_pa
     assert isinstance(first, list) and isinstance(then, list)
     assert "quick__echo" in first and "slow__echo" not in first
     assert "slow__echo" in then
+    # it joined late, but was told that the client is initialized before anything else
+    told = [json.loads(line).get("method") for line in slow_log.read_text(encoding="utf-8").splitlines()]
+    assert told[:3] == ["initialize", "notifications/initialized", "tools/list"]
+
+
+async def _ordered_session(tmp: Path, argv: list[str], tool: str) -> list[str]:
+    events: list[str] = []
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        events.append("log " + str(params.data).split(" x")[0].strip())
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        events.append("progress " + str(message).split(" x")[0].strip())
+
+    params = StdioServerParameters(command=sys.executable, args=["-m", "gateway", *argv], env=gateway_env(tmp))
+    with anyio.fail_after(90), (tmp / "gateway.stderr").open("w") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(
+            read, write, logging_callback=on_log  # type: ignore[arg-type]
+        ) as session:
+            await session.initialize()
+            for _ in range(2):
+                result = await session.call_tool(tool, {}, progress_callback=on_progress)
+                events.append("answer " + result.content[0].text)  # type: ignore[union-attr]
+    return events
+
+
+@pytest.mark.parametrize("mode", ["run", "wrap"])
+def test_what_a_server_says_during_a_call_arrives_in_order_and_before_the_answer(tmp_path: Path, mode: str) -> None:
+    policies = _policies(tmp_path)
+    secrets_mask_policy(policies)  # every log and progress message is checked; the long ones on a thread
+    if mode == "run":
+        argv = ["run", "--mcp-json-path", str(_config(tmp_path)), "--no-builtin", "--policies", str(policies)]
+        tool = "raw__order"
+    else:
+        argv = ["wrap", "--name", "raw", "--no-builtin", "--policies", str(policies), "--", *RAW_SERVER]
+        tool = "order"
+    events = anyio.run(_ordered_session, tmp_path, argv, tool)
+    one_call = [item for step in range(6) for item in (f"log step {step}", f"progress step {step}")]
+    assert events == [*one_call, "answer ordered", *one_call, "answer ordered"]

@@ -25,7 +25,7 @@ TOOLS = [
     {"name": name, "description": f"{name} tool", "inputSchema": {"type": "object"}}
     for name in (
         "echo", "crash", "hang", "garbage", "huge", "slow", "sample", "progress", "changed", "leak", "args", "chatter",
-        "fail", "elicit", "sides", "complain",
+        "fail", "elicit", "sides", "complain", "order",
     )
 ] + [
     {
@@ -119,6 +119,16 @@ def call_tool(request_id: Any, params: dict[str, Any]) -> None:
             ],
             "_meta": {"auth": f"Bearer {said}"},
         }})
+    elif name == "order":  # log and progress messages, long (checked on a thread) and short by turns, then the answer
+        token = (params.get("_meta") or {}).get("progressToken")
+        for step in range(6):
+            said = f"step {step} " + ("x" * 700 if step % 2 == 0 else "")
+            send({"jsonrpc": "2.0", "method": "notifications/message",
+                  "params": {"level": "info", "logger": "raw", "data": said}})
+            if token is not None:
+                send({"jsonrpc": "2.0", "method": "notifications/progress",
+                      "params": {"progressToken": token, "progress": step + 1, "total": 6, "message": said}})
+        text_result(request_id, "ordered")
     elif name == "complain":  # writes `text` to stderr, then answers
         sys.stderr.write(f"raw-server: connecting with {args.get('text', '')}\n")
         sys.stderr.flush()
