@@ -21,6 +21,7 @@ import anyio
 from mcp.shared.exceptions import MCPError
 from pydantic import TypeAdapter
 
+from policy.engine import occurrences, values_of
 from policy.subject import Subject, SubjectKind
 from policy.verdict import Action, Outcome, Span, Tier, TierStep, Verdict
 
@@ -51,9 +52,14 @@ META_KEY = "mcp-gateway"
 SERVER_TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "notifications/message": ("logger", "data"),
     "notifications/progress": ("message",),
-    "elicitation/create": ("message", "requestedSchema"),
+    "notifications/resources/updated": ("uri",),
+    "elicitation/create": ("message", "requestedSchema", "url"),
 }
+# Notifications are read by people (a log pane, a progress bar), not by the model: only the policies
+# that mask act on them. A short status line ("all done") is no prompt injection to block.
+MASKED_ONLY = frozenset({"notifications/message", "notifications/progress", "notifications/resources/updated"})
 _EMPTY: tuple[Any, ...] = (None, "", {}, [])
+_KIND_OF = {"resources/read": SubjectKind.RESOURCE, "prompts/get": SubjectKind.PROMPT}  # else a tool result
 
 
 @dataclass(frozen=True)
@@ -121,9 +127,9 @@ class Guard:
         self._changing[server] = [*pending, event]
         return event
 
-    async def _judge(self, subject: Subject) -> Decision:
+    async def _judge(self, subject: Subject, *, masking_only: bool = False) -> Decision:
         started = time.perf_counter()
-        verdicts = await self.host.check(subject)
+        verdicts = await self.host.check(subject, masking_only=masking_only)
         decision = decide(verdicts)
         if verdicts:
             self._log(subject, decision)
@@ -186,30 +192,45 @@ class Guard:
             return await self._catalogue(server, result, "tools", "tool", self.hidden_tools)
         if method == "prompts/list":
             return await self._catalogue(server, result, "prompts", "prompt", self.hidden_prompts)
-        checked = result
         built = result_subject(method, server, params, result)
-        if built is not None:
+        subject: Subject | None = None
+        layout = TextLayout(())
+        content: Decision | None = None
+        if built is not None and (built[0].text or built[0].structured is not None or built[0].arguments):
             subject, layout = built
-            if subject.text or subject.structured is not None or subject.arguments:
-                decision = await self._judge(subject)
-                checked = self._apply(decision, method, result, layout)
-                if decision.applied == "block":
-                    return checked
-        sides = side_values(method, checked)
+            content = await self._judge(subject)
+            if content.applied == "block":
+                return self._apply(content, method, result, layout)
+        sides = side_values(method, result)
         if not sides:
-            return checked
-        # `_meta`, URIs, link descriptions, text in blobs, completion values: masked like the content.
+            return result if content is None else self._apply(content, method, result, layout)
+        # `_meta`, URIs, link descriptions, text in blobs, completion values: masked like the content, by
+        # the policies that mask (they are not prose a model reads as instructions).
         tool = str((params or {}).get("name", "")) if method in ("tools/call", "prompts/get") else ""
-        subject = side_subject(server, method, tool, sides)
-        verdicts = await self.host.check(subject, masking_only=True)
-        if not verdicts:
-            return checked
-        decision = decide(verdicts)
-        self._log(subject, decision)
-        if decision.applied == "block":
-            return self._apply(decision, method, checked, TextLayout(()))
-        if decision.masks:
-            checked = mask_sides(checked, sides, list(decision.masks))
+        side = side_subject(server, method, tool, sides, kind=subject.kind if subject is not None else None)
+        verdicts = await self.host.check(side, masking_only=True)
+        side_masks: list[Span] = []
+        if verdicts:
+            found = decide(verdicts)
+            self._log(side, found)
+            if found.applied == "block":
+                return self._apply(found, method, result, TextLayout(()))
+            side_masks = list(found.masks)
+        content_masks = list(content.masks) if content is not None else []
+        # a value masked on one side is masked on the other too
+        content_strings = list(subject.strings()) if subject is not None else []
+        side_strings = list(side.strings())
+        values = {**values_of(content_masks, content_strings), **values_of(side_masks, side_strings)}
+        extra = occurrences(values, content_strings, {(m.field, m.start, m.end) for m in content_masks})
+        side_masks += occurrences(values, side_strings, {(m.field, m.start, m.end) for m in side_masks})
+        checked = mask_sides(result, sides, side_masks) if side_masks else result
+        if content is not None:
+            checked = self._apply(content, method, checked, layout)
+        if extra:
+            checked = mask_message(checked, layout, extra, structured_key="structuredContent")
+        if side_masks or extra:
+            labels = {span.label for span in [*side_masks, *extra, *(content.masks if content is not None else ())]}
+            checked = _with_meta(checked, "masked", sorted(labels))
         return checked
 
     def _apply(self, decision: Decision, method: str, result: dict[str, Any], layout: TextLayout) -> dict[str, Any]:
@@ -245,22 +266,25 @@ class Guard:
             raise MCPError(code=BLOCKED, message=decision.message("sampling request"))
         if decision.applied == "mask":
             params = mask_message(params, layout, list(decision.masks))
-        return params
+        metadata = await self._fields(server, method, params, ("metadata", "modelPreferences"), masking_only=True)
+        return params if metadata is None else metadata
 
     async def server_text(self, server: str, method: str, payload: Mapping[str, Any]) -> dict[str, Any] | None:
         """What a server says outside results (log and progress messages, elicitation requests), checked like
         a tool result: the payload to pass on, masked where needed, or None when a policy blocks it."""
-        return await self._fields(server, method, payload, SERVER_TEXT_FIELDS.get(method, ()))
+        keys = SERVER_TEXT_FIELDS.get(method, ())
+        return await self._fields(server, method, payload, keys, masking_only=method in MASKED_ONLY)
 
     async def _fields(
-        self, server: str, method: str, payload: Mapping[str, Any], keys: tuple[str, ...]
+        self, server: str, method: str, payload: Mapping[str, Any], keys: tuple[str, ...], *, masking_only: bool = False
     ) -> dict[str, Any] | None:
         payload = dict(payload)
         fields = {key: payload[key] for key in keys if payload.get(key) not in _EMPTY}
         if not fields:
             return payload
-        subject = Subject(kind=SubjectKind.TOOL_RESULT, server=server, method=method, structured=fields)
-        decision = await self._judge(subject)
+        kind = _KIND_OF.get(method.removesuffix(" (error)"), SubjectKind.TOOL_RESULT)
+        subject = Subject(kind=kind, server=server, method=method, structured=fields)
+        decision = await self._judge(subject, masking_only=masking_only)
         if decision.applied == "block":
             return None
         if decision.applied == "mask":

@@ -179,8 +179,10 @@ def get_path(root: Any, path: str) -> Any:
     return node
 
 
-def mask_value_at(root: Any, path: str, spans: Sequence[tuple[int, int, str]]) -> Any:
-    """A deep copy of `root` with the string at `path` masked (a number at `path` becomes 0)."""
+def mask_value_at(root: Any, path: str, spans: Sequence[tuple[int, int, str]], *, keep_type: bool = True) -> Any:
+    """A deep copy of `root` with the string at `path` masked. A number there becomes 0 (`keep_type`: a
+    result's outputSchema may require a number) or the mask token (a call's argument: a server must not
+    act on a plausible but wrong value)."""
     out = copy.deepcopy(root)
     try:
         current = get_path(out, path)
@@ -189,9 +191,9 @@ def mask_value_at(root: Any, path: str, spans: Sequence[tuple[int, int, str]]) -
     if isinstance(current, bool) or current is None:
         return out
     if isinstance(current, int | float):
-        # A number stays a number (a tool's outputSchema may say so, and clients validate it): zero.
-        # The message's _meta names what was masked; the text copy of a result shows the token.
-        set_path(out, path, type(current)(0))
+        # In a result a number stays a number (clients validate outputSchema): zero. The message's _meta
+        # names what was masked; the text copy of a result shows the token.
+        set_path(out, path, type(current)(0) if keep_type else mask_string(str(current), spans))
     elif isinstance(current, str):
         set_path(out, path, mask_string(current, spans))
     return out

@@ -344,7 +344,7 @@ class RouterRelay:
         cursor: str | None = None
         for _ in range(100):  # a server that pages forever must not hang the list
             result = await downstream.request(method, {"cursor": cursor} if cursor else None)
-            if method == "tools/list" and self.guard is not None:
+            if self.guard is not None:  # tool and prompt definitions screened; secrets in resource lists masked
                 result = await self.guard.server_result(downstream.name, method, None, result)
             items.extend(result.get(key) or [])
             cursor = result.get("nextCursor")

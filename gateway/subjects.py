@@ -127,6 +127,8 @@ def result_subject(
     return None
 
 
+_SIDE_KIND = {"resources/read": SubjectKind.RESOURCE, "prompts/get": SubjectKind.PROMPT,
+              "resources/list": SubjectKind.RESOURCE, "resources/templates/list": SubjectKind.RESOURCE}
 BLOB_TEXT_LIMIT = 1 << 20  # a base64 blob this large (decoded) or smaller is read when it is UTF-8 text
 
 
@@ -151,8 +153,8 @@ def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
     def block(holder: Mapping[str, Any], path: tuple[str | int, ...]) -> None:
         add((*path, "_meta"), holder.get("_meta"))
         if holder.get("type") == "resource_link":
-            add((*path, "uri"), holder.get("uri"))
-            add((*path, "description"), holder.get("description"))
+            for key in ("uri", "name", "title", "description"):
+                add((*path, key), holder.get(key))
         resource = holder.get("resource")
         if isinstance(resource, dict):
             resource_fields(resource, (*path, "resource"))
@@ -166,18 +168,24 @@ def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
 
     add(("_meta",), result.get("_meta"))
     if method in ("tools/call", "tasks/result"):
-        for index, item in enumerate(result.get("content") or []):
+        for index, item in enumerate(_list(result.get("content"))):
             if isinstance(item, dict):
                 block(item, ("content", index))
     elif method == "resources/read":
-        for index, item in enumerate(result.get("contents") or []):
+        for index, item in enumerate(_list(result.get("contents"))):
             if isinstance(item, dict):
                 resource_fields(item, ("contents", index))
     elif method == "prompts/get":
-        for index, message in enumerate(result.get("messages") or []):
+        for index, message in enumerate(_list(result.get("messages"))):
             content = message.get("content") if isinstance(message, dict) else None
             if isinstance(content, dict):
                 block(content, ("messages", index, "content"))
+    elif method in ("resources/list", "resources/templates/list"):
+        key = "resources" if method == "resources/list" else "resourceTemplates"
+        for index, item in enumerate(_list(result.get(key))):
+            if isinstance(item, dict):
+                for field in ("uri", "uriTemplate", "name", "title", "description", "_meta"):
+                    add((key, index, field), item.get(field))
     elif method == "completion/complete":
         completion = result.get("completion")
         if isinstance(completion, dict):
@@ -185,18 +193,34 @@ def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
     return found
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _blob_text(blob: Any) -> str | None:
-    if not isinstance(blob, str) or not blob or len(blob) > BLOB_TEXT_LIMIT * 4 // 3 + 4:
+    """The text a base64 blob holds (line-wrapped or not; UTF-8, or UTF-16 with its byte-order mark), or
+    None for binary (an image, an archive) and for blobs over BLOB_TEXT_LIMIT."""
+    if not isinstance(blob, str) or not blob or len(blob) > BLOB_TEXT_LIMIT * 4 // 3 + 4096:
         return None
     try:
-        return base64.b64decode(blob, validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):  # not base64, or not UTF-8 text: an image, an archive
+        raw = base64.b64decode("".join(blob.split()), validate=True)
+    except (binascii.Error, ValueError):
         return None
+    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    if not text.replace("\n", "").replace("\r", "").replace("\t", "").isprintable():
+        return None
+    return text
 
 
-def side_subject(server: str, method: str, tool: str, sides: list[Side]) -> Subject:
+def side_subject(
+    server: str, method: str, tool: str, sides: list[Side], kind: SubjectKind | None = None
+) -> Subject:
     return Subject(
-        kind=SubjectKind.TOOL_RESULT,
+        kind=kind or _SIDE_KIND.get(method, SubjectKind.TOOL_RESULT),
         server=server,
         tool=tool,
         method=method,
@@ -220,12 +244,20 @@ def mask_sides(result: Mapping[str, Any], sides: list[Side], spans: list[Span]) 
             continue
         value = masked["v"]
         if side.blob:
-            value = base64.b64encode(str(value).encode("utf-8")).decode("ascii")
+            original = base64.b64decode("".join(str(_at(result, side.path)).split()))
+            encoding = "utf-16" if original[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
+            value = base64.b64encode(str(value).encode(encoding)).decode("ascii")
         holder: Any = out
         for part in side.path[:-1]:
             holder = holder[part]
         holder[side.path[-1]] = value
     return out
+
+
+def _at(root: Any, path: tuple[str | int, ...]) -> Any:
+    for part in path:
+        root = root[part]
+    return root
 
 
 def sampling_subject(server: str, params: Mapping[str, Any]) -> tuple[Subject, TextLayout]:
@@ -266,7 +298,7 @@ def mask_message(
             holder[part.path[-1]] = mask_string(holder[part.path[-1]], local)
     if arguments_key is not None and isinstance(out.get(arguments_key), dict):
         for path, field_spans in spans_by_field(spans, "arguments").items():
-            out[arguments_key] = mask_value_at(out[arguments_key], path, field_spans)
+            out[arguments_key] = mask_value_at(out[arguments_key], path, field_spans, keep_type=False)
     if structured_key is not None and structured_key in out:
         for path, field_spans in spans_by_field(spans, "structured").items():
             if path == "":

@@ -24,7 +24,7 @@ from .judge import Judge
 from .subject import Subject, SubjectKind
 from .verdict import Action, Outcome, Span, Tier, TierStep, Verdict
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "everywhere", "occurrences", "values_of"]
 
 SCOPE_MEMO = 4096  # (kind, server, tool) combinations whose policies in scope are remembered
 
@@ -66,13 +66,19 @@ def everywhere(spans: list[Span], strings: list[tuple[str, str]]) -> list[Span]:
 
     A detector may find a value in one place only (a key names it as a password there, and not in
     the text that repeats it); what is masked in one place must not be readable in another."""
+    found = values_of(spans, strings)
+    return spans + occurrences(found, strings, {(span.field, span.start, span.end) for span in spans})
+
+
+def values_of(spans: Sequence[Span], strings: list[tuple[str, str]]) -> dict[str, Span]:
+    """The text each span covers (at least PROPAGATE_MIN_CHARS of it), with the first span that found it."""
     texts = dict(strings)
     found: dict[str, Span] = {}
     for span in spans:
         value = texts.get(span.field, "")[span.start : span.end]
         if len(value.strip()) >= PROPAGATE_MIN_CHARS:
             found.setdefault(value, span)
-    return spans + occurrences(found, strings, {(span.field, span.start, span.end) for span in spans})
+    return found
 
 
 def occurrences(found: dict[str, Span], strings: list[tuple[str, str]], have: set[tuple[str, int, int]]) -> list[Span]:

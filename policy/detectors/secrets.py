@@ -208,7 +208,8 @@ class SecretsDetector:
         seen: dict[str, str | None] = {}  # a value repeated in a message is decoded once
         for match in BASE64_VALUE.finditer(text):
             start, end = match.span()
-            if not _ASSIGNED_BEFORE.search(text, max(0, start - 4), start):
+            whole_value = start == 0 and end == len(text) and field.startswith(("structured", "arguments"))
+            if not whole_value and not _ASSIGNED_BEFORE.search(text, max(0, start - 4), start):
                 continue  # a value set by a key (`KEY: ...`, `KEY=...`, `"key": "..."`), not a wrapped document
             before = bisect.bisect_left(starts, end)  # found spans that start before this run ends
             if before and reach[before - 1] > start:

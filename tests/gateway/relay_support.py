@@ -73,7 +73,8 @@ def attacker_mail_policy(
 
 def secrets_mask_policy(directory: Path) -> Path:
     """A detector-only policy: secrets in what servers send are masked (no models to load)."""
-    return write_rule_policy(directory, "mask-secrets", "Mask secrets servers send.", [], [SubjectKind.TOOL_RESULT],
+    kinds = [SubjectKind.TOOL_RESULT, SubjectKind.RESOURCE, SubjectKind.PROMPT]
+    return write_rule_policy(directory, "mask-secrets", "Mask secrets servers send.", [], kinds,
                              action=Action.MASK, detectors=["secrets"])
 
 

@@ -12,6 +12,7 @@ import mcp_types as types
 import pytest
 from mcp import MCPError
 
+from policy.conditions import Predicate, Rule
 from policy.subject import SubjectKind as types_kind
 from policy.verdict import Action
 
@@ -264,6 +265,42 @@ async def test_a_secret_a_server_writes_to_stderr_is_masked_in_the_gateways_log(
     log = (tmp_path / "gateway.stderr").read_text(encoding="utf-8")
     assert "raw-server: connecting with [MASKED:github-token]" in log
     assert TOKEN not in log
+
+
+async def test_a_value_masked_in_the_content_is_masked_in_the_side_places_too(tmp_path: Path, policies: Path) -> None:
+    secrets_mask_policy(policies)
+    password = "Tr0ub4dor&3xyzzy"  # found only where a key names it: structuredContent.password
+    env = {**gateway_env(tmp_path), "RAW_SERVER_RESOURCE_SECRET": "Ru7iPa3sZx9c"}
+    with anyio.fail_after(60):
+        async with gateway_session(tmp_path, RAW_SERVER, gateway_args=args(policies), env=env) as session:
+            await session.initialize()
+            crossed = await session.call_tool("crossed", {"text": password})
+            resources = await session.list_resources()
+    dumped = crossed.model_dump_json(by_alias=True)
+    assert password not in dumped
+    assert crossed.structured_content == {"user": "svc", "password": "[MASKED:password]"}
+    assert crossed.content[1].description == "holds [MASKED:password]"  # type: ignore[union-attr]
+    assert "Ru7iPa3sZx9c" not in resources.model_dump_json()
+    assert str(resources.resources[1].uri) == "mem://plain"
+
+
+async def test_a_progress_message_is_masked_but_never_blocked(tmp_path: Path) -> None:
+    directory = tmp_path / "policies"
+    rule = Rule(id="done", description="says done", when=Predicate(path="**", op="contains", value="done"))
+    write_rule_policy(directory, "no-done", "Nothing may say done.", [rule], [types_kind.TOOL_RESULT])
+    secrets_mask_policy(directory)
+    seen: list[str | None] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        seen.append(message)
+
+    with anyio.fail_after(60):
+        async with gateway_session(tmp_path, RAW_SERVER, gateway_args=args(directory)) as session:
+            await session.initialize()
+            await session.call_tool("chatter", {"text": f"all done {TOKEN}"}, progress_callback=on_progress)
+            blocked = await session.call_tool("echo", {"text": "all done"})
+    assert seen == ["sent with all done [MASKED:github-token]"]  # a block policy does not act on notifications
+    assert blocked.is_error and "no-done" in text(blocked)  # but it does on a result
 
 
 async def test_closing_the_client_stops_the_server_process(tmp_path: Path, policies: Path) -> None:

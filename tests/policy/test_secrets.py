@@ -293,6 +293,11 @@ def test_a_base64_value_that_decodes_to_a_credential_is_masked_whole() -> None:
     host = base64.b64encode(b"db.internal").decode()
     text = f"apiVersion: v1\nkind: Secret\ndata:\n  DATABASE_URL: {url}\n  HOST: {host}\n"
     assert found(text) == [(url, "base64-connection-string-password")]
+    # the same Secret as JSON: each value is a string of its own, named by its path
+    detector = SecretsDetector()
+    spans = detector.scan("structured.data.DATABASE_URL", url)
+    assert [(s.start, s.end, s.label) for s in spans] == [(0, len(url), "base64-connection-string-password")]
+    assert detector.scan("structured.data.HOST", host) == []
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ TOOLS = [
     {"name": name, "description": f"{name} tool", "inputSchema": {"type": "object"}}
     for name in (
         "echo", "crash", "hang", "garbage", "huge", "slow", "sample", "progress", "changed", "leak", "args", "chatter",
-        "fail", "elicit", "sides", "complain", "order",
+        "fail", "elicit", "sides", "complain", "order", "crossed",
     )
 ] + [
     {
@@ -129,6 +129,16 @@ def call_tool(request_id: Any, params: dict[str, Any]) -> None:
                 send({"jsonrpc": "2.0", "method": "notifications/progress",
                       "params": {"progressToken": token, "progress": step + 1, "total": 6, "message": said}})
         text_result(request_id, "ordered")
+    elif name == "crossed":  # `text` as a password in structuredContent, and unnamed in _meta and a link
+        said = str(args.get("text", ""))
+        send({"jsonrpc": "2.0", "id": request_id, "result": {
+            "content": [
+                {"type": "text", "text": "login stored"},
+                {"type": "resource_link", "name": "vault", "uri": "mem://vault", "description": f"holds {said}"},
+            ],
+            "structuredContent": {"user": "svc", "password": said},
+            "_meta": {"note": f"stored {said}"},
+        }})
     elif name == "complain":  # writes `text` to stderr, then answers
         sys.stderr.write(f"raw-server: connecting with {args.get('text', '')}\n")
         sys.stderr.flush()
@@ -197,6 +207,13 @@ def handle(message: dict[str, Any]) -> None:
         send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": tools}})
     elif method == "tools/call":
         threading.Thread(target=call_tool, args=(request_id, message.get("params") or {}), daemon=True).start()
+    elif method == "resources/list":
+        said = os.environ.get("RAW_SERVER_RESOURCE_SECRET", "nothing")
+        send({"jsonrpc": "2.0", "id": request_id, "result": {"resources": [
+            {"uri": f"postgres://orders:{said}@db.internal/orders", "name": "orders db",
+             "description": f"password {said}"},
+            {"uri": "mem://plain", "name": "plain"},
+        ]}})
     elif method == "completion/complete":
         said = str(((message.get("params") or {}).get("argument") or {}).get("value", ""))
         send({"jsonrpc": "2.0", "id": request_id, "result": {"completion": {"values": [said, "plain"]}}})
