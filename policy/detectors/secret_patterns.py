@@ -288,6 +288,9 @@ def char_classes(value: str) -> int:
     return upper + lower + digit + other
 
 
+_FILE_PATH = re.compile(r"(?:[\w.\-]+/)+[\w\-]+(?:\.[\w\-]+)*\.[A-Za-z][A-Za-z0-9]{0,7}")
+
+
 def plausible_value(value: str, kind: KeyKind, *, quoted: bool) -> bool:
     """Whether `value`, assigned to a key of `kind`, is plausibly a real secret."""
     length = len(value)
@@ -308,8 +311,8 @@ def plausible_value(value: str, kind: KeyKind, *, quoted: bool) -> bool:
         return False  # code: `password = settings.DB_PASSWORD`, `token = get_token`
     if _SLUG.fullmatch(value) or _MODULE_PATH.fullmatch(value):
         return False  # "not-a-secret", "my-client-password", "package.module:function"
-    if kind is not KeyKind.PASSWORD and looks_like_placeholder(value):
-        return False
+    if kind is not KeyKind.PASSWORD and (looks_like_placeholder(value) or _FILE_PATH.fullmatch(value)):
+        return False  # an object key or file name ("exports/2024/09/orders-7f3a9c2e.parquet") is no secret
     if not any(map(str.isalpha, value)):
         # Numbers, versions, dates and addresses ("2501.03895") are not tokens; a PIN-like
         # password can be.

@@ -288,6 +288,14 @@ def test_base64_encoded_pem_as_in_a_kubernetes_secret_is_found() -> None:
     assert found(text) == [(encoded, "base64-private-key")]
 
 
+@pytest.mark.parametrize(
+    "text",
+    ['{"object_key": "exports/2024/09/orders-7f3a9c2e1b4d.parquet"}', "s3_key=a/b/report-9f8e7d6c5b4a.csv"],
+)
+def test_an_object_key_or_file_name_under_a_key_word_is_no_secret(text: str) -> None:
+    assert found(text) == []
+
+
 def test_a_base64_value_that_decodes_to_a_credential_is_masked_whole() -> None:
     url = base64.b64encode(b"postgres://svc:Dq8wEr3tYu6i@db.internal:5432/app").decode()
     host = base64.b64encode(b"db.internal").decode()
