@@ -49,10 +49,11 @@ NAME_VALUE_YAML = re.compile(
     r"(?P<q>[\"']?)(?P<v>[^\s\"']{1,512})(?P=q)"
 )
 
-# The password runs to the last "@" of the authority: one left unencoded ("P@ssw0rd") belongs to it.
+# The password runs to the last "@" of the authority: an "@", "#" or "?" left unencoded ("P@ss#1") before
+# it belongs to the password.
 URL_USERINFO = re.compile(
     r"://(?P<user>[^\s:/?#@\"'<>\[\]{}\\]{0,128}+):"
-    r"(?P<v>(?:[^\s/?#@\"'<>\[\]{}\\]|@(?=[^\s/?#@\"'<>\[\]{}\\]*+@)){1,256}+)@(?=[A-Za-z0-9\[_])"
+    r"(?P<v>(?:[^\s/?#@\"'<>\[\]{}\\]|[@#?](?=[^\s/@\"'<>\[\]{}\\]*+@)){1,256}+)@(?=[A-Za-z0-9\[_])"
 )
 SCHEME_BEFORE = re.compile(r"[A-Za-z0-9+.\-]{1,31}")  # reversed
 DATABASE_SCHEMES = word_set(

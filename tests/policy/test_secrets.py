@@ -333,6 +333,7 @@ def test_base64_values_without_a_credential_inside_are_left_alone(text: str) -> 
         ("https://deploy:{}@git.example.com/repo.git", body(18, seed=6), "url-password"),
         ("postgres://app:{}@db.prod.internal:5432/app", "P@ssw0rd2024", "connection-string-password"),
         ("redis://:{}@cache:6379", "a@b@" + body(10, seed=7), "connection-string-password"),
+        ("mysql://root:{}@mysql.prod:3306/app", "s3cr@t#Pa55!", "connection-string-password"),
     ],
 )
 def test_connection_string_password_is_masked_but_user_and_host_are_not(url: str, password: str, label: str) -> None:
