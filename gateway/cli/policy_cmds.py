@@ -99,7 +99,8 @@ def compile_cmd(
     failed: list[str] = []
     for source in sources:
         target = lock_path(source.path)
-        if not force and lock_status(source) is LockStatus.FRESH:
+        status = lock_status(source)
+        if not force and status is LockStatus.FRESH:
             say(f"unchanged {source.id} ({target})")
             results.append({"id": source.id, "lock": str(target), "status": "unchanged"})
             continue
@@ -115,6 +116,11 @@ def compile_cmd(
                 say(f"error: {exc}")
                 results.append({"id": source.id, "lock": str(target), "status": "failed", "error": str(exc)})
                 continue
+        if status is LockStatus.INVALID and target.is_file():
+            # a hand edit gone wrong may hold compiled rules or tuned thresholds: keep it, do not drop it
+            kept = target.with_name(target.name + ".invalid")
+            kept.write_bytes(target.read_bytes())
+            say(f"          the invalid lock it replaces was kept as {kept}")
         write_lock(policy, target)
         say(f"compiled  {source.id}: {summarise_policy(policy)} → {target}")
         for item in policy.provenance.omitted:

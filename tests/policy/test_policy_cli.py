@@ -118,6 +118,16 @@ def test_compile_writes_locks_skips_unchanged_ones_and_check_reports_stale(tmp_p
     assert json.loads(stale.stdout)["policies"][0]["status"] == "stale"
     assert "run 'mcp-gateway policy compile'" in stale.stderr
 
+    # A hand-edited lock that no longer loads is replaced by a compile, and kept beside it.
+    lock = Path(entry["lock"])
+    broken = lock.read_text().replace('"action": "block"', '"action": "blok"')
+    assert broken != lock.read_text()
+    lock.write_text(broken)
+    mended = _run(["policy", "compile", str(policies), "--offline"], tmp_path)
+    assert mended.returncode == 0, mended.stderr
+    assert Path(str(lock) + ".invalid").read_text() == broken and "kept as" in mended.stderr
+    assert '"action": "block"' in lock.read_text()
+
 
 def test_compile_goes_on_past_a_policy_that_cannot_be_compiled_and_exits_3(tmp_path: Path) -> None:
     policies = tmp_path / "policies"
