@@ -79,6 +79,7 @@ class RouterRelay:
         self._failed_at: dict[str, float] = {}  # when each unavailable server last failed to start
         self._starting: set[str] = set()  # servers whose first start is still under way, or being retried
         self._client_initialized = False
+        self._task_owner: dict[str, str] = {}  # task id -> the prefix of the server that runs it
         self.orders = {prefix: NoteOrder() for prefix in self.by_prefix}
 
     async def serve(self, read: Any, write: Any) -> None:
@@ -167,6 +168,8 @@ class RouterRelay:
                 return await self._list(method)
             if method == "logging/setLevel":
                 return await self._set_level(params)
+            if method == "tasks/list":
+                return await self._task_list()
             downstream, routed, rename = self._route(method, params)
             order = self.orders[_slug(downstream.name)]
             forwarded: dict[str, Any] | None = routed
@@ -187,6 +190,7 @@ class RouterRelay:
                 raise error from None
             before = order.pending()  # what the server sent before this answer goes out first
             self._started(_slug(downstream.name))
+            self._remember_task(_slug(downstream.name), result.get("task"))
             if self.guard is not None:
                 result = await self.guard.server_result(downstream.name, method, forwarded, result)
             if before is not None:
@@ -203,6 +207,15 @@ class RouterRelay:
         if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
             downstream, uri = self._split(str(params.get("uri", "")), "+")
             return downstream, {**params, "uri": uri}, _slug(downstream.name)
+        if method in ("tasks/get", "tasks/result", "tasks/cancel"):
+            task_id = str(params.get("taskId", ""))
+            prefix = self._task_owner.get(task_id)
+            if prefix is None:
+                raise MCPError(
+                    code=UNKNOWN_TARGET,
+                    message=f"mcp-gateway: no server started a task {task_id!r} in this session (see tasks/list)",
+                )
+            return self.by_prefix[prefix], params, prefix
         if method == "completion/complete":
             ref = dict(params.get("ref") or {})
             if ref.get("type") == "ref/prompt":
@@ -323,6 +336,23 @@ class RouterRelay:
                 merged.append(renamed)
         return {key: merged}
 
+    def _remember_task(self, prefix: str, task: Any) -> None:
+        if isinstance(task, dict) and isinstance(task.get("taskId"), str):
+            self._task_owner[task["taskId"]] = prefix
+
+    async def _task_list(self) -> dict[str, Any]:
+        """Every server's tasks in one list (each remembered, so tasks/get finds its server)."""
+        tasks: list[Any] = []
+        for prefix, downstream in self._available():
+            try:
+                result = await downstream.request("tasks/list", None)
+            except (MCPError, DownstreamError):
+                continue  # a server without tasks
+            for task in result.get("tasks") or []:
+                self._remember_task(prefix, task)
+                tasks.append(task)
+        return {"tasks": tasks}
+
     async def _set_level(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         """Every server that logs gets the level; one that cannot does not keep it from the others."""
         failures: list[str] = []
@@ -384,6 +414,8 @@ class RouterRelay:
                 return
             if method == "notifications/tools/list_changed" and self.guard is not None and self._tg is not None:
                 start_recheck(self._tg, self.by_prefix[prefix], self.guard)
+            if method == "notifications/tasks/status" and params:
+                self._remember_task(prefix, params)
             previous, done = self.orders[prefix].take()
             try:
                 keep, checked = await checked_notification(self.guard, self.by_prefix[prefix].name, method, params)

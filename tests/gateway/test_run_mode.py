@@ -312,3 +312,47 @@ def test_what_a_server_says_during_a_call_arrives_in_order_and_before_the_answer
     events = anyio.run(_ordered_session, tmp_path, argv, tool)
     one_call = [item for step in range(6) for item in (f"log step {step}", f"progress step {step}")]
     assert events == [*one_call, "answer ordered", *one_call, "answer ordered"]
+
+
+def test_tasks_are_routed_to_the_server_that_started_them(tmp_path: Path) -> None:
+    import subprocess
+
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {
+        "one": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:], "env": {"RAW_SERVER_NAME": "one"}},
+        "two": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:], "env": {"RAW_SERVER_NAME": "two"}},
+    }}), encoding="utf-8")
+    argv = [sys.executable, "-m", "gateway", "run", "--mcp-json-path", str(config), "--no-builtin", "--policies",
+            str(_policies(tmp_path))]
+    process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               env=gateway_env(tmp_path))
+    assert process.stdin is not None and process.stdout is not None
+
+    def ask(request_id: int, method: str, params: dict[str, object]) -> dict[str, object]:
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+                            .encode() + b"\n")
+        process.stdin.flush()
+        while True:
+            message = json.loads(process.stdout.readline())
+            if message.get("id") == request_id and "method" not in message:
+                return message  # type: ignore[no-any-return]
+
+    try:
+        hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+        ask(0, "initialize", hello)
+        started = ask(1, "tools/call", {"name": "two__tasky", "arguments": {"text": "hi"}, "task": {"ttl": 60000}})
+        task_id = started["result"]["task"]["taskId"]  # type: ignore[index]
+        assert task_id.startswith("two-task-")
+        status = ask(2, "tasks/get", {"taskId": task_id})
+        outcome = ask(3, "tasks/result", {"taskId": task_id})
+        listed = ask(4, "tasks/list", {})
+        unknown = ask(5, "tasks/get", {"taskId": "nobody"})
+    finally:
+        process.stdin.close()
+        process.wait(15)
+        process.stdout.close()
+    assert status["result"]["status"] == "completed"  # type: ignore[index]
+    assert outcome["result"]["content"][0]["text"] == "task said hi"  # type: ignore[index]
+    assert [t["taskId"] for t in listed["result"]["tasks"]] == [task_id]  # type: ignore[index]
+    assert "no server started a task 'nobody'" in unknown["error"]["message"]  # type: ignore[index]

@@ -25,7 +25,7 @@ TOOLS = [
     {"name": name, "description": f"{name} tool", "inputSchema": {"type": "object"}}
     for name in (
         "echo", "crash", "hang", "garbage", "huge", "slow", "sample", "progress", "changed", "leak", "args", "chatter",
-        "fail", "elicit", "sides", "complain", "order", "crossed",
+        "fail", "elicit", "sides", "complain", "order", "crossed", "tasky",
     )
 ] + [
     {
@@ -39,6 +39,14 @@ TOOLS = [
         },
     }
 ]
+
+
+TASKS: dict[str, str] = {}  # task id -> what it will answer
+
+
+def _task(task_id: str) -> dict[str, Any]:
+    return {"taskId": task_id, "status": "completed", "createdAt": "2026-01-01T00:00:00Z",
+            "lastUpdatedAt": "2026-01-01T00:00:00Z", "ttl": 60000}
 
 
 def send(message: dict[str, Any]) -> None:
@@ -129,6 +137,10 @@ def call_tool(request_id: Any, params: dict[str, Any]) -> None:
                 send({"jsonrpc": "2.0", "method": "notifications/progress",
                       "params": {"progressToken": token, "progress": step + 1, "total": 6, "message": said}})
         text_result(request_id, "ordered")
+    elif name == "tasky" and isinstance(params.get("task"), dict):  # run as a task: answered by tasks/result
+        task_id = f"{os.environ.get('RAW_SERVER_NAME', 'raw')}-task-{request_id}"
+        TASKS[task_id] = str(args.get("text", ""))
+        send({"jsonrpc": "2.0", "id": request_id, "result": {"task": _task(task_id)}})
     elif name == "crossed":  # `text` as a password in structuredContent, and unnamed in _meta and a link
         said = str(args.get("text", ""))
         send({"jsonrpc": "2.0", "id": request_id, "result": {
@@ -207,6 +219,16 @@ def handle(message: dict[str, Any]) -> None:
         send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": tools}})
     elif method == "tools/call":
         threading.Thread(target=call_tool, args=(request_id, message.get("params") or {}), daemon=True).start()
+    elif method in ("tasks/get", "tasks/result"):
+        task_id = str((message.get("params") or {}).get("taskId", ""))
+        if task_id not in TASKS:
+            send({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32602, "message": f"no task {task_id}"}})
+        elif method == "tasks/get":
+            send({"jsonrpc": "2.0", "id": request_id, "result": _task(task_id)})
+        else:
+            text_result(request_id, f"task said {TASKS[task_id]}")
+    elif method == "tasks/list":
+        send({"jsonrpc": "2.0", "id": request_id, "result": {"tasks": [_task(t) for t in TASKS]}})
     elif method == "resources/list":
         said = os.environ.get("RAW_SERVER_RESOURCE_SECRET", "nothing")
         send({"jsonrpc": "2.0", "id": request_id, "result": {"resources": [
