@@ -119,6 +119,8 @@ class Guard:
     hidden_prompts: dict[str, set[str]] = field(default_factory=dict)
     # server -> re-checks of its tools under way after list_changed; its calls wait for them
     _changing: dict[str, list[anyio.Event]] = field(default_factory=dict)
+    # each listed tool's outputSchema: a masked result must still fit it, or the client rejects it whole
+    output_schemas: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def catalogue_changing(self, server: str) -> anyio.Event:
         """Mark a server's catalogue as being re-checked; set the returned event when done."""
@@ -186,6 +188,16 @@ class Guard:
     # --- server → client ------------------------------------------------------------------
 
     async def server_result(
+        self, server: str, method: str, params: Mapping[str, Any] | None, result: dict[str, Any]
+    ) -> dict[str, Any]:
+        checked = await self._server_result(server, method, params, result)
+        if method == "tools/call" and checked is not result and "structuredContent" in checked:
+            schema = self.output_schemas.get((server, str((params or {}).get("name", ""))))
+            if schema is not None:
+                return _fitting(checked, schema)
+        return checked
+
+    async def _server_result(
         self, server: str, method: str, params: Mapping[str, Any] | None, result: dict[str, Any]
     ) -> dict[str, Any]:
         if method == "tools/list":
@@ -325,6 +337,8 @@ class Guard:
             if await self._catalogue_item_ok(server, kind, item):
                 hidden.discard(name)
                 kept.append(item)
+                if kind == "tool" and isinstance(item.get("outputSchema"), dict):
+                    self.output_schemas[(server, name)] = item["outputSchema"]
             else:
                 hidden.add(name)
         if len(kept) == len(items):
@@ -448,6 +462,33 @@ def _with_meta(result: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     ours[key] = value
     meta[META_KEY] = ours
     return {**result, "_meta": meta}
+
+
+def _fitting(result: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """`result` if its masked structuredContent still fits the tool's outputSchema; else the masked text as
+    an error result (a client does not check an error against the schema) saying why the rest was withheld."""
+    try:
+        validator = _validator(json.dumps(schema, sort_keys=True))
+        error = next(iter(validator.iter_errors(result["structuredContent"])), None)
+    except Exception as exc:  # a schema the gateway cannot read: the client will judge it
+        logger.debug("cannot check a masked result against its outputSchema: %s", exc)
+        return result
+    if error is None:
+        return result
+    note = (
+        "mcp-gateway masked secrets or personal data in this result, and its structured content no longer fits "
+        f"the tool's outputSchema ({error.message[:200]}), so it was withheld; the text above is the masked result"
+    )
+    content = [*(result.get("content") or []), {"type": "text", "text": note}]
+    return {**{k: v for k, v in result.items() if k != "structuredContent"}, "content": content, "isError": True}
+
+
+@functools.lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Any:
+    import jsonschema
+
+    schema = json.loads(schema_json)
+    return jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)(schema)
 
 
 def _mask_reason(reason: str) -> str:

@@ -303,6 +303,21 @@ async def test_a_progress_message_is_masked_but_never_blocked(tmp_path: Path) ->
     assert blocked.is_error and "no-done" in text(blocked)  # but it does on a result
 
 
+async def test_a_masked_result_that_no_longer_fits_its_schema_becomes_an_error_with_the_masked_text(
+    tmp_path: Path, policies: Path
+) -> None:
+    secrets_mask_policy(policies)
+    with anyio.fail_after(60):
+        async with gateway_session(tmp_path, RAW_SERVER, gateway_args=args(policies)) as session:
+            await session.initialize()
+            await session.list_tools()  # the client learns the outputSchema
+            typed = await session.call_tool("typed_token", {"text": TOKEN})  # would raise if it failed the schema
+    assert typed.is_error and typed.structured_content is None
+    said = text(typed)
+    assert TOKEN not in said and '"token": "[MASKED:github-token]"' in said
+    assert "no longer fits the tool's outputSchema" in said
+
+
 async def test_closing_the_client_stops_the_server_process(tmp_path: Path, policies: Path) -> None:
     import psutil
 

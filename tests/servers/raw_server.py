@@ -37,7 +37,17 @@ TOOLS = [
             "properties": {"holder": {"type": "string"}, "card_number": {"type": "integer"}},
             "required": ["holder", "card_number"],
         },
-    }
+    },
+    {
+        "name": "typed_token",  # a result whose schema a masked token cannot fit
+        "description": "typed token tool",
+        "inputSchema": {"type": "object"},
+        "outputSchema": {
+            "type": "object",
+            "properties": {"token": {"type": "string", "pattern": "^ghp_[A-Za-z0-9]{36}$"}},
+            "required": ["token"],
+        },
+    },
 ]
 
 
@@ -155,6 +165,9 @@ def call_tool(request_id: Any, params: dict[str, Any]) -> None:
         sys.stderr.write(f"raw-server: connecting with {args.get('text', '')}\n")
         sys.stderr.flush()
         text_result(request_id, "complained")
+    elif name == "typed_token":
+        token = {"token": str(args.get("text", ""))}
+        text_result(request_id, json.dumps(token), structuredContent=token)
     elif name == "card":
         card = {"holder": "team account", "card_number": 4111111111111111}
         text_result(request_id, json.dumps(card), structuredContent=card)
