@@ -45,6 +45,10 @@ class _Connection:
     failure: str | None = None  # why it ended, when it ended with an error
 
 
+def _timeout_setting(method: str) -> str:
+    return "init_timeout_s" if method == "initialize" else "request_timeout_s"
+
+
 def _leaf(exc: BaseException) -> BaseException:
     """The first real error inside nested exception groups (a transport's task group wraps its own)."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
@@ -262,7 +266,7 @@ class Downstream:
                     code=REQUEST_TIMEOUT,
                     message=(
                         f"mcp-gateway: server {self.name!r} did not answer {method} within {seconds:g} s and may be "
-                        "hung; the request was cancelled (raise request_timeout_s if the tool is slow)"
+                        f"hung; the request was cancelled (raise {_timeout_setting(method)} if it is slow)"
                     ),
                 ) from exc
             raise

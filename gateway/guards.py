@@ -8,6 +8,7 @@ warning in ``_meta``), audit (the message passes; the decision is logged). Every
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -236,10 +237,13 @@ class Guard:
         extra = occurrences(values, content_strings, {(m.field, m.start, m.end) for m in content_masks})
         side_masks += occurrences(values, side_strings, {(m.field, m.start, m.end) for m in side_masks})
         checked = mask_sides(result, sides, side_masks) if side_masks else result
+        if content is not None and extra:
+            # one pass over the original text with every span: a second pass would land on shifted offsets
+            content = dataclasses.replace(content, masks=(*content.masks, *extra), applied=_masking(content))
+        elif extra:
+            content = Decision(applied="mask", verdicts=(), masks=tuple(extra))
         if content is not None:
             checked = self._apply(content, method, checked, layout)
-        if extra:
-            checked = mask_message(checked, layout, extra, structured_key="structuredContent")
         if side_masks or extra:
             labels = {span.label for span in [*side_masks, *extra, *(content.masks if content is not None else ())]}
             checked = _with_meta(checked, "masked", sorted(labels))
@@ -271,15 +275,16 @@ class Guard:
         if method != "sampling/createMessage":
             return params
         subject, layout = sampling_subject(server, params)
-        if not subject.text:
-            return params
-        decision = await self._judge(subject)
-        if decision.applied == "block":
-            raise MCPError(code=BLOCKED, message=decision.message("sampling request"))
-        if decision.applied == "mask":
-            params = mask_message(params, layout, list(decision.masks))
-        metadata = await self._fields(server, method, params, ("metadata", "modelPreferences"), masking_only=True)
-        return params if metadata is None else metadata
+        if subject.text:
+            decision = await self._judge(subject)
+            if decision.applied == "block":
+                raise MCPError(code=BLOCKED, message=decision.message("sampling request"))
+            if decision.applied == "mask":
+                params = mask_message(params, layout, list(decision.masks))
+        checked = await self._fields(server, method, params, ("metadata", "modelPreferences"), masking_only=True)
+        if checked is None:  # a mask policy that found something it cannot point at
+            raise MCPError(code=BLOCKED, message="mcp-gateway blocked this sampling request's metadata; see its log")
+        return checked
 
     async def server_text(self, server: str, method: str, payload: Mapping[str, Any]) -> dict[str, Any] | None:
         """What a server says outside results (log and progress messages, elicitation requests), checked like
@@ -462,6 +467,11 @@ def _with_meta(result: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     ours[key] = value
     meta[META_KEY] = ours
     return {**result, "_meta": meta}
+
+
+def _masking(decision: Decision) -> str:
+    """The applied action once masks are added to `decision` (a block stays a block)."""
+    return decision.applied if decision.applied == "block" else "mask"
 
 
 def _fitting(result: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:

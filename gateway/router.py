@@ -79,7 +79,7 @@ class RouterRelay:
         self._failed_at: dict[str, float] = {}  # when each unavailable server last failed to start
         self._starting: set[str] = set()  # servers whose first start is still under way, or being retried
         self._client_initialized = False
-        self._task_owner: dict[str, str] = {}  # task id -> the prefix of the server that runs it
+        self._init_params: dict[str, Any] = {}  # the client's initialize, to start a server again with
         self.orders = {prefix: NoteOrder() for prefix in self.by_prefix}
 
     async def serve(self, read: Any, write: Any) -> None:
@@ -132,7 +132,12 @@ class RouterRelay:
     async def _retry(self, prefix: str) -> None:
         downstream = self.by_prefix[prefix]
         try:
-            await downstream.request("ping", None)  # starts it again (initialize, then initialized)
+            await downstream.close()  # what is left of the failed start (a connection that never initialized)
+            result = await downstream.initialize(self._init_params)
+            if self.guard is not None:
+                await self.guard.initialize_result(downstream.name, result)
+            if self._client_initialized:
+                await downstream.notify("notifications/initialized", None)
         except (MCPError, DownstreamError) as exc:
             self._failed(prefix, exc.error.message if isinstance(exc, MCPError) else str(exc))
         else:
@@ -190,7 +195,8 @@ class RouterRelay:
                 raise error from None
             before = order.pending()  # what the server sent before this answer goes out first
             self._started(_slug(downstream.name))
-            self._remember_task(_slug(downstream.name), result.get("task"))
+            if method.startswith("tasks/") or isinstance(result.get("task"), dict):
+                result = _prefixed_task_ids(result, _slug(downstream.name))
             if self.guard is not None:
                 result = await self.guard.server_result(downstream.name, method, forwarded, result)
             if before is not None:
@@ -208,14 +214,9 @@ class RouterRelay:
             downstream, uri = self._split(str(params.get("uri", "")), "+")
             return downstream, {**params, "uri": uri}, _slug(downstream.name)
         if method in ("tasks/get", "tasks/result", "tasks/cancel"):
-            task_id = str(params.get("taskId", ""))
-            prefix = self._task_owner.get(task_id)
-            if prefix is None:
-                raise MCPError(
-                    code=UNKNOWN_TARGET,
-                    message=f"mcp-gateway: no server started a task {task_id!r} in this session (see tasks/list)",
-                )
-            return self.by_prefix[prefix], params, prefix
+            # task ids are namespaced like tool names (<server>__<id>): no server can answer for another's task
+            downstream, task_id = self._split(str(params.get("taskId", "")), SEP)
+            return downstream, {**params, "taskId": task_id}, _slug(downstream.name)
         if method == "completion/complete":
             ref = dict(params.get("ref") or {})
             if ref.get("type") == "ref/prompt":
@@ -237,6 +238,7 @@ class RouterRelay:
         """Start every server; answer once all have answered, or `start_grace_s` after the first did. A server
         still starting then joins later: it is listed once it answers, and the client is told (list_changed)."""
         assert self._tg is not None
+        self._init_params = dict(params or {})
         results: dict[str, dict[str, Any]] = {}
         finished: set[str] = set()
         some = anyio.Event()  # a server answered, or every one is done
@@ -336,21 +338,20 @@ class RouterRelay:
                 merged.append(renamed)
         return {key: merged}
 
-    def _remember_task(self, prefix: str, task: Any) -> None:
-        if isinstance(task, dict) and isinstance(task.get("taskId"), str):
-            self._task_owner[task["taskId"]] = prefix
-
     async def _task_list(self) -> dict[str, Any]:
-        """Every server's tasks in one list (each remembered, so tasks/get finds its server)."""
+        """Every server's tasks in one list, their ids namespaced."""
         tasks: list[Any] = []
         for prefix, downstream in self._available():
-            try:
-                result = await downstream.request("tasks/list", None)
-            except (MCPError, DownstreamError):
-                continue  # a server without tasks
-            for task in result.get("tasks") or []:
-                self._remember_task(prefix, task)
-                tasks.append(task)
+            cursor: str | None = None
+            for _ in range(100):  # a server that pages forever must not hang the list
+                try:
+                    result = await downstream.request("tasks/list", {"cursor": cursor} if cursor else None)
+                except (MCPError, DownstreamError):
+                    break  # a server without tasks
+                tasks.extend(_prefixed_task_ids(result, prefix).get("tasks") or [])
+                cursor = result.get("nextCursor")
+                if not cursor:
+                    break
         return {"tasks": tasks}
 
     async def _set_level(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -414,8 +415,8 @@ class RouterRelay:
                 return
             if method == "notifications/tools/list_changed" and self.guard is not None and self._tg is not None:
                 start_recheck(self._tg, self.by_prefix[prefix], self.guard)
-            if method == "notifications/tasks/status" and params:
-                self._remember_task(prefix, params)
+            if method == "notifications/tasks/status" and isinstance(params, Mapping):
+                params = _prefixed_task_ids(dict(params), prefix)
             previous, done = self.orders[prefix].take()
             try:
                 keep, checked = await checked_notification(self.guard, self.by_prefix[prefix].name, method, params)
@@ -430,6 +431,18 @@ class RouterRelay:
                 done.set()
 
         return on_notify
+
+
+def _prefixed_task_ids(value: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """`value` with every task id in it (its own, its `task`'s, its `tasks`') as `<prefix>__<id>`."""
+    out = dict(value)
+    if isinstance(out.get("taskId"), str):
+        out["taskId"] = f"{prefix}{SEP}{out['taskId']}"
+    if isinstance(out.get("task"), dict):
+        out["task"] = _prefixed_task_ids(out["task"], prefix)
+    if isinstance(out.get("tasks"), list):
+        out["tasks"] = [_prefixed_task_ids(t, prefix) if isinstance(t, dict) else t for t in out["tasks"]]
+    return out
 
 
 def _rewrite_uris(result: dict[str, Any], prefix: str) -> dict[str, Any]:

@@ -206,14 +206,22 @@ def _blob_text(blob: Any) -> str | None:
         raw = base64.b64decode("".join(blob.split()), validate=True)
     except (binascii.Error, ValueError):
         return None
-    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
     try:
-        text = raw.decode(encoding)
+        text = raw.decode(_blob_encoding(raw))
     except UnicodeDecodeError:
         return None
-    if not text.replace("\n", "").replace("\r", "").replace("\t", "").isprintable():
-        return None
-    return text
+    if "\x00" in text or not text:
+        return None  # binary that happens to decode
+    unprintable = sum(1 for ch in text if not ch.isprintable() and ch not in "\n\r\t\x0c\x1b\ufeff")
+    return text if unprintable <= len(text) // 50 else None  # colour codes, form feeds, a BOM: still text
+
+
+def _blob_encoding(raw: bytes) -> str:
+    if raw[:2] == b"\xff\xfe":
+        return "utf-16-le"
+    if raw[:2] == b"\xfe\xff":
+        return "utf-16-be"
+    return "utf-8"
 
 
 def side_subject(
@@ -245,7 +253,7 @@ def mask_sides(result: Mapping[str, Any], sides: list[Side], spans: list[Span]) 
         value = masked["v"]
         if side.blob:
             original = base64.b64decode("".join(str(_at(result, side.path)).split()))
-            encoding = "utf-16" if original[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
+            encoding = _blob_encoding(original)  # the same encoding and byte order as it came, BOM kept
             value = base64.b64encode(str(value).encode(encoding)).decode("ascii")
         holder: Any = out
         for part in side.path[:-1]:

@@ -58,7 +58,7 @@ class _Run:
 
 
 PROPAGATE_MIN_CHARS = 6  # a found value this long is masked wherever else it appears in the subject
-PROPAGATE_SEARCHED = 64  # values looked for inside other strings (all of them are matched as whole strings)
+PROPAGATE_BUDGET = 200_000_000  # characters scanned to find values inside other strings (str.find: ~0.1 s)
 
 
 def everywhere(spans: list[Span], strings: list[tuple[str, str]]) -> list[Span]:
@@ -84,8 +84,8 @@ def values_of(spans: Sequence[Span], strings: list[tuple[str, str]]) -> dict[str
 def occurrences(found: dict[str, Span], strings: list[tuple[str, str]], have: set[tuple[str, int, int]]) -> list[Span]:
     """Spans for each place in `strings` where a value of `found` appears, labelled like the span that found it.
 
-    Every string equal to a value is matched; the PROPAGATE_SEARCHED longest values are also looked for
-    inside every string (a bound: a result with thousands of distinct secrets must not cost seconds)."""
+    Every string equal to a value is matched; values are also looked for inside every string, longest
+    first, as many as PROPAGATE_BUDGET allows (all of them, unless a huge message holds thousands)."""
     if not found:
         return []
     out: list[Span] = []
@@ -95,7 +95,8 @@ def occurrences(found: dict[str, Span], strings: list[tuple[str, str]], have: se
             have.add((path, start, end))
             out.append(Span(field=path, start=start, end=end, label=origin.label, score=origin.score))
 
-    searched = sorted(found, key=len, reverse=True)[:PROPAGATE_SEARCHED]
+    total = sum(len(text) for _, text in strings) or 1
+    searched = sorted(found, key=len, reverse=True)[: max(64, PROPAGATE_BUDGET // total)]
     for path, text in strings:
         whole = found.get(text)
         if whole is not None:

@@ -53,7 +53,7 @@ NAME_VALUE_YAML = re.compile(
 # it belongs to the password.
 URL_USERINFO = re.compile(
     r"://(?P<user>[^\s:/?#@\"'<>\[\]{}\\]{0,128}+):"
-    r"(?P<v>(?:[^\s/?#@\"'<>\[\]{}\\]|[@#?](?=[^\s/@\"'<>\[\]{}\\]*+@)){1,256}+)@(?=[A-Za-z0-9\[_])"
+    r"(?P<v>(?:[^\s/?#@\"'<>\[\]{}\\]|[@#?](?=[^\s/@\"'<>\[\]{}\\]{0,256}+@)){1,256}+)@(?=[A-Za-z0-9\[_])"
 )
 SCHEME_BEFORE = re.compile(r"[A-Za-z0-9+.\-]{1,31}")  # reversed
 DATABASE_SCHEMES = word_set(

@@ -7,6 +7,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import anyio
 import mcp_types as types
@@ -318,9 +319,9 @@ def test_tasks_are_routed_to_the_server_that_started_them(tmp_path: Path) -> Non
     import subprocess
 
     config = tmp_path / "mcp.json"
-    config.write_text(json.dumps({"mcpServers": {
-        "one": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:], "env": {"RAW_SERVER_NAME": "one"}},
-        "two": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:], "env": {"RAW_SERVER_NAME": "two"}},
+    config.write_text(json.dumps({"mcpServers": {  # both servers name their tasks alike: "raw-task-<n>"
+        "one": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]},
+        "two": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]},
     }}), encoding="utf-8")
     argv = [sys.executable, "-m", "gateway", "run", "--mcp-json-path", str(config), "--no-builtin", "--policies",
             str(_policies(tmp_path))]
@@ -328,7 +329,7 @@ def test_tasks_are_routed_to_the_server_that_started_them(tmp_path: Path) -> Non
                                env=gateway_env(tmp_path))
     assert process.stdin is not None and process.stdout is not None
 
-    def ask(request_id: int, method: str, params: dict[str, object]) -> dict[str, object]:
+    def ask(request_id: int, method: str, params: dict[str, object]) -> dict[str, Any]:
         assert process.stdin is not None and process.stdout is not None
         process.stdin.write(json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
                             .encode() + b"\n")
@@ -341,18 +342,19 @@ def test_tasks_are_routed_to_the_server_that_started_them(tmp_path: Path) -> Non
     try:
         hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
         ask(0, "initialize", hello)
-        started = ask(1, "tools/call", {"name": "two__tasky", "arguments": {"text": "hi"}, "task": {"ttl": 60000}})
-        task_id = started["result"]["task"]["taskId"]  # type: ignore[index]
-        assert task_id.startswith("two-task-")
-        status = ask(2, "tasks/get", {"taskId": task_id})
-        outcome = ask(3, "tasks/result", {"taskId": task_id})
-        listed = ask(4, "tasks/list", {})
-        unknown = ask(5, "tasks/get", {"taskId": "nobody"})
+        first = ask(1, "tools/call", {"name": "one__tasky", "arguments": {"text": "from one"}, "task": {"ttl": 1}})
+        second = ask(2, "tools/call", {"name": "two__tasky", "arguments": {"text": "from two"}, "task": {"ttl": 1}})
+        one_id, two_id = first["result"]["task"]["taskId"], second["result"]["task"]["taskId"]
+        status = ask(3, "tasks/get", {"taskId": two_id})
+        outcomes = [ask(4, "tasks/result", {"taskId": one_id}), ask(5, "tasks/result", {"taskId": two_id})]
+        listed = ask(6, "tasks/list", {})
+        unknown = ask(7, "tasks/get", {"taskId": "nobody"})
     finally:
         process.stdin.close()
         process.wait(15)
         process.stdout.close()
-    assert status["result"]["status"] == "completed"  # type: ignore[index]
-    assert outcome["result"]["content"][0]["text"] == "task said hi"  # type: ignore[index]
-    assert [t["taskId"] for t in listed["result"]["tasks"]] == [task_id]  # type: ignore[index]
-    assert "no server started a task 'nobody'" in unknown["error"]["message"]  # type: ignore[index]
+    assert one_id.startswith("one__raw-task-") and two_id.startswith("two__raw-task-")
+    assert status["result"]["status"] == "completed" and status["result"]["taskId"] == two_id
+    assert [o["result"]["content"][0]["text"] for o in outcomes] == ["task said from one", "task said from two"]
+    assert sorted(t["taskId"] for t in listed["result"]["tasks"]) == sorted([one_id, two_id])
+    assert "does not name a server" in unknown["error"]["message"]

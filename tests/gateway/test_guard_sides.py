@@ -1,0 +1,85 @@
+"""A result's content and side places are masked together; side texts and sampling metadata are read."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import anyio
+
+from gateway.enginehost import EngineHost
+from gateway.guards import Guard
+from gateway.runtime import Runtime
+from policy.compiled import CompiledPolicy, Provenance, Scope, Verification
+from policy.engine import Engine
+from policy.subject import SubjectKind
+from policy.verdict import Action
+
+TOKEN = "ghp_" + "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6"
+PASSWORD = "Zq8mVx2LpQw7"
+
+
+def _guard() -> Guard:
+    policy = CompiledPolicy(
+        id="mask-secrets",
+        title="mask secrets",
+        body="Mask secrets.",
+        action=Action.MASK,
+        on_error="block",
+        scope=Scope(kinds=[SubjectKind.TOOL_RESULT, SubjectKind.RESOURCE, SubjectKind.SAMPLING]),
+        detectors=["secrets"],
+        verification=Verification(status="no_examples", examples=0, correct=0),
+        provenance=Provenance(source="mask.md", source_sha256="0" * 64, compiler="test", prompt_version=1),
+    )
+    host = EngineHost(lambda: Runtime(engine=Engine([policy]), loaded=(), judge=None), warm=False)
+    host.start()
+    assert host.wait_ready(30)
+    return Guard(host)
+
+
+def _result(method: str, result: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
+    guard = _guard()
+
+    async def run() -> dict[str, Any]:
+        return await guard.server_result("srv", method, params or {"name": "t"}, result)
+
+    return anyio.run(run)
+
+
+def test_a_value_found_in_a_side_place_is_masked_in_content_masked_for_something_else() -> None:
+    text = f"token {TOKEN} then login with {PASSWORD} ok"
+    result = {"content": [{"type": "text", "text": text}], "_meta": {"password": PASSWORD}}
+    masked = _result("tools/call", result)
+    assert masked["content"][0]["text"] == "token [MASKED:github-token] then login with [MASKED:password] ok"
+    assert masked["_meta"]["password"] == "[MASKED:password]"
+
+
+def test_text_blobs_with_a_bom_colour_codes_or_form_feeds_are_read_and_keep_their_encoding() -> None:
+    texts = [
+        f"\ufeffGITHUB_TOKEN={TOKEN}\n", f"\x1b[32mINFO\x1b[0m GITHUB_TOKEN={TOKEN}", f"p1\x0cGITHUB_TOKEN={TOKEN}"
+    ]
+    blobs = [base64.b64encode(t.encode("utf-8")).decode() for t in texts]
+    blobs.append(base64.b64encode(f"\ufeffGITHUB_TOKEN={TOKEN}".encode("utf-16-be")).decode())
+    contents = [{"uri": f"mem://{i}", "blob": blob} for i, blob in enumerate(blobs)]
+    masked = _result("resources/read", {"contents": contents}, {"uri": "mem://x"})
+    decoded = [base64.b64decode(item["blob"]) for item in masked["contents"]]
+    assert all(TOKEN.encode() not in raw and TOKEN.encode("utf-16-be") not in raw for raw in decoded)
+    assert decoded[3][:2] == b"\xfe\xff"  # big-endian, as it came
+    assert "[MASKED:github-token]" in decoded[1].decode("utf-8")
+
+
+def test_sampling_metadata_is_masked_even_when_no_message_has_text() -> None:
+    guard = _guard()
+    params = {
+        "messages": [{"role": "user", "content": {"type": "image", "data": "AAAA", "mimeType": "image/png"}}],
+        "metadata": {"note": f"GITHUB_TOKEN={TOKEN}"},
+        "maxTokens": 5,
+    }
+
+    async def run() -> dict[str, Any]:
+        return await guard.server_request("srv", "sampling/createMessage", params)
+
+    forwarded = anyio.run(run)
+    assert TOKEN not in json.dumps(forwarded)
+    assert forwarded["messages"] == params["messages"]
