@@ -54,11 +54,14 @@ SERVER_TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "notifications/message": ("logger", "data"),
     "notifications/progress": ("message",),
     "notifications/resources/updated": ("uri",),
+    "notifications/tasks/status": ("statusMessage",),
     "elicitation/create": ("message", "requestedSchema", "url"),
 }
 # Notifications are read by people (a log pane, a progress bar), not by the model: only the policies
 # that mask act on them. A short status line ("all done") is no prompt injection to block.
-MASKED_ONLY = frozenset({"notifications/message", "notifications/progress", "notifications/resources/updated"})
+MASKED_ONLY = frozenset(
+    {"notifications/message", "notifications/progress", "notifications/resources/updated", "notifications/tasks/status"}
+)
 _EMPTY: tuple[Any, ...] = (None, "", {}, [])
 _KIND_OF = {"resources/read": SubjectKind.RESOURCE, "prompts/get": SubjectKind.PROMPT}  # else a tool result
 

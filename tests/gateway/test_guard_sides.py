@@ -83,3 +83,14 @@ def test_sampling_metadata_is_masked_even_when_no_message_has_text() -> None:
     forwarded = anyio.run(run)
     assert TOKEN not in json.dumps(forwarded)
     assert forwarded["messages"] == params["messages"]
+
+
+def test_a_task_status_message_is_masked() -> None:
+    guard = _guard()
+    params = {"taskId": "t1", "status": "working", "statusMessage": f"pushing with {TOKEN}"}
+
+    async def run() -> dict[str, Any] | None:
+        return await guard.server_text("srv", "notifications/tasks/status", params)
+
+    checked = anyio.run(run)
+    assert checked == {**params, "statusMessage": "pushing with [MASKED:github-token]"}
