@@ -9,7 +9,7 @@ only on the messages that carry content (see `gateway.guards`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
 
 import anyio
@@ -103,8 +103,8 @@ class WrapRelay:
                 raise error from None
             before = self.order.pending()  # what the server sent before this answer goes out first
             if self.guard is not None:
-                result = await self.guard.server_result(self.downstream.name, method, forwarded, result)
-            if before is not None:
+                result = await after(before, self.guard.server_result(self.downstream.name, method, forwarded, result))
+            elif before is not None:
                 await before.wait()
             return result
         except DownstreamError as exc:
@@ -142,6 +142,15 @@ class WrapRelay:
                 await self._up.notify(method, checked)
         finally:
             done.set()
+
+
+async def after(before: anyio.Event | None, check: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """The checked answer, once what the server sent before it has gone out (a refusal waits too)."""
+    try:
+        return await check
+    finally:
+        if before is not None:
+            await before.wait()
 
 
 def checked_progress(guard: Guard | None, server: str, report: ProgressFnT, order: NoteOrder) -> ProgressFnT:

@@ -24,7 +24,15 @@ from mcp_types import METHOD_NOT_FOUND
 from .downstream import DOWNSTREAM_UNAVAILABLE, Downstream
 from .errors import DownstreamError
 from .guards import Guard
-from .relay import DISPATCHER_OWNED, NoteOrder, checked_error, checked_notification, checked_progress, start_recheck
+from .relay import (
+    DISPATCHER_OWNED,
+    NoteOrder,
+    after,
+    checked_error,
+    checked_notification,
+    checked_progress,
+    start_recheck,
+)
 
 __all__ = ["SEP", "RouterRelay", "prefix_name"]
 
@@ -198,8 +206,8 @@ class RouterRelay:
             if method.startswith("tasks/") or isinstance(result.get("task"), dict):
                 result = _prefixed_task_ids(result, _slug(downstream.name))
             if self.guard is not None:
-                result = await self.guard.server_result(downstream.name, method, forwarded, result)
-            if before is not None:
+                result = await after(before, self.guard.server_result(downstream.name, method, forwarded, result))
+            elif before is not None:
                 await before.wait()
             return _rewrite_uris(result, rename) if rename else result
         except DownstreamError as exc:
@@ -332,6 +340,13 @@ class RouterRelay:
                 renamed = dict(item)
                 if "name" in renamed and key in ("tools", "prompts"):
                     renamed["name"] = prefix_name(downstream.name, str(renamed["name"]))
+                    if self._split(renamed["name"], SEP)[0] is not downstream:
+                        # "pager" + "work__echo" reads as server "pager__work"'s "echo": it could not be called
+                        logger.warning(
+                            "server %r: %s %r is hidden: its name reads as another server's (rename a server)",
+                            downstream.name, key[:-1], item["name"],
+                        )
+                        continue
                 for uri_key in ("uri", "uriTemplate"):
                     if isinstance(renamed.get(uri_key), str):
                         renamed[uri_key] = f"{prefix}+{renamed[uri_key]}"

@@ -453,12 +453,16 @@ class StdioRelay:
                 elif self.guard is not None:
                     checked = await self.guard.server_result(self.name, pending.method, pending.params, result)
             except MCPError as exc:
+                if notes is not None:
+                    await notes  # a refusal, too, comes after what the server sent before it
                 self._to_client(error_frame(request_id, exc.error.code, exc.error.message))
                 return
             except Exception as exc:  # a broken check must not let the answer through unchecked
                 logger.exception(
                     "checking the answer to %s from server %r failed; it was withheld", pending.method, self.name
                 )
+                if notes is not None:
+                    await notes
                 self._to_client(
                     error_frame(
                         request_id,

@@ -358,3 +358,30 @@ def test_tasks_are_routed_to_the_server_that_started_them(tmp_path: Path) -> Non
     assert [o["result"]["content"][0]["text"] for o in outcomes] == ["task said from one", "task said from two"]
     assert sorted(t["taskId"] for t in listed["result"]["tasks"]) == sorted([one_id, two_id])
     assert "does not name a server" in unknown["error"]["message"]
+
+
+def test_a_tool_whose_prefixed_name_reads_as_another_servers_is_hidden_not_listed_twice(tmp_path: Path) -> None:
+    tools = tmp_path / "pager-tools.json"
+    tools.write_text(json.dumps([{"name": "work__echo", "inputSchema": {"type": "object"}},
+                                 {"name": "page", "inputSchema": {"type": "object"}}]), encoding="utf-8")
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {
+        "pager": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:], "env": {"RAW_SERVER_TOOLS": str(tools)}},
+        "pager__work": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]},
+    }}), encoding="utf-8")
+    out = anyio.run(_routing_names, tmp_path, config)
+    assert out.count("pager__work__echo") == 1  # pager__work's echo; pager's work__echo could not be called
+    assert "pager__page" in out
+
+
+async def _routing_names(tmp: Path, config: Path) -> list[str]:
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "gateway", "run", "--mcp-json-path", str(config), "--no-builtin", "--policies",
+              str(_policies(tmp))],
+        env=gateway_env(tmp),
+    )
+    with anyio.fail_after(90), (tmp / "gateway.stderr").open("w") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            return [tool.name for tool in (await session.list_tools()).tools]
