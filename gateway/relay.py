@@ -9,8 +9,8 @@ only on the messages that carry content (see `gateway.guards`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Mapping
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.abc
@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Ids differ per leg, so these are translated by the dispatchers, never forwarded raw.
 DISPATCHER_OWNED = frozenset({"notifications/cancelled", "notifications/progress"})
@@ -42,14 +43,34 @@ class NoteOrder:
     def __init__(self) -> None:
         self._tail: anyio.Event | None = None
 
-    def take(self) -> tuple[anyio.Event | None, anyio.Event]:
-        """(the one before, to wait for before passing this on; this one's, to set once passed on or dropped)."""
+    def pending(self) -> anyio.Event | None:
+        """Set once everything taken so far has gone out (None: nothing is pending)."""
+        return self._tail if self._tail is not None and not self._tail.is_set() else None
+
+    def slot(
+        self, check: Awaitable[tuple[bool, T]], send: Callable[[T], Awaitable[None]]
+    ) -> Coroutine[Any, Any, None]:
+        """Take the next place now; the coroutine returned runs `check` and, once everything taken before
+        it has gone out, `send`s what the check kept (nothing, if it withheld it)."""
         previous, done = self.pending(), anyio.Event()
         self._tail = done
-        return previous, done
+        return _deliver(previous, done, check, send)
 
-    def pending(self) -> anyio.Event | None:
-        return self._tail if self._tail is not None and not self._tail.is_set() else None
+
+async def _deliver(
+    previous: anyio.Event | None,
+    done: anyio.Event,
+    check: Awaitable[tuple[bool, T]],
+    send: Callable[[T], Awaitable[None]],
+) -> None:
+    try:
+        keep, value = await check
+        if previous is not None:
+            await previous.wait()
+        if keep:
+            await send(value)
+    finally:
+        done.set()
 
 
 class WrapRelay:
@@ -131,17 +152,13 @@ class WrapRelay:
     ) -> None:
         if method in DISPATCHER_OWNED or self._up is None:
             return
-        previous, done = self.order.take()
-        try:
-            if method == "notifications/tools/list_changed" and self.guard is not None and self._tg is not None:
-                start_recheck(self._tg, self.downstream, self.guard)
-            keep, checked = await checked_notification(self.guard, self.downstream.name, method, params)
-            if previous is not None:
-                await previous.wait()
-            if keep:
-                await self._up.notify(method, checked)
-        finally:
-            done.set()
+        if method == "notifications/tools/list_changed" and self.guard is not None and self._tg is not None:
+            start_recheck(self._tg, self.downstream, self.guard)
+        up = self._up
+        await self.order.slot(
+            checked_notification(self.guard, self.downstream.name, method, params),
+            lambda checked: up.notify(method, checked),
+        )
 
 
 async def after(before: anyio.Event | None, check: Awaitable[dict[str, Any]]) -> dict[str, Any]:
@@ -157,19 +174,14 @@ def checked_progress(guard: Guard | None, server: str, report: ProgressFnT, orde
     """`report`, with each message checked like a server notification first (left out if blocked), in the
     order of everything else the server sends."""
 
+    async def checked(message: str | None) -> tuple[bool, str | None]:
+        if not message or guard is None:
+            return True, message
+        keep, params = await checked_notification(guard, server, "notifications/progress", {"message": message})
+        return True, (params.get("message") if keep and params is not None else None)  # blocked: no message
+
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        previous, done = order.take()
-        try:
-            if message and guard is not None:
-                keep, checked = await checked_notification(
-                    guard, server, "notifications/progress", {"message": message}
-                )
-                message = checked.get("message") if keep and checked is not None else None
-            if previous is not None:
-                await previous.wait()
-            await report(progress, total, message)
-        finally:
-            done.set()
+        await order.slot(checked(message), lambda kept: report(progress, total, kept))
 
     return on_progress
 

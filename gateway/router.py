@@ -432,18 +432,16 @@ class RouterRelay:
                 start_recheck(self._tg, self.by_prefix[prefix], self.guard)
             if method == "notifications/tasks/status" and isinstance(params, Mapping):
                 params = _prefixed_task_ids(dict(params), prefix)
-            previous, done = self.orders[prefix].take()
-            try:
+            up = self._up
+
+            async def checked() -> tuple[bool, Mapping[str, Any] | None]:
                 keep, checked = await checked_notification(self.guard, self.by_prefix[prefix].name, method, params)
                 uri = checked.get("uri") if keep and checked and method == "notifications/resources/updated" else None
                 if checked and isinstance(uri, str):
                     checked = {**checked, "uri": f"{prefix}+{uri}"}
-                if previous is not None:
-                    await previous.wait()
-                if keep:
-                    await self._up.notify(method, checked)
-            finally:
-                done.set()
+                return keep, checked
+
+            await self.orders[prefix].slot(checked(), lambda kept: up.notify(method, kept))
 
         return on_notify
 

@@ -34,7 +34,7 @@ from .errors import DownstreamError
 from .frames import Message, encode, error_frame, parse, request_key
 from .guards import SERVER_TEXT_FIELDS, Guard
 from .handshake import EarlyStart
-from .relay import start_recheck
+from .relay import NoteOrder, checked_notification, start_recheck
 from .specs import Limits, ServerSpec
 from .stdio_server import ServerLink, StdioServer
 from .transports import MESSAGE_TOO_LARGE, LineFramer, client_wire, request_id_in, too_large_text
@@ -93,7 +93,7 @@ class StdioRelay:
         self._client: asyncio.StreamWriter | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._checks: set[asyncio.Task[None]] = set()  # guard checks under way
-        self._notes: asyncio.Future[None] | None = None  # done when the last server notification has gone out
+        self.order = NoteOrder()  # server notifications go out in the order they came, answers after them
 
     # --- running ---------------------------------------------------------------------------
 
@@ -342,52 +342,23 @@ class StdioRelay:
                 self._spawn(self._guarded_server_request(self.guard, message, line))
                 return
         elif self.guard is not None and method in SERVER_TEXT_FIELDS:
-            self._in_order(self._checked_notification(self.guard, message, line))
+            self._spawn(self.order.slot(self._checked_notification(self.guard, message, line), self._write))
             return
         elif method == "notifications/tools/list_changed" and self.guard is not None:
             assert self._tg is not None
             start_recheck(self._tg, self.server, self.guard)
-        if self._notes_pending() is not None:
-            self._in_order(_as_is(line))  # behind the notifications still being checked
+        if self.order.pending() is not None:
+            self._spawn(self.order.slot(_kept(line), self._write))  # behind the notifications being checked
             return
         self._to_client(line)
 
-    def _notes_pending(self) -> asyncio.Future[None] | None:
-        return self._notes if self._notes is not None and not self._notes.done() else None
+    async def _write(self, frame: bytes) -> None:
+        self._to_client(frame)
 
-    def _in_order(self, check: Coroutine[Any, Any, bytes | None]) -> None:
-        """Check a server notification on a task of its own, but write it after every one before it."""
-        previous = self._notes_pending()
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._notes = done
-
-        async def run() -> None:
-            try:
-                frame = await check
-                if previous is not None:
-                    await previous
-                if frame is not None:
-                    self._to_client(frame)
-            finally:
-                if not done.done():
-                    done.set_result(None)
-
-        self._spawn(run())
-
-    async def _checked_notification(self, guard: Guard, message: Message, line: bytes) -> bytes | None:
+    async def _checked_notification(self, guard: Guard, message: Message, line: bytes) -> tuple[bool, bytes]:
         params = message.get("params")
-        if not isinstance(params, dict):
-            return line
-        method = message["method"]
-        try:
-            checked = await guard.server_text(self.name, method, params)
-        except Exception:  # a broken check must not let the text through unchecked
-            logger.exception("checking a %s from server %r failed; it was withheld", method, self.name)
-            return None
-        if checked is None:
-            logger.info("withheld a %s from server %r: a policy blocked its text", method, self.name)
-            return None
-        return line if checked == params else encode({**message, "params": checked})
+        keep, checked = await checked_notification(guard, self.name, message["method"], params)
+        return keep, (line if checked == params else encode({**message, "params": checked}))
 
     def _answered(self, message: Message, line: bytes | None) -> None:
         if self.server.take_answer(message):
@@ -400,7 +371,7 @@ class StdioRelay:
             return
         if pending.timer is not None:
             pending.timer.cancel()
-        notes = self._notes_pending()
+        notes = self.order.pending()
         if "result" in message and (
             pending.method == "initialize" or (self.guard is not None and pending.method in GUARDED_RESULTS)
         ):
@@ -414,12 +385,12 @@ class StdioRelay:
             return
         self._to_client(line if line is not None else encode(message))
 
-    async def _write_after(self, notes: asyncio.Future[None], frame: bytes) -> None:
-        await notes
+    async def _write_after(self, notes: anyio.Event, frame: bytes) -> None:
+        await notes.wait()
         self._to_client(frame)
 
     async def _guarded_error(
-        self, guard: Guard, pending: _Pending, message: Message, line: bytes | None, notes: asyncio.Future[None] | None
+        self, guard: Guard, pending: _Pending, message: Message, line: bytes | None, notes: anyio.Event | None
     ) -> None:
         error = message["error"]
         try:
@@ -432,14 +403,14 @@ class StdioRelay:
                 f"failed ({exc}), so its text was withheld; {_SEE_LOG}",
             }
         if notes is not None:
-            await notes
+            await notes.wait()
         if checked == error:  # unchanged: the bytes that came in
             self._to_client(line if line is not None else encode(message))
         else:
             self._to_client(encode({**message, "error": checked}))
 
     async def _guarded_result(
-        self, pending: _Pending, message: Message, line: bytes | None, notes: asyncio.Future[None] | None = None
+        self, pending: _Pending, message: Message, line: bytes | None, notes: anyio.Event | None = None
     ) -> None:
         result = message["result"]
         request_id = message["id"]
@@ -454,7 +425,7 @@ class StdioRelay:
                     checked = await self.guard.server_result(self.name, pending.method, pending.params, result)
             except MCPError as exc:
                 if notes is not None:
-                    await notes  # a refusal, too, comes after what the server sent before it
+                    await notes.wait()  # a refusal, too, comes after what the server sent before it
                 self._to_client(error_frame(request_id, exc.error.code, exc.error.message))
                 return
             except Exception as exc:  # a broken check must not let the answer through unchecked
@@ -462,7 +433,7 @@ class StdioRelay:
                     "checking the answer to %s from server %r failed; it was withheld", pending.method, self.name
                 )
                 if notes is not None:
-                    await notes
+                    await notes.wait()
                 self._to_client(
                     error_frame(
                         request_id,
@@ -473,7 +444,7 @@ class StdioRelay:
                 )
                 return
         if notes is not None:
-            await notes
+            await notes.wait()
         if checked is result and line is not None:
             self._to_client(line)
         else:
@@ -510,5 +481,5 @@ class StdioRelay:
             self._client.write(frame + b"\n")
 
 
-async def _as_is(frame: bytes) -> bytes:
-    return frame
+async def _kept(frame: bytes) -> tuple[bool, bytes]:
+    return True, frame
