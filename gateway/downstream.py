@@ -45,7 +45,7 @@ class _Connection:
     failure: str | None = None  # why it ended, when it ended with an error
 
 
-def _timeout_setting(method: str) -> str:
+def timeout_setting(method: str) -> str:
     return "init_timeout_s" if method == "initialize" else "request_timeout_s"
 
 
@@ -266,7 +266,7 @@ class Downstream:
                     code=REQUEST_TIMEOUT,
                     message=(
                         f"mcp-gateway: server {self.name!r} did not answer {method} within {seconds:g} s and may be "
-                        f"hung; the request was cancelled (raise {_timeout_setting(method)} if it is slow)"
+                        f"hung; the request was cancelled (raise {timeout_setting(method)} if it is slow)"
                     ),
                 ) from exc
             raise

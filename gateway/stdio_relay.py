@@ -29,7 +29,7 @@ import anyio.abc
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 
-from .downstream import DOWNSTREAM_UNAVAILABLE, _timeout_setting
+from .downstream import DOWNSTREAM_UNAVAILABLE, timeout_setting
 from .errors import DownstreamError
 from .frames import Message, encode, error_frame, parse, request_key
 from .guards import SERVER_TEXT_FIELDS, Guard
@@ -311,7 +311,7 @@ class StdioRelay:
                 key,
                 REQUEST_TIMEOUT,
                 f"mcp-gateway: server {self.name!r} did not answer {pending.method} within {pending.timeout_s:g} s "
-                f"and may be hung; the request was cancelled (raise {_timeout_setting(pending.method)} if it is slow)",
+                f"and may be hung; the request was cancelled (raise {timeout_setting(pending.method)} if it is slow)",
             )
         )
         server = self.server.link

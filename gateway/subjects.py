@@ -135,20 +135,21 @@ BLOB_TEXT_LIMIT = 1 << 20  # a base64 blob this large (decoded) or smaller is re
 @dataclass(frozen=True)
 class Side:
     """A place in a result that a model does not read as prose but a client receives: `_meta`, URIs,
-    link descriptions, text inside base64 blobs, completion values. `blob` marks decoded base64."""
+    link descriptions, text inside base64 blobs, completion values. `encoding`: the value is a blob's
+    decoded text, to be encoded back so (the same encoding and byte order, its BOM kept)."""
 
     path: tuple[str | int, ...]
     value: Any
-    blob: bool = False
+    encoding: str | None = None
 
 
 def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
     """Every side place of a result that holds something, to be masked like its content."""
     found: list[Side] = []
 
-    def add(path: tuple[str | int, ...], value: Any, blob: bool = False) -> None:
+    def add(path: tuple[str | int, ...], value: Any, encoding: str | None = None) -> None:
         if value not in (None, "", {}, []):
-            found.append(Side(path, value, blob))
+            found.append(Side(path, value, encoding))
 
     def block(holder: Mapping[str, Any], path: tuple[str | int, ...]) -> None:
         add((*path, "_meta"), holder.get("_meta"))
@@ -162,9 +163,9 @@ def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
     def resource_fields(resource: Mapping[str, Any], path: tuple[str | int, ...]) -> None:
         add((*path, "uri"), resource.get("uri"))
         add((*path, "_meta"), resource.get("_meta"))
-        text = _blob_text(resource.get("blob"))
-        if text is not None:
-            add((*path, "blob"), text, blob=True)
+        decoded = _blob_text(resource.get("blob"))
+        if decoded is not None:
+            add((*path, "blob"), *decoded)
 
     add(("_meta",), result.get("_meta"))
     if method in ("tools/call", "tasks/result"):
@@ -197,31 +198,24 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _blob_text(blob: Any) -> str | None:
-    """The text a base64 blob holds (line-wrapped or not; UTF-8, or UTF-16 with its byte-order mark), or
-    None for binary (an image, an archive) and for blobs over BLOB_TEXT_LIMIT."""
+def _blob_text(blob: Any) -> tuple[str, str] | None:
+    """The text a base64 blob holds (line-wrapped or not; UTF-8, or UTF-16 with its byte-order mark) and its
+    encoding, or None for binary (an image, an archive) and for blobs over BLOB_TEXT_LIMIT."""
     if not isinstance(blob, str) or not blob or len(blob) > BLOB_TEXT_LIMIT * 4 // 3 + 4096:
         return None
     try:
         raw = base64.b64decode("".join(blob.split()), validate=True)
     except (binascii.Error, ValueError):
         return None
+    encoding = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}.get(raw[:2], "utf-8")
     try:
-        text = raw.decode(_blob_encoding(raw))
+        text = raw.decode(encoding)
     except UnicodeDecodeError:
         return None
     if "\x00" in text or not text:
         return None  # binary that happens to decode
     unprintable = sum(1 for ch in text if not ch.isprintable() and ch not in "\n\r\t\x0c\x1b\ufeff")
-    return text if unprintable <= len(text) // 50 else None  # colour codes, form feeds, a BOM: still text
-
-
-def _blob_encoding(raw: bytes) -> str:
-    if raw[:2] == b"\xff\xfe":
-        return "utf-16-le"
-    if raw[:2] == b"\xfe\xff":
-        return "utf-16-be"
-    return "utf-8"
+    return (text, encoding) if unprintable <= len(text) // 50 else None  # colour codes, a BOM: still text
 
 
 def side_subject(
@@ -251,21 +245,13 @@ def mask_sides(result: Mapping[str, Any], sides: list[Side], spans: list[Span]) 
         if not touched:
             continue
         value = masked["v"]
-        if side.blob:
-            original = base64.b64decode("".join(str(_at(result, side.path)).split()))
-            encoding = _blob_encoding(original)  # the same encoding and byte order as it came, BOM kept
-            value = base64.b64encode(str(value).encode(encoding)).decode("ascii")
+        if side.encoding is not None:
+            value = base64.b64encode(str(value).encode(side.encoding)).decode("ascii")
         holder: Any = out
         for part in side.path[:-1]:
             holder = holder[part]
         holder[side.path[-1]] = value
     return out
-
-
-def _at(root: Any, path: tuple[str | int, ...]) -> Any:
-    for part in path:
-        root = root[part]
-    return root
 
 
 def sampling_subject(server: str, params: Mapping[str, Any]) -> tuple[Subject, TextLayout]:
