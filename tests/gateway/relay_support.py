@@ -95,16 +95,11 @@ def gateway_env(tmp: Path, **settings: str) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def gateway_session(
-    tmp: Path,
-    server: Sequence[str],
-    *,
-    gateway_args: Sequence[str] = (),
-    env: dict[str, str] | None = None,
-    **client_kwargs: Any,
+async def gateway_client(
+    tmp: Path, argv: Sequence[str], *, env: dict[str, str] | None = None, **client_kwargs: Any
 ) -> AsyncIterator[ClientSession]:
-    command = [sys.executable, "-m", "gateway", "wrap", "--name", "raw", *gateway_args, "--", *server]
-    params = StdioServerParameters(command=command[0], args=command[1:], env=env or gateway_env(tmp))
+    """The real client on a gateway process started as `mcp-gateway ARGV` (its stderr in tmp/gateway.stderr)."""
+    params = StdioServerParameters(command=sys.executable, args=["-m", "gateway", *argv], env=env or gateway_env(tmp))
     errlog = (tmp / "gateway.stderr").open("w", encoding="utf-8")
     try:
         async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(
@@ -113,6 +108,21 @@ async def gateway_session(
             yield session
     finally:
         errlog.close()
+
+
+@asynccontextmanager
+async def gateway_session(
+    tmp: Path,
+    server: Sequence[str],
+    *,
+    gateway_args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    **client_kwargs: Any,
+) -> AsyncIterator[ClientSession]:
+    """The real client on `mcp-gateway wrap` in front of `server`."""
+    argv = ["wrap", "--name", "raw", *gateway_args, "--", *server]
+    async with gateway_client(tmp, argv, env=env, **client_kwargs) as session:
+        yield session
 
 
 def server_log(tmp: Path) -> list[dict[str, Any]]:

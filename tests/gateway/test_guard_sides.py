@@ -11,27 +11,20 @@ import anyio
 from gateway.enginehost import EngineHost
 from gateway.guards import Guard
 from gateway.runtime import Runtime
-from policy.compiled import CompiledPolicy, Provenance, Scope, Verification
+from policy.compiled import Scope
 from policy.engine import Engine
 from policy.subject import SubjectKind
 from policy.verdict import Action
+
+from ..policy.helpers import make_policy
 
 TOKEN = "ghp_" + "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6"
 PASSWORD = "Zq8mVx2LpQw7"
 
 
 def _guard() -> Guard:
-    policy = CompiledPolicy(
-        id="mask-secrets",
-        title="mask secrets",
-        body="Mask secrets.",
-        action=Action.MASK,
-        on_error="block",
-        scope=Scope(kinds=[SubjectKind.TOOL_RESULT, SubjectKind.RESOURCE, SubjectKind.SAMPLING]),
-        detectors=["secrets"],
-        verification=Verification(status="no_examples", examples=0, correct=0),
-        provenance=Provenance(source="mask.md", source_sha256="0" * 64, compiler="test", prompt_version=1),
-    )
+    kinds = [SubjectKind.TOOL_RESULT, SubjectKind.RESOURCE, SubjectKind.SAMPLING]
+    policy = make_policy(id="mask-secrets", action=Action.MASK, scope=Scope(kinds=kinds), detectors=["secrets"])
     host = EngineHost(lambda: Runtime(engine=Engine([policy]), loaded=(), judge=None), warm=False)
     host.start()
     assert host.wait_ready(30)

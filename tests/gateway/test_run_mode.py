@@ -12,10 +12,9 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-from mcp import ClientSession, MCPError, StdioServerParameters
-from mcp.client.stdio import stdio_client
+from mcp import MCPError
 
-from .relay_support import RAW_SERVER, gateway_env, secrets_mask_policy, server_log
+from .relay_support import RAW_SERVER, gateway_client, gateway_env, secrets_mask_policy, server_log
 
 pytestmark = pytest.mark.integration
 
@@ -24,17 +23,19 @@ DEMO = [sys.executable, "-m", "gateway.demo_server"]
 
 def _policies(tmp: Path) -> Path:
     directory = tmp / "policies"
-    directory.mkdir()
+    directory.mkdir(exist_ok=True)
     (directory / "quiet.md").write_text("---\napplies_to: [tool_call]\ntools: [nothing-matches]\njudge: never\n---\n"
                                         "A policy that applies to no tool here.\n", encoding="utf-8")
     return directory
 
 
+def _run_argv(tmp: Path, config: Path, policies: Path | None = None) -> list[str]:
+    return ["run", "--mcp-json-path", str(config), "--no-builtin", "--policies", str(policies or _policies(tmp))]
+
+
 async def _session(tmp: Path, argv: list[str]) -> dict[str, object]:
-    env = gateway_env(tmp)
-    params = StdioServerParameters(command=sys.executable, args=["-m", "gateway", *argv], env=env)
-    with anyio.fail_after(90), (tmp / "gateway.stderr").open("w") as errlog:
-        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+    with anyio.fail_after(90):
+        async with gateway_client(tmp, argv) as session:
             init = await session.initialize()
             tools = [tool.name for tool in (await session.list_tools()).tools]
             echo = await session.call_tool("raw__echo", {"text": "routed"})
@@ -61,7 +62,7 @@ def _config(tmp: Path) -> Path:
 
 
 def test_every_server_is_reachable_under_stable_prefixed_names(tmp_path: Path) -> None:
-    argv = ["run", "--mcp-json-path", str(_config(tmp_path)), "--no-builtin", "--policies", str(_policies(tmp_path))]
+    argv = _run_argv(tmp_path, _config(tmp_path))
     out = anyio.run(_session, tmp_path, argv)
     init = out["init"]
     assert isinstance(init, types.InitializeResult)
@@ -115,11 +116,8 @@ async def _chatty_session(tmp: Path, argv: list[str]) -> dict[str, object]:
         received.append(params.message)
         return types.ElicitResult(action="accept", content={"ok": True})
 
-    params = StdioServerParameters(command=sys.executable, args=["-m", "gateway", *argv], env=gateway_env(tmp))
-    with anyio.fail_after(90), (tmp / "gateway.stderr").open("w") as errlog:
-        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(
-            read, write, logging_callback=on_log, elicitation_callback=elicitation  # type: ignore[arg-type]
-        ) as session:
+    with anyio.fail_after(90):
+        async with gateway_client(tmp, argv, logging_callback=on_log, elicitation_callback=elicitation) as session:
             await session.initialize()
             await session.call_tool("raw__chatter", {"text": TOKEN}, progress_callback=on_progress)
             try:
@@ -138,7 +136,7 @@ async def _chatty_session(tmp: Path, argv: list[str]) -> dict[str, object]:
 def test_server_logs_progress_errors_and_elicitations_are_masked_through_run(tmp_path: Path) -> None:
     policies = _policies(tmp_path)
     secrets_mask_policy(policies)
-    argv = ["run", "--mcp-json-path", str(_config(tmp_path)), "--no-builtin", "--policies", str(policies)]
+    argv = _run_argv(tmp_path, _config(tmp_path), policies)
     out = anyio.run(_chatty_session, tmp_path, argv)
     assert out["progress"] == ["sent with [MASKED:github-token]"]
     received = out["received"]
@@ -165,8 +163,7 @@ def test_stdin_that_is_not_a_stream_is_refused_with_what_to_do(tmp_path: Path, s
 
     source = tmp_path / "requests.jsonl"
     source.write_text('{"jsonrpc": "2.0", "id": 1, "method": "ping"}\n', encoding="utf-8")
-    argv = [sys.executable, "-m", "gateway", "run", "--mcp-json-path", str(_config(tmp_path)), "--no-builtin",
-            "--policies", str(_policies(tmp_path))]
+    argv = [sys.executable, "-m", "gateway", *_run_argv(tmp_path, _config(tmp_path))]
     with (open(os.devnull, "rb") if stdin == "devnull" else source.open("rb")) as handle:
         done = subprocess.run(argv, stdin=handle, capture_output=True, env=gateway_env(tmp_path), timeout=60)
     assert done.returncode == 2
@@ -175,15 +172,9 @@ def test_stdin_that_is_not_a_stream_is_refused_with_what_to_do(tmp_path: Path, s
 
 
 async def _routing_session(tmp: Path, config: Path) -> dict[str, object]:
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "gateway", "run", "--mcp-json-path", str(config), "--no-builtin", "--policies",
-              str(_policies(tmp))],
-        env=gateway_env(tmp),
-    )
     out: dict[str, object] = {}
-    with anyio.fail_after(90), (tmp / "gateway.stderr").open("w") as errlog:
-        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+    with anyio.fail_after(90):
+        async with gateway_client(tmp, _run_argv(tmp, config)) as session:
             await session.initialize()
             out["first"] = sorted(tool.name for tool in (await session.list_tools()).tools)
             out["nested"] = await session.call_tool("pager__work__echo", {"text": "paged"})
@@ -222,8 +213,7 @@ def test_servers_whose_names_become_one_prefix_are_named_in_the_error(tmp_path: 
         "a b": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]},
         "a-b": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]},
     }}), encoding="utf-8")
-    argv = [sys.executable, "-m", "gateway", "run", "--mcp-json-path", str(config), "--no-builtin",
-            "--policies", str(_policies(tmp_path))]
+    argv = [sys.executable, "-m", "gateway", *_run_argv(tmp_path, config)]
     done = subprocess.run(argv, stdin=subprocess.PIPE, capture_output=True, env=gateway_env(tmp_path), timeout=60)
     assert done.returncode != 0
     assert b"'a b' and 'a-b'" in done.stderr and b"rename one" in done.stderr
@@ -232,12 +222,6 @@ def test_servers_whose_names_become_one_prefix_are_named_in_the_error(tmp_path: 
 
 async def _timed_start(tmp: Path, config: Path) -> dict[str, object]:
     env = {**gateway_env(tmp), "MCP_GATEWAY_START_GRACE_S": "1"}
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "gateway", "run", "--mcp-json-path", str(config), "--no-builtin", "--policies",
-              str(_policies(tmp))],
-        env=env,
-    )
     changed = anyio.Event()
 
     async def on_message(message: object) -> None:
@@ -245,10 +229,8 @@ async def _timed_start(tmp: Path, config: Path) -> dict[str, object]:
             changed.set()
 
     out: dict[str, object] = {}
-    with anyio.fail_after(90), (tmp / "gateway.stderr").open("w") as errlog:
-        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(
-            read, write, message_handler=on_message  # type: ignore[arg-type]
-        ) as session:
+    with anyio.fail_after(90):
+        async with gateway_client(tmp, _run_argv(tmp, config), env=env, message_handler=on_message) as session:
             started = anyio.current_time()
             init = await session.initialize()
             out["init_s"] = anyio.current_time() - started
@@ -288,11 +270,8 @@ async def _ordered_session(tmp: Path, argv: list[str], tool: str) -> list[str]:
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
         events.append("progress " + str(message).split(" x")[0].strip())
 
-    params = StdioServerParameters(command=sys.executable, args=["-m", "gateway", *argv], env=gateway_env(tmp))
-    with anyio.fail_after(90), (tmp / "gateway.stderr").open("w") as errlog:
-        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(
-            read, write, logging_callback=on_log  # type: ignore[arg-type]
-        ) as session:
+    with anyio.fail_after(90):
+        async with gateway_client(tmp, argv, logging_callback=on_log) as session:
             await session.initialize()
             for _ in range(2):
                 result = await session.call_tool(tool, {}, progress_callback=on_progress)
@@ -305,7 +284,7 @@ def test_what_a_server_says_during_a_call_arrives_in_order_and_before_the_answer
     policies = _policies(tmp_path)
     secrets_mask_policy(policies)  # every log and progress message is checked; the long ones on a thread
     if mode == "run":
-        argv = ["run", "--mcp-json-path", str(_config(tmp_path)), "--no-builtin", "--policies", str(policies)]
+        argv = _run_argv(tmp_path, _config(tmp_path), policies)
         tool = "raw__order"
     else:
         argv = ["wrap", "--name", "raw", "--no-builtin", "--policies", str(policies), "--", *RAW_SERVER]
@@ -323,8 +302,7 @@ def test_tasks_are_routed_to_the_server_that_started_them(tmp_path: Path) -> Non
         "one": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]},
         "two": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]},
     }}), encoding="utf-8")
-    argv = [sys.executable, "-m", "gateway", "run", "--mcp-json-path", str(config), "--no-builtin", "--policies",
-            str(_policies(tmp_path))]
+    argv = [sys.executable, "-m", "gateway", *_run_argv(tmp_path, config)]
     process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                env=gateway_env(tmp_path))
     assert process.stdin is not None and process.stdout is not None
@@ -375,13 +353,7 @@ def test_a_tool_whose_prefixed_name_reads_as_another_servers_is_hidden_not_liste
 
 
 async def _routing_names(tmp: Path, config: Path) -> list[str]:
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "gateway", "run", "--mcp-json-path", str(config), "--no-builtin", "--policies",
-              str(_policies(tmp))],
-        env=gateway_env(tmp),
-    )
-    with anyio.fail_after(90), (tmp / "gateway.stderr").open("w") as errlog:
-        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+    with anyio.fail_after(90):
+        async with gateway_client(tmp, _run_argv(tmp, config)) as session:
             await session.initialize()
             return [tool.name for tool in (await session.list_tools()).tools]

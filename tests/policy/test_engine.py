@@ -5,15 +5,12 @@ import numpy as np
 from policy.cache import MemoryVerdictCache
 from policy.compiled import (
     ClassifierSpec,
-    CompiledPolicy,
     Exemplar,
     JudgeSpec,
     Layer,
     LinearHead,
     MLPHead,
-    Provenance,
     Scope,
-    Verification,
 )
 from policy.conditions import Predicate, Rule
 from policy.detectors import DetectorRegistry
@@ -26,23 +23,7 @@ from policy.subject import Subject, SubjectKind
 from policy.testing import FakeLLM
 from policy.verdict import Action, Outcome, Span, Tier
 
-from .helpers import fake_models
-
-
-def make_policy(**overrides: object) -> CompiledPolicy:
-    fields: dict[str, object] = {
-        "id": "no-recipes",
-        "title": "No recipes",
-        "body": "Tool results must not contain cooking recipes.",
-        "action": Action.BLOCK,
-        "on_error": "block",
-        "scope": Scope(kinds=[SubjectKind.TOOL_RESULT]),
-        "verification": Verification(status="no_examples", examples=0, correct=0),
-        "provenance": Provenance(source="no-recipes.md", source_sha256="0" * 64, compiler="offline", prompt_version=1),
-    }
-    fields.update(overrides)
-    return CompiledPolicy(**fields)  # type: ignore[arg-type]
-
+from .helpers import fake_models, make_policy
 
 RECIPES = ClassifierSpec(
     exemplars=[
