@@ -247,8 +247,8 @@ class Guard:
             content = Decision(applied="mask", verdicts=(), masks=tuple(extra))
         if content is not None:
             checked = self._apply(content, method, checked, layout)
-        if side_masks or extra:
-            labels = {span.label for span in [*side_masks, *extra, *(content.masks if content is not None else ())]}
+        if side_masks:  # the content's own masks are already named by _apply
+            labels = {span.label for span in [*side_masks, *(content.masks if content is not None else ())]}
             checked = _with_meta(checked, "masked", sorted(labels))
         return checked
 
@@ -286,7 +286,8 @@ class Guard:
                 params = mask_message(params, layout, list(decision.masks))
         checked = await self._fields(server, method, params, ("metadata", "modelPreferences"), masking_only=True)
         if checked is None:  # a mask policy that found something it cannot point at
-            raise MCPError(code=BLOCKED, message="mcp-gateway blocked this sampling request's metadata; see its log")
+            text = "mcp-gateway blocked this sampling request: its metadata held something a policy could not mask"
+            raise MCPError(code=BLOCKED, message=f"{text}; see 'mcp-gateway logs'")
         return checked
 
     async def server_text(self, server: str, method: str, payload: Mapping[str, Any]) -> dict[str, Any] | None:
