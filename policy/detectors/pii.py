@@ -15,7 +15,11 @@ machine, and the gateway scans every tool call. So the detector does as little a
    the optional ``names`` package followed by a surname makes a PERSON with no model at all.
    spaCy NER runs only on the phrases around the remaining name-like words, at most
    `ner_max_chars` characters per call; a capitalised label alone on its line ("Max Length", a
-   JSON-schema title) is left to the cues.
+   JSON-schema title) is left to the cues. The small model calls many unfamiliar full names
+   organisations ("Miklós Hajdu"): an ORG of two or three capitalised words that begins with a
+   known first name, or none of whose words its vocabulary knows, counts as a person. A model
+   person that is one word and no known first name or common surname ("Tales", "Grafana"), or
+   only ordinary words ("Email Routing"), does not.
    **Beyond that cap**, names are found only by those cues; pattern entities are always scanned
    in full, whatever the size.
 4. **Spans.** Findings are trimmed to the value (no quotes, delimiters or "'s"), filtered
@@ -42,7 +46,7 @@ from typing import TYPE_CHECKING
 import regex
 
 from ..verdict import Span
-from .pii_names import AMBIGUOUS_FIRST_NAMES, NOT_NAME_WORDS, first_names
+from .pii_names import AMBIGUOUS_FIRST_NAMES, NOT_NAME_WORDS, first_names, last_names
 
 if TYPE_CHECKING:
     from .pii_presidio import PresidioEngine
@@ -111,10 +115,23 @@ _NEEDS_NO_CONTEXT = frozenset({"UK_NHS", "US_DRIVER_LICENSE", "MEDICAL_LICENSE"}
 _NOT_PII_DIGITS = regex.compile(
     r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}|\d+\.\d+|\d{4}-\d{2}-\d{2}[ T]\d{2}"
 )
-# A capitalised word that could be (part of) a name: not inside a code token or a path.
+# A capitalised word, not inside a code token or a path.
 _TITLE = r"\p{Lu}\p{Ll}+(?:[-']\p{Lu}?\p{Ll}+)*"
+# The words after a sentence's first word that make it the sentence's subject, perhaps a person:
+# "Jennifer is ...", "Magnus spent a year ...". An imperative ("Convert time ...") has none.
+SUBJECT_VERB = (
+    r"(?:is|was|has|had|will|would|can|could|did|does|may|might|must|should|shall|spent|began|begins|started"
+    r"|lives|lived|works|worked|went|goes|came|comes|joined|left|wrote|writes|said|says|told|asked|called|wants"
+    r"|wanted|needs|needed|loves|loved|likes|liked|knows|knew|thinks|thought|became|got|gets|made|makes|took"
+    r"|takes|gave|gives|moved|studied|graduated|married|died|won|lost|played|sang|met|saw|felt|seems|seemed)"
+)
+# A capitalised word that could be (part of) a name: two or more of them (an initial, dotted or not,
+# may sit between: "Ryan P Costa"), one after a lower-case word, or one opening a sentence as its
+# subject ("Jennifer is ...", "Bryce, can I ...").
 _NAME_LIKE = regex.compile(
-    rf"(?<![\p{{L}}\p{{N}}_@./\\#$-])(?:{_TITLE}(?:[ \t]+\p{{Lu}}\.)?(?:[ \t]+{_TITLE})+|(?<=\p{{Ll}},?[ \t]+){_TITLE})"
+    rf"(?<![\p{{L}}\p{{N}}_@./\\#$-])(?:{_TITLE}(?:[ \t]+\p{{Lu}}\.?)?(?:[ \t]+{_TITLE})+"
+    rf"|(?<=\p{{Ll}},?[ \t]+){_TITLE}"
+    rf"|(?:(?<=^)|(?<=[.!?][ \t]+)){_TITLE}(?=,[ \t]+\p{{Ll}}|[ \t]+{SUBJECT_VERB}\b))"
     r"(?![\p{L}\p{N}_@/\\(])"
 )
 # Honorifics and labels make a name of the next capitalised word ("Mr. Smith", "Name: Lee"),
@@ -198,7 +215,7 @@ class PiiDetector:
 
     Presidio and spaCy load on `warm` or on the first scan that needs them, under a lock; after
     that `scan` may be called from several threads at once (spaCy NER runs under its own lock).
-    `first_names` replaces the optional ``names`` package's list (lower-case names).
+    `first_names` and `last_names` replace the optional ``names`` package's lists (lower-case names).
     """
 
     name = "pii"
@@ -210,6 +227,7 @@ class PiiDetector:
         score_threshold: float = 0.4,
         ner_max_chars: int = 300,
         first_names: Iterable[str] | None = None,
+        last_names: Iterable[str] | None = None,
     ) -> None:
         chosen = tuple(dict.fromkeys(entities))
         unknown = [entity for entity in chosen if entity not in LABELS]
@@ -224,6 +242,7 @@ class PiiDetector:
         self.ner_max_chars = ner_max_chars
         self._wanted = frozenset(chosen)
         self._given_first_names = None if first_names is None else frozenset(n.lower() for n in first_names)
+        self._given_last_names = None if last_names is None else frozenset(n.lower() for n in last_names)
         self._engine: PresidioEngine | None = None
         self._load_lock = threading.Lock()
 
@@ -243,9 +262,11 @@ class PiiDetector:
                 # without a PII policy must not pay
                 from . import pii_presidio
 
-                names = self._given_first_names if self._given_first_names is not None else first_names()
+                given_first, given_last = self._given_first_names, self._given_last_names
                 self._engine = pii_presidio.build(
-                    self._wanted, first_names=names, exclude=NOT_NAME_WORDS | AMBIGUOUS_FIRST_NAMES,
+                    self._wanted, exclude=NOT_NAME_WORDS | AMBIGUOUS_FIRST_NAMES,
+                    first_names=given_first if given_first is not None else first_names(),
+                    last_names=given_last if given_last is not None else last_names(),
                 )
             return self._engine
 

