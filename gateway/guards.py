@@ -14,6 +14,7 @@ import json
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,7 @@ logger = logging.getLogger(__name__)
 _TRACE = TypeAdapter(tuple[TierStep, ...])  # one call into pydantic's serialiser per row, not one per step
 BLOCKED = -32040  # a JSON-RPC error for methods whose results cannot carry an error flag
 META_KEY = "mcp-gateway"
+TASKS_REMEMBERED = 10_000  # started tasks whose tool is kept for their tasks/result (oldest forgotten first)
 # Text a server sends outside results, by method, and the fields of it a model or a user reads.
 SERVER_TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "notifications/message": ("logger", "data"),
@@ -125,6 +127,8 @@ class Guard:
     _changing: dict[str, list[anyio.Event]] = field(default_factory=dict)
     # each listed tool's outputSchema: a masked result must still fit it, or the client rejects it whole
     output_schemas: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # (server, task id) -> the tool whose call started the task: its tasks/result is that tool's result
+    task_tools: OrderedDict[tuple[str, str], str] = field(default_factory=OrderedDict)
 
     def catalogue_changing(self, server: str) -> anyio.Event:
         """Mark a server's catalogue as being re-checked; set the returned event when done."""
@@ -194,12 +198,25 @@ class Guard:
     async def server_result(
         self, server: str, method: str, params: Mapping[str, Any] | None, result: dict[str, Any]
     ) -> dict[str, Any]:
+        if method == "tools/call" and isinstance(result.get("task"), dict):
+            self._started_task(server, (params or {}).get("name"), result["task"].get("taskId"))
+        elif method == "tasks/result":
+            # the task's tool, so tool-scoped policies and its outputSchema apply as to a direct call
+            tool = self.task_tools.get((server, str((params or {}).get("taskId", ""))))
+            params = {**(params or {}), "name": tool} if tool is not None else params
         checked = await self._server_result(server, method, params, result)
-        if method == "tools/call" and checked is not result and "structuredContent" in checked:
+        if method in ("tools/call", "tasks/result") and checked is not result and "structuredContent" in checked:
             schema = self.output_schemas.get((server, str((params or {}).get("name", ""))))
             if schema is not None:
                 return _fitting(checked, schema)
         return checked
+
+    def _started_task(self, server: str, tool: Any, task_id: Any) -> None:
+        if not isinstance(tool, str) or not isinstance(task_id, str):
+            return
+        self.task_tools[(server, task_id)] = tool
+        while len(self.task_tools) > TASKS_REMEMBERED:
+            self.task_tools.popitem(last=False)
 
     async def _server_result(
         self, server: str, method: str, params: Mapping[str, Any] | None, result: dict[str, Any]
@@ -222,7 +239,7 @@ class Guard:
             return result if content is None else self._apply(content, method, result, layout)
         # `_meta`, URIs, link descriptions, text in blobs, completion values: masked like the content, by
         # the policies that mask (they are not prose a model reads as instructions).
-        tool = str((params or {}).get("name", "")) if method in ("tools/call", "prompts/get") else ""
+        tool = str((params or {}).get("name", "")) if method in ("tools/call", "tasks/result", "prompts/get") else ""
         side = side_subject(server, method, tool, sides, kind=subject.kind if subject is not None else None)
         verdicts = await self.host.check(side, masking_only=True)
         side_masks: list[Span] = []

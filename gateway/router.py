@@ -203,12 +203,13 @@ class RouterRelay:
                 raise error from None
             before = order.pending()  # what the server sent before this answer goes out first
             self._started(_slug(downstream.name))
-            if method.startswith("tasks/") or isinstance(result.get("task"), dict):
-                result = _prefixed_task_ids(result, _slug(downstream.name))
+            # the guard sees the server's own task ids, as in its tasks/* requests
             if self.guard is not None:
                 result = await after(before, self.guard.server_result(downstream.name, method, forwarded, result))
             elif before is not None:
                 await before.wait()
+            if method.startswith("tasks/") or isinstance(result.get("task"), dict):
+                result = _prefixed_task_ids(result, _slug(downstream.name))
             return _rewrite_uris(result, rename) if rename else result
         except DownstreamError as exc:
             raise MCPError(code=DOWNSTREAM_UNAVAILABLE, message=f"mcp-gateway: {exc}") from exc
@@ -363,6 +364,8 @@ class RouterRelay:
                     result = await downstream.request("tasks/list", {"cursor": cursor} if cursor else None)
                 except (MCPError, DownstreamError):
                     break  # a server without tasks
+                if self.guard is not None:  # status messages are masked like a task's own status
+                    result = await self.guard.server_result(downstream.name, "tasks/list", None, result)
                 tasks.extend(_prefixed_task_ids(result, prefix).get("tasks") or [])
                 cursor = result.get("nextCursor")
                 if not cursor:

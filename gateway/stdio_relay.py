@@ -49,7 +49,7 @@ GUARDED_REQUESTS = frozenset({"tools/call", "prompts/get"})  # client requests w
 GUARDED_RESULTS = frozenset(
     {
         "initialize", "tools/list", "prompts/list", "tools/call", "tasks/result", "resources/read", "prompts/get",
-        "completion/complete", "resources/list", "resources/templates/list",
+        "completion/complete", "resources/list", "resources/templates/list", "tasks/get", "tasks/list", "tasks/cancel",
     }
 )
 

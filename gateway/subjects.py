@@ -135,8 +135,9 @@ BLOB_TEXT_LIMIT = 1 << 20  # a base64 blob this large (decoded) or smaller is re
 @dataclass(frozen=True)
 class Side:
     """A place in a result that a model does not read as prose but a client receives: `_meta`, URIs,
-    link descriptions, text inside base64 blobs, completion values. `encoding`: the value is a blob's
-    decoded text, to be encoded back so (the same encoding and byte order, its BOM kept)."""
+    link descriptions, text inside base64 blobs, completion values, a task's status message. `encoding`:
+    the value is a blob's decoded text, to be encoded back so (the same encoding and byte order, its BOM
+    kept)."""
 
     path: tuple[str | int, ...]
     value: Any
@@ -191,6 +192,15 @@ def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
         completion = result.get("completion")
         if isinstance(completion, dict):
             add(("completion", "values"), completion.get("values"))
+    elif method == "tasks/list":
+        for index, item in enumerate(_list(result.get("tasks"))):
+            if isinstance(item, dict):
+                add(("tasks", index, "statusMessage"), item.get("statusMessage"))
+    if method in ("tasks/get", "tasks/cancel"):
+        add(("statusMessage",), result.get("statusMessage"))
+    task = result.get("task")
+    if method == "tools/call" and isinstance(task, dict):  # a task started: its status line
+        add(("task", "statusMessage"), task.get("statusMessage"))
     return found
 
 

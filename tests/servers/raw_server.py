@@ -55,8 +55,9 @@ TASKS: dict[str, str] = {}  # task id -> what it will answer
 
 
 def _task(task_id: str) -> dict[str, Any]:
-    return {"taskId": task_id, "status": "completed", "createdAt": "2026-01-01T00:00:00Z",
-            "lastUpdatedAt": "2026-01-01T00:00:00Z", "ttl": 60000}
+    note = os.environ.get("RAW_SERVER_TASK_NOTE", "done")
+    return {"taskId": task_id, "status": "completed", "statusMessage": f"finished: {note}",
+            "createdAt": "2026-01-01T00:00:00Z", "lastUpdatedAt": "2026-01-01T00:00:00Z", "ttl": 60000}
 
 
 def send(message: dict[str, Any]) -> None:

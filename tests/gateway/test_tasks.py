@@ -1,0 +1,96 @@
+"""Tasks through the gateway: their status lines are masked wherever they appear, and a task's result
+is checked as the result of the tool that started it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from policy.conditions import Predicate, Rule
+from policy.subject import SubjectKind
+
+from .relay_support import RAW_SERVER, gateway_env, secrets_mask_policy, write_rule_policy
+
+TOKEN = "ghp_" + "R8kQ2mX7vLp4Tz9Wc3Nf6Hb1Yd5Gs0Ja8KuE"
+HELLO = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+
+
+def _policies(tmp: Path) -> Path:
+    directory = tmp / "policies"
+    secrets_mask_policy(directory)
+    # scoped to the tool 'tasky': it can only act on a task's result if that result is known to be tasky's
+    rule = Rule(id="classified", description="says classified", when=Predicate(path="text", op="contains",
+                                                                              value="classified"))
+    write_rule_policy(directory, "tasky-classified", "tasky may not return classified text.", [rule],
+                      [SubjectKind.TOOL_RESULT], tools=["tasky"])
+    return directory
+
+
+class _Session:
+    """One raw JSON-RPC session with the gateway as a subprocess: `ask` sends a request, returns its answer."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "gateway", *argv], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        self.next_id = 0
+        self.ask("initialize", HELLO)
+
+    def ask(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        request_id, self.next_id = self.next_id, self.next_id + 1
+        message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+        self.process.stdin.flush()
+        while True:
+            line = self.process.stdout.readline()
+            assert line, f"the gateway closed its stdout before answering {method}"
+            answer: dict[str, Any] = json.loads(line)
+            if answer.get("id") == request_id and "method" not in answer:
+                return answer
+
+    def close(self) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.close()
+        self.process.wait(15)
+        self.process.stdout.close()
+
+
+@pytest.mark.parametrize("mode", ["wrap", "run"])
+def test_task_status_lines_are_masked_and_a_tasks_result_is_checked_as_its_tools(tmp_path: Path, mode: str) -> None:
+    policies = _policies(tmp_path)
+    if mode == "wrap":
+        argv = ["wrap", "--name", "raw", "--no-builtin", "--policies", str(policies), "--", *RAW_SERVER]
+        tool = "tasky"
+    else:
+        config = tmp_path / "mcp.json"
+        config.write_text(json.dumps({"mcpServers": {"raw": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]}}}),
+                          encoding="utf-8")
+        argv = ["run", "--mcp-json-path", str(config), "--no-builtin", "--policies", str(policies)]
+        tool = "raw__tasky"
+    session = _Session(argv, {**gateway_env(tmp_path), "RAW_SERVER_TASK_NOTE": f"pushed with {TOKEN}"})
+    try:
+        task = {"ttl": 60000}
+        started = session.ask("tools/call", {"name": tool, "arguments": {"text": "classified plans"}, "task": task})
+        plain = session.ask("tools/call", {"name": tool, "arguments": {"text": "open plans"}, "task": task})
+        task_id, plain_id = started["result"]["task"]["taskId"], plain["result"]["task"]["taskId"]
+        status = session.ask("tasks/get", {"taskId": task_id})
+        listed = session.ask("tasks/list", {})
+        outcome = session.ask("tasks/result", {"taskId": task_id})
+        plain_outcome = session.ask("tasks/result", {"taskId": plain_id})
+    finally:
+        session.close()
+
+    masked = "finished: pushed with [MASKED:github-token]"
+    assert started["result"]["task"]["statusMessage"] == masked
+    assert status["result"]["statusMessage"] == masked
+    assert [task["statusMessage"] for task in listed["result"]["tasks"]] == [masked, masked]
+    assert TOKEN not in json.dumps([started, status, listed])
+    # the tool-scoped policy applies to the task's result as it would to the tool's direct answer
+    assert outcome["result"]["isError"] is True
+    assert "tasky-classified" in outcome["result"]["content"][0]["text"]
+    assert plain_outcome["result"]["content"][0]["text"] == "task said open plans"
