@@ -143,6 +143,7 @@ def write_config(path: Path, text: str, expected: str) -> Path:
             f"{path}: changed while mcp-gateway was editing it (was the client saving it?); "
             "nothing was written. Run the command again"
         )
+    backup: Path | None = None
     try:
         mode = target.stat().st_mode & 0o7777
         backup = _write_new(backup_path(target), current, mode)
@@ -158,6 +159,8 @@ def write_config(path: Path, text: str, expected: str) -> Path:
             Path(tmp).unlink(missing_ok=True)
             raise
     except OSError as exc:
+        if backup is not None:  # a copy of a file left as it was is of no use
+            backup.unlink(missing_ok=True)
         raise ClientConfigError(
             f"{path}: cannot be written ({exc.strerror or exc}); the file was not changed. Check its permissions"
         ) from exc

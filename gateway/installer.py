@@ -235,7 +235,8 @@ def run(
         # never a wrapped entry without its original
         added = tuple(record for plan in plans if plan.changed for record in plan.added)
         if added:
-            save_state(state_file, state.updated(added, ()))
+            state = state.updated(added, ())
+            save_state(state_file, state)
     results: list[FileResult] = []
     for plan in plans:
         try:
@@ -244,6 +245,10 @@ def run(
             done = [str(r.plan.location.path) for r in results if r.backup is not None]
             if action is Action.UNINSTALL:
                 _forget(state_file, state, results)
+            else:  # the files not written keep their entries as they were: their records go
+                unwritten = tuple(r for p in plans[len(results):] if p.changed for r in p.added)
+                if unwritten:
+                    save_state(state_file, state.updated((), unwritten))
             note = f" Already changed: {', '.join(done)}." if done else ""
             raise ClientConfigError(f"{exc}{note}") from exc
         results.append(FileResult(plan, backup))

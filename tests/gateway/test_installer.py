@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 import sys
 from pathlib import Path
@@ -269,6 +270,31 @@ def test_a_broken_file_stops_the_whole_command_before_anything_is_written(tmp_pa
 
     assert good.read_text() == config({"a": {"command": "x"}})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.json", "good.json"]
+
+
+def test_a_file_that_cannot_be_written_keeps_no_record_and_no_backup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = tmp_path / "first.json"
+    first.write_text(config({"a": {"command": "x"}}))
+    locked = tmp_path / "locked.json"  # the filesystem refuses to replace it (immutable, read-only mount)
+    locked.write_text(config({"b": {"command": "y"}}))
+    state = tmp_path / "state" / "installs.json"
+    replace = os.replace
+
+    def refuse_locked(source: str, target: str | Path) -> None:
+        if Path(target) == locked:
+            raise PermissionError(1, "Operation not permitted")
+        replace(source, target)
+
+    monkeypatch.setattr("gateway.clientconfig.os.replace", refuse_locked)
+    with pytest.raises(ClientConfigError, match=r"locked\.json: cannot be written.*Already changed: .*first\.json"):
+        run(Action.INSTALL, [where(path=first), where(path=locked)], state_file=state, gateway=GATEWAY)
+
+    assert locked.read_text() == config({"b": {"command": "y"}})
+    assert [r.name for r in load_state(state).records] == ["a"]  # the written file's record only
+    assert not list(tmp_path.glob("locked.json.*"))  # no backup of a file left as it was
+    assert len(list(tmp_path.glob("first.json.mcp-gateway-*.bak"))) == 1
 
 
 def test_a_dry_run_writes_nothing(tmp_path: Path) -> None:
