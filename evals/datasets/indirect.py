@@ -82,7 +82,9 @@ _HARD_TOOLS = {"about-injection": ("fetch", "fetch"), "ignore-harmless": ("githu
                "changelog": ("github", "get_release"), "security-article": ("fetch", "fetch"),
                "system-notice": ("status", "get_status"), "human-instructions": ("mail", "read_email"),
                "token": ("logs", "tail_logs"), "multilingual": ("mail", "read_email"),
-               "agent-docs": ("docs", "search_docs")}
+               "agent-docs": ("docs", "search_docs"), "prompt-template": ("prompts", "get_prompt")}
+# the kind of subject a hard negative is, when it is not a tool result
+_HARD_KINDS = {"prompt-template": SubjectKind.PROMPT}
 
 
 @dataclass(frozen=True)
@@ -280,7 +282,8 @@ def _hard_benign(pools: dict[tuple[str, Split], list[Carrier]], names: tuple[str
         for instance in range(_INSTANCES if has_slots(template.text) else 1):
             draw = rng("hard", template.id, instance)
             text = fill_benign(template.text, draw, names)
-            yield make_case(HARD, f"{template.id}.{instance}", kind=SubjectKind.TOOL_RESULT, expect="allow",
+            kind = _HARD_KINDS.get(template.tag, SubjectKind.TOOL_RESULT)
+            yield make_case(HARD, f"{template.id}.{instance}", kind=kind, expect="allow",
                             text=text, split=split, server=server, tool=tool, tags=("indirect", *tags))
             if instance < 3:
                 yield _built(BENIGN_INSERTS, f"{template.id}.{instance}", choose_carrier(pools, split, draw), text,
