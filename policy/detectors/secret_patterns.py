@@ -25,6 +25,7 @@ import base64
 import binascii
 import json
 import re
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,6 +80,8 @@ class TokenRule:
     # The pattern's leading literal: when the text does not contain it, the rule cannot match and
     # is skipped with one substring test, the cheapest prefilter there is.
     needle: str = ""
+    # A value this accepts is a real token however it looks (its checksum holds): no placeholder veto.
+    proof: Callable[[str], bool] | None = None
 
 
 def _rx(pattern: str) -> re.Pattern[str]:
@@ -371,6 +374,26 @@ def _body_distinct(prefix: int, minimum: int) -> Callable[[str], bool]:
     return check
 
 
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _github_checksum(value: str) -> bool:
+    # A GitHub token ends in the CRC32 of its random characters, base62 in 6: a generator wrote it,
+    # however plain the random part looks ("ghp_0000...04WZ4EQ"); a hand-typed placeholder never has it.
+    if len(value) < 40 or "." in value:
+        return False
+    crc = zlib.crc32(value[4:-6].encode())
+    digits = ""
+    while crc:
+        crc, digit = divmod(crc, 62)
+        digits = _BASE62[digit] + digits
+    return digits.rjust(6, "0") == value[-6:]
+
+
+def _github_token(value: str) -> bool:
+    return _github_checksum(value) or len(set(value[4:])) >= 6
+
+
 def _jira_pat(value: str) -> bool:
     # Data Center personal access tokens are base64 of "<12-digit id>:<20 random bytes>".
     raw = b64decode_loose(value)
@@ -486,6 +509,7 @@ def _rule(
     back: re.Pattern[str] | None = None,
     left: str | None = "",
     runs: bool = True,
+    proof: Callable[[str], bool] | None = None,
 ) -> TokenRule:
     needle, needle_end = _literal_prefix(pattern)
     body = pattern[needle_end:]
@@ -498,7 +522,7 @@ def _rule(
     # Possessive ranges: a body never gives characters back, so a long run of token characters
     # costs one pass per candidate start instead of one backtrack per length.
     compiled = _rx(pattern[:needle_end] + _RANGE.sub(r"\g<0>+", body))
-    return TokenRule(label, compiled, score, check, back, left, runs, needle)
+    return TokenRule(label, compiled, score, check, back, left, runs, needle, proof)
 
 
 _RANGE = re.compile(r"\{\d+,\d+\}(?![+?])")
@@ -586,7 +610,8 @@ TOKEN_RULES: tuple[TokenRule, ...] = (
     _rule(
         "github-token",
         rf"gh[pousr]_[A-Za-z0-9_]{{36,251}}(?:\.{_URLSAFE}{{10,2048}}){{0,2}}{_ENDURL}",
-        check=_body_distinct(4, 6),
+        check=_github_token,
+        proof=_github_checksum,
     ),
     _rule("github-fine-grained-token", rf"github_pat_[A-Za-z0-9_]{{50,255}}{_ENDURL}", check=_distinct(10)),
     _rule(

@@ -283,7 +283,7 @@ class SecretsDetector:
         value = text[start:end]
         if rule.check is not None and not rule.check(value):
             return None
-        if looks_like_placeholder(value, runs=rule.runs):
+        if looks_like_placeholder(value, runs=rule.runs) and not (rule.proof is not None and rule.proof(value)):
             return _Hit(start, end, _VETO, 0.0, _RANK_TOKEN)
         if rule.label == "private-key-der-base64":
             end = _der_continuation(text, end)

@@ -12,6 +12,7 @@ import os
 import random
 import string
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -483,6 +484,20 @@ def test_documentation_placeholder_tokens_are_ignored() -> None:
     ]
     for placeholder in placeholders:
         assert found(f"TOKEN={placeholder}") == [], placeholder
+
+
+def test_a_github_token_whose_checksum_holds_is_masked_however_plain_it_looks() -> None:
+    # GitHub's format: the random part, then its CRC32 in six base62 digits
+    digits = string.digits + string.ascii_uppercase + string.ascii_lowercase
+    random_part = "0" * 26 + "7Q2K"
+    crc, checksum = zlib.crc32(random_part.encode()), ""
+    while crc:
+        crc, digit = divmod(crc, 62)
+        checksum = digits[digit] + checksum
+    token = "gh" + "p_" + random_part + checksum.rjust(6, "0")
+    assert found(f"TOKEN={token}") == [(token, "github-token")]
+    # the same plain random part with a wrong checksum is a placeholder
+    assert found("TOKEN=" + "gh" + "p_" + random_part + "AAAAAA") == []
 
 
 def test_value_span_excludes_quotes_key_name_and_delimiters() -> None:
