@@ -126,13 +126,15 @@ SUBJECT_VERB = (
     r"|takes|gave|gives|moved|studied|graduated|married|died|won|lost|played|sang|met|saw|felt|seems|seemed)"
 )
 # A capitalised word that could be (part of) a name: two or more of them (an initial, dotted or not,
-# may sit between: "Ryan P Costa"), one after a lower-case word, or one opening a sentence as its
-# subject ("Jennifer is ...", "Bryce, can I ...").
+# may sit between: "Ryan P Costa"), one after a lower-case word, or one opening a sentence or a line
+# as its subject ("Jennifer is ...", "Bryce, can I ..."). An opener is asked about only when it may be
+# a name (`PresidioEngine.may_be_name`): most sentences open with an ordinary word ("However, ...").
 _NAME_LIKE = regex.compile(
     rf"(?<![\p{{L}}\p{{N}}_@./\\#$-])(?:{_TITLE}(?:[ \t]+\p{{Lu}}\.?)?(?:[ \t]+{_TITLE})+"
     rf"|(?<=\p{{Ll}},?[ \t]+){_TITLE}"
-    rf"|(?:(?<=^)|(?<=[.!?][ \t]+)){_TITLE}(?=,[ \t]+\p{{Ll}}|[ \t]+{SUBJECT_VERB}\b))"
-    r"(?![\p{L}\p{N}_@/\\(])"
+    rf"|(?P<opener>(?:(?<=^[ \t]*)|(?<=[.!?][\"”]?\s+)){_TITLE}(?=,[ \t]+\p{{Ll}}|[ \t]+{SUBJECT_VERB}\b)))"
+    r"(?![\p{L}\p{N}_@/\\(])",
+    regex.MULTILINE,
 )
 # Honorifics and labels make a name of the next capitalised word ("Mr. Smith", "Name: Lee"),
 # which _NAME_LIKE may skip.
@@ -277,11 +279,12 @@ class PiiDetector:
     def scan(self, field: str, text: str) -> list[Span]:
         windows = self._pattern_windows(text)
         people = self._wanted & _NER_ENTITIES
-        candidates = [m.span() for m in _NAME_LIKE.finditer(text)] if people else []
-        cued = "PERSON" in people and (bool(candidates) or _HONORIFIC_HINT.search(text) is not None)
-        if not windows and not candidates and not cued:
+        matches = list(_NAME_LIKE.finditer(text)) if people else []
+        cued = "PERSON" in people and (bool(matches) or _HONORIFIC_HINT.search(text) is not None)
+        if not windows and not matches and not cued:
             return []
         engine = self._load()
+        candidates = [m.span() for m in matches if m.group("opener") is None or engine.may_be_name(m.group())]
         found: list[Found] = []
         for window in windows:
             for item in engine.patterns(text[window.start:window.end], sorted(window.entities), self.score_threshold):
@@ -320,10 +323,10 @@ class PiiDetector:
 
     def _ner(self, engine: PresidioEngine, text: str, candidates: list[tuple[int, int]],
              found: Sequence[Found]) -> list[Found]:
-        cues = [(f.start, f.end) for f in found if f.entity == "PERSON"]
+        inside = _Cover([(f.start, f.end) for f in found if f.entity == "PERSON"])
         asked = [
             (s, e) for s, e in candidates
-            if not _stopword_only(text[s:e]) and not any(cs <= s and e <= ce for cs, ce in cues)
+            if not _stopword_only(text[s:e]) and not inside.covers(s, e)
             and (not _whole_line(text, s, e) or _heads_contact(text, e))
         ]
         todo = [_ner_window(text, s, e) for s, e in asked]
@@ -397,6 +400,23 @@ class PiiDetector:
             chosen = _repeated_names(text, chosen, anchors)
         return [Span(field=field, start=s, end=e, label=LABELS[entity], score=round(score, 3))
                 for s, e, entity, score in chosen]
+
+
+class _Cover:
+    """Whether a span lies inside one of a set of spans, in log time (a text can hold thousands)."""
+
+    def __init__(self, spans: list[tuple[int, int]]) -> None:
+        spans.sort()
+        self._starts = [start for start, _ in spans]
+        self._reach: list[int] = []  # the furthest end among the spans up to each one
+        furthest = -1
+        for _, end in spans:
+            furthest = max(furthest, end)
+            self._reach.append(furthest)
+
+    def covers(self, start: int, end: int) -> bool:
+        at = bisect.bisect_right(self._starts, start) - 1
+        return at >= 0 and self._reach[at] >= end
 
 
 class _ContextIndex:

@@ -254,7 +254,8 @@ _SPEECH_VERBS = ("said", "says", "told", "tells", "asked", "asks", "replied", "r
 # the verbs that also follow their speaker ("Maurice replied"); "Anna married" is no cue
 _SPEAKER_VERBS = ("said", "says", "told", "asked", "replied", "answered", "whispered", "shouted")
 _SPOKEN_TO = regex.compile(
-    rf"\b(?:{'|'.join(_SPEECH_VERBS)})(?:[ \t]+(?:at|to))?[ \t]+(?P<name>{_NAME_WORD})"
+    rf"\b(?:{'|'.join(_SPEECH_VERBS)}|(?:shouted|yelled)[ \t]+at"
+    rf"|(?:said|replied|whispered)[ \t]+to)[ \t]+(?P<name>{_NAME_WORD})"
     rf"(?:[ \t]+to[ \t]+(?P<second>{_NAME_WORD}))?"
     r"(?![\w@])"
 )
@@ -555,8 +556,15 @@ class PresidioEngine:
         keys = [word.lower() for word in words]
         named = [key in self._first_names or key in self._last_names for key in keys]
         if len(keys) == 1:
-            return not named[0]
+            # without the name lists (the optional ``names`` package) only the vocabulary can say
+            return not named[0] if self._first_names or self._last_names else keys[0] in self._known
         return not any(named) and all(key in self._known for key in keys)
+
+    def may_be_name(self, word: str) -> bool:
+        """Whether a capitalised word may be a name: a known first name or common surname, or a word
+        the model's vocabulary does not hold. Sentences mostly open with ordinary words ("However")."""
+        key = word.lower()
+        return key in self._first_names or key in self._last_names or (bool(self._known) and key not in self._known)
 
     def name_cues(self, text: str, threshold: float) -> list[Found]:
         """PERSON from honorifics and the first-name list, over the whole text (no model)."""
@@ -582,7 +590,8 @@ class PresidioEngine:
                 text=text, language=LANGUAGE, entities=self._ner_entities, score_threshold=threshold,
                 nlp_artifacts=artifacts,
             )
-            found = [f for f in map(_found, results) if not self._not_a_name(text[f.start:f.end])]
+            found = [f for f in map(_found, results)
+                     if f.entity != "PERSON" or not self._not_a_name(text[f.start:f.end])]
             if "PERSON" in self._ner_entities:
                 found += [
                     Found("PERSON", span.start_char, span.end_char, _ORG_SHAPED_SCORE, _ORG_SHAPED)

@@ -201,6 +201,9 @@ def test_a_person_is_found_by_an_honorific_or_a_known_first_name(detector: PiiDe
         ("Please add Ryan P Costa as the account guardian.", ["Ryan P Costa"]),
         # someone shouted at
         ('Enrico shouted at Gary: "What are you doing here?"', ["Enrico", "Gary"]),
+        # a sentence that opens a line
+        ("Done.\nScott is very reliable.", ["Scott"]),
+        ("Saved!\n\nIngrid, can you check the logs?", ["Ingrid"]),
     ],
 )
 def test_a_person_is_found_by_the_words_around_the_name(
@@ -305,10 +308,39 @@ def test_a_full_name_the_small_model_calls_an_organisation_is_a_person(detector:
         "Supabase is an open-source Firebase alternative.",
         "Tavily, please search the web.",
         "Prisma: The ORM for Node.",
+        # a preposition after a verb of speech or marriage makes no name of what follows
+        "They married at Christmas last year.",
+        "The script emailed to Gmail and texted to Twilio.",
     ],
 )
 def test_product_names_and_ordinary_words_are_not_people(detector: PiiDetector, text: str) -> None:
     assert [value for label, value in found(detector.scan("x", text), text) if label == "person"] == []
+
+
+def test_a_sentence_opened_by_an_ordinary_word_is_not_sent_to_the_model(
+    detector: PiiDetector, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = detector._load()
+    asked: list[str] = []
+    ner = engine.ner
+
+    def recording(text: str, threshold: float) -> list[Any]:
+        asked.append(text)
+        return ner(text, threshold)
+
+    monkeypatch.setattr(engine, "ner", recording)
+    for text in ("However, the file was saved.", "Output will be empty when nothing matches."):
+        assert found(detector.scan("x", text), text) == []
+    assert asked == []  # NER costs milliseconds a call; an opener is asked about only if it may be a name
+    detector.scan("x", "Kreutzmann is very reliable.")  # a surname
+    detector.scan("x", "Vsevolod was late again.")  # a word the model's vocabulary does not hold
+    assert asked == ["Kreutzmann is very reliable.", "Vsevolod was late again."]
+
+
+def test_places_stay_places_when_location_is_enabled() -> None:
+    places = PiiDetector(entities=("LOCATION",))
+    text = "The shipment goes to Tokyo, then Osaka."
+    assert found(places.scan("x", text), text) == [("location", "Tokyo"), ("location", "Osaka")]
 
 
 def test_beyond_the_ner_budget_names_are_found_by_cues_only(
