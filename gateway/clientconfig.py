@@ -12,6 +12,7 @@ it is written, so an editing bug cannot reach a user's config.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import tempfile
@@ -160,7 +161,8 @@ def write_config(path: Path, text: str, expected: str) -> Path:
             raise
     except OSError as exc:
         if backup is not None:  # a copy of a file left as it was is of no use
-            backup.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                backup.unlink(missing_ok=True)
         raise ClientConfigError(
             f"{path}: cannot be written ({exc.strerror or exc}); the file was not changed. Check its permissions"
         ) from exc
@@ -173,6 +175,10 @@ def _write_new(path: Path, text: str, mode: int) -> Path:
     A config holding tokens is often 0600: its backup must not be readable by others even for a moment.
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode & 0o777)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+    except BaseException:  # a disk that fills up leaves no half backup behind
+        path.unlink(missing_ok=True)
+        raise
     return path

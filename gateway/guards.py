@@ -200,16 +200,34 @@ class Guard:
     ) -> dict[str, Any]:
         if method == "tools/call" and isinstance(result.get("task"), dict):
             self._started_task(server, (params or {}).get("name"), result["task"].get("taskId"))
-        elif method == "tasks/result":
-            # the task's tool, so tool-scoped policies and its outputSchema apply as to a direct call
-            tool = self.task_tools.get((server, str((params or {}).get("taskId", ""))))
+        elif method in ("tasks/result", "tasks/get", "tasks/cancel"):
+            # the task's tool, so tool-scoped policies (and for a result, its outputSchema) apply to what
+            # the task says; the call's arguments are not kept, so conditions on them see none
+            tool = self.task_of(server, (params or {}).get("taskId"))
             params = {**(params or {}), "name": tool} if tool is not None else params
+        elif method == "tasks/list" and isinstance(result.get("tasks"), list):
+            return {**result, "tasks": [await self._listed_task(server, task) for task in result["tasks"]]}
         checked = await self._server_result(server, method, params, result)
         if method in ("tools/call", "tasks/result") and checked is not result and "structuredContent" in checked:
             schema = self.output_schemas.get((server, str((params or {}).get("name", ""))))
             if schema is not None:
                 return _fitting(checked, schema)
         return checked
+
+    def task_of(self, server: str, task_id: Any) -> str | None:
+        """The tool whose call started a task, if this session saw it."""
+        return self.task_tools.get((server, task_id)) if isinstance(task_id, str) else None
+
+    async def _listed_task(self, server: str, task: Any) -> Any:
+        """One task of a tasks/list, its status message checked as its tool's; one a policy refuses
+        loses its message, not the list its place."""
+        if not isinstance(task, dict):
+            return task
+        tool = self.task_of(server, task.get("taskId"))
+        try:
+            return await self._server_result(server, "tasks/get", {"taskId": task.get("taskId"), "name": tool}, task)
+        except MCPError:
+            return {key: value for key, value in task.items() if key != "statusMessage"}
 
     def _started_task(self, server: str, tool: Any, task_id: Any) -> None:
         if not isinstance(tool, str) or not isinstance(task_id, str):
@@ -239,7 +257,8 @@ class Guard:
             return result if content is None else self._apply(content, method, result, layout)
         # `_meta`, URIs, link descriptions, text in blobs, completion values: masked like the content, by
         # the policies that mask (they are not prose a model reads as instructions).
-        tool = str((params or {}).get("name", "")) if method in ("tools/call", "tasks/result", "prompts/get") else ""
+        named = ("tools/call", "tasks/result", "tasks/get", "tasks/cancel", "prompts/get")
+        tool = str((params or {}).get("name") or "") if method in named else ""
         side = side_subject(server, method, tool, sides, kind=subject.kind if subject is not None else None)
         verdicts = await self.host.check(side, masking_only=True)
         side_masks: list[Span] = []
@@ -311,17 +330,19 @@ class Guard:
         """What a server says outside results (log and progress messages, elicitation requests), checked like
         a tool result: the payload to pass on, masked where needed, or None when a policy blocks it."""
         keys = SERVER_TEXT_FIELDS.get(method, ())
-        return await self._fields(server, method, payload, keys, masking_only=method in MASKED_ONLY)
+        tool = self.task_of(server, payload.get("taskId")) if method == "notifications/tasks/status" else None
+        return await self._fields(server, method, payload, keys, masking_only=method in MASKED_ONLY, tool=tool)
 
     async def _fields(
-        self, server: str, method: str, payload: Mapping[str, Any], keys: tuple[str, ...], *, masking_only: bool = False
+        self, server: str, method: str, payload: Mapping[str, Any], keys: tuple[str, ...], *,
+        masking_only: bool = False, tool: str | None = None,
     ) -> dict[str, Any] | None:
         payload = dict(payload)
         fields = {key: payload[key] for key in keys if payload.get(key) not in _EMPTY}
         if not fields:
             return payload
         kind = _KIND_OF.get(method.removesuffix(" (error)"), SubjectKind.TOOL_RESULT)
-        subject = Subject(kind=kind, server=server, method=method, structured=fields)
+        subject = Subject(kind=kind, server=server, tool=tool or "", method=method, structured=fields)
         decision = await self._judge(subject, masking_only=masking_only)
         if decision.applied == "block":
             return None

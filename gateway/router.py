@@ -362,10 +362,10 @@ class RouterRelay:
             for _ in range(100):  # a server that pages forever must not hang the list
                 try:
                     result = await downstream.request("tasks/list", {"cursor": cursor} if cursor else None)
+                    if self.guard is not None:  # status messages are masked like a task's own status
+                        result = await self.guard.server_result(downstream.name, "tasks/list", None, result)
                 except (MCPError, DownstreamError):
-                    break  # a server without tasks
-                if self.guard is not None:  # status messages are masked like a task's own status
-                    result = await self.guard.server_result(downstream.name, "tasks/list", None, result)
+                    break  # a server without tasks (or whose list a policy refused)
                 tasks.extend(_prefixed_task_ids(result, prefix).get("tasks") or [])
                 cursor = result.get("nextCursor")
                 if not cursor:

@@ -192,11 +192,7 @@ def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
         completion = result.get("completion")
         if isinstance(completion, dict):
             add(("completion", "values"), completion.get("values"))
-    elif method == "tasks/list":
-        for index, item in enumerate(_list(result.get("tasks"))):
-            if isinstance(item, dict):
-                add(("tasks", index, "statusMessage"), item.get("statusMessage"))
-    if method in ("tasks/get", "tasks/cancel"):
+    if method in ("tasks/get", "tasks/cancel"):  # each task of a tasks/list is checked as a tasks/get
         add(("statusMessage",), result.get("statusMessage"))
     task = result.get("task")
     if method == "tools/call" and isinstance(task, dict):  # a task started: its status line

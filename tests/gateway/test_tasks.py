@@ -13,8 +13,9 @@ import pytest
 
 from policy.conditions import Predicate, Rule
 from policy.subject import SubjectKind
+from policy.verdict import Action
 
-from .relay_support import RAW_SERVER, gateway_env, secrets_mask_policy, write_rule_policy
+from .relay_support import RAW_SERVER, gateway_env, write_rule_policy
 
 TOKEN = "ghp_" + "R8kQ2mX7vLp4Tz9Wc3Nf6Hb1Yd5Gs0Ja8KuE"
 HELLO = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
@@ -22,7 +23,9 @@ HELLO = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"na
 
 def _policies(tmp: Path) -> Path:
     directory = tmp / "policies"
-    secrets_mask_policy(directory)
+    # masks only in what 'tasky' returns: a task's status is masked only where it is known to be tasky's
+    write_rule_policy(directory, "tasky-secrets", "Mask secrets tasky returns.", [],
+                      [SubjectKind.TOOL_RESULT], action=Action.MASK, tools=["tasky"], detectors=["secrets"])
     # scoped to the tool 'tasky': it can only act on a task's result if that result is known to be tasky's
     rule = Rule(id="classified", description="says classified", when=Predicate(path="text", op="contains",
                                                                               value="classified"))

@@ -496,6 +496,7 @@ def test_a_github_token_whose_checksum_holds_is_masked_however_plain_it_looks() 
         checksum = digits[digit] + checksum
     token = "gh" + "p_" + random_part + checksum.rjust(6, "0")
     assert found(f"TOKEN={token}") == [(token, "github-token")]
+    assert found(f"TOKEN={token}.abcdefghijkl") == [(f"{token}.abcdefghijkl", "github-token")]
     # the same plain random part with a wrong checksum is a placeholder
     assert found("TOKEN=" + "gh" + "p_" + random_part + "AAAAAA") == []
 
