@@ -87,3 +87,22 @@ def test_a_task_status_message_is_masked() -> None:
 
     checked = anyio.run(run)
     assert checked == {**params, "statusMessage": "pushing with [MASKED:github-token]"}
+
+
+def test_a_task_status_notification_is_masked_by_the_policies_of_the_tool_that_started_the_task() -> None:
+    scope = Scope(kinds=[SubjectKind.TOOL_RESULT], tools=["tasky"])
+    policy = make_policy(id="tasky-secrets", action=Action.MASK, scope=scope, detectors=["secrets"])
+    host = EngineHost(lambda: Runtime(engine=Engine([policy]), loaded=(), judge=None), warm=False)
+    host.start()
+    assert host.wait_ready(30)
+    guard = Guard(host)
+    status = {"taskId": "t1", "status": "working", "statusMessage": f"pushing with {TOKEN}"}
+
+    async def run() -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        before = await guard.server_text("srv", "notifications/tasks/status", status)  # whose task: unknown
+        await guard.server_result("srv", "tools/call", {"name": "tasky"}, {"task": {"taskId": "t1"}})
+        return before, await guard.server_text("srv", "notifications/tasks/status", status)
+
+    unknown, known = anyio.run(run)
+    assert unknown == status
+    assert known == {**status, "statusMessage": "pushing with [MASKED:github-token]"}
