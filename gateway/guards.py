@@ -51,6 +51,8 @@ _TRACE = TypeAdapter(tuple[TierStep, ...])  # one call into pydantic's serialise
 BLOCKED = -32040  # a JSON-RPC error for methods whose results cannot carry an error flag
 META_KEY = "mcp-gateway"
 TASKS_REMEMBERED = 10_000  # started tasks whose tool is kept for their tasks/result (oldest forgotten first)
+# what a task says that is protocol, not server text: what is left of a task whose check refused it
+_TASK_PROTOCOL_FIELDS = frozenset({"taskId", "status", "createdAt", "lastUpdatedAt", "ttl", "pollInterval"})
 # Text a server sends outside results, by method, and the fields of it a model or a user reads.
 SERVER_TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "notifications/message": ("logger", "data"),
@@ -206,7 +208,8 @@ class Guard:
             tool = self.task_of(server, (params or {}).get("taskId"))
             params = {**(params or {}), "name": tool} if tool is not None else params
         elif method == "tasks/list" and isinstance(result.get("tasks"), list):
-            return {**result, "tasks": [await self._listed_task(server, task) for task in result["tasks"]]}
+            # each task as its tool's; then the list itself (its _meta)
+            result = {**result, "tasks": [await self._listed_task(server, task) for task in result["tasks"]]}
         checked = await self._server_result(server, method, params, result)
         if method in ("tools/call", "tasks/result") and checked is not result and "structuredContent" in checked:
             schema = self.output_schemas.get((server, str((params or {}).get("name", ""))))
@@ -219,15 +222,15 @@ class Guard:
         return self.task_tools.get((server, task_id)) if isinstance(task_id, str) else None
 
     async def _listed_task(self, server: str, task: Any) -> Any:
-        """One task of a tasks/list, its status message checked as its tool's; one a policy refuses
-        loses its message, not the list its place."""
+        """One task of a tasks/list, checked as its tool's. One whose check refuses it (a policy blocks
+        it, the engine is not ready) keeps only its protocol fields, not the list its place."""
         if not isinstance(task, dict):
             return task
         tool = self.task_of(server, task.get("taskId"))
         try:
             return await self._server_result(server, "tasks/get", {"taskId": task.get("taskId"), "name": tool}, task)
         except MCPError:
-            return {key: value for key, value in task.items() if key != "statusMessage"}
+            return {key: value for key, value in task.items() if key in _TASK_PROTOCOL_FIELDS}
 
     def _started_task(self, server: str, tool: Any, task_id: Any) -> None:
         if not isinstance(tool, str) or not isinstance(task_id, str):

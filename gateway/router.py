@@ -433,15 +433,16 @@ class RouterRelay:
                 return
             if method == "notifications/tools/list_changed" and self.guard is not None and self._tg is not None:
                 start_recheck(self._tg, self.by_prefix[prefix], self.guard)
-            if method == "notifications/tasks/status" and isinstance(params, Mapping):
-                params = _prefixed_task_ids(dict(params), prefix)
             up = self._up
 
             async def checked() -> tuple[bool, Mapping[str, Any] | None]:
+                # the guard sees the server's own task id (it knows the task's tool by it); the client the prefixed one
                 keep, checked = await checked_notification(self.guard, self.by_prefix[prefix].name, method, params)
                 uri = checked.get("uri") if keep and checked and method == "notifications/resources/updated" else None
                 if checked and isinstance(uri, str):
                     checked = {**checked, "uri": f"{prefix}+{uri}"}
+                if checked and method == "notifications/tasks/status":
+                    checked = _prefixed_task_ids(dict(checked), prefix)
                 return keep, checked
 
             await self.orders[prefix].slot(checked(), lambda kept: up.notify(method, kept))

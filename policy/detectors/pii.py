@@ -127,8 +127,9 @@ SUBJECT_VERB = (
 )
 # A capitalised word that could be (part of) a name: two or more of them (an initial, dotted or not,
 # may sit between: "Ryan P Costa"), one after a lower-case word, or one opening a sentence or a line
-# as its subject ("Jennifer is ...", "Bryce, can I ..."). An opener is asked about only when it may be
-# a name (`PresidioEngine.may_be_name`): most sentences open with an ordinary word ("However, ...").
+# as its subject ("Jennifer is ...", "Bryce, can I ..."). Unless places are wanted too, an opener is
+# asked about only when it may be a name (`PresidioEngine.may_be_name`): most sentences open with an
+# ordinary word ("However, ...").
 _NAME_LIKE = regex.compile(
     rf"(?<![\p{{L}}\p{{N}}_@./\\#$-])(?:{_TITLE}(?:[ \t]+\p{{Lu}}\.?)?(?:[ \t]+{_TITLE})+"
     rf"|(?<=\p{{Ll}},?[ \t]+){_TITLE}"
@@ -284,7 +285,10 @@ class PiiDetector:
         if not windows and not matches and not cued:
             return []
         engine = self._load()
-        candidates = [m.span() for m in matches if m.group("opener") is None or engine.may_be_name(m.group())]
+        # a sentence opener is asked about only if it may be a name (or when places are wanted too)
+        every_opener = "LOCATION" in people
+        candidates = [m.span() for m in matches
+                      if m.group("opener") is None or every_opener or engine.may_be_name(m.group())]
         found: list[Found] = []
         for window in windows:
             for item in engine.patterns(text[window.start:window.end], sorted(window.entities), self.score_threshold):

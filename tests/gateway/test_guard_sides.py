@@ -106,3 +106,14 @@ def test_a_task_status_notification_is_masked_by_the_policies_of_the_tool_that_s
     unknown, known = anyio.run(run)
     assert unknown == status
     assert known == {**status, "statusMessage": "pushing with [MASKED:github-token]"}
+
+
+def test_a_task_list_is_checked_task_by_task_and_as_a_whole() -> None:
+    result = {
+        "tasks": [{"taskId": "t1", "status": "working", "statusMessage": f"pushing with {TOKEN}"}, "odd"],
+        "_meta": {"note": f"token {TOKEN}"},
+    }
+    masked = _result("tasks/list", result, {})
+    assert masked["tasks"][0]["statusMessage"] == "pushing with [MASKED:github-token]"
+    assert masked["tasks"][1] == "odd"
+    assert masked["_meta"]["note"] == "token [MASKED:github-token]"

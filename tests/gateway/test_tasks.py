@@ -41,6 +41,7 @@ class _Session:
         self.process = subprocess.Popen([sys.executable, "-m", "gateway", *argv], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         self.next_id = 0
+        self.notes: list[dict[str, Any]] = []  # notifications, in order
         self.ask("initialize", HELLO)
 
     def ask(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -55,6 +56,8 @@ class _Session:
             answer: dict[str, Any] = json.loads(line)
             if answer.get("id") == request_id and "method" not in answer:
                 return answer
+            if "id" not in answer:
+                self.notes.append(answer)
 
     def close(self) -> None:
         assert self.process.stdin is not None and self.process.stdout is not None
@@ -87,12 +90,15 @@ def test_task_status_lines_are_masked_and_a_tasks_result_is_checked_as_its_tools
         plain_outcome = session.ask("tasks/result", {"taskId": plain_id})
     finally:
         session.close()
+    statuses = [note["params"] for note in session.notes if note["method"] == "notifications/tasks/status"]
 
     masked = "finished: pushed with [MASKED:github-token]"
     assert started["result"]["task"]["statusMessage"] == masked
     assert status["result"]["statusMessage"] == masked
     assert [task["statusMessage"] for task in listed["result"]["tasks"]] == [masked, masked]
-    assert TOKEN not in json.dumps([started, status, listed])
+    # the status notifications too, under the ids the client knows
+    assert [(note["taskId"], note["statusMessage"]) for note in statuses] == [(task_id, masked), (plain_id, masked)]
+    assert TOKEN not in json.dumps([started, status, listed, statuses])
     # the tool-scoped policy applies to the task's result as it would to the tool's direct answer
     assert outcome["result"]["isError"] is True
     assert "tasky-classified" in outcome["result"]["content"][0]["text"]

@@ -341,6 +341,8 @@ def test_places_stay_places_when_location_is_enabled() -> None:
     places = PiiDetector(entities=("LOCATION",))
     text = "The shipment goes to Tokyo, then Osaka."
     assert found(places.scan("x", text), text) == [("location", "Tokyo"), ("location", "Osaka")]
+    text = "Done. Osaka is the next stop."  # a place opening a sentence is asked about too
+    assert found(places.scan("x", text), text) == [("location", "Osaka")]
 
 
 def test_beyond_the_ner_budget_names_are_found_by_cues_only(

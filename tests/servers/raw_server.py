@@ -152,6 +152,7 @@ def call_tool(request_id: Any, params: dict[str, Any]) -> None:
         task_id = f"{os.environ.get('RAW_SERVER_NAME', 'raw')}-task-{request_id}"
         TASKS[task_id] = str(args.get("text", ""))
         send({"jsonrpc": "2.0", "id": request_id, "result": {"task": _task(task_id)}})
+        send({"jsonrpc": "2.0", "method": "notifications/tasks/status", "params": _task(task_id)})
     elif name == "crossed":  # `text` as a password in structuredContent, and unnamed in _meta and a link
         said = str(args.get("text", ""))
         send({"jsonrpc": "2.0", "id": request_id, "result": {
