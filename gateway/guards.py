@@ -55,10 +55,10 @@ TASKS_REMEMBERED = 10_000  # started tasks whose tool is kept for their tasks/re
 _TASK_PROTOCOL_FIELDS = frozenset({"taskId", "status", "createdAt", "lastUpdatedAt", "ttl", "pollInterval"})
 # Text a server sends outside results, by method, and the fields of it a model or a user reads.
 SERVER_TEXT_FIELDS: dict[str, tuple[str, ...]] = {
-    "notifications/message": ("logger", "data"),
-    "notifications/progress": ("message",),
-    "notifications/resources/updated": ("uri",),
-    "notifications/tasks/status": ("statusMessage",),
+    "notifications/message": ("logger", "data", "_meta"),
+    "notifications/progress": ("message", "_meta"),
+    "notifications/resources/updated": ("uri", "_meta"),
+    "notifications/tasks/status": ("statusMessage", "_meta"),
     "elicitation/create": ("message", "requestedSchema", "url"),
 }
 # Notifications are read by people (a log pane, a progress bar), not by the model: only the policies
@@ -208,8 +208,15 @@ class Guard:
             tool = self.task_of(server, (params or {}).get("taskId"))
             params = {**(params or {}), "name": tool} if tool is not None else params
         elif method == "tasks/list" and isinstance(result.get("tasks"), list):
-            # each task as its tool's; then the list itself (its _meta)
-            result = {**result, "tasks": [await self._listed_task(server, task) for task in result["tasks"]]}
+            # the whole list first (its _meta; a value masked in one task's status is masked in the others
+            # too), then each task as its tool's, for the policies scoped to tools
+            try:
+                whole = await self._server_result(server, method, params, result)
+            except MCPError:  # refused as a whole: the tasks keep their protocol fields, the list no _meta
+                bare = [_protocol_only(task) for task in result["tasks"]]
+                return {key: value for key, value in result.items() if key != "_meta"} | {"tasks": bare}
+            tasks = whole["tasks"] if isinstance(whole.get("tasks"), list) else result["tasks"]
+            return {**whole, "tasks": [await self._listed_task(server, task) for task in tasks]}
         checked = await self._server_result(server, method, params, result)
         if method in ("tools/call", "tasks/result") and checked is not result and "structuredContent" in checked:
             schema = self.output_schemas.get((server, str((params or {}).get("name", ""))))
@@ -230,7 +237,7 @@ class Guard:
         try:
             return await self._server_result(server, "tasks/get", {"taskId": task.get("taskId"), "name": tool}, task)
         except MCPError:
-            return {key: value for key, value in task.items() if key in _TASK_PROTOCOL_FIELDS}
+            return _protocol_only(task)
 
     def _started_task(self, server: str, tool: Any, task_id: Any) -> None:
         if not isinstance(tool, str) or not isinstance(task_id, str):
@@ -497,6 +504,13 @@ def describe_tool(tool: Mapping[str, Any]) -> str:
             if isinstance(prop, dict) and isinstance(prop.get("description"), str):
                 parts.append(f"{name}: {prop['description']}")
     return "\n".join(parts)
+
+
+def _protocol_only(task: Any) -> Any:
+    """What is left of a listed task whose check refused it: its protocol fields (nothing a server wrote)."""
+    if isinstance(task, dict):
+        return {key: value for key, value in task.items() if key in _TASK_PROTOCOL_FIELDS}
+    return None
 
 
 def _tool_error(text: str, decision: Decision | None = None) -> dict[str, Any]:

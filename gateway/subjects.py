@@ -192,7 +192,14 @@ def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
         completion = result.get("completion")
         if isinstance(completion, dict):
             add(("completion", "values"), completion.get("values"))
-    if method in ("tasks/get", "tasks/cancel"):  # each task of a tasks/list is checked as a tasks/get
+    elif method == "tasks/list":  # each task is also checked on its own, as a tasks/get, by its tool's policies
+        for index, item in enumerate(_list(result.get("tasks"))):
+            if isinstance(item, dict):
+                add(("tasks", index, "statusMessage"), item.get("statusMessage"))
+                add(("tasks", index, "_meta"), item.get("_meta"))
+            else:
+                add(("tasks", index), item)
+    if method in ("tasks/get", "tasks/cancel"):
         add(("statusMessage",), result.get("statusMessage"))
     task = result.get("task")
     if method == "tools/call" and isinstance(task, dict):  # a task started: its status line

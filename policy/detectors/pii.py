@@ -285,10 +285,15 @@ class PiiDetector:
         if not windows and not matches and not cued:
             return []
         engine = self._load()
-        # a sentence opener is asked about only if it may be a name (or when places are wanted too)
-        every_opener = "LOCATION" in people
-        candidates = [m.span() for m in matches
-                      if m.group("opener") is None or every_opener or engine.may_be_name(m.group())]
+        # a sentence opener is asked about only if it may be a name; when places are wanted too, the
+        # others are asked about with what budget the rest leaves
+        candidates: list[tuple[int, int]] = []
+        later: list[tuple[int, int]] = []
+        for match in matches:
+            if match.group("opener") is None or engine.may_be_name(match.group()):
+                candidates.append(match.span())
+            elif "LOCATION" in people:
+                later.append(match.span())
         found: list[Found] = []
         for window in windows:
             for item in engine.patterns(text[window.start:window.end], sorted(window.entities), self.score_threshold):
@@ -296,8 +301,8 @@ class PiiDetector:
                     found.append(_shift(item, window.start))
         if cued:
             found.extend(engine.name_cues(text, self.score_threshold))
-        if candidates:
-            found.extend(self._ner(engine, text, candidates, found))
+        if candidates or later:
+            found.extend(self._ner(engine, text, candidates, found, later))
         return self._spans(field, text, found)
 
     # --- windows --------------------------------------------------------------------------------
@@ -326,22 +331,34 @@ class PiiDetector:
         return _merge(raw, _MAX_PATTERN_WINDOW)
 
     def _ner(self, engine: PresidioEngine, text: str, candidates: list[tuple[int, int]],
-             found: Sequence[Found]) -> list[Found]:
+             found: Sequence[Found], later: Sequence[tuple[int, int]] = ()) -> list[Found]:
+        """NER over the phrases around `candidates`, then around `later` ones while the budget lasts."""
         inside = _Cover([(f.start, f.end) for f in found if f.entity == "PERSON"])
-        asked = [
-            (s, e) for s, e in candidates
-            if not _stopword_only(text[s:e]) and not inside.covers(s, e)
-            and (not _whole_line(text, s, e) or _heads_contact(text, e))
-        ]
-        todo = [_ner_window(text, s, e) for s, e in asked]
+
+        def worth_asking(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+            return [
+                (s, e) for s, e in spans
+                if not _stopword_only(text[s:e]) and not inside.covers(s, e)
+                and (not _whole_line(text, s, e) or _heads_contact(text, e))
+            ]
+
+        asked = worth_asking(candidates)
         budget = self.ner_max_chars
         chosen: list[_Window] = []
-        for window in _merge(todo, _MAX_NER_WINDOW):
-            size = window.end - window.start
-            if size <= budget:
-                chosen.append(window)
-                budget -= size
-        if len(chosen) < len(todo) and logger.isEnabledFor(logging.DEBUG):
+        todo = 0
+        for group in (asked, worth_asking(later)):
+            for window in _merge([_ner_window(text, s, e) for s, e in group], _MAX_NER_WINDOW):
+                todo += 1
+                size = window.end - window.start
+                if any(w.start < window.end and window.start < w.end for w in chosen):
+                    continue  # already read with an earlier phrase
+                if size <= budget:
+                    chosen.append(window)
+                    budget -= size
+            if group is not asked:
+                asked = asked + group
+        chosen.sort(key=lambda w: w.start)
+        if len(chosen) < todo and logger.isEnabledFor(logging.DEBUG):
             logger.debug("pii: NER budget of %d characters reached; names beyond it rely on cues",
                          self.ner_max_chars)
         # one NER call over the chosen phrases, one a line: spaCy's fixed cost per call is paid once

@@ -110,10 +110,45 @@ def test_a_task_status_notification_is_masked_by_the_policies_of_the_tool_that_s
 
 def test_a_task_list_is_checked_task_by_task_and_as_a_whole() -> None:
     result = {
-        "tasks": [{"taskId": "t1", "status": "working", "statusMessage": f"pushing with {TOKEN}"}, "odd"],
-        "_meta": {"note": f"token {TOKEN}"},
+        "tasks": [
+            {"taskId": "t1", "status": "working", "statusMessage": f"login password={PASSWORD}"},
+            {"taskId": "t2", "status": "working", "statusMessage": f"retrying {PASSWORD}"},
+            f"odd {TOKEN}",
+        ],
+        "_meta": {"note": f"token {TOKEN}", "last": PASSWORD},
     }
     masked = _result("tasks/list", result, {})
-    assert masked["tasks"][0]["statusMessage"] == "pushing with [MASKED:github-token]"
-    assert masked["tasks"][1] == "odd"
+    assert masked["tasks"][0]["statusMessage"] == "login password=[MASKED:password]"
+    # a value masked in one task is masked wherever the list repeats it
+    assert masked["tasks"][1]["statusMessage"] == "retrying [MASKED:password]"
+    assert masked["tasks"][2] == "odd [MASKED:github-token]"
     assert masked["_meta"]["note"] == "token [MASKED:github-token]"
+    assert masked["_meta"]["last"] == "[MASKED:password]"
+
+
+def test_a_task_status_notifications_meta_is_masked() -> None:
+    guard = _guard()
+    params = {"taskId": "t1", "status": "working", "_meta": {"trace": f"GITHUB_TOKEN={TOKEN}"}}
+
+    async def run() -> dict[str, Any] | None:
+        return await guard.server_text("srv", "notifications/tasks/status", params)
+
+    checked = anyio.run(run)
+    assert checked is not None and TOKEN not in json.dumps(checked)
+
+
+def test_a_task_list_the_engine_cannot_check_keeps_only_what_the_protocol_says() -> None:
+    def broken() -> Runtime:
+        raise RuntimeError("models missing")
+
+    host = EngineHost(broken, warm=False)
+    host.start()
+    host.wait_ready(30)
+    guard = Guard(host)
+    task = {"taskId": "t1", "status": "working", "statusMessage": f"pushing with {TOKEN}", "_meta": {"k": TOKEN}}
+
+    async def run() -> dict[str, Any]:
+        return await guard.server_result("srv", "tasks/list", None, {"tasks": [task], "_meta": {"k": TOKEN}})
+
+    checked = anyio.run(run)
+    assert checked == {"tasks": [{"taskId": "t1", "status": "working"}]}

@@ -343,6 +343,11 @@ def test_places_stay_places_when_location_is_enabled() -> None:
     assert found(places.scan("x", text), text) == [("location", "Tokyo"), ("location", "Osaka")]
     text = "Done. Osaka is the next stop."  # a place opening a sentence is asked about too
     assert found(places.scan("x", text), text) == [("location", "Osaka")]
+    # ... with what budget is left: ordinary sentence openers do not crowd out the places after them
+    openers = ["Deployment is done.", "Logging was enabled.", "Caching is on.", "Storage was resized.",
+               "Monitoring is green.", "Rollout was smooth.", "Billing is next.", "Retention was raised."]
+    text = " ".join(openers * 4) + " The shipment goes to Tokyo, then Osaka."
+    assert found(places.scan("x", text), text) == [("location", "Tokyo"), ("location", "Osaka")]
 
 
 def test_beyond_the_ner_budget_names_are_found_by_cues_only(
