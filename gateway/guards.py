@@ -37,6 +37,7 @@ from .subjects import (
     call_subject,
     mask_message,
     mask_sides,
+    reserved_meta_key,
     result_subject,
     sampling_subject,
     side_subject,
@@ -349,6 +350,10 @@ class Guard:
     ) -> dict[str, Any] | None:
         payload = dict(payload)
         fields = {key: payload[key] for key in keys if payload.get(key) not in _EMPTY}
+        if isinstance(fields.get("_meta"), dict):  # the protocol's own keys in it are ids, not server text
+            fields["_meta"] = {k: v for k, v in fields["_meta"].items() if not reserved_meta_key(k)}
+            if not fields["_meta"]:
+                del fields["_meta"]
         if not fields:
             return payload
         kind = _KIND_OF.get(method.removesuffix(" (error)"), SubjectKind.TOOL_RESULT)
@@ -357,7 +362,10 @@ class Guard:
         if decision.applied == "block":
             return None
         if decision.applied == "mask":
-            payload.update(mask_message({"s": fields}, None, list(decision.masks), structured_key="s")["s"])
+            masked = mask_message({"s": fields}, None, list(decision.masks), structured_key="s")["s"]
+            if isinstance(masked.get("_meta"), dict):
+                masked["_meta"] = {**payload["_meta"], **masked["_meta"]}
+            payload.update(masked)
         return payload
 
     async def server_error(self, server: str, method: str, error: Mapping[str, Any]) -> dict[str, Any]:
@@ -521,7 +529,10 @@ def _tool_error(text: str, decision: Decision | None = None) -> dict[str, Any]:
 
 
 def _with_meta(result: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
-    meta = dict(result.get("_meta") or {})
+    existing = result.get("_meta")
+    if existing is not None and not isinstance(existing, dict):  # not an object: ours cannot join it
+        return result
+    meta = dict(existing or {})
     ours = dict(meta.get(META_KEY) or {})
     ours[key] = value
     meta[META_KEY] = ours

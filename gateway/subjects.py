@@ -22,8 +22,8 @@ from policy.verdict import Span
 from .masking import mask_string, mask_value_at, spans_by_field
 
 __all__ = [
-    "Part", "Side", "TextLayout", "call_subject", "mask_message", "mask_sides", "result_subject", "side_subject",
-    "side_values",
+    "Part", "Side", "TextLayout", "call_subject", "mask_message", "mask_sides", "reserved_meta_key", "result_subject",
+    "side_subject", "side_values",
 ]
 
 SEPARATOR = "\n"
@@ -144,6 +144,12 @@ class Side:
     encoding: str | None = None
 
 
+def reserved_meta_key(key: str) -> bool:
+    """A `_meta` key the protocol itself defines (a progress token, a related task's id): an id to pass on
+    as it is, not text a server wrote."""
+    return key == "progressToken" or key.startswith("io.modelcontextprotocol/")
+
+
 def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
     """Every side place of a result that holds something, to be masked like its content."""
     found: list[Side] = []
@@ -152,8 +158,15 @@ def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
         if value not in (None, "", {}, []):
             found.append(Side(path, value, encoding))
 
+    def meta(path: tuple[str | int, ...], value: Any) -> None:
+        # a `_meta` object without the keys the protocol defines (ids, not server text); mask_sides puts
+        # them back
+        if isinstance(value, dict):
+            value = {key: item for key, item in value.items() if not reserved_meta_key(str(key))}
+        add(path, value)
+
     def block(holder: Mapping[str, Any], path: tuple[str | int, ...]) -> None:
-        add((*path, "_meta"), holder.get("_meta"))
+        meta((*path, "_meta"), holder.get("_meta"))
         if holder.get("type") == "resource_link":
             for key in ("uri", "name", "title", "description"):
                 add((*path, key), holder.get(key))
@@ -163,12 +176,12 @@ def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
 
     def resource_fields(resource: Mapping[str, Any], path: tuple[str | int, ...]) -> None:
         add((*path, "uri"), resource.get("uri"))
-        add((*path, "_meta"), resource.get("_meta"))
+        meta((*path, "_meta"), resource.get("_meta"))
         decoded = _blob_text(resource.get("blob"))
         if decoded is not None:
             add((*path, "blob"), *decoded)
 
-    add(("_meta",), result.get("_meta"))
+    meta(("_meta",), result.get("_meta"))
     if method in ("tools/call", "tasks/result"):
         for index, item in enumerate(_list(result.get("content"))):
             if isinstance(item, dict):
@@ -186,8 +199,9 @@ def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
         key = "resources" if method == "resources/list" else "resourceTemplates"
         for index, item in enumerate(_list(result.get(key))):
             if isinstance(item, dict):
-                for field in ("uri", "uriTemplate", "name", "title", "description", "_meta"):
+                for field in ("uri", "uriTemplate", "name", "title", "description"):
                     add((key, index, field), item.get(field))
+                meta((key, index, "_meta"), item.get("_meta"))
     elif method == "completion/complete":
         completion = result.get("completion")
         if isinstance(completion, dict):
@@ -196,7 +210,7 @@ def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
         for index, item in enumerate(_list(result.get("tasks"))):
             if isinstance(item, dict):
                 add(("tasks", index, "statusMessage"), item.get("statusMessage"))
-                add(("tasks", index, "_meta"), item.get("_meta"))
+                meta(("tasks", index, "_meta"), item.get("_meta"))
             else:
                 add(("tasks", index), item)
     if method in ("tasks/get", "tasks/cancel"):
@@ -263,7 +277,10 @@ def mask_sides(result: Mapping[str, Any], sides: list[Side], spans: list[Span]) 
         holder: Any = out
         for part in side.path[:-1]:
             holder = holder[part]
-        holder[side.path[-1]] = value
+        last = side.path[-1]
+        if isinstance(value, dict) and isinstance(holder[last], dict):
+            value = {**holder[last], **value}  # keys left out of the side value (the protocol's own) stay
+        holder[last] = value
     return out
 
 

@@ -346,17 +346,20 @@ class PiiDetector:
         budget = self.ner_max_chars
         chosen: list[_Window] = []
         todo = 0
-        for group in (asked, worth_asking(later)):
-            for window in _merge([_ner_window(text, s, e) for s, e in group], _MAX_NER_WINDOW):
-                todo += 1
-                size = window.end - window.start
-                if any(w.start < window.end and window.start < w.end for w in chosen):
-                    continue  # already read with an earlier phrase
-                if size <= budget:
-                    chosen.append(window)
-                    budget -= size
-            if group is not asked:
-                asked = asked + group
+        for window in _merge([_ner_window(text, s, e) for s, e in asked], _MAX_NER_WINDOW):
+            todo += 1
+            if window.end - window.start <= budget:
+                chosen.append(window)
+                budget -= window.end - window.start
+        # the later ones a chosen phrase already holds are read with it; the others get what budget is left
+        later_asked = worth_asking(later)
+        extra = [(s, e) for s, e in later_asked if not any(w.start <= s and e <= w.end for w in chosen)]
+        for window in _merge([_ner_window(text, s, e) for s, e in extra], _MAX_NER_WINDOW):
+            todo += 1
+            if window.end - window.start <= budget:
+                chosen.append(window)
+                budget -= window.end - window.start
+        asked += later_asked
         chosen.sort(key=lambda w: w.start)
         if len(chosen) < todo and logger.isEnabledFor(logging.DEBUG):
             logger.debug("pii: NER budget of %d characters reached; names beyond it rely on cues",

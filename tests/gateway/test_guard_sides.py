@@ -152,3 +152,28 @@ def test_a_task_list_the_engine_cannot_check_keeps_only_what_the_protocol_says()
 
     checked = anyio.run(run)
     assert checked == {"tasks": [{"taskId": "t1", "status": "working"}]}
+
+
+def test_the_protocols_own_meta_keys_pass_as_they_are() -> None:
+    guard = _guard()
+    meta = {"progressToken": "3f2b9c1e-8d4a-4e6f-9b2c-1a7d5e8f0c3b",
+            "io.modelcontextprotocol/related-task": {"taskId": "+1 (212) 555-0187"}, "note": f"token {TOKEN}"}
+    params = {"taskId": "t1", "status": "working", "_meta": meta}
+
+    async def run() -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        note = await guard.server_text("srv", "notifications/tasks/status", params)
+        result = await guard.server_result("srv", "tools/call", {"name": "t"},
+                                           {"content": [{"type": "text", "text": "ok"}], "_meta": meta})
+        return note, result
+
+    note, result = anyio.run(run)
+    for checked in (note, result):
+        assert checked is not None
+        assert checked["_meta"]["progressToken"] == meta["progressToken"]
+        assert checked["_meta"]["io.modelcontextprotocol/related-task"] == meta["io.modelcontextprotocol/related-task"]
+        assert checked["_meta"]["note"] == "token [MASKED:github-token]"
+
+
+def test_a_meta_that_is_not_an_object_gets_no_note_and_breaks_nothing() -> None:
+    masked = _result("tasks/list", {"tasks": [], "_meta": f"tok {TOKEN}"}, {})
+    assert masked["_meta"] == "tok [MASKED:github-token]"

@@ -348,6 +348,19 @@ def test_places_stay_places_when_location_is_enabled() -> None:
                "Monitoring is green.", "Rollout was smooth.", "Billing is next.", "Retention was raised."]
     text = " ".join(openers * 4) + " The shipment goes to Tokyo, then Osaka."
     assert found(places.scan("x", text), text) == [("location", "Tokyo"), ("location", "Osaka")]
+    # ... and a place opening a sentence whose phrase overlaps a name's is still read
+    both = PiiDetector(entities=("PERSON", "LOCATION"), first_names=FIRST_NAMES, last_names=LAST_NAMES)
+    text = "Montreal is a lovely city that we all visited, and then we met Zorblat Quennick there."
+    assert found(both.scan("x", text), text) == [("location", "Montreal"), ("person", "Zorblat Quennick")]
+
+
+def test_every_phrase_of_a_long_sentence_is_read_when_the_budget_allows() -> None:
+    people = ["Zorblat Quennick", "Threnody Calloway", "Ysolde Penhallow", "Corvin Ashdown", "Brannoc Tregear",
+              "Ilsabet Vantreight", "Oswy Cardinham", "Merrow Quillfeather", "Taddeo Verrinck", "Aurek Blomqvale",
+              "Jessamy Ormskirk", "Pellam Drusewick"]
+    text = "we then met " + " and later we also met ".join(people) + " today"
+    roomy = PiiDetector(entities=("PERSON",), ner_max_chars=2000, first_names=FIRST_NAMES, last_names=LAST_NAMES)
+    assert [value for _, value in found(roomy.scan("x", text), text)] == people
 
 
 def test_beyond_the_ner_budget_names_are_found_by_cues_only(
