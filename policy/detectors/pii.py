@@ -51,7 +51,7 @@ from .pii_names import AMBIGUOUS_FIRST_NAMES, NOT_NAME_WORDS, first_names, last_
 if TYPE_CHECKING:
     from .pii_presidio import PresidioEngine
 
-__all__ = ["DEFAULT_ENTITIES", "LABELS", "Found", "PiiDetector"]
+__all__ = ["DEFAULT_ENTITIES", "LABELS", "NER_RECOGNIZER", "SUBJECT_VERB", "Found", "PiiDetector"]
 
 logger = logging.getLogger(__name__)
 
@@ -162,8 +162,8 @@ _STREET_BEFORE = regex.compile(r"\b(?i:on|at|in|to|of)[ \t]+$")
 _CUE_RECOGNIZER = "NameCueRecognizer"
 _OWN_NAME_CUE = f"{_CUE_RECOGNIZER} (own name)"
 _FIRST_NAME_CUE = f"{_CUE_RECOGNIZER} (first-name list)"
-_NER_RECOGNIZER = "SpacyRecognizer"
-_PLACE_SENSITIVE = frozenset((_NER_RECOGNIZER, _FIRST_NAME_CUE))
+NER_RECOGNIZER = "SpacyRecognizer"
+_PLACE_SENSITIVE = frozenset((NER_RECOGNIZER, _FIRST_NAME_CUE))
 # The lines under a name that make it the head of a contact card or a postal address: a house
 # number and street, a military or PO box, or a labelled phone line.
 _CONTACT_LINE = regex.compile(
@@ -402,7 +402,7 @@ class PiiDetector:
                 or (_STREET_AFTER.match(text, end) and _STREET_BEFORE.search(text, max(0, start - 8), start))
             ):
                 continue
-            if item.recognizer == _NER_RECOGNIZER and _whole_line(text, start, end) and not _heads_contact(text, end):
+            if item.recognizer == NER_RECOGNIZER and _whole_line(text, start, end) and not _heads_contact(text, end):
                 # a capitalised label alone on its line or in its string ("Max Length", "Font Name":
                 # JSON-schema titles) reads as a name to NER; only a name cue, or the address and
                 # phone lines of a contact card below it, may claim it

@@ -135,7 +135,7 @@ def _census(keys: tuple[str, ...], *, max_rank: int | None = None) -> set[str]:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
-            logger.warning("cannot read the first-name list %s: %s", path, exc)
+            logger.warning("cannot read the name list %s (%s): %s", path, key, exc)
             continue
         # each line: NAME, frequency %, cumulative %, rank
         for line in text.splitlines():

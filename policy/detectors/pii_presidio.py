@@ -23,6 +23,7 @@ import importlib.util
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import phonenumbers
@@ -56,7 +57,7 @@ from presidio_analyzer.predefined_recognizers import (
 )
 
 from ..errors import ModelLoadError
-from .pii import SUBJECT_VERB, Found
+from .pii import NER_RECOGNIZER, SUBJECT_VERB, Found
 from .pii_names import NOT_NAME_WORDS, PLACE_NAMES
 
 if TYPE_CHECKING:
@@ -308,6 +309,23 @@ _FIRST_LAST = regex.compile(
 )
 
 
+@dataclass(frozen=True)
+class NameWords:
+    """The lower-case word lists names are told by: census first names, common surnames, and the
+    words the spaCy model's vocabulary held when it loaded (ordinary English words and common names)."""
+
+    first: frozenset[str] = frozenset()
+    last: frozenset[str] = frozenset()
+    known: frozenset[str] = frozenset()
+
+    def named(self, key: str) -> bool:
+        return key in self.first or key in self.last
+
+    def unknown(self, key: str) -> bool:
+        """A word the vocabulary does not hold (with no vocabulary, nothing is unknown)."""
+        return bool(self.known) and key not in self.known
+
+
 class _NameCueRecognizer(EntityRecognizer):
     """PERSON from cues that need no model: an honorific, a label, or a first name and a surname.
 
@@ -318,12 +336,10 @@ class _NameCueRecognizer(EntityRecognizer):
 
     NAME = "NameCueRecognizer"
 
-    def __init__(self, first_names: frozenset[str], exclude: frozenset[str],
-                 known: frozenset[str] = frozenset()) -> None:
+    def __init__(self, words: NameWords, exclude: frozenset[str]) -> None:
         super().__init__(supported_entities=["PERSON"], name=self.NAME)
-        self._first_names = first_names
         self._exclude = exclude
-        self._known = known
+        self._words = words
 
     def load(self) -> None:
         return None
@@ -353,11 +369,11 @@ class _NameCueRecognizer(EntityRecognizer):
                 for group in ("name", "second"):
                     if group in pattern.groupindex and match.group(group) and self._name(match.group(group)):
                         results.append(self._result(match.start(group), match.end(group), 0.6, cue))
-        if self._first_names:
+        if self._words.first:
             for match in _FIRST_LAST.finditer(text, overlapped=True):
                 first, last = match.group("first").lower(), match.group("last").lower()
                 # a surname may be an ordinary word as a first name is not ("Zoe Young", "Ann Price")
-                if first in self._first_names and first not in self._exclude and last not in NOT_NAME_WORDS:
+                if first in self._words.first and first not in self._exclude and last not in NOT_NAME_WORDS:
                     results.append(self._result(match.start(), match.end(), 0.6, "first-name list"))
             for match in _LONE_CUED.finditer(text):
                 if self._lone_first_name(match.group("name")) or (
@@ -374,14 +390,14 @@ class _NameCueRecognizer(EntityRecognizer):
 
     def _lone_first_name(self, word: str) -> bool:
         key = word.lower()
-        return key in self._first_names and key not in self._exclude and key not in PLACE_NAMES
+        return key in self._words.first and key not in self._exclude and key not in PLACE_NAMES
 
     def _unknown_word(self, word: str) -> bool:
         """A word the model's vocabulary does not hold ("Vsevolod", "Aloisia"): after a cue that
         only a person takes, most likely a name. (Product names are unknown words too, which is
         why the cue must be one a product does not take.)"""
         key = word.lower()
-        return bool(self._known) and key not in self._known and key not in self._exclude and key not in PLACE_NAMES
+        return self._words.unknown(key) and key not in self._exclude and key not in PLACE_NAMES
 
     def _name(self, name: str) -> bool:
         """Whether a cued capitalised phrase may be a name: its first word is not a product or code word."""
@@ -525,16 +541,13 @@ class PresidioEngine:
 
     def __init__(
         self, analyzer: AnalyzerEngine, ner: SpacyNlpEngine | None, light: _LightNlpEngine,
-        ner_entities: Sequence[str], first_names: frozenset[str] = frozenset(),
-        last_names: frozenset[str] = frozenset(), known: frozenset[str] = frozenset(),
+        ner_entities: Sequence[str], words: NameWords | None = None,
     ) -> None:
         self._analyzer = analyzer
         self._ner = ner
         self._light = light
         self._ner_entities = list(ner_entities)
-        self._first_names = first_names
-        self._last_names = last_names
-        self._known = known
+        self._words = words or NameWords()
         # spaCy does not promise that one Language object may run in several threads at once
         self._ner_lock = threading.Lock()
 
@@ -554,17 +567,17 @@ class PresidioEngine:
         if not words:
             return True
         keys = [word.lower() for word in words]
-        named = [key in self._first_names or key in self._last_names for key in keys]
+        named = [self._words.named(key) for key in keys]
         if len(keys) == 1:
             # without the name lists (the optional ``names`` package) only the vocabulary can say
-            return not named[0] if self._first_names or self._last_names else keys[0] in self._known
-        return not any(named) and all(key in self._known for key in keys)
+            return not named[0] if self._words.first or self._words.last else keys[0] in self._words.known
+        return not any(named) and all(key in self._words.known for key in keys)
 
     def may_be_name(self, word: str) -> bool:
         """Whether a capitalised word may be a name: a known first name or common surname, or a word
         the model's vocabulary does not hold. Sentences mostly open with ordinary words ("However")."""
         key = word.lower()
-        return key in self._first_names or key in self._last_names or (bool(self._known) and key not in self._known)
+        return self._words.named(key) or self._words.unknown(key)
 
     def name_cues(self, text: str, threshold: float) -> list[Found]:
         """PERSON from honorifics and the first-name list, over the whole text (no model)."""
@@ -594,15 +607,14 @@ class PresidioEngine:
                      if f.entity != "PERSON" or not self._not_a_name(text[f.start:f.end])]
             if "PERSON" in self._ner_entities:
                 found += [
-                    Found("PERSON", span.start_char, span.end_char, _ORG_SHAPED_SCORE, _ORG_SHAPED)
+                    Found("PERSON", span.start_char, span.end_char, _ORG_SHAPED_SCORE, NER_RECOGNIZER)
                     for span in artifacts.entities
-                    if span.label_ == "ORGANIZATION" and person_shaped(span.text, self._first_names, self._known)
+                    if span.label_ == "ORGANIZATION" and _person_shaped(span.text, self._words)
                 ]
             return found
 
 
-# a full name the model called an organisation is reported as its own person finding would be
-_ORG_SHAPED = "SpacyRecognizer"
+# a full name the model called an organisation is reported as its own person finding would be (NER_RECOGNIZER)
 _ORG_SHAPED_SCORE = 0.6
 _EDGE = " \t\"'`()[]{}<>,;:.!?*_"
 
@@ -616,7 +628,7 @@ def _bare(word: str) -> str:
 _INITIAL = regex.compile(r"\p{Lu}\.?")
 
 
-def person_shaped(text: str, first_names: frozenset[str], known: frozenset[str]) -> bool:
+def _person_shaped(text: str, names: NameWords) -> bool:
     """Whether a span the model called an organisation reads as a person's full name instead:
     two or three capitalised words (an initial may sit between them), the first a known first
     name or none of them a word the model's vocabulary knows, and none an organisation or
@@ -625,7 +637,7 @@ def person_shaped(text: str, first_names: frozenset[str], known: frozenset[str])
     if len(words) == 1:
         # one word: only a known first name ("Scott is a very sympathetic person")
         key = words[0].lower()
-        return bool(regex.fullmatch(_NAME_WORD, words[0])) and key in first_names and key not in PLACE_NAMES
+        return bool(regex.fullmatch(_NAME_WORD, words[0])) and key in names.first and key not in PLACE_NAMES
     if len(words) > 4:
         return False
     full = [w for w in words if not _INITIAL.fullmatch(w)]
@@ -637,7 +649,7 @@ def person_shaped(text: str, first_names: frozenset[str], known: frozenset[str])
         key = word.lower()
         if key in NOT_NAME_WORDS or key in PLACE_NAMES:
             return False
-    return full[0].lower() in first_names or not any(w.lower() in known for w in full)
+    return full[0].lower() in names.first or not any(w.lower() in names.known for w in full)
 
 
 def _found(result: RecognizerResult) -> Found:
@@ -680,6 +692,7 @@ def build(
     known: frozenset[str] = frozenset()
     if ner is not None and ner.nlp:
         known = frozenset(word.lower() for word in ner.nlp[LANGUAGE].vocab.strings if word.isalpha())
+    words = NameWords(first_names, last_names, known)
 
     recognizers: list[EntityRecognizer] = []
     for entity in sorted(wanted - NER_ENTITIES):
@@ -694,7 +707,7 @@ def build(
     if ner_entities:
         recognizers.append(SpacyRecognizer(supported_entities=ner_entities))
     if "PERSON" in wanted:
-        recognizers.append(_NameCueRecognizer(first_names, exclude, known))
+        recognizers.append(_NameCueRecognizer(words, exclude))
 
     analyzer = AnalyzerEngine(
         registry=RecognizerRegistry(recognizers=recognizers, supported_languages=[LANGUAGE]),
@@ -703,7 +716,7 @@ def build(
         context_aware_enhancer=_NearbyWordsEnhancer(),
     )
     logger.info("pii detector loaded: %s", ", ".join(type(r).__name__ for r in recognizers))
-    return PresidioEngine(analyzer, ner, light, ner_entities, first_names, last_names, known)
+    return PresidioEngine(analyzer, ner, light, ner_entities, words)
 
 
 _SPACY_LABELS = (

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,53 @@ from policy.subject import SubjectKind
 from policy.verdict import Action
 
 RAW_SERVER = [sys.executable, str(Path(__file__).parent.parent / "servers" / "raw_server.py")]
+HELLO = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+
+
+def raw_entry(**env: str) -> dict[str, Any]:
+    """An mcp.json entry that starts the raw test server, with `env` if given."""
+    entry: dict[str, Any] = {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]}
+    return {**entry, "env": env} if env else entry
+
+
+def write_mcp_json(directory: Path, servers: Mapping[str, Mapping[str, Any]]) -> Path:
+    """`directory`/mcp.json naming `servers` (Cursor's format)."""
+    path = directory / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": dict(servers)}), encoding="utf-8")
+    return path
+
+
+class RawSession:
+    """One raw JSON-RPC session with the gateway as a subprocess: `ask` sends a request and returns its
+    answer; the notifications that came meanwhile are kept in `notes`, in order."""
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "gateway", *argv], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        self.next_id = 0
+        self.notes: list[dict[str, Any]] = []
+        self.ask("initialize", HELLO)
+
+    def ask(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        request_id, self.next_id = self.next_id, self.next_id + 1
+        message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+        self.process.stdin.flush()
+        while True:
+            line = self.process.stdout.readline()
+            assert line, f"the gateway closed its stdout before answering {method}"
+            answer: dict[str, Any] = json.loads(line)
+            if answer.get("id") == request_id and "method" not in answer:
+                return answer
+            if "id" not in answer:
+                self.notes.append(answer)
+
+    def close(self) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.close()
+        self.process.wait(15)
+        self.process.stdout.close()
 
 
 def write_rule_policy(

@@ -7,14 +7,22 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
 
 import anyio
 import mcp_types as types
 import pytest
 from mcp import MCPError
 
-from .relay_support import RAW_SERVER, gateway_client, gateway_env, secrets_mask_policy, server_log
+from .relay_support import (
+    RAW_SERVER,
+    RawSession,
+    gateway_client,
+    gateway_env,
+    raw_entry,
+    secrets_mask_policy,
+    server_log,
+    write_mcp_json,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -53,12 +61,7 @@ async def _session(tmp: Path, argv: list[str]) -> dict[str, object]:
 
 
 def _config(tmp: Path) -> Path:
-    path = tmp / "mcp.json"
-    path.write_text(json.dumps({"mcpServers": {
-        "raw": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]},
-        "demo": {"command": DEMO[0], "args": DEMO[1:]},
-    }}), encoding="utf-8")
-    return path
+    return write_mcp_json(tmp, {"raw": raw_entry(), "demo": {"command": DEMO[0], "args": DEMO[1:]}})
 
 
 def test_every_server_is_reachable_under_stable_prefixed_names(tmp_path: Path) -> None:
@@ -190,11 +193,9 @@ def test_routing_survives_odd_names_late_servers_and_servers_without_logging(tmp
     marker = tmp_path / "started-once"
     raw = " ".join(RAW_SERVER)
     flaky = f"if [ -e {marker} ]; then exec {raw}; else touch {marker}; exit 1; fi"
-    config = tmp_path / "mcp.json"
-    config.write_text(json.dumps({"mcpServers": {
-        "pager__work": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:], "env": {"RAW_SERVER_LOGGING": "1"}},
-        "flaky": {"command": "sh", "args": ["-c", flaky]},
-    }}), encoding="utf-8")
+    config = write_mcp_json(tmp_path, {
+        "pager__work": raw_entry(RAW_SERVER_LOGGING="1"), "flaky": {"command": "sh", "args": ["-c", flaky]},
+    })
     out = anyio.run(_routing_session, tmp_path, config)
     first, then = out["first"], out["then"]
     assert isinstance(first, list) and isinstance(then, list)
@@ -208,11 +209,7 @@ def test_routing_survives_odd_names_late_servers_and_servers_without_logging(tmp
 def test_servers_whose_names_become_one_prefix_are_named_in_the_error(tmp_path: Path) -> None:
     import subprocess
 
-    config = tmp_path / "mcp.json"
-    config.write_text(json.dumps({"mcpServers": {
-        "a b": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]},
-        "a-b": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]},
-    }}), encoding="utf-8")
+    config = write_mcp_json(tmp_path, {"a b": raw_entry(), "a-b": raw_entry()})
     argv = [sys.executable, "-m", "gateway", *_run_argv(tmp_path, config)]
     done = subprocess.run(argv, stdin=subprocess.PIPE, capture_output=True, env=gateway_env(tmp_path), timeout=60)
     assert done.returncode != 0
@@ -243,12 +240,11 @@ async def _timed_start(tmp: Path, config: Path) -> dict[str, object]:
 
 def test_a_slow_server_does_not_hold_initialize_and_joins_when_it_answers(tmp_path: Path) -> None:
     raw = " ".join(RAW_SERVER)
-    config = tmp_path / "mcp.json"
     slow_log = tmp_path / "slow.log"
-    config.write_text(json.dumps({"mcpServers": {
-        "quick": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]},
+    config = write_mcp_json(tmp_path, {
+        "quick": raw_entry(),
         "slow": {"command": "sh", "args": ["-c", f"sleep 6; exec {raw}"], "env": {"RAW_SERVER_LOG": str(slow_log)}},
-    }}), encoding="utf-8")
+    })
     out = anyio.run(_timed_start, tmp_path, config)
     assert isinstance(out["init_s"], float) and out["init_s"] < 5
     assert "slow: unavailable (still starting" in str(out["instructions"])
@@ -295,42 +291,19 @@ def test_what_a_server_says_during_a_call_arrives_in_order_and_before_the_answer
 
 
 def test_tasks_are_routed_to_the_server_that_started_them(tmp_path: Path) -> None:
-    import subprocess
-
-    config = tmp_path / "mcp.json"
-    config.write_text(json.dumps({"mcpServers": {  # both servers name their tasks alike: "raw-task-<n>"
-        "one": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]},
-        "two": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]},
-    }}), encoding="utf-8")
-    argv = [sys.executable, "-m", "gateway", *_run_argv(tmp_path, config)]
-    process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               env=gateway_env(tmp_path))
-    assert process.stdin is not None and process.stdout is not None
-
-    def ask(request_id: int, method: str, params: dict[str, object]) -> dict[str, Any]:
-        assert process.stdin is not None and process.stdout is not None
-        process.stdin.write(json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
-                            .encode() + b"\n")
-        process.stdin.flush()
-        while True:
-            message = json.loads(process.stdout.readline())
-            if message.get("id") == request_id and "method" not in message:
-                return message  # type: ignore[no-any-return]
-
+    # both servers name their tasks alike: "raw-task-<n>"
+    config = write_mcp_json(tmp_path, {"one": raw_entry(), "two": raw_entry()})
+    session = RawSession(_run_argv(tmp_path, config), gateway_env(tmp_path))
     try:
-        hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
-        ask(0, "initialize", hello)
-        first = ask(1, "tools/call", {"name": "one__tasky", "arguments": {"text": "from one"}, "task": {"ttl": 1}})
-        second = ask(2, "tools/call", {"name": "two__tasky", "arguments": {"text": "from two"}, "task": {"ttl": 1}})
+        first, second = (session.ask("tools/call", {"name": f"{name}__tasky", "arguments": {"text": f"from {name}"},
+                                                    "task": {"ttl": 1}}) for name in ("one", "two"))
         one_id, two_id = first["result"]["task"]["taskId"], second["result"]["task"]["taskId"]
-        status = ask(3, "tasks/get", {"taskId": two_id})
-        outcomes = [ask(4, "tasks/result", {"taskId": one_id}), ask(5, "tasks/result", {"taskId": two_id})]
-        listed = ask(6, "tasks/list", {})
-        unknown = ask(7, "tasks/get", {"taskId": "nobody"})
+        status = session.ask("tasks/get", {"taskId": two_id})
+        outcomes = [session.ask("tasks/result", {"taskId": one_id}), session.ask("tasks/result", {"taskId": two_id})]
+        listed = session.ask("tasks/list", {})
+        unknown = session.ask("tasks/get", {"taskId": "nobody"})
     finally:
-        process.stdin.close()
-        process.wait(15)
-        process.stdout.close()
+        session.close()
     assert one_id.startswith("one__raw-task-") and two_id.startswith("two__raw-task-")
     assert status["result"]["status"] == "completed" and status["result"]["taskId"] == two_id
     assert [o["result"]["content"][0]["text"] for o in outcomes] == ["task said from one", "task said from two"]
@@ -342,11 +315,7 @@ def test_a_tool_whose_prefixed_name_reads_as_another_servers_is_hidden_not_liste
     tools = tmp_path / "pager-tools.json"
     tools.write_text(json.dumps([{"name": "work__echo", "inputSchema": {"type": "object"}},
                                  {"name": "page", "inputSchema": {"type": "object"}}]), encoding="utf-8")
-    config = tmp_path / "mcp.json"
-    config.write_text(json.dumps({"mcpServers": {
-        "pager": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:], "env": {"RAW_SERVER_TOOLS": str(tools)}},
-        "pager__work": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]},
-    }}), encoding="utf-8")
+    config = write_mcp_json(tmp_path, {"pager": raw_entry(RAW_SERVER_TOOLS=str(tools)), "pager__work": raw_entry()})
     out = anyio.run(_routing_names, tmp_path, config)
     assert out.count("pager__work__echo") == 1  # pager__work's echo; pager's work__echo could not be called
     assert "pager__page" in out

@@ -4,10 +4,7 @@ is checked as the result of the tool that started it."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,10 +12,9 @@ from policy.conditions import Predicate, Rule
 from policy.subject import SubjectKind
 from policy.verdict import Action
 
-from .relay_support import RAW_SERVER, gateway_env, write_rule_policy
+from .relay_support import RAW_SERVER, RawSession, gateway_env, raw_entry, write_mcp_json, write_rule_policy
 
 TOKEN = "ghp_" + "R8kQ2mX7vLp4Tz9Wc3Nf6Hb1Yd5Gs0Ja8KuE"
-HELLO = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
 
 
 def _policies(tmp: Path) -> Path:
@@ -34,38 +30,6 @@ def _policies(tmp: Path) -> Path:
     return directory
 
 
-class _Session:
-    """One raw JSON-RPC session with the gateway as a subprocess: `ask` sends a request, returns its answer."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "gateway", *argv], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-        self.next_id = 0
-        self.notes: list[dict[str, Any]] = []  # notifications, in order
-        self.ask("initialize", HELLO)
-
-    def ask(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        request_id, self.next_id = self.next_id, self.next_id + 1
-        message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
-        self.process.stdin.write(json.dumps(message).encode() + b"\n")
-        self.process.stdin.flush()
-        while True:
-            line = self.process.stdout.readline()
-            assert line, f"the gateway closed its stdout before answering {method}"
-            answer: dict[str, Any] = json.loads(line)
-            if answer.get("id") == request_id and "method" not in answer:
-                return answer
-            if "id" not in answer:
-                self.notes.append(answer)
-
-    def close(self) -> None:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.close()
-        self.process.wait(15)
-        self.process.stdout.close()
-
-
 @pytest.mark.parametrize("mode", ["wrap", "run"])
 def test_task_status_lines_are_masked_and_a_tasks_result_is_checked_as_its_tools(tmp_path: Path, mode: str) -> None:
     policies = _policies(tmp_path)
@@ -73,12 +37,10 @@ def test_task_status_lines_are_masked_and_a_tasks_result_is_checked_as_its_tools
         argv = ["wrap", "--name", "raw", "--no-builtin", "--policies", str(policies), "--", *RAW_SERVER]
         tool = "tasky"
     else:
-        config = tmp_path / "mcp.json"
-        config.write_text(json.dumps({"mcpServers": {"raw": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]}}}),
-                          encoding="utf-8")
+        config = write_mcp_json(tmp_path, {"raw": raw_entry()})
         argv = ["run", "--mcp-json-path", str(config), "--no-builtin", "--policies", str(policies)]
         tool = "raw__tasky"
-    session = _Session(argv, {**gateway_env(tmp_path), "RAW_SERVER_TASK_NOTE": f"pushed with {TOKEN}"})
+    session = RawSession(argv, {**gateway_env(tmp_path), "RAW_SERVER_TASK_NOTE": f"pushed with {TOKEN}"})
     try:
         task = {"ttl": 60000}
         started = session.ask("tools/call", {"name": tool, "arguments": {"text": "classified plans"}, "task": task})

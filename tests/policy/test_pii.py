@@ -42,6 +42,10 @@ def found(spans: list[Span], text: str) -> list[tuple[str, str]]:
     return [(span.label, text[span.start:span.end]) for span in spans]
 
 
+def people_in(detector: PiiDetector, text: str) -> list[str]:
+    return [value for label, value in found(detector.scan("x", text), text) if label == "person"]
+
+
 def masked(text: str, spans: list[Span]) -> str:
     for span in sorted(spans, key=lambda s: s.start, reverse=True):
         text = text[:span.start] + f"[MASKED:{span.label}]" + text[span.end:]
@@ -209,7 +213,7 @@ def test_a_person_is_found_by_an_honorific_or_a_known_first_name(detector: PiiDe
 def test_a_person_is_found_by_the_words_around_the_name(
     detector: PiiDetector, text: str, people: list[str],
 ) -> None:
-    assert [value for label, value in found(detector.scan("x", text), text) if label == "person"] == people
+    assert people_in(detector, text) == people
 
 
 def test_a_cued_name_is_masked_wherever_it_appears_again(detector: PiiDetector) -> None:
@@ -240,7 +244,7 @@ def test_a_contact_card_opens_with_a_name_that_a_lone_label_would_not_be(detecto
     ],
 )
 def test_places_streets_and_companies_are_not_people(detector: PiiDetector, text: str) -> None:
-    assert [value for label, value in found(detector.scan("x", text), text) if label == "person"] == []
+    assert people_in(detector, text) == []
 
 
 # --- spans and de-duplication ------------------------------------------------------------------
@@ -314,7 +318,7 @@ def test_a_full_name_the_small_model_calls_an_organisation_is_a_person(detector:
     ],
 )
 def test_product_names_and_ordinary_words_are_not_people(detector: PiiDetector, text: str) -> None:
-    assert [value for label, value in found(detector.scan("x", text), text) if label == "person"] == []
+    assert people_in(detector, text) == []
 
 
 def test_a_sentence_opened_by_an_ordinary_word_is_not_sent_to_the_model(
