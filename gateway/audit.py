@@ -239,9 +239,18 @@ def open_reader(path: Path) -> sqlite3.Connection:
     try:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         connection.execute("PRAGMA busy_timeout=10000")
-        return connection
     except sqlite3.Error as exc:
         raise AuditError(f"{path}: cannot open the audit log ({exc})") from exc
+    try:
+        # reading the schema reads the file's header: a damaged file fails here, by name
+        connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.DatabaseError as exc:
+        connection.close()
+        raise AuditError(
+            f"{path}: the database cannot be read ({exc}); it is no intact audit log. Move it aside (a new one is "
+            "created when the gateway next relays a message) or pass --db PATH"
+        ) from exc
+    return connection
 
 
 def query(connection: sqlite3.Connection, q: AuditQuery, *, newest_first: bool = True) -> Iterator[AuditRow]:

@@ -64,9 +64,7 @@ SERVER_TEXT_FIELDS: dict[str, tuple[str, ...]] = {
 }
 # Notifications are read by people (a log pane, a progress bar), not by the model: only the policies
 # that mask act on them. A short status line ("all done") is no prompt injection to block.
-MASKED_ONLY = frozenset(
-    {"notifications/message", "notifications/progress", "notifications/resources/updated", "notifications/tasks/status"}
-)
+MASKED_ONLY = frozenset(method for method in SERVER_TEXT_FIELDS if method.startswith("notifications/"))
 _EMPTY: tuple[Any, ...] = (None, "", {}, [])
 _KIND_OF = {"resources/read": SubjectKind.RESOURCE, "prompts/get": SubjectKind.PROMPT}  # else a tool result
 
@@ -235,6 +233,8 @@ class Guard:
         if not isinstance(task, dict):
             return task
         tool = self.task_of(server, task.get("taskId"))
+        if tool is None:  # the whole-list pass already ran every policy that applies to it
+            return task
         try:
             return await self._server_result(server, "tasks/get", {"taskId": task.get("taskId"), "name": tool}, task)
         except MCPError:
@@ -289,7 +289,7 @@ class Guard:
         checked = mask_sides(result, sides, side_masks) if side_masks else result
         if content is not None and extra:
             # one pass over the original text with every span: a second pass would land on shifted offsets
-            content = dataclasses.replace(content, masks=(*content.masks, *extra), applied=_masking(content))
+            content = dataclasses.replace(content, masks=(*content.masks, *extra), applied="mask")
         elif extra:
             content = Decision(applied="mask", verdicts=(), masks=tuple(extra))
         if content is not None:
@@ -404,6 +404,8 @@ class Guard:
                 kept.append(item)
                 if kind == "tool" and isinstance(item.get("outputSchema"), dict):
                     self.output_schemas[(server, name)] = item["outputSchema"]
+                elif kind == "tool":  # re-listed without one: an old schema must not judge its results
+                    self.output_schemas.pop((server, name), None)
             else:
                 hidden.add(name)
         if len(kept) == len(items):
@@ -537,11 +539,6 @@ def _with_meta(result: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     ours[key] = value
     meta[META_KEY] = ours
     return {**result, "_meta": meta}
-
-
-def _masking(decision: Decision) -> str:
-    """The applied action once masks are added to `decision` (a block stays a block)."""
-    return decision.applied if decision.applied == "block" else "mask"
 
 
 def _fitting(result: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:

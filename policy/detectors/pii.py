@@ -346,19 +346,20 @@ class PiiDetector:
         budget = self.ner_max_chars
         chosen: list[_Window] = []
         todo = 0
-        for window in _merge([_ner_window(text, s, e) for s, e in asked], _MAX_NER_WINDOW):
-            todo += 1
-            if window.end - window.start <= budget:
-                chosen.append(window)
-                budget -= window.end - window.start
+
+        def take(spans: list[tuple[int, int]]) -> None:
+            nonlocal budget, todo
+            for window in _merge([_ner_window(text, s, e) for s, e in spans], _MAX_NER_WINDOW):
+                todo += 1
+                if window.end - window.start <= budget:
+                    chosen.append(window)
+                    budget -= window.end - window.start
+
+        take(asked)
         # the later ones a chosen phrase already holds are read with it; the others get what budget is left
         later_asked = worth_asking(later)
-        extra = [(s, e) for s, e in later_asked if not any(w.start <= s and e <= w.end for w in chosen)]
-        for window in _merge([_ner_window(text, s, e) for s, e in extra], _MAX_NER_WINDOW):
-            todo += 1
-            if window.end - window.start <= budget:
-                chosen.append(window)
-                budget -= window.end - window.start
+        read = _Cover([(w.start, w.end) for w in chosen])
+        take([(s, e) for s, e in later_asked if not read.covers(s, e)])
         asked += later_asked
         chosen.sort(key=lambda w: w.start)
         if len(chosen) < todo and logger.isEnabledFor(logging.DEBUG):

@@ -391,8 +391,11 @@ def _github_checksum(value: str) -> bool:
     return digits.rjust(6, "0") == value[-6:]
 
 
+_GITHUB_BODY_DISTINCT = _body_distinct(4, 6)
+
+
 def _github_token(value: str) -> bool:
-    return _github_checksum(value) or len(set(value[4:])) >= 6
+    return _github_checksum(value) or _GITHUB_BODY_DISTINCT(value)
 
 
 def _jira_pat(value: str) -> bool:

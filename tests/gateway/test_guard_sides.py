@@ -177,3 +177,21 @@ def test_the_protocols_own_meta_keys_pass_as_they_are() -> None:
 def test_a_meta_that_is_not_an_object_gets_no_note_and_breaks_nothing() -> None:
     masked = _result("tasks/list", {"tasks": [], "_meta": f"tok {TOKEN}"}, {})
     assert masked["_meta"] == "tok [MASKED:github-token]"
+
+
+def test_a_tool_listed_again_without_an_output_schema_is_no_longer_judged_by_the_old_one() -> None:
+    guard = _guard()
+    schema = {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]}
+    result = {"content": [{"type": "text", "text": f"token {TOKEN}"}], "structuredContent": {"note": f"token {TOKEN}"}}
+
+    async def run() -> tuple[dict[str, Any], dict[str, Any]]:
+        await guard.server_result("srv", "tools/list", None, {"tools": [
+            {"name": "t", "description": "Counts.", "inputSchema": {"type": "object"}, "outputSchema": schema}]})
+        before = await guard.server_result("srv", "tools/call", {"name": "t"}, result)
+        await guard.server_result("srv", "tools/list", None, {"tools": [
+            {"name": "t", "description": "Counts.", "inputSchema": {"type": "object"}}]})
+        return before, await guard.server_result("srv", "tools/call", {"name": "t"}, result)
+
+    before, after = anyio.run(run)
+    assert before.get("isError") is True  # the masked result does not fit the schema the tool declared
+    assert after.get("isError") is not True and after["structuredContent"]["note"] == "token [MASKED:github-token]"
