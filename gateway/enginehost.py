@@ -91,11 +91,12 @@ class EngineHost:
             policies = [policy for policy in policies if policy.action is Action.MASK]
         if not policies:
             return []
-        if _size(subject) <= INLINE_CHARS:
+        strings = list(subject.strings())  # listed once: for the size here, and for every policy's detectors
+        if sum(len(text) for _, text in strings) <= INLINE_CHARS:
             # A short message is decided in well under a millisecond (detectors, rules, the static screen,
             # memoised embeddings): cheaper on the event loop than two thread switches.
-            return engine.check(subject, policies)
-        return await anyio.to_thread.run_sync(engine.check, subject, policies, abandon_on_cancel=True)
+            return engine.check(subject, policies, strings)
+        return await anyio.to_thread.run_sync(engine.check, subject, policies, strings, abandon_on_cancel=True)
 
 
 INLINE_CHARS = 512
@@ -115,10 +116,6 @@ def _long_lived() -> Iterator[None]:
         gc.freeze()
         if was_enabled:
             gc.enable()
-
-
-def _size(subject: Subject) -> int:
-    return len(subject.text) + sum(len(text) for _, text in subject.strings() if _ != "text")
 
 
 def _refusal(reason: str) -> Verdict:

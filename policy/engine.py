@@ -168,14 +168,19 @@ class Engine:
             self._scopes[key] = policies
         return list(policies)
 
-    def check(self, subject: Subject, policies: Sequence[CompiledPolicy] | None = None) -> list[Verdict]:
-        """A verdict from every policy whose scope covers the subject (or from `policies`, already scoped)."""
+    def check(
+        self,
+        subject: Subject,
+        policies: Sequence[CompiledPolicy] | None = None,
+        strings: list[tuple[str, str]] | None = None,
+    ) -> list[Verdict]:
+        """A verdict from every policy whose scope covers the subject (or from `policies`, already scoped).
+        `strings` may carry `subject.strings()`, already listed."""
         scoped = self.in_scope(subject) if policies is None else policies
-        if len(scoped) > 1:
+        if strings is None and len(scoped) > 1:
             # every policy's detectors read the same strings: walk the subject for them once
             strings = list(subject.strings())
-            return [self.check_policy(policy, subject, strings=strings) for policy in scoped]
-        return [self.check_policy(policy, subject) for policy in scoped]
+        return [self.check_policy(policy, subject, strings=strings) for policy in scoped]
 
     def check_policy(
         self,

@@ -144,8 +144,9 @@ _HONORIFIC_HINT = regex.compile(
     r"|name[ \t]*(?:is|:|=)|dear|calls?[ \t]+me|sincerely,?|regards,?))\.?[ \t]+\p{Lu}"
     # someone's own name needs no capital ("my name is borna"): see pii_presidio._OWN_NAME
     r"|(?i:\b(?:my|his|her|their|maiden)[ \t]+name[ \t]+is|\bcalls?[ \t]+me)[ \t]+\p{L}"
-    # a speaker label opening a line or a sentence ('Ella: "Who are you?"'): see pii_presidio._LONE_CUED
-    r"|(?:^|[.!?][\"”]?[ \t]+)\p{Lu}\p{Ll}{2,}:",
+    # a speaker label opening a line or a sentence ('Ella: "Who are you?"'), with what pii_presidio._LONE_CUED
+    # needs after it: "Status: ok" is no cue, and spares a pass of the cue recognisers
+    r"|(?:^[ \t]*|[.!?][\"”]?[ \t]+)\p{Lu}\p{Ll}{2,}:[ \t]*[\"“]?\p{Lu}",
     regex.MULTILINE,
 )
 # A NER "person" right after a house number or a place preposition is a street or a town:

@@ -197,6 +197,7 @@ def test_a_person_is_found_by_an_honorific_or_a_known_first_name(detector: PiiDe
         ("They had 4: Efimiya, Maria, Ariana and Jodi.", ["Efimiya", "Maria", "Ariana", "Jodi"]),
         # a word no vocabulary holds, where only a person fits: a speaker, someone's relative
         ('Vsevolod: "Who are you?"', ["Vsevolod"]),
+        ('Log:\n  Vsevolod: "Who are you?"', ["Vsevolod"]),  # an indented speaker label
         ("It was a done thing between him and Franciska's kid.", ["Franciska"]),
         # a first name opening a sentence as its subject, or addressed
         ("Scott is very reliable. You can always depend on him.", ["Scott"]),
@@ -214,6 +215,22 @@ def test_a_person_is_found_by_the_words_around_the_name(
     detector: PiiDetector, text: str, people: list[str],
 ) -> None:
     assert people_in(detector, text) == people
+
+
+def test_a_label_before_lower_case_text_is_no_speaker_and_runs_no_cue_recognisers(
+    detector: PiiDetector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = detector._load()
+    asked: list[str] = []
+    real = engine.name_cues
+    monkeypatch.setattr(engine, "name_cues", lambda text, threshold: asked.append(text) or real(text, threshold))
+
+    assert detector.scan("x", "Echo: hello") == []
+    assert detector.scan("x", "Status: done, 3 files written") == []
+    assert asked == []
+    # a capital after the label may be a speaker's line: the recognisers are asked
+    assert people_in(detector, 'Vsevolod: "Who are you?"') == ["Vsevolod"]
+    assert asked == ['Vsevolod: "Who are you?"']
 
 
 def test_a_cued_name_is_masked_wherever_it_appears_again(detector: PiiDetector) -> None:
