@@ -15,11 +15,12 @@ from policy.engine import Engine
 from policy.judge import Judge
 from policy.llm import LiteLLMClient
 from policy.loader import LoadedPolicy, builtin_policy_dir, load_policies
+from policy.source import discover_sources, load_source
 
 from .errors import ConfigError
 from .settings import Settings
 
-__all__ = ["Runtime", "build_judge", "build_models", "build_runtime", "policy_paths"]
+__all__ = ["Runtime", "build_judge", "build_models", "build_runtime", "check_policy_files", "policy_paths"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,19 @@ def policy_paths(settings: Settings, extra: Sequence[Path] = ()) -> list[Path]:
     paths = [builtin_policy_dir()] if settings.builtin_policies else []
     paths += [*settings.policies, *extra]
     if not paths:
-        raise ConfigError("no policies to enforce: built-in policies are off and no --policies were given")
+        raise ConfigError(
+            "no policies to enforce: built-in policies are off and no --policies were given; "
+            "pass --policies DIR or drop --no-builtin"
+        )
     return paths
+
+
+def check_policy_files(settings: Settings, extra: Sequence[Path] = ()) -> None:
+    """Stop before serving on a policy setup that cannot work: no policies at all, a path that does not
+    exist, a policy file that does not parse. Each error names the file (and line) and what to do.
+    Locks and models load afterwards, in the background, where a failure refuses guarded messages."""
+    for path in discover_sources(policy_paths(settings, extra)):
+        load_source(path)
 
 
 def build_runtime(

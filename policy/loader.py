@@ -8,7 +8,7 @@ warning says to run ``mcp-gateway policy compile``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +16,9 @@ from .classifier import EmbedderPair
 from .compiled import CompiledPolicy
 from .compiler import compile_policy
 from .detectors import DetectorRegistry
-from .errors import CompiledPolicyError, PolicyError
+from .errors import CompiledPolicyError
 from .lockfile import LockStatus, lock_path, lock_status, read_lock
-from .source import PolicySource, load_source
+from .source import PolicySource, builtin_policy_dir, discover_sources, load_source
 
 __all__ = ["LoadedPolicy", "builtin_policy_dir", "discover_sources", "load_policies"]
 
@@ -31,29 +31,6 @@ class LoadedPolicy:
     source: PolicySource
     status: LockStatus
     warning: str | None = None
-
-
-def builtin_policy_dir() -> Path:
-    """The built-in policies: ``policies/`` in a source checkout, ``gateway/_builtin_policies`` in a wheel."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "policies", here.parent / "gateway" / "_builtin_policies"):
-        if candidate.is_dir() and any(candidate.glob("*.md")):
-            return candidate
-    raise PolicyError("the built-in policies are missing from this installation; reinstall mcp-gateway")
-
-
-def discover_sources(paths: Iterable[Path]) -> list[Path]:
-    """Policy sources under the given files and directories (``*.md``, except README files)."""
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found.extend(sorted(p for p in path.glob("*.md") if p.name.lower() != "readme.md"))
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise PolicyError(f"{path}: no such policy file or directory; check the path you passed")
-    unique: dict[Path, None] = {p.resolve(): None for p in found}
-    return list(unique)
 
 
 def load_policies(

@@ -22,13 +22,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import PolicySourceError
+from .errors import PolicyError, PolicySourceError
 from .subject import Subject, SubjectKind
 from .verdict import Action
 
@@ -39,6 +40,8 @@ __all__ = [
     "PolicySource",
     "Quality",
     "Thresholds",
+    "builtin_policy_dir",
+    "discover_sources",
     "load_source",
     "parse_source",
 ]
@@ -148,6 +151,29 @@ class PolicySource(BaseModel):
             if line.startswith("#"):
                 return line.lstrip("# ").strip()
         return self.id
+
+
+def builtin_policy_dir() -> Path:
+    """The built-in policies: ``policies/`` in a source checkout, ``gateway/_builtin_policies`` in a wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "policies", here.parent / "gateway" / "_builtin_policies"):
+        if candidate.is_dir() and any(candidate.glob("*.md")):
+            return candidate
+    raise PolicyError("the built-in policies are missing from this installation; reinstall mcp-gateway")
+
+
+def discover_sources(paths: Iterable[Path]) -> list[Path]:
+    """Policy sources under the given files and directories (``*.md``, except README files)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.glob("*.md") if p.name.lower() != "readme.md"))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise PolicySourceError(path, None, "no such policy file or directory", "Check the path you passed.")
+    unique: dict[Path, None] = {p.resolve(): None for p in found}
+    return list(unique)
 
 
 def load_source(path: Path) -> PolicySource:

@@ -117,10 +117,12 @@ def wrap(
         spec = ServerSpec(
             name=server_name, url=url, transport=remote_transport, headers=tuple(_header(h) for h in header or [])
         )
+    from ..runtime import check_policy_files
     from ..serve import make_parts, run, serve_wrap_stdio, stdio_is_pipes
 
     token = _http_token(http_token) if transport == "http" else None
     with cli_errors():
+        check_policy_files(settings, policies or [])
         pipes = stdio_is_pipes() if transport == "stdio" else True
         parts = make_parts(settings, policies or [], start=early is None)
     try:
@@ -175,6 +177,7 @@ def run_cmd(
 ) -> None:
     """Put the gateway in front of every server of an mcp.json; tools become `server__tool`."""
     from ..mcpjson import load_servers
+    from ..runtime import check_policy_files
     from ..serve import make_parts, run, serve_run_stdio, stdio_is_pipes
 
     disable = _disabled_by_plugins(plugin or [])
@@ -191,6 +194,7 @@ def run_cmd(
     token = _http_token(http_token) if transport == "http" else None
     with cli_errors():
         specs = load_servers(mcp_json_path.expanduser())
+        check_policy_files(settings, policies or [])
         pipes = stdio_is_pipes() if transport == "stdio" else True
         parts = make_parts(settings, policies or [])
     try:

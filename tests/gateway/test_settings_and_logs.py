@@ -13,6 +13,8 @@ from gateway.audit import AuditLog, AuditRow
 from gateway.errors import ConfigError
 from gateway.settings import load_settings
 
+from .relay_support import RAW_SERVER, write_mcp_json
+
 
 def test_options_beat_the_environment_which_beats_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "config.toml"
@@ -140,3 +142,25 @@ def test_small_mistakes_get_messages_that_name_them(tmp_path: Path) -> None:
     folder.mkdir()
     install = _cli(tmp_path, "install", "--config", str(folder), "--dry-run")
     assert install.returncode == 2 and "is a directory" in install.stderr, install.stderr
+
+
+def test_a_policy_setup_that_cannot_work_stops_the_gateway_before_it_serves(tmp_path: Path) -> None:
+    broken = tmp_path / "policies"
+    broken.mkdir()
+    (broken / "no-text.md").write_text("---\nid: no-text\n---\n", encoding="utf-8")
+    config = write_mcp_json(tmp_path, {"raw": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]}})
+    server = ["--", *RAW_SERVER]
+    for args, says in [
+        (("wrap", "--policies", str(tmp_path / "nowhere"), *server), "nowhere: no such policy file or directory"),
+        (("wrap", "--no-builtin", "--policies", str(broken), *server), "no-text.md:4: the policy has no English text"),
+        (("run", "--mcp-json-path", str(config), "--no-builtin"), "pass --policies DIR or drop --no-builtin"),
+    ]:
+        (tmp_path / "none.toml").write_text("", encoding="utf-8")
+        env = {**_base_env(), "MCP_GATEWAY_CONFIG": str(tmp_path / "none.toml"),
+               "MCP_GATEWAY_AUDIT_DB": str(tmp_path / "audit.db"), "MCP_GATEWAY_PINS_DB": str(tmp_path / "pins.db")}
+        done = subprocess.run([sys.executable, "-m", "gateway", *args], input="", capture_output=True, text=True,
+                              timeout=60, env=env)
+        assert done.returncode == 2, (args, done.stderr)
+        assert says in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+        # nothing was relayed: a client sees the process end with the message, not a gateway refusing every call
+        assert '"tools"' not in done.stdout
