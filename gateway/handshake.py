@@ -112,15 +112,22 @@ def mask_stderr(text: str) -> str:
 
 
 def _pump_stderr(early: EarlyStart) -> None:
-    assert early.process.stderr is not None
-    for raw in iter(early.process.stderr.readline, b""):
-        text = mask_stderr(raw.decode(errors="replace").rstrip("\n"))
-        early.stderr_tail.append(text)
-        try:
-            sys.stderr.write(f"[{early.name}] {text}\n")
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            return
+    stderr = early.process.stderr
+    assert stderr is not None
+    # closed here, at its end: nothing else reads it, and a gateway that restarts a failing server for
+    # days must not keep (or leave the collector to find) one open pipe per start
+    forward = True
+    with stderr:
+        for raw in iter(stderr.readline, b""):
+            text = mask_stderr(raw.decode(errors="replace").rstrip("\n"))
+            early.stderr_tail.append(text)
+            if not forward:
+                continue  # still read: a server whose stderr pipe filled up or closed would stall or die
+            try:
+                sys.stderr.write(f"[{early.name}] {text}\n")
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                forward = False  # the gateway's own stderr is gone
 
 
 def _read_line(fd: int, buffer: bytearray, limit: int) -> bytes | None:

@@ -147,7 +147,12 @@ class RouterRelay:
             if self._client_initialized:
                 await downstream.notify("notifications/initialized", None)
         except (MCPError, DownstreamError) as exc:
-            self._failed(prefix, exc.error.message if isinstance(exc, MCPError) else str(exc))
+            message = exc.error.message if isinstance(exc, MCPError) else str(exc)
+            # said once per reason: a server that stays down is tried again on every listing after RETRY_AFTER_S
+            level = logging.DEBUG if self.unavailable.get(prefix) == message else logging.WARNING
+            logger.log(level, "server %r still did not start (tried again in %g s at the earliest): %s",
+                       downstream.name, RETRY_AFTER_S, message)
+            self._failed(prefix, message)
         else:
             self._started(prefix)
         finally:

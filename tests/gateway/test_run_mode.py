@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import warnings
@@ -326,3 +327,58 @@ async def _routing_names(tmp: Path, config: Path) -> list[str]:
         async with gateway_client(tmp, _run_argv(tmp, config)) as session:
             await session.initialize()
             return [tool.name for tool in (await session.list_tools()).tools]
+
+
+def test_a_server_that_failed_to_start_is_tried_again_and_listed_once_it_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mcp.client.session import ClientSession
+    from mcp.shared.memory import create_client_server_memory_streams
+
+    from gateway import router
+    from gateway.serve import make_downstream
+    from gateway.settings import Settings
+    from gateway.specs import ServerSpec, StdioCommand
+
+    monkeypatch.setattr(router, "RETRY_AFTER_S", 0.2)
+    caplog.set_level(logging.DEBUG, logger="gateway.router")
+    ready = tmp_path / "ready"
+    # exits with a message until `ready` exists, then runs the raw server
+    flaky = ("import os, sys\nif not os.path.exists(sys.argv[1]):\n    sys.exit('not ready yet')\n"
+             "os.execv(sys.argv[2], sys.argv[2:])\n")
+    specs = [
+        ServerSpec(name="raw", stdio=StdioCommand(RAW_SERVER[0], tuple(RAW_SERVER[1:]))),
+        ServerSpec(name="flaky", stdio=StdioCommand(sys.executable, ("-c", flaky, str(ready), *RAW_SERVER))),
+    ]
+    settings = Settings(audit=False, pins=False)
+    relay = router.RouterRelay([make_downstream(spec, settings) for spec in specs], None, start_grace_s=5)
+    changed = anyio.Event()
+
+    async def on_message(message: object) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    async def session_through_the_router() -> None:
+        with anyio.fail_after(60):
+            async with create_client_server_memory_streams() as (client, server), anyio.create_task_group() as tg:
+                tg.start_soon(relay.serve, *server)
+                async with ClientSession(*client, message_handler=on_message) as session:
+                    await session.initialize()
+                    first = {tool.name.split("__")[0] for tool in (await session.list_tools()).tools}
+                    assert first == {"raw"} and "exit code 1" in relay.unavailable["flaky"]
+                    await anyio.sleep(0.3)
+                    await session.list_tools()  # a listing after RETRY_AFTER_S tries again, in the background
+                    await anyio.sleep(0.5)
+                    # logged; at debug level, as the reason is the one the first start already gave as an error
+                    assert any("'flaky' still did not start" in r.getMessage()
+                               for r in caplog.records if r.levelno == logging.DEBUG)
+                    ready.touch()
+                    await anyio.sleep(0.3)
+                    await session.list_tools()
+                    await changed.wait()  # the client is told its lists changed
+                    names = [tool.name for tool in (await session.list_tools()).tools]
+                    assert "flaky__echo" in names and "raw__echo" in names
+                    assert "flaky" not in relay.unavailable
+                await client[1].aclose()  # the client leaves: the gateway stops both servers and returns
+
+    anyio.run(session_through_the_router)
