@@ -79,11 +79,12 @@ def search_all(compiled: Any, text: str, limit: int = 32) -> list[tuple[int, int
 
 
 # --- a cheap test before the scan -------------------------------------------------------------
-# A pattern that must begin with one of a few words ("\\b(?:ignore|disregard)\\s+...") cannot match
+# A pattern that must contain one of a few words ("\\b(?:ignore|disregard)\\s+...") cannot match
 # a text that contains none of them, and `in` finds that out far faster than the regex engine
 # walks 64 KiB (about 35 ns a character for a pattern that starts with an alternation).
 
 _ZERO_WIDTH = {sre_constants.AT, sre_constants.ASSERT, sre_constants.ASSERT_NOT}
+_REPEATS = {sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, getattr(sre_constants, "POSSESSIVE_REPEAT", None)}
 _MIN_LITERAL = 3
 
 
@@ -91,41 +92,49 @@ _MIN_LITERAL = 3
 def required_literals(pattern: str) -> frozenset[str] | None:
     """Lower-case ASCII words one of which any match of `pattern` must contain, or None if unknown.
 
-    Derived from the pattern's first consuming element: a literal run, or alternatives that each
-    start with one. Anything else (a class, a repeat, syntax only the `regex` module knows) gives
-    None, and the pattern is always run."""
+    Taken from the first element of the pattern's top-level sequence that must match and yields
+    words: a literal run of at least three letters, alternatives that each must contain one, a group,
+    or a repeat of at least once. Elements that yield none (a class, an optional part, a lookaround)
+    are passed over, so "(?:^|[.!])\\s*new\\s+instructions" gives {"new"}. A pattern with no such
+    element, or syntax only the `regex` module knows, gives None, and the pattern is always run."""
     try:
         parsed = sre_parser.parse(pattern)
     except Exception:  # any syntax the standard parser does not know means "no hint"
         return None
-    return _first_literals(list(parsed))
+    return _required(list(parsed))
 
 
-def _first_literals(items: list[tuple[Any, Any]]) -> frozenset[str] | None:
-    for index, (op, value) in enumerate(items):
-        if op in _ZERO_WIDTH:
-            continue
+def _required(items: list[tuple[Any, Any]]) -> frozenset[str] | None:
+    """The first required element of `items` that yields words (see `required_literals`)."""
+    index = 0
+    while index < len(items):
+        op, value = items[index]
+        found: frozenset[str] | None = None
         if op is sre_constants.LITERAL:
             chars = []
-            for next_op, next_value in items[index:]:
-                if next_op is not sre_constants.LITERAL:
-                    break
-                chars.append(chr(next_value))
+            while index < len(items) and items[index][0] is sre_constants.LITERAL:
+                chars.append(chr(items[index][1]))
+                index += 1
             word = "".join(chars)
-            if len(word) < _MIN_LITERAL or not word.isascii():
-                return None
-            return frozenset({word.casefold()})
+            if len(word) >= _MIN_LITERAL and word.isascii():
+                return frozenset({word.casefold()})
+            continue
         if op is sre_constants.SUBPATTERN:
-            return _first_literals(list(value[-1]))
-        if op is sre_constants.BRANCH:
-            found: set[str] = set()
+            found = _required(list(value[-1]))
+        elif op is sre_constants.BRANCH:
+            words: set[str] = set()
             for alternative in value[1]:
-                words = _first_literals(list(alternative))
-                if words is None:
-                    return None
-                found |= words
-            return frozenset(found)
-        return None
+                each = _required(list(alternative))
+                if each is None:
+                    words = set()
+                    break
+                words |= each
+            found = frozenset(words) or None
+        elif op in _REPEATS and value[0] >= 1:
+            found = _required(list(value[2]))
+        if found:
+            return found
+        index += 1
     return None
 
 

@@ -203,13 +203,19 @@ def _shipped_patterns() -> list[str]:
     return sorted(patterns)
 
 
-def test_the_literal_hint_is_the_words_a_match_must_start_with() -> None:
+def test_the_literal_hint_is_the_first_words_a_match_must_contain() -> None:
     assert required_literals(r"\b(?:ignore|Disregard)\s+previous") == frozenset({"ignore", "disregard"})
     assert required_literals(r"(?<![\"'])\bdecode\s+and\s+obey") == frozenset({"decode"})
     assert required_literals(r"(?-i:SYSTEM\s+NOTE:)") == frozenset({"system"})
-    # no hint when the first thing a match consumes is not a word, or the syntax is the regex module's own
-    assert required_literals(r"\d+ items") is None
-    assert required_literals(r"(?:^|\n)new instructions:") is None
+    # what a match need not start with, but must contain: past a class, an optional part, a short word
+    assert required_literals(r"\d+ items") == frozenset({" items"})
+    assert required_literals(r"(?:^|\n)new instructions:") == frozenset({"new instructions:"})
+    assert required_literals(r"<\s*/?\s*(important|system)\s*>") == frozenset({"important", "system"})
+    assert required_literals(r"(?:SYSTEM|AI)\s+(?:NOTE|ALERT):") == frozenset({"note", "alert"})  # "AI": too short
+    assert required_literals(r"(?:foo)?bar(?:baz)+") == frozenset({"bar"})
+    assert required_literals(r"(?:foo)*(?:baz){2,}") == frozenset({"baz"})
+    # no hint when nothing required is a word, or the syntax is the regex module's own
+    assert required_literals(r"[a-z]+\d*") is None
     assert required_literals(r"\p{Lu}\p{Ll}+ said") is None
     assert required_literals(r"\b(?:ok|no)\b") is None  # too short to be worth a test
 
@@ -217,7 +223,8 @@ def test_the_literal_hint_is_the_words_a_match_must_start_with() -> None:
 _WORD_PARTS = st.sampled_from(
     ["ignore", "IGNORE", "ſkip", "disregard", "DÍSREGARD", "previous", "instructions", "all", "the", "do not",
      "tell", "the user", "SYSTEM", "UPDATE:", "regardless", "of", "user", "decode", "and", "obey", "K", "<!--",
-     "assistant:", "~/.ssh/id_rsa", "read", "send", "to", "http://10.0.0.1", " ", "\n", ".", ",", '"']
+     "assistant:", "~/.ssh/id_rsa", "read", "send", "to", "http://10.0.0.1", " ", "\n", ".", ",", '"',
+     "<", ">", "/", "important", "IMPORTANT", "NOTE:", "new", "instructions:", "admin"]
 )
 
 
