@@ -51,7 +51,8 @@ logger = logging.getLogger(__name__)
 _TRACE = TypeAdapter(tuple[TierStep, ...])  # one call into pydantic's serialiser per row, not one per step
 BLOCKED = -32040  # a JSON-RPC error for methods whose results cannot carry an error flag
 META_KEY = "mcp-gateway"
-TASKS_REMEMBERED = 10_000  # started tasks whose tool is kept for their tasks/result (oldest forgotten first)
+TASKS_REMEMBERED = 10_000  # started tasks whose call is kept for their tasks/result (oldest forgotten first)
+TASK_ARGUMENTS_CHARS = 16_000_000  # ... and at most this much of their calls' arguments (as JSON), all told
 # what a task says that is protocol, not server text: what is left of a task whose check refused it
 _TASK_PROTOCOL_FIELDS = frozenset({"taskId", "status", "createdAt", "lastUpdatedAt", "ttl", "pollInterval"})
 # Text a server sends outside results, by method, and the fields of it a model or a user reads.
@@ -128,8 +129,10 @@ class Guard:
     _changing: dict[str, list[anyio.Event]] = field(default_factory=dict)
     # each listed tool's outputSchema: a masked result must still fit it, or the client rejects it whole
     output_schemas: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    # (server, task id) -> the tool whose call started the task: its tasks/result is that tool's result
-    task_tools: OrderedDict[tuple[str, str], str] = field(default_factory=OrderedDict)
+    # (server, task id) -> the tool and arguments of the call that started the task: its tasks/result is
+    # that call's result; with the size of the arguments as JSON, to bound what is kept
+    task_calls: OrderedDict[tuple[str, str], tuple[str, dict[str, Any], int]] = field(default_factory=OrderedDict)
+    _task_chars: int = 0
 
     def catalogue_changing(self, server: str) -> anyio.Event:
         """Mark a server's catalogue as being re-checked; set the returned event when done."""
@@ -200,12 +203,13 @@ class Guard:
         self, server: str, method: str, params: Mapping[str, Any] | None, result: dict[str, Any]
     ) -> dict[str, Any]:
         if method == "tools/call" and isinstance(result.get("task"), dict):
-            self._started_task(server, (params or {}).get("name"), result["task"].get("taskId"))
+            self._started_task(server, params or {}, result["task"].get("taskId"))
         elif method in ("tasks/result", "tasks/get", "tasks/cancel"):
-            # the task's tool, so tool-scoped policies (and for a result, its outputSchema) apply to what
-            # the task says; the call's arguments are not kept, so conditions on them see none
-            tool = self.task_of(server, (params or {}).get("taskId"))
-            params = {**(params or {}), "name": tool} if tool is not None else params
+            # the task's call, so tool-scoped policies (and for a result, its outputSchema) apply to what
+            # the task says, and conditions on the call's arguments see them as for the call's own result
+            call = self.task_call(server, (params or {}).get("taskId"))
+            if call is not None:
+                params = {**(params or {}), "name": call[0], "arguments": call[1]}
         elif method == "tasks/list" and isinstance(result.get("tasks"), list):
             # the whole list first (its _meta; a value masked in one task's status is masked in the others
             # too), then each task as its tool's, for the policies scoped to tools
@@ -223,29 +227,45 @@ class Guard:
                 return _fitting(checked, schema)
         return checked
 
+    def task_call(self, server: str, task_id: Any) -> tuple[str, dict[str, Any]] | None:
+        """The tool and arguments of the call that started a task, if this session saw it."""
+        call = self.task_calls.get((server, task_id)) if isinstance(task_id, str) else None
+        return (call[0], call[1]) if call is not None else None
+
     def task_of(self, server: str, task_id: Any) -> str | None:
         """The tool whose call started a task, if this session saw it."""
-        return self.task_tools.get((server, task_id)) if isinstance(task_id, str) else None
+        call = self.task_call(server, task_id)
+        return call[0] if call is not None else None
 
     async def _listed_task(self, server: str, task: Any) -> Any:
         """One task of a tasks/list, checked as its tool's. One whose check refuses it (a policy blocks
         it, the engine is not ready) keeps only its protocol fields, not the list its place."""
         if not isinstance(task, dict):
             return task
-        tool = self.task_of(server, task.get("taskId"))
-        if tool is None:  # the whole-list pass already ran every policy that applies to it
+        call = self.task_call(server, task.get("taskId"))
+        if call is None:  # the whole-list pass already ran every policy that applies to it
             return task
         try:
-            return await self._server_result(server, "tasks/get", {"taskId": task.get("taskId"), "name": tool}, task)
+            params = {"taskId": task.get("taskId"), "name": call[0], "arguments": call[1]}
+            return await self._server_result(server, "tasks/get", params, task)
         except MCPError:
             return _protocol_only(task)
 
-    def _started_task(self, server: str, tool: Any, task_id: Any) -> None:
+    def _started_task(self, server: str, params: Mapping[str, Any], task_id: Any) -> None:
+        tool, arguments = params.get("name"), params.get("arguments")
         if not isinstance(tool, str) or not isinstance(task_id, str):
             return
-        self.task_tools[(server, task_id)] = tool
-        while len(self.task_tools) > TASKS_REMEMBERED:
-            self.task_tools.popitem(last=False)
+        arguments = arguments if isinstance(arguments, dict) else {}
+        chars = len(json.dumps(arguments, ensure_ascii=False, default=str))
+        old = self.task_calls.pop((server, task_id), None)
+        self._task_chars -= old[2] if old is not None else 0
+        self.task_calls[(server, task_id)] = (tool, arguments, chars)
+        self._task_chars += chars
+        while len(self.task_calls) > 1 and (
+            len(self.task_calls) > TASKS_REMEMBERED or self._task_chars > TASK_ARGUMENTS_CHARS
+        ):
+            _, (_, _, forgotten) = self.task_calls.popitem(last=False)
+            self._task_chars -= forgotten
 
     async def _server_result(
         self, server: str, method: str, params: Mapping[str, Any] | None, result: dict[str, Any]

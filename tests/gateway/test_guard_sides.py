@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import anyio
+import pytest
 
 from gateway.enginehost import EngineHost
 from gateway.guards import Guard
@@ -195,3 +196,29 @@ def test_a_tool_listed_again_without_an_output_schema_is_no_longer_judged_by_the
     before, after = anyio.run(run)
     assert before.get("isError") is True  # the masked result does not fit the schema the tool declared
     assert after.get("isError") is not True and after["structuredContent"]["note"] == "token [MASKED:github-token]"
+
+
+def test_the_calls_kept_for_tasks_are_bounded_by_count_and_by_the_size_of_their_arguments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gateway import guards
+
+    monkeypatch.setattr(guards, "TASK_ARGUMENTS_CHARS", 100)
+    monkeypatch.setattr(guards, "TASKS_REMEMBERED", 3)
+    guard = _guard()
+
+    async def start(task_id: str, text: str) -> None:
+        result = {"task": {"taskId": task_id, "status": "working"}}
+        await guard.server_result("srv", "tools/call", {"name": "t", "arguments": {"text": text}}, result)
+
+    async def run() -> None:
+        for index in range(4):  # each call's arguments are 40 characters as JSON: two fit in 100
+            await start(f"task-{index}", "x" * 28)
+        assert list(guard.task_calls) == [("srv", "task-2"), ("srv", "task-3")]
+        assert guard.task_call("srv", "task-3") == ("t", {"text": "x" * 28})
+        for index in range(4, 8):  # small ones: the count bounds them
+            await start(f"task-{index}", "")
+        assert [task for _, task in guard.task_calls] == ["task-5", "task-6", "task-7"]
+        assert guard._task_chars == sum(size for _, _, size in guard.task_calls.values())
+
+    anyio.run(run)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from policy.conditions import Predicate, Rule
+from policy.conditions import AllOf, Predicate, Rule
 from policy.subject import SubjectKind
 from policy.verdict import Action
 
@@ -65,3 +65,35 @@ def test_task_status_lines_are_masked_and_a_tasks_result_is_checked_as_its_tools
     assert outcome["result"]["isError"] is True
     assert "tasky-classified" in outcome["result"]["content"][0]["text"]
     assert plain_outcome["result"]["content"][0]["text"] == "task said open plans"
+
+
+@pytest.mark.parametrize("mode", ["wrap", "run"])
+def test_a_tasks_result_is_judged_with_the_arguments_of_the_call_that_started_it(tmp_path: Path, mode: str) -> None:
+    directory = tmp_path / "policies"
+    # on the text and the arguments: the task handle a call answers with has no text, its result has
+    rule = Rule(id="apollo", description="plans of project apollo",
+                when=AllOf(all=[Predicate(path="arguments.project", op="equals", value="apollo"),
+                                Predicate(path="text", op="contains", value="plans")]))
+    write_rule_policy(directory, "no-apollo", "No plans of project apollo may come back from tasky.", [rule],
+                      [SubjectKind.TOOL_RESULT], tools=["tasky"])
+    if mode == "wrap":
+        argv = ["wrap", "--name", "raw", "--no-builtin", "--policies", str(directory), "--", *RAW_SERVER]
+        tool = "tasky"
+    else:
+        config = write_mcp_json(tmp_path, {"raw": raw_entry()})
+        argv = ["run", "--mcp-json-path", str(config), "--no-builtin", "--policies", str(directory)]
+        tool = "raw__tasky"
+    session = RawSession(argv, gateway_env(tmp_path))
+    try:
+        task = {"ttl": 60000}
+        apollo = session.ask("tools/call", {"name": tool, "arguments": {"text": "plans", "project": "apollo"},
+                                            "task": task})
+        gemini = session.ask("tools/call", {"name": tool, "arguments": {"text": "plans", "project": "gemini"},
+                                            "task": task})
+        blocked = session.ask("tasks/result", {"taskId": apollo["result"]["task"]["taskId"]})
+        passed = session.ask("tasks/result", {"taskId": gemini["result"]["task"]["taskId"]})
+    finally:
+        session.close()
+
+    assert blocked["result"]["isError"] is True and "no-apollo" in blocked["result"]["content"][0]["text"]
+    assert passed["result"]["content"][0]["text"] == "task said plans"
