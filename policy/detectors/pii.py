@@ -410,7 +410,7 @@ class PiiDetector:
                 # phone lines of a contact card below it, may claim it
                 continue
             kept.append((start, end, item.entity, item.score))
-            if item.entity == "PERSON" and _anchors(item.recognizer):
+            if item.entity == "PERSON" and _anchors(item.recognizer, text[start:end], self._load()):
                 anchors.add((start, end))
         kept.sort(key=lambda k: (-k[3], -_SPECIFICITY.get(k[2], 0), -(k[1] - k[0]), k[0]))
         # greedy, best first; `chosen` stays sorted and disjoint, so one neighbour check per finding
@@ -557,10 +557,24 @@ def _trim(text: str, start: int, end: int, entity: str) -> tuple[int, int]:
     return start, end
 
 
-def _anchors(recognizer: str) -> bool:
+def _anchors(recognizer: str, name: str, engine: PresidioEngine) -> bool:
     """Whether a person is sure enough that its name words are followed elsewhere in the text:
-    a cue in the words around it found it (honorific, label, own name, relation, speech)."""
-    return recognizer.startswith(_CUE_RECOGNIZER) and recognizer != _FIRST_NAME_CUE
+    a cue in the words around it found it (honorific, label, own name, relation, speech), or the
+    model or the first-name cue did and the name has a middle initial ("Faina D. Yefremova"), or is
+    two words of which the name lists know the first as a first name or the second as a surname
+    ("Magnus Poulsen"). A model guess they do not back ("Asia Star") is not followed."""
+    if recognizer.startswith(_CUE_RECOGNIZER) and recognizer != _FIRST_NAME_CUE:
+        return True
+    if recognizer not in (NER_RECOGNIZER, _FIRST_NAME_CUE):
+        return False
+    if _MIDDLE_INITIAL.search(name) is not None:
+        return True
+    words = name.lower().split()
+    return not any(w in NOT_NAME_WORDS or w in AMBIGUOUS_FIRST_NAMES for w in words) and engine.listed_full_name(words)
+
+
+# a capitalised word, an initial (with or without its dot), a capitalised word
+_MIDDLE_INITIAL = regex.compile(r"^\p{Lu}\p{Ll}+[ \t]+\p{Lu}\.?[ \t]+\p{Lu}\p{Ll}+$")
 
 
 def _heads_contact(text: str, end: int) -> bool:

@@ -573,6 +573,11 @@ class PresidioEngine:
             return not named[0] if self._words.first or self._words.last else keys[0] in self._words.known
         return not any(named) and all(key in self._words.known for key in keys)
 
+    def listed_full_name(self, words: Sequence[str]) -> bool:
+        """Whether two lower-case words are a listed first name and anything, or anything and a listed
+        surname."""
+        return len(words) == 2 and (words[0] in self._words.first or words[1] in self._words.last)
+
     def may_be_name(self, word: str) -> bool:
         """Whether a capitalised word may be a name: a known first name or common surname, or a word
         the model's vocabulary does not hold. Sentences mostly open with ordinary words ("However")."""

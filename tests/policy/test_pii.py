@@ -28,7 +28,7 @@ IBAN = "GB82 WEST 1234 5698 7654 32"
 # A first-name list passed by constructor, so the tests do not depend on the optional package.
 FIRST_NAMES = ("priya", "jonas", "maria", "gabriel", "sara", "ariana", "jodi", "zofia", "ana",
                "joaquin", "kimberly", "madison", "georgia", "scott", "ingrid", "ryan")
-LAST_NAMES = ("smith", "kreutzmann", "hajdu")
+LAST_NAMES = ("smith", "kreutzmann", "hajdu", "poulsen")
 
 
 @pytest.fixture(scope="module")
@@ -231,6 +231,28 @@ def test_a_label_before_lower_case_text_is_no_speaker_and_runs_no_cue_recogniser
     # a capital after the label may be a speaker's line: the recognisers are asked
     assert people_in(detector, 'Vsevolod: "Who are you?"') == ["Vsevolod"]
     assert asked == ['Vsevolod: "Who are you?"']
+
+
+@pytest.mark.parametrize(
+    ("text", "people"),
+    [
+        ("Magnus spent a year at Simpletuition as the assistant to Magnus Poulsen.", ["Magnus", "Magnus Poulsen"]),
+        ("Alvir spent a year at Weeks-Rivas as the assistant to Alvir D. Pušaver.", ["Alvir", "Alvir D. Pušaver"]),
+        ("They sang from Faina D. Yefremova's Tales; Yefremova wrote them.", ["Faina D. Yefremova", "Yefremova"]),
+    ],
+)
+def test_a_part_of_a_full_name_the_model_found_is_masked_where_it_appears_alone(
+    detector: PiiDetector, text: str, people: list[str]
+) -> None:
+    # the model's full name has a middle initial, or a word the name lists hold ("poulsen"): sure enough
+    # to follow
+    assert people_in(detector, text) == people
+
+
+def test_a_name_word_of_a_model_guess_the_name_lists_do_not_back_is_not_followed(detector: PiiDetector) -> None:
+    text = "Asia Star is a shipping company. Asia grows fast."
+    second = text.rindex("Asia")
+    assert all(span.end <= second or span.start > second for span in detector.scan("x", text))
 
 
 def test_a_cued_name_is_masked_wherever_it_appears_again(detector: PiiDetector) -> None:
