@@ -182,6 +182,9 @@ _NER_SIDE = 40
 _PHRASE_END = regex.compile(r"[\n\t\"{}\[\]|<>]|[.!?;](?=\s)")
 _MAX_PATTERN_WINDOW = 2048  # neighbouring windows merge up to this size: fewer Presidio calls
 _MAX_NER_WINDOW = 400
+# between the phrases of one NER call: a line of its own, so a name's phrase is read less with the one
+# before it ("Sven Hedlund" over a street line was no person); chosen on the train and dev splits
+_NER_JOIN = "\n.\n"
 
 _TRIM = " \t\r\n\"'`()[]{}<>,;:.!?*_"
 _LINE_DECOR = " \t\r#*->|`\"',:;.!?[](){}"
@@ -373,9 +376,9 @@ class PiiDetector:
         for window in chosen:
             starts.append(at)
             lines.append(text[window.start:window.end])
-            at += window.end - window.start + 1
+            at += window.end - window.start + len(_NER_JOIN)
         results: list[Found] = []
-        for item in engine.ner("\n".join(lines), self.score_threshold):
+        for item in engine.ner(_NER_JOIN.join(lines), self.score_threshold):
             index = bisect.bisect_right(starts, item.start) - 1
             window = chosen[index]
             offset = window.start - starts[index]
@@ -579,15 +582,19 @@ _MIDDLE_INITIAL = regex.compile(r"^\p{Lu}\p{Ll}+[ \t]+\p{Lu}\.?[ \t]+\p{Lu}\p{Ll
 
 def _heads_contact(text: str, end: int) -> bool:
     """Whether the line ending at `end` opens a contact card: it starts the text or follows a blank
-    line, and one of the three lines after it is an address or phone line."""
+    line, and one of the four lines with text after it is an address or phone line (a job title and a
+    "Personal Info:" heading may come first)."""
     line_start = text.rfind("\n", 0, end) + 1
     if text[:line_start].strip() and not text[:line_start].rstrip(" \t").endswith("\n\n"):
         return False
     at = text.find("\n", end)
     if at == -1:
         return False
-    below = text[at + 1:].lstrip("\n").split("\n", 3)[:3]
+    below = [line for line in text[at + 1:at + 1 + _CARD_REACH].split("\n") if line.strip()][:4]
     return any(_CONTACT_LINE.match(line) for line in below)
+
+
+_CARD_REACH = 600  # characters below a card's first line in which its address or phone line is looked for
 
 
 def _whole_line(text: str, start: int, end: int) -> bool:
