@@ -263,6 +263,20 @@ def test_a_cued_name_is_masked_wherever_it_appears_again(detector: PiiDetector) 
     assert "Zofia" not in masked(text, spans)
 
 
+@pytest.mark.parametrize(
+    ("card", "name"),
+    [
+        # read by the model with the street line below it, the name came out no person
+        ("Sven Hedlund\n\n85199 Avda. Rio Nalon 58\n Apt. 461\n Soto del Barco\n\n Spain 61709", "Sven Hedlund"),
+        # a job title and a heading between the name and the first phone line
+        ("Janka M. Szász\n\nNetwork and computer systems administrator\n\nPersonal Info:\nPhone:\n60-56-85-91",
+         "Janka M. Szász"),
+    ],
+)
+def test_the_name_heading_a_contact_card_is_found(detector: PiiDetector, card: str, name: str) -> None:
+    assert people_in(detector, card) == [name]
+
+
 def test_a_contact_card_opens_with_a_name_that_a_lone_label_would_not_be(detector: PiiDetector) -> None:
     card = "Teresa Kreutzmann\n\n009 Slovenceva 51\n Suite 632\n Ljubljana\n Slovenia 15755"
     assert found(detector.scan("x", card), card) == [("person", "Teresa Kreutzmann")]
