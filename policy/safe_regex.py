@@ -86,6 +86,9 @@ def search_all(compiled: Any, text: str, limit: int = 32) -> list[tuple[int, int
 _ZERO_WIDTH = {sre_constants.AT, sre_constants.ASSERT, sre_constants.ASSERT_NOT}
 _REPEATS = {sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, getattr(sre_constants, "POSSESSIVE_REPEAT", None)}
 _MIN_LITERAL = 3
+# what the `regex` module reads otherwise than the standard parser: a POSIX class or a nested set, and a
+# brace that is no counted repeat ({e<=1}: a fuzzy match; a literal brace here too, to be safe)
+_REGEX_ONLY = regex.compile(r"\[\[|\[:|\{(?!\d+(?:,\d*)?\}|,\d+\})")
 
 
 @lru_cache(maxsize=1024)
@@ -93,10 +96,14 @@ def required_literals(pattern: str) -> frozenset[str] | None:
     """Lower-case ASCII words one of which any match of `pattern` must contain, or None if unknown.
 
     Taken from the first element of the pattern's top-level sequence that must match and yields
-    words: a literal run of at least three letters, alternatives that each must contain one, a group,
-    or a repeat of at least once. Elements that yield none (a class, an optional part, a lookaround)
-    are passed over, so "(?:^|[.!])\\s*new\\s+instructions" gives {"new"}. A pattern with no such
-    element, or syntax only the `regex` module knows, gives None, and the pattern is always run."""
+    words: a literal run of at least three characters, alternatives that each must contain one, a
+    group, or a repeat of at least once. Elements that yield none (a class, an optional part, a
+    lookaround) are passed over, so "(?:^|[.!])\\s*new\\s+instructions" gives {"new"}. A pattern with
+    no such element, or syntax only the `regex` module knows, gives None, and the pattern is always
+    run: the standard parser must not read a POSIX class ("[[:alpha:]]") or a fuzzy match
+    ("(?:password){e<=1}") as literal characters a match would need."""
+    if _REGEX_ONLY.search(pattern):
+        return None
     try:
         parsed = sre_parser.parse(pattern)
     except Exception:  # any syntax the standard parser does not know means "no hint"
@@ -142,4 +149,6 @@ def _required(items: list[tuple[Any, Any]]) -> frozenset[str] | None:
 def casefolded(text: str) -> str:
     """The part of `text` a regex scans (`search_all`), case-folded; remembered for the few texts a
     check is looking at (a handful, as messages may be megabytes)."""
-    return text[:MAX_SCAN_CHARS].casefold()
+    # "İ" (U+0130) folds to "i" and a combining dot, which would split "admİn" from "admin", though the
+    # regex matches it case-insensitively; it is the only character that folds apart from its ASCII match
+    return text[:MAX_SCAN_CHARS].replace("\u0130", "i").casefold()
