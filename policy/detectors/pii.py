@@ -146,7 +146,9 @@ _HONORIFIC_HINT = regex.compile(
     r"|(?i:\b(?:my|his|her|their|maiden)[ \t]+name[ \t]+is|\bcalls?[ \t]+me)[ \t]+\p{L}"
     # a speaker label opening a line or a sentence ('Ella: "Who are you?"'), with what pii_presidio._LONE_CUED
     # needs after it: "Status: ok" is no cue, and spares a pass of the cue recognisers
-    r"|(?:^[ \t]*|[.!?][\"”]?[ \t]+)\p{Lu}\p{Ll}{2,}:[ \t]*[\"“]?\p{Lu}",
+    r"|(?:^[ \t]*|[.!?][\"”]?[ \t]+)\p{Lu}\p{Ll}{2,}:[ \t]*[\"“]?\p{Lu}"
+    # a possessive ("Priya's birthday"): see the first branch of pii_presidio._LONE_CUED
+    r"|(?<![\p{L}\p{N}_@./\\#$-])\p{Lu}\p{Ll}{2,}['’]s\b",
     regex.MULTILINE,
 )
 # A NER "person" right after a house number or a place preposition is a street or a town:
