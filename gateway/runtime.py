@@ -9,9 +9,11 @@ from pathlib import Path
 
 from policy.cache import DiskVerdictCache
 from policy.classifier import EmbedderPair
+from policy.compiler import load_rules
 from policy.detectors import DetectorRegistry
 from policy.embeddings import MiniLMEmbedder, StaticEmbedder
 from policy.engine import Engine
+from policy.errors import CompileError
 from policy.judge import Judge
 from policy.llm import LiteLLMClient
 from policy.loader import LoadedPolicy, builtin_policy_dir, load_policies
@@ -67,11 +69,37 @@ def policy_paths(settings: Settings, extra: Sequence[Path] = ()) -> list[Path]:
 
 
 def check_policy_files(settings: Settings, extra: Sequence[Path] = ()) -> None:
-    """Stop before serving on a policy setup that cannot work: no policies at all, a path that does not
-    exist, a policy file that does not parse. Each error names the file (and line) and what to do.
-    Locks and models load afterwards, in the background, where a failure refuses guarded messages."""
-    for path in discover_sources(policy_paths(settings, extra)):
-        load_source(path)
+    """Stop before serving on a policy setup that cannot work: no policies at all (a folder without
+    any), a path that does not exist, a policy file or its rules file that does not parse. Each error
+    names the file (and line) and what to do. Locks and models load afterwards, in the background,
+    where a failure refuses guarded messages."""
+    paths = policy_paths(settings, extra)
+    sources = discover_sources(paths)
+    if not sources:
+        raise ConfigError(
+            f"no policies to enforce: {', '.join(str(p) for p in paths)} holds no policy file (*.md); "
+            "write one there, point --policies at a folder that has them, or drop --no-builtin"
+        )
+    ids: list[str] = []
+    for path in sources:
+        try:
+            source = load_source(path)
+            load_rules(source)
+        except CompileError as exc:  # a rules file that does not parse: the setup's mistake, as the policy's
+            raise ConfigError(str(exc)) from exc
+        ids.append(source.id)
+    _check_disable(settings, ids)
+
+
+def _check_disable(settings: Settings, ids: Sequence[str]) -> None:
+    unknown = set(settings.disable) - set(ids)
+    if unknown:
+        raise ConfigError(f"'disable' names unknown policies: {', '.join(sorted(unknown))}")
+    if not set(ids) - set(settings.disable):  # a gateway that guards nothing must not look like one that does
+        raise ConfigError(
+            "no policies to enforce: every policy is disabled (the 'disable' setting, or Lasso plugins that "
+            "choose none, such as -p xetrack alone); enable one, or drop -p to get every built-in policy"
+        )
 
 
 def build_runtime(
@@ -85,9 +113,9 @@ def build_runtime(
     models = models or build_models(settings)
     registry = detectors or DetectorRegistry()
     loaded = load_policies(policy_paths(settings, extra_policies), models=models, detectors=registry)
-    unknown = set(settings.disable) - {item.policy.id for item in loaded}
-    if unknown:
-        raise ConfigError(f"'disable' names unknown policies: {', '.join(sorted(unknown))}")
+    if not loaded:
+        raise ConfigError("no policies to enforce: the policy folders hold no policy file (*.md)")
+    _check_disable(settings, [item.policy.id for item in loaded])
     active = [item for item in loaded if item.policy.id not in settings.disable]
     judge = build_judge(settings) if with_judge else None
     engine = Engine([item.policy for item in active], models=models, detectors=registry, judge=judge)

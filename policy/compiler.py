@@ -156,7 +156,7 @@ def compile_policy(
                 f"{source.path}: unknown detector {name!r} in 'detectors:'; known: {', '.join(registry.names())}"
             )
     screen, head, head_thresholds = _load_heads(source)
-    hand_rules, hand_decide = _load_rules(source)
+    hand_rules, hand_decide = load_rules(source)
     omitted: list[str] = []
     rules: list[Rule] = []
     rules_complete = False
@@ -352,7 +352,7 @@ class _HeadFile(BaseModel):
     thresholds: Thresholds | None = None
 
 
-def _load_rules(source: PolicySource) -> tuple[list[Rule], bool]:
+def load_rules(source: PolicySource) -> tuple[list[Rule], bool]:
     """Hand-written rules, and whether their author says they decide the policy alone (`decide: true`)."""
     name = source.front.rules
     if not name:

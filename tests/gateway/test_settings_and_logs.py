@@ -13,7 +13,7 @@ from gateway.audit import AuditLog, AuditRow
 from gateway.errors import ConfigError
 from gateway.settings import load_settings
 
-from .relay_support import RAW_SERVER, write_mcp_json
+from .relay_support import HELLO, RAW_SERVER, write_mcp_json
 
 
 def test_options_beat_the_environment_which_beats_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,17 +150,33 @@ def test_a_policy_setup_that_cannot_work_stops_the_gateway_before_it_serves(tmp_
     (broken / "no-text.md").write_text("---\nid: no-text\n---\n", encoding="utf-8")
     config = write_mcp_json(tmp_path, {"raw": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]}})
     server = ["--", *RAW_SERVER]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "bad-rules").mkdir()
+    (tmp_path / "bad-rules" / "p.md").write_text("---\nrules: p.rules.yaml\n---\nNo secrets.\n", encoding="utf-8")
+    (tmp_path / "bad-rules" / "p.rules.yaml").write_text("rules: [\n", encoding="utf-8")
     for args, says in [
         (("wrap", "--policies", str(tmp_path / "nowhere"), *server), "nowhere: no such policy file or directory"),
         (("wrap", "--no-builtin", "--policies", str(broken), *server), "no-text.md:4: the policy has no English text"),
         (("run", "--mcp-json-path", str(config), "--no-builtin"), "pass --policies DIR or drop --no-builtin"),
+        # a folder without a policy would have served with none, every call passing unchecked
+        (("wrap", "--no-builtin", "--policies", str(empty), *server), "holds no policy file (*.md)"),
+        (("wrap", "--no-builtin", "--policies", str(tmp_path / "bad-rules"), *server), "p.rules.yaml: not valid YAML"),
+        # Lasso's logging plugin alone chooses none of the built-in policies
+        (("--mcp-json-path", str(config), "-p", "xetrack"), "every policy is disabled"),
     ]:
         (tmp_path / "none.toml").write_text("", encoding="utf-8")
         env = {**_base_env(), "MCP_GATEWAY_CONFIG": str(tmp_path / "none.toml"),
                "MCP_GATEWAY_AUDIT_DB": str(tmp_path / "audit.db"), "MCP_GATEWAY_PINS_DB": str(tmp_path / "pins.db")}
-        done = subprocess.run([sys.executable, "-m", "gateway", *args], input="", capture_output=True, text=True,
+        client = "\n".join(json.dumps(m) for m in (
+            {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": HELLO},
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        )) + "\n"
+        done = subprocess.run([sys.executable, "-m", "gateway", *args], input=client, capture_output=True, text=True,
                               timeout=60, env=env)
         assert done.returncode == 2, (args, done.stderr)
         assert says in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
-        # nothing was relayed: a client sees the process end with the message, not a gateway refusing every call
-        assert '"tools"' not in done.stdout
+        # the process ends with the message before any tool is listed (wrap may have relayed the initialize
+        # answer of the server it started early): a client never sees a gateway that refuses every call
+        assert all(json.loads(line).get("id") != 2 for line in done.stdout.splitlines()), done.stdout
