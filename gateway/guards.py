@@ -37,9 +37,9 @@ from .subjects import (
     call_subject,
     mask_message,
     mask_sides,
-    reserved_meta_key,
     result_subject,
     sampling_subject,
+    server_meta,
     side_subject,
     side_values,
 )
@@ -370,9 +370,9 @@ class Guard:
     ) -> dict[str, Any] | None:
         payload = dict(payload)
         fields = {key: payload[key] for key in keys if payload.get(key) not in _EMPTY}
-        if isinstance(fields.get("_meta"), dict):  # the protocol's own keys in it are ids, not server text
-            fields["_meta"] = {k: v for k, v in fields["_meta"].items() if not reserved_meta_key(k)}
-            if not fields["_meta"]:
+        if "_meta" in fields:
+            fields["_meta"] = server_meta(fields["_meta"])
+            if fields["_meta"] in _EMPTY:
                 del fields["_meta"]
         if not fields:
             return payload

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import anyio
@@ -363,18 +363,11 @@ class RouterRelay:
         """Every server's tasks in one list, their ids namespaced."""
         tasks: list[Any] = []
         for prefix, downstream in self._available():
-            cursor: str | None = None
-            for _ in range(100):  # a server that pages forever must not hang the list
-                try:
-                    result = await downstream.request("tasks/list", {"cursor": cursor} if cursor else None)
-                    if self.guard is not None:  # status messages are masked like a task's own status
-                        result = await self.guard.server_result(downstream.name, "tasks/list", None, result)
-                except (MCPError, DownstreamError):
-                    break  # a server without tasks (or whose list a policy refused)
-                tasks.extend(_prefixed_task_ids(result, prefix).get("tasks") or [])
-                cursor = result.get("nextCursor")
-                if not cursor:
-                    break
+            try:
+                async for page in self._pages(downstream, "tasks/list"):
+                    tasks.extend(_prefixed_task_ids(page, prefix).get("tasks") or [])
+            except (MCPError, DownstreamError):
+                pass  # a server without tasks (or whose list a policy refused): the pages read before stand
         return {"tasks": tasks}
 
     async def _set_level(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -394,17 +387,20 @@ class RouterRelay:
         return {}
 
     async def _all_pages(self, downstream: Downstream, method: str, key: str) -> list[Any]:
-        items: list[Any] = []
+        return [item async for page in self._pages(downstream, method) for item in page.get(key) or []]
+
+    async def _pages(self, downstream: Downstream, method: str) -> AsyncIterator[dict[str, Any]]:
+        """Each page of a server's list, as the guard passes it (tool and prompt definitions screened;
+        secrets in resource lists and task status lines masked)."""
         cursor: str | None = None
         for _ in range(100):  # a server that pages forever must not hang the list
             result = await downstream.request(method, {"cursor": cursor} if cursor else None)
-            if self.guard is not None:  # tool and prompt definitions screened; secrets in resource lists masked
+            if self.guard is not None:
                 result = await self.guard.server_result(downstream.name, method, None, result)
-            items.extend(result.get(key) or [])
+            yield result
             cursor = result.get("nextCursor")
             if not cursor:
                 break
-        return items
 
     async def _client_notify(
         self, dctx: DispatchContext[TransportContext], method: str, params: Mapping[str, Any] | None

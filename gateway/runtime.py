@@ -94,7 +94,10 @@ def check_policy_files(settings: Settings, extra: Sequence[Path] = ()) -> None:
 def _check_disable(settings: Settings, ids: Sequence[str]) -> None:
     unknown = set(settings.disable) - set(ids)
     if unknown:
-        raise ConfigError(f"'disable' names unknown policies: {', '.join(sorted(unknown))}")
+        raise ConfigError(
+            f"'disable' names unknown policies: {', '.join(sorted(unknown))}; the policies loaded are "
+            f"{', '.join(sorted(ids))}"
+        )
     if not set(ids) - set(settings.disable):  # a gateway that guards nothing must not look like one that does
         raise ConfigError(
             "no policies to enforce: every policy is disabled (the 'disable' setting, or Lasso plugins that "

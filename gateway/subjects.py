@@ -22,7 +22,7 @@ from policy.verdict import Span
 from .masking import mask_string, mask_value_at, spans_by_field
 
 __all__ = [
-    "Part", "Side", "TextLayout", "call_subject", "mask_message", "mask_sides", "reserved_meta_key", "result_subject",
+    "Part", "Side", "TextLayout", "call_subject", "mask_message", "mask_sides", "result_subject", "server_meta",
     "side_subject", "side_values",
 ]
 
@@ -144,10 +144,16 @@ class Side:
     encoding: str | None = None
 
 
-def reserved_meta_key(key: str) -> bool:
-    """A `_meta` key the protocol itself defines (a progress token, a related task's id): an id to pass on
-    as it is, not text a server wrote."""
-    return key == "progressToken" or key.startswith("io.modelcontextprotocol/")
+def server_meta(meta: Any) -> Any:
+    """A `_meta` object without the keys the protocol itself defines (a progress token, a related task's
+    id): ids to pass on as they are, not text a server wrote. Anything but an object is returned as it is.
+    Whoever masks the rest puts it back over the original, so those keys stay."""
+    if not isinstance(meta, dict):
+        return meta
+    return {
+        key: value for key, value in meta.items()
+        if not (key == "progressToken" or str(key).startswith("io.modelcontextprotocol/"))
+    }
 
 
 def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
@@ -159,11 +165,7 @@ def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
             found.append(Side(path, value, encoding))
 
     def meta(path: tuple[str | int, ...], value: Any) -> None:
-        # a `_meta` object without the keys the protocol defines (ids, not server text); mask_sides puts
-        # them back
-        if isinstance(value, dict):
-            value = {key: item for key, item in value.items() if not reserved_meta_key(str(key))}
-        add(path, value)
+        add(path, server_meta(value))  # mask_sides puts the protocol's own keys back
 
     def block(holder: Mapping[str, Any], path: tuple[str | int, ...]) -> None:
         meta((*path, "_meta"), holder.get("_meta"))

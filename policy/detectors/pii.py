@@ -51,7 +51,7 @@ from .pii_names import AMBIGUOUS_FIRST_NAMES, NOT_NAME_WORDS, first_names, last_
 if TYPE_CHECKING:
     from .pii_presidio import PresidioEngine
 
-__all__ = ["DEFAULT_ENTITIES", "LABELS", "NER_RECOGNIZER", "SUBJECT_VERB", "Found", "PiiDetector"]
+__all__ = ["AS_SUBJECT", "DEFAULT_ENTITIES", "LABELS", "NER_RECOGNIZER", "Found", "PiiDetector"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,12 +119,15 @@ _NOT_PII_DIGITS = regex.compile(
 _TITLE = r"\p{Lu}\p{Ll}+(?:[-']\p{Lu}?\p{Ll}+)*"
 # The words after a sentence's first word that make it the sentence's subject, perhaps a person:
 # "Jennifer is ...", "Magnus spent a year ...". An imperative ("Convert time ...") has none.
-SUBJECT_VERB = (
+_SUBJECT_VERB = (
     r"(?:is|was|has|had|will|would|can|could|did|does|may|might|must|should|shall|spent|began|begins|started"
     r"|lives|lived|works|worked|went|goes|came|comes|joined|left|wrote|writes|said|says|told|asked|called|wants"
     r"|wanted|needs|needed|loves|loved|likes|liked|knows|knew|thinks|thought|became|got|gets|made|makes|took"
     r"|takes|gave|gives|moved|studied|graduated|married|died|won|lost|played|sang|met|saw|felt|seems|seemed)"
 )
+# what follows a sentence's first word when it is the sentence's subject: a verb, or a comma and a
+# lower-case word ("Bryce, can I ...")
+AS_SUBJECT = rf"(?=,[ \t]+\p{{Ll}}|[ \t]+{_SUBJECT_VERB}\b)"
 # A capitalised word that could be (part of) a name: two or more of them (an initial, dotted or not,
 # may sit between: "Ryan P Costa"), one after a lower-case word, or one opening a sentence or a line
 # as its subject ("Jennifer is ...", "Bryce, can I ..."). Unless places are wanted too, an opener is
@@ -133,7 +136,7 @@ SUBJECT_VERB = (
 _NAME_LIKE = regex.compile(
     rf"(?<![\p{{L}}\p{{N}}_@./\\#$-])(?:{_TITLE}(?:[ \t]+\p{{Lu}}\.?)?(?:[ \t]+{_TITLE})+"
     rf"|(?<=\p{{Ll}},?[ \t]+){_TITLE}"
-    rf"|(?P<opener>(?:(?<=^[ \t]*)|(?<=[.!?][\"”]?\s+)){_TITLE}(?=,[ \t]+\p{{Ll}}|[ \t]+{SUBJECT_VERB}\b)))"
+    rf"|(?P<opener>(?:(?<=^[ \t]*)|(?<=[.!?][\"”]?\s+)){_TITLE}{AS_SUBJECT}))"
     r"(?![\p{L}\p{N}_@/\\(])",
     regex.MULTILINE,
 )
@@ -309,7 +312,7 @@ class PiiDetector:
             found.extend(engine.name_cues(text, self.score_threshold))
         if candidates or later:
             found.extend(self._ner(engine, text, candidates, found, later))
-        return self._spans(field, text, found)
+        return self._spans(field, text, found, engine)
 
     # --- windows --------------------------------------------------------------------------------
     def _pattern_windows(self, text: str) -> list[_Window]:
@@ -394,7 +397,7 @@ class PiiDetector:
         return results
 
     # --- spans ----------------------------------------------------------------------------------
-    def _spans(self, field: str, text: str, found: Iterable[Found]) -> list[Span]:
+    def _spans(self, field: str, text: str, found: Iterable[Found], engine: PresidioEngine) -> list[Span]:
         kept: list[tuple[int, int, str, float]] = []
         anchors: set[tuple[int, int]] = set()
         for item in found:
@@ -415,7 +418,7 @@ class PiiDetector:
                 # phone lines of a contact card below it, may claim it
                 continue
             kept.append((start, end, item.entity, item.score))
-            if item.entity == "PERSON" and _anchors(item.recognizer, text[start:end], self._load()):
+            if item.entity == "PERSON" and _anchors(item.recognizer, text[start:end], engine):
                 anchors.add((start, end))
         kept.sort(key=lambda k: (-k[3], -_SPECIFICITY.get(k[2], 0), -(k[1] - k[0]), k[0]))
         # greedy, best first; `chosen` stays sorted and disjoint, so one neighbour check per finding

@@ -57,7 +57,7 @@ from presidio_analyzer.predefined_recognizers import (
 )
 
 from ..errors import ModelLoadError
-from .pii import NER_RECOGNIZER, SUBJECT_VERB, Found
+from .pii import AS_SUBJECT, NER_RECOGNIZER, Found
 from .pii_names import NOT_NAME_WORDS, PLACE_NAMES
 
 if TYPE_CHECKING:
@@ -280,7 +280,7 @@ _LONE_CUED = regex.compile(
     rf"|(?:^|(?<=[.!?][\"”]?[ \t]+|\n[ \t]*))(?P<name>{_LONE_NAME})(?=:[ \t]*[\"“]?\p{{Lu}})"
     rf"|(?<=\p{{Ll}},[ \t]+)(?P<name>{_LONE_NAME})(?=[?!])"
     # the subject opening a sentence ("Scott is very reliable", "Cora, can I speak to you?")
-    rf"|(?:^|(?<=[.!?][\"”]?[ \t]+))(?P<name>{_LONE_NAME})(?=,[ \t]+\p{{Ll}}|[ \t]+{SUBJECT_VERB}\b)",
+    rf"|(?:^|(?<=[.!?][\"”]?[ \t]+))(?P<name>{_LONE_NAME}){AS_SUBJECT}",
     regex.MULTILINE,
 )
 # What follows a lone word only if it is a person: a quoted line after a speaker label ('Vsevolod:

@@ -30,16 +30,19 @@ def _policies(tmp: Path) -> Path:
     return directory
 
 
+def _gateway(tmp: Path, mode: str, policies: Path) -> tuple[list[str], str]:
+    """The gateway's arguments in `mode` (wrap, or run over an mcp.json) in front of the raw server with
+    `policies`, and the name the client calls its tool 'tasky' by."""
+    if mode == "wrap":
+        return ["wrap", "--name", "raw", "--no-builtin", "--policies", str(policies), "--", *RAW_SERVER], "tasky"
+    config = write_mcp_json(tmp, {"raw": raw_entry()})
+    return ["run", "--mcp-json-path", str(config), "--no-builtin", "--policies", str(policies)], "raw__tasky"
+
+
 @pytest.mark.parametrize("mode", ["wrap", "run"])
 def test_task_status_lines_are_masked_and_a_tasks_result_is_checked_as_its_tools(tmp_path: Path, mode: str) -> None:
     policies = _policies(tmp_path)
-    if mode == "wrap":
-        argv = ["wrap", "--name", "raw", "--no-builtin", "--policies", str(policies), "--", *RAW_SERVER]
-        tool = "tasky"
-    else:
-        config = write_mcp_json(tmp_path, {"raw": raw_entry()})
-        argv = ["run", "--mcp-json-path", str(config), "--no-builtin", "--policies", str(policies)]
-        tool = "raw__tasky"
+    argv, tool = _gateway(tmp_path, mode, policies)
     session = RawSession(argv, {**gateway_env(tmp_path), "RAW_SERVER_TASK_NOTE": f"pushed with {TOKEN}"})
     try:
         task = {"ttl": 60000}
@@ -76,13 +79,7 @@ def test_a_tasks_result_is_judged_with_the_arguments_of_the_call_that_started_it
                                 Predicate(path="text", op="contains", value="plans")]))
     write_rule_policy(directory, "no-apollo", "No plans of project apollo may come back from tasky.", [rule],
                       [SubjectKind.TOOL_RESULT], tools=["tasky"])
-    if mode == "wrap":
-        argv = ["wrap", "--name", "raw", "--no-builtin", "--policies", str(directory), "--", *RAW_SERVER]
-        tool = "tasky"
-    else:
-        config = write_mcp_json(tmp_path, {"raw": raw_entry()})
-        argv = ["run", "--mcp-json-path", str(config), "--no-builtin", "--policies", str(directory)]
-        tool = "raw__tasky"
+    argv, tool = _gateway(tmp_path, mode, directory)
     session = RawSession(argv, gateway_env(tmp_path))
     try:
         task = {"ttl": 60000}
