@@ -27,7 +27,9 @@ from .safe_regex import casefolded, compile_safe, required_literals, search_all
 from .subject import Subject, canonical_json
 from .verdict import Span
 
-__all__ = ["AllOf", "AnyOf", "Condition", "NotOf", "Operator", "Predicate", "Rule", "evaluate", "resolve_path"]
+__all__ = [
+    "AllOf", "AnyOf", "Condition", "NotOf", "Operator", "Predicate", "Rule", "evaluate", "prerequisite", "resolve_path",
+]
 
 Operator = Literal[
     "equals",
@@ -120,6 +122,22 @@ def evaluate(condition: Condition, subject: Subject, view: dict[str, Any] | None
     """Whether `condition` holds for `subject`, with the spans that made it hold. A caller checking
     several conditions against one subject may pass its `subject_view` once."""
     return _evaluate(condition, subject_view(subject) if view is None else view)
+
+
+def prerequisite(condition: Condition) -> tuple[str, frozenset[str]] | None:
+    """A top-level field and words one of which its case-folded text must contain for `condition` to
+    hold, or None when no such cheap test is known. A rule whose test fails need not be evaluated: the
+    test is the one `_regex_holds` would make first, taken once per text for a policy's rules."""
+    if isinstance(condition, AllOf):
+        for part in condition.all:
+            found = prerequisite(part)
+            if found is not None:
+                return found
+        return None
+    if isinstance(condition, Predicate) and condition.op == "regex" and condition.path in ROOT_FIELDS:
+        words = required_literals(str(condition.value))
+        return None if words is None else (condition.path, words)
+    return None
 
 
 def subject_view(subject: Subject) -> dict[str, Any]:

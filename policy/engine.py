@@ -17,15 +17,17 @@ from dataclasses import dataclass, field
 from .chunking import context
 from .classifier import ClassifierResult, EmbedderPair, PolicyClassifier
 from .compiled import ClassifierSpec, CompiledPolicy
-from .conditions import evaluate, subject_view
+from .conditions import Rule, evaluate, prerequisite, subject_view
 from .detectors import DetectorRegistry
 from .errors import JudgeBudgetError, LLMError, ModelLoadError, PolicyError
 from .judge import Judge
+from .safe_regex import casefolded
 from .subject import Subject, SubjectKind
 from .verdict import Action, Outcome, Span, Tier, TierStep, Verdict
 
 __all__ = ["Engine", "everywhere", "occurrences", "values_of"]
 
+_EFFECT_ORDER = ("violate", "allow", "escalate")
 SCOPE_MEMO = 4096  # (kind, server, tool) combinations whose policies in scope are remembered
 
 logger = logging.getLogger(__name__)
@@ -133,6 +135,8 @@ class Engine:
         self.detectors = detectors or DetectorRegistry()
         self.judge = judge
         self._classifiers: dict[str, PolicyClassifier] = {}
+        # keyed by id(); the policy is kept beside its plan, so a new object at a reused address is not taken for it
+        self._plans: dict[int, tuple[CompiledPolicy, list[tuple[Rule, tuple[str, frozenset[str]] | None]]]] = {}
         self._lock = threading.Lock()
         self._scopes: dict[tuple[SubjectKind, str, str], list[CompiledPolicy]] = {}
 
@@ -246,27 +250,30 @@ class Engine:
             return None
         since = time.perf_counter()
         view = subject_view(subject)
-        for effect in ("violate", "allow", "escalate"):
-            for rule in policy.rules:
-                if rule.effect != effect:
-                    continue
-                held, spans = evaluate(rule.when, subject, view)
-                if not held:
-                    continue
-                if effect == "violate":
-                    run.step(Tier.RULES, "violation", f"rule {rule.id}: {rule.description}", since=since)
-                    return run.verdict(
-                        Outcome.VIOLATION,
-                        Tier.RULES,
-                        f"rule {rule.id}: {rule.description}",
-                        evidence=tuple(spans),
-                        score=1.0,
-                    )
-                if effect == "allow":
-                    run.step(Tier.RULES, "allow", f"rule {rule.id}: {rule.description}", since=since)
-                    return run.verdict(Outcome.ALLOW, Tier.RULES, f"rule {rule.id}: {rule.description}", score=0.0)
-                run.step(Tier.RULES, "escalate", f"rule {rule.id} needs the judge: {rule.description}", since=since)
-                return None
+        for rule, gate in self._rule_plan(policy):
+            if gate is not None:
+                value = view[gate[0]]
+                if isinstance(value, str):
+                    haystack = casefolded(value)
+                    if not any(word in haystack for word in gate[1]):
+                        continue
+            held, spans = evaluate(rule.when, subject, view)
+            if not held:
+                continue
+            if rule.effect == "violate":
+                run.step(Tier.RULES, "violation", f"rule {rule.id}: {rule.description}", since=since)
+                return run.verdict(
+                    Outcome.VIOLATION,
+                    Tier.RULES,
+                    f"rule {rule.id}: {rule.description}",
+                    evidence=tuple(spans),
+                    score=1.0,
+                )
+            if rule.effect == "allow":
+                run.step(Tier.RULES, "allow", f"rule {rule.id}: {rule.description}", since=since)
+                return run.verdict(Outcome.ALLOW, Tier.RULES, f"rule {rule.id}: {rule.description}", score=0.0)
+            run.step(Tier.RULES, "escalate", f"rule {rule.id} needs the judge: {rule.description}", since=since)
+            return None
         if policy.rules_decide:
             run.step(Tier.RULES, "allow", "no rule matched; the rules decide this policy", since=since)
             return run.verdict(
@@ -274,6 +281,17 @@ class Engine:
             )
         run.step(Tier.RULES, "unsure", "no rule matched", since=since)
         return None
+
+    def _rule_plan(self, policy: CompiledPolicy) -> list[tuple[Rule, tuple[str, frozenset[str]] | None]]:
+        """A policy's rules in the order they are tried (every violate rule, then allow, then escalate),
+        each with its `prerequisite`, worked out once per policy."""
+        plan = self._plans.get(id(policy))
+        if plan is None or plan[0] is not policy:
+            ordered = [rule for effect in _EFFECT_ORDER for rule in policy.rules if rule.effect == effect]
+            plan = (policy, [(rule, prerequisite(rule.when)) for rule in ordered])
+            with self._lock:
+                self._plans[id(policy)] = plan
+        return plan[1]
 
     def _classifier(self, policy: CompiledPolicy, spec: ClassifierSpec | None = None) -> PolicyClassifier:
         if self.models is None:
