@@ -501,6 +501,7 @@ _B64 = "+/"
 _URLSAFE = "[A-Za-z0-9_\\-]"
 _END62 = "(?![A-Za-z0-9])"
 _ENDURL = "(?![A-Za-z0-9_\\-])"
+_GUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _END64 = "(?![A-Za-z0-9+/=])"
 
 
@@ -675,6 +676,19 @@ TOKEN_RULES: tuple[TokenRule, ...] = (
         r"discord(?:app)?\.com/api/webhooks/(?P<v>\d{17,20}/[A-Za-z0-9_\-]{60,68})(?![A-Za-z0-9_\-])",
         left=None,
     ),
+    # a Microsoft Teams incoming webhook: its path (tenant, connector id and signature) lets anyone post
+    _rule(
+        "teams-webhook-url",
+        rf"webhook\.office\.com/webhookb2/(?P<v>{_GUID}@{_GUID}/IncomingWebhook/[0-9a-f]{{32}}/{_GUID}"
+        r"(?:/[A-Za-z0-9_\-]{16,80})?)(?![A-Za-z0-9_\-/])",
+        left=None,
+    ),
+    _rule(
+        "teams-webhook-url",
+        rf"outlook\.office(?:365)?\.com/webhook/(?P<v>{_GUID}@{_GUID}/IncomingWebhook/[0-9a-f]{{32}}/{_GUID})"
+        r"(?![A-Za-z0-9_\-/])",
+        left=None,
+    ),
     _rule(
         "discord-bot-token",
         rf"\.{_URLSAFE}{{6}}\.{_URLSAFE}{{27,40}}{_ENDURL}",
@@ -750,6 +764,15 @@ TOKEN_RULES: tuple[TokenRule, ...] = (
             runs=False,
         )
         for prefix in ("ewo", "Wwo", "eyJrdHki", "W3sia3R5Ij")
+    ),
+    # A PuTTY key file (.ppk): the lines after "Private-Lines: N" are the private key (encrypted or not);
+    # the header, public lines and MAC are left readable. Lines may be real or escaped (\n) line breaks.
+    _rule(
+        "putty-private-key",
+        r"Private-Lines:[ \t]{0,4}\d{1,3}(?:\r?\n|(?:\\r)?\\n)(?P<v>[A-Za-z0-9+/=]{16,64}"
+        r"(?:(?:\r?\n|(?:\\r)?\\n)[A-Za-z0-9+/=]{4,64}(?=\r?\n|\\[rn]|\Z|[\"'])){0,300})",
+        left=None,
+        runs=False,
     ),
     _rule("ntlm-credentials", rf"TlRMTVNTUAAD[A-Za-z0-9+/]{{40,4096}}={{0,2}}{_END64}", left=_B64, runs=False),
     # A DER-encoded private key (PKCS#1 RSA, PKCS#8, SEC1 EC, Ed25519) in base64 without PEM armour.

@@ -212,6 +212,47 @@ def test_slack_and_discord_webhooks_mask_the_secret_path_but_not_the_host() -> N
     assert found(text) == [(slack_path, "slack-webhook-url"), (discord_path, "discord-webhook-url")]
 
 
+def test_teams_webhooks_mask_the_secret_path_but_not_the_host() -> None:
+    def guid(seed: int) -> str:
+        hexes = body(32, LOWER_HEX, seed)
+        return f"{hexes[:8]}-{hexes[8:12]}-{hexes[12:16]}-{hexes[16:20]}-{hexes[20:]}"
+
+    path = f"{guid(1)}@{guid(2)}/IncomingWebhook/{body(32, LOWER_HEX, 3)}/{guid(4)}"
+    new = f"{path}/{body(43, URLSAFE, 5)}"  # the current form ends in a signature
+    text = (
+        f"post to https://acme.webhook.office.com/webhookb2/{new} or, before 2021, "
+        f"https://outlook.office.com/webhook/{path} (id {guid(6)})"
+    )
+    assert found(text) == [(new, "teams-webhook-url"), (path, "teams-webhook-url")]
+
+
+PPK_PUBLIC = "AAAAC3NzaC1lZDI1NTE5AAAAIB" + body(42, BASE62, 7)
+PPK_PRIVATE = ["AAAAIC" + body(58, BASE62, 8), body(40, BASE62, 9) + "=="]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\\n"], ids=["lf", "crlf", "escaped"])
+def test_a_putty_key_files_private_lines_are_masked_and_its_header_is_not(newline: str) -> None:
+    lines = [
+        "PuTTY-User-Key-File-3: ssh-ed25519",
+        "Encryption: none",
+        "Comment: deploy@build",
+        "Public-Lines: 2",
+        PPK_PUBLIC,
+        "Private-Lines: 2",
+        *PPK_PRIVATE,
+        f"Private-MAC: {body(64, LOWER_HEX, 10)}",
+    ]
+    text = newline.join(lines)
+    assert found(text) == [(newline.join(PPK_PRIVATE), "putty-private-key")]
+    if "\\" not in newline:  # the same file inside a JSON text, its line breaks escaped
+        private = json.dumps(newline.join(PPK_PRIVATE))[1:-1]
+        assert found(json.dumps({"content": text})) == [(private, "putty-private-key")]
+
+
+def test_a_private_lines_header_over_prose_is_no_key() -> None:
+    assert found("PuTTY files say how long the key is:\nPrivate-Lines: 1\nthen the key itself") == []
+
+
 def test_gcp_service_account_private_key_is_masked_inside_its_json_string() -> None:
     account = {
         "type": "service_account",
