@@ -90,7 +90,6 @@ PEM_BEGIN = re.compile(r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----")
 PEM_END = re.compile(r"-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----")
 B64_RUN = re.compile(r"[A-Za-z0-9+/=]{16,}+")
 PROSE = re.compile(r"[a-z]{2,} [a-z]{1,} [a-z]{2,}")
-PUTTY = re.compile(r"PuTTY-User-Key-File-\d: [^\n]{1,200}\n(?:[^\n]{0,400}\n){0,40}?Private-Lines: (\d{1,3})\r?\n")
 
 BASE64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 

@@ -72,7 +72,6 @@ from .secret_syntax import (
     PEM_END,
     POWERSHELL,
     PROSE,
-    PUTTY,
     SCHEME_BEFORE,
     SQL_IDENTIFIED,
     SQL_PASSWORD,
@@ -324,13 +323,6 @@ class SecretsDetector:
                 label, score = "private-key", 0.99
             hits.append(_Hit(begin.start(), stop, label, score, _RANK_KEY))
             resume = stop
-        for match in PUTTY.finditer(text):
-            lines = int(match.group(1))
-            stop = match.end()
-            for _ in range(lines):
-                newline = text.find("\n", stop)
-                stop = len(text) if newline < 0 else newline + 1
-            hits.append(_Hit(match.end(), stop, "putty-private-key", 0.99, _RANK_KEY))
 
     def _encoded_keys(self, text: str, hits: list[_Hit]) -> None:
         for needle in B64_PRIVATE_KEY:
