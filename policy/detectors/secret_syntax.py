@@ -15,7 +15,7 @@ from .secret_patterns import word_set
 # lower-cased: a secret-naming stem, the rest of its identifier, a separator and a value.
 ASSIGNMENT = re.compile(
     r"(?P<id>(?:pass|pasw|pw|psw|pssw|secret|token|key|cred|auth|bearer|api)[\w.\-]{0,40}+)"
-    r"(?P<kq>\\?[\"'`]|&quot;|\))?"
+    r"(?P<kq>\\?[\"'`]\]?|&quot;|\))?"
     r"(?P<sep>[ \t]{0,8}(?::=|=>|==|!=|=|:(?:[ \t]{0,4}(?:str|string|&str)[ \t]{0,4}=)?)|[ \t]{1,8}+)[ \t]{0,8}+"
     r"(?:![!a-z]{1,16}[ \t]{1,4})?"  # a YAML tag: `secret: !!binary c2VjcmV0`
     r"(?:(?P<q>\\?[\"'`]|&quot;|&#39;)(?P<qv>[^\"'`\\\s<>]{1,512}?)(?P=q)"
@@ -25,6 +25,18 @@ HTML_ENTITY = re.compile(r"&(?:amp|lt|gt|quot|apos|nbsp|#\d{1,6})(?![A-Za-z0-9])
 JSON_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
 # `#define PASSWORD "x"`, `SET password "x"`: a space separates name and value after these.
 DEFINE_BEFORE = re.compile(r"(?:#define|%define|%global|\bset|\bsetenv)[ \t]{1,4}\Z", re.IGNORECASE)
+# lower-cased: `define('DB_PASSWORD', 'x')` (PHP, as in wp-config.php, whose salts may hold spaces)
+DEFINE_CALL = re.compile(
+    r"define[ \t]{0,4}\([ \t]{0,4}(?P<kq>[\"'])(?P<k>[\w.\-]{1,60})(?P=kq)[ \t]{0,4},[ \t]{0,16}"
+    r"(?P<q>[\"'])(?P<v>[^\"'\\\n]{1,512}?)(?P=q)[ \t]{0,4}\)"
+)
+WORDPRESS_SALT = re.compile(r"(?:secure_)?(?:auth|logged_in|nonce)_(?:key|salt)")  # lower-cased
+# `ENV SECRET_KEY abc` (a Dockerfile's older form) and a .netrc's `machine h login u password p`: a space
+# separates an unquoted value after these.
+DOCKER_ENV_BEFORE = re.compile(r"(?:^|\n)[ \t]{0,8}(?:ENV|ARG)[ \t]{1,4}\Z")
+NETRC_BEFORE = re.compile(
+    r"(?:^|\s)(?:machine[ \t]+\S{1,253}|default)(?:\s+(?:login|account|port)[ \t]+\S{1,128}){0,3}\s+\Z"
+)
 # lower-cased: `<password name="db">hunter22</password>`
 XML_ELEMENT = re.compile(
     r"<(?P<tag>[\w:.\-]{0,20}?(?:pass|pasw|pw|psw|secret|token|key|cred|auth|api)[\w:.\-]{0,20}+)"

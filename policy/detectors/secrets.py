@@ -53,7 +53,9 @@ from .secret_syntax import (
     DATABASE_SCHEMES,
     DEFAULT_ARGUMENT,
     DEFINE_BEFORE,
+    DEFINE_CALL,
     DER_CONTINUATION,
+    DOCKER_ENV_BEFORE,
     ENV_LOOKUPS,
     HTML_ENTITY,
     ID_WORDS,
@@ -66,6 +68,7 @@ from .secret_syntax import (
     MYSQL_P,
     NAME_VALUE_JSON,
     NAME_VALUE_YAML,
+    NETRC_BEFORE,
     OPENSSL_PASS,
     OR_DEFAULT,
     PEM_BEGIN,
@@ -80,6 +83,7 @@ from .secret_syntax import (
     URL_PLACEHOLDERS,
     URL_USERINFO,
     WORD_BEFORE,
+    WORDPRESS_SALT,
     XML_ELEMENT,
 )
 
@@ -433,6 +437,18 @@ class SecretsDetector:
                 value = text[start:end]
                 if kind is not None and plausible_value(value, kind, quoted=True):
                     hits.append(_Hit(start, end, label_for(kind, words, value), 0.85, _RANK_KEYWORD))
+        if "define" in low:
+            for match in DEFINE_CALL.finditer(low):
+                words = key_words(text[match.start("k") : match.end("k")])
+                kind = classify_key(words)
+                start, end = match.span("v")
+                value = text[start:end]
+                if WORDPRESS_SALT.fullmatch(match.group("k")):
+                    # WordPress's cookie-signing keys and salts: random printable text, "<", ">" and spaces too
+                    if len(value) >= 32 and "unique phrase" not in match.group("v"):
+                        hits.append(_Hit(start, end, "wordpress-secret-key", 0.9, _RANK_KEYWORD))
+                elif kind is not None and plausible_value(value, kind, quoted=True):
+                    hits.append(_Hit(start, end, label_for(kind, words, value), 0.85, _RANK_KEYWORD))
         if '"kty"' in text:
             for match in JWK_PRIVATE.finditer(text):
                 start, end = match.span("v")
@@ -547,10 +563,15 @@ def _assignment_hit(text: str, low: str, match: re.Match[str]) -> _Hit | None:
     group = "qv" if quoted else "uv"
     v_start, v_end = match.span(group)
     if sep == "":
-        # `--password hunter2`: a bare space separates a value only after a command-line flag
-        # or a macro definition; elsewhere "password reset" is prose.
+        # `--password hunter2`: a bare space separates a value only after a command-line flag, a macro
+        # definition, a Dockerfile ENV or in a .netrc; elsewhere "password reset" is prose.
         flag = identifier.startswith("-") and text[v_start : v_start + 1] != "-"
-        if not flag and not (quoted and DEFINE_BEFORE.search(text, max(0, start - 20), start)):
+        if not (
+            flag
+            or (quoted and DEFINE_BEFORE.search(text, max(0, start - 20), start))
+            or _after_docker_env(text, start)
+            or (low[start:id_end] == "password" and _in_netrc(low, start))
+        ):
             return None
     elif sep in ("==", "!=") and not quoted:
         return None
@@ -588,6 +609,21 @@ def _assignment_hit(text: str, low: str, match: re.Match[str]) -> _Hit | None:
     if not value or not plausible_value(value, kind, quoted=quoted):
         return None
     return _Hit(v_start, v_end, label_for(kind, words, value), 0.8 if kind is KeyKind.WEAK else 0.85, _RANK_KEYWORD)
+
+
+def _after_docker_env(text: str, start: int) -> bool:
+    before = text[max(0, start - 8) : start]
+    if "ENV" not in before and "ARG" not in before:
+        return False
+    return DOCKER_ENV_BEFORE.search(text, max(0, start - 20), start) is not None
+
+
+def _in_netrc(low: str, start: int) -> bool:
+    # most texts with "password" and a space after it are prose: look for the .netrc words before the regex
+    window = max(0, start - 600)
+    if low.find("machine", window, start) < 0 and low.find("default", window, start) < 0:
+        return False
+    return NETRC_BEFORE.search(low, window, start) is not None
 
 
 def _pem_tail(text: str, position: int, limit: int) -> int:

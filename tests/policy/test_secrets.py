@@ -253,6 +253,15 @@ def test_a_private_lines_header_over_prose_is_no_key() -> None:
     assert found("PuTTY files say how long the key is:\nPrivate-Lines: 1\nthen the key itself") == []
 
 
+def test_wordpress_keys_and_salts_are_masked_whatever_characters_they_hold() -> None:
+    salt = "x`Z<9| n-8+Wv$V:cM]~?h0#sKq4@L/bTe,yR2.jP&uD!G5(fA^o3)"
+    key = body(64, BASE62 + "!@#$%^&*()-_ []{}<>~+=,.;:/?|", 12)
+    config = f"define( 'AUTH_KEY',         '{key}' );\ndefine( 'NONCE_SALT',       '{salt}' );"
+    assert found(config) == [(key, "wordpress-secret-key"), (salt, "wordpress-secret-key")]
+    # the sample file's placeholder is no key
+    assert found("define( 'SECURE_AUTH_KEY',  'put your unique phrase here' );") == []
+
+
 def test_gcp_service_account_private_key_is_masked_inside_its_json_string() -> None:
     account = {
         "type": "service_account",
@@ -450,6 +459,12 @@ TOKEN = body(32, URLSAFE, 11)
         (f'{{"name": "DB_PASSWORD", "value": "{PASSWORD}"}}', PASSWORD, "password"),
         (f"env:\n- name: API_TOKEN\n  value: {TOKEN}\n", TOKEN, "generic-secret"),
         (f"https://api.example.com/v1/items?api_key={TOKEN}&page=2", TOKEN, "generic-secret"),
+        (f"define( 'DB_PASSWORD', '{PASSWORD}' );  // wp-config.php", PASSWORD, "password"),
+        (f"$config['db_password'] = '{PASSWORD}';", PASSWORD, "password"),
+        (f'$settings["api_key"] = "{TOKEN}";', TOKEN, "generic-secret"),
+        (f"FROM python:3.12\nENV SECRET_KEY {TOKEN}\nRUN make", TOKEN, "generic-secret"),
+        (f"machine api.example.com login deploy password {PASSWORD}", PASSWORD, "password"),
+        (f"machine git.example.com\n  login octo\n  password {PASSWORD}\n", PASSWORD, "password"),
     ],
 )
 def test_keyword_assignment_is_found_in_each_config_syntax(text: str, secret: str, label: str) -> None:
@@ -460,6 +475,12 @@ def test_keyword_assignment_is_found_in_each_config_syntax(text: str, secret: st
     "text",
     [
         "Reset your password from the account page; passwords must have 12 characters.",
+        "define('DB_PASSWORD', 'password_here');",
+        "define('DB_NAME', 'wordpress'); define('WP_DEBUG', false);",
+        "token, key, secret and password: the words that name a credential",
+        "The machine asks for your login and password before it starts.",
+        "ENV PATH /usr/local/bin:$PATH",
+        f"sign(api_key, '{TOKEN}')",
         'password = ""',
         "password: ${DB_PASSWORD}",
         'token: "{{ secrets.GITHUB_TOKEN }}"',
