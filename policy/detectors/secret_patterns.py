@@ -274,6 +274,7 @@ _REFERENCE_PREFIXES = tuple(
 )
 _DOTTED_NAME = re.compile(r"[A-Za-z_$][A-Za-z_$]*(?:\.[A-Za-z_$][A-Za-z_$]*)+")
 _MODULE_PATH = re.compile(r"[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+(?::[a-z_][a-z0-9_]*)?")
+_DOTTED_WITH_DIGITS = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]{0,40}(?:\.[A-Za-z_$][A-Za-z0-9_$]{0,40})+")
 _CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
 _SNAKE_NAME = re.compile(r"[a-z]+(?:_[a-z]+)+")
 _SLUG = re.compile(r"[a-z]+(?:[-_.][a-z]+)+")
@@ -294,6 +295,32 @@ def char_classes(value: str) -> int:
 _FILE_PATH = re.compile(r"(?:[\w.\-]+/)+[\w\-]+(?:\.[\w\-]+)*\.[A-Za-z][A-Za-z0-9]{0,7}")
 
 
+_NAME_PART = re.compile(r"[A-Z]{2,}(?=[A-Z][a-z]|\d|$)|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*")
+_VOWELS = frozenset("aeiouy")
+_CASE_CHANGE = re.compile(r"[a-z][A-Z]|\A[A-Z][a-z]")
+
+
+def _identifier(name: str) -> bool:
+    """A name made of words, as code names things ("UserAPIKeyAuth", "lastEventId", "token_ids_0"): split at
+    case changes, underscores and digits, words with a vowel (and short acronyms) cover 80 % of its letters,
+    and at most one run of digits. Of random base62 strings read so: 3 % at 12 characters, 0.8 % at 20,
+    0.08 % at 32; of random lower-case and digit strings, none (they have no case change or underscore)."""
+    if not _IDENTIFIER.fullmatch(name) or not ("_" in name or _CASE_CHANGE.search(name)):
+        return False  # code names by case or underscores; "kfbqz3oemwpla" is no name
+    parts = _NAME_PART.findall(name)
+    if len(parts) < 2 or sum(part.isdigit() for part in parts) > 1:
+        return False
+    letters = sum(len(part) for part in parts if not part.isdigit())
+    words = sum(
+        len(part)
+        for part in parts
+        if len(part) >= 3 and not part.isupper() and not part.isdigit() and _VOWELS.intersection(part.lower())
+    )
+    acronyms = sum(len(part) for part in parts if part.isupper() and 2 <= len(part) <= 5)
+    return words >= 0.5 * letters and words + acronyms >= 0.8 * letters
+
+
 def plausible_value(value: str, kind: KeyKind, *, quoted: bool) -> bool:
     """Whether `value`, assigned to a key of `kind`, is plausibly a real secret."""
     length = len(value)
@@ -308,10 +335,16 @@ def plausible_value(value: str, kind: KeyKind, *, quoted: bool) -> bool:
         return False
     if lowered.startswith(("enc(", "vault:v")):
         return False  # already encrypted (Jasypt ENC(...), Vault transit ciphertext)
-    if not quoted and (
-        _DOTTED_NAME.fullmatch(value) or _CONSTANT_NAME.fullmatch(value) or _SNAKE_NAME.fullmatch(value)
-    ):
-        return False  # code: `password = settings.DB_PASSWORD`, `token = get_token`
+    if not quoted:
+        name = value.strip("_")  # `password = _password`: a private name is a name too
+        if _DOTTED_NAME.fullmatch(name) or _CONSTANT_NAME.fullmatch(name) or _SNAKE_NAME.fullmatch(name):
+            return False  # code: `password = settings.DB_PASSWORD`, `token = get_token`
+        if _DOTTED_WITH_DIGITS.fullmatch(name) and any(map(_identifier, name.split("."))):
+            return False  # `token = windll.advapi32.OpenProcessToken`: a path to a name, digits or not
+        if name.lower() in _STOP_VALUES:
+            return False
+        if kind is not KeyKind.PASSWORD and _identifier(name):
+            return False  # a type or variable in code: `user_api_key: UserAPIKeyAuth`, `token: TokenStream`
     if _SLUG.fullmatch(value) or _MODULE_PATH.fullmatch(value):
         return False  # "not-a-secret", "my-client-password", "package.module:function"
     if kind is not KeyKind.PASSWORD and (looks_like_placeholder(value) or _FILE_PATH.fullmatch(value)):
@@ -494,6 +527,18 @@ def _random_body(value: str) -> bool:
     return len(set(body)) >= 8 and (_has_digit(body) or _mixed_case(body))
 
 
+_WORDISH = re.compile(r"[A-Z]?[a-z]{3,}")
+
+
+def _random_not_words(value: str) -> bool:
+    """`_random_body`, and not an identifier made of words ("re_compile_patternForEmail"), which short prefixes
+    (re_, fw_, aio_) meet in code: words cover 70 % of such a body, and under 1 % of random base62 ones."""
+    if not _random_body(value):
+        return False
+    body = re.sub(r"[_\-.]", "", re.split(r"[_\-.]", value, maxsplit=1)[-1])
+    return sum(len(word) for word in _WORDISH.findall(body)) < 0.7 * len(body)
+
+
 _B62 = "[A-Za-z0-9]"
 # Left boundary for tokens that are plain base62 after their prefix: inside a base64 blob (an
 # inline image, a certificate) such a prefix is a coincidence, not a token.
@@ -662,6 +707,10 @@ TOKEN_RULES: tuple[TokenRule, ...] = (
     _rule("age-secret-key", r"AGE-SECRET-KEY-1[0-9A-Z]{58}(?![0-9A-Z])", check=_bech32_ok),
     _rule("nats-nkey-seed", r"S[UANOCPX][A-Z2-7]{56}(?![A-Za-z0-9])", check=_distinct(12), left=_B64),
     _rule("airtable-token", rf"pat{_B62}{{14}}\.[a-f0-9]{{64}}(?![a-f0-9])"),
+    _rule("sourcegraph-token", r"sgp_(?:[a-f0-9]{16}_)?[a-f0-9]{40}(?![A-Za-z0-9])"),
+    _rule("prefect-api-key", rf"pnu_{_B62}{{36}}{_END62}", check=_random_not_words),
+    _rule("dynatrace-api-token", r"dt0c01\.[A-Z0-9]{24}\.[A-Z0-9]{64}(?![A-Za-z0-9])"),
+    _rule("tencent-secret-id", rf"AKID{_B62}{{32}}{_END62}", check=_random_body, left=_B64),
     # --- messaging and collaboration ---
     _rule("slack-token", r"xox[baprseo]-[0-9A-Za-z\-]{10,250}(?![0-9A-Za-z\-])", check=_has_digit),
     _rule("slack-app-token", r"xapp-\d-[A-Z0-9]{6,16}-\d{6,16}-[a-z0-9]{32,128}(?![a-z0-9])"),
@@ -696,6 +745,10 @@ TOKEN_RULES: tuple[TokenRule, ...] = (
         back=_rx(r"[A-Za-z0-9_\-]{23,27}[MNO](?![A-Za-z0-9_\-.])"),
     ),
     _rule("telegram-bot-token", rf":AA{_URLSAFE}{{33}}{_ENDURL}", back=_rx(r"\d{8,10}(?![0-9])")),
+    _rule("contentful-token", rf"CFPAT-{_URLSAFE}{{43}}{_ENDURL}"),
+    _rule("adafruit-io-key", rf"aio_{_B62}{{28}}{_END62}", check=_random_not_words, left="_-"),
+    _rule("frameio-token", r"fio-u-[A-Za-z0-9_=\-]{64}(?![A-Za-z0-9_=\-])"),
+    _rule("readme-api-key", r"rdme_[a-z0-9]{70}(?![a-z0-9])"),
     _rule("twilio-api-key", r"SK[0-9a-fA-F]{32}(?![0-9a-zA-Z])", check=_hex_consistent_case, left=_B64),
     _rule("sendgrid-api-key", rf"SG\.{_URLSAFE}{{16,32}}\.{_URLSAFE}{{16,64}}{_ENDURL}"),
     _rule("mailgun-api-key", r"key-[0-9a-f]{32}(?![0-9a-zA-Z])", left="_-"),
@@ -705,6 +758,9 @@ TOKEN_RULES: tuple[TokenRule, ...] = (
     _rule("notion-token", rf"ntn_{_B62}{{40,50}}{_END62}"),
     _rule("notion-token", rf"secret_{_B62}{{43}}{_END62}", check=_mixed_letters, left="_"),
     # --- payments and commerce ---
+    _rule("easypost-api-key", r"EZ[AT]K[a-zA-Z0-9]{54}(?![A-Za-z0-9])", check=_random_body),
+    _rule("flutterwave-secret-key", r"FLWSECK(?:_TEST)?-[a-h0-9]{32}-X(?![A-Za-z0-9])"),
+    _rule("shippo-api-token", r"shippo_(?:live|test)_[a-f0-9]{40}(?![A-Za-z0-9])"),
     _rule("stripe-secret-key", rf"sk_live_{_B62}{{16,247}}{_END62}"),
     _rule("stripe-secret-key", rf"sk_test_{_B62}{{16,247}}{_END62}", 0.8),
     _rule("stripe-restricted-key", rf"rk_(?:live|test)_{_B62}{{16,247}}{_END62}"),
@@ -733,6 +789,15 @@ TOKEN_RULES: tuple[TokenRule, ...] = (
     _rule("llamacloud-api-key", rf"llx-{_URLSAFE}{{40,64}}{_ENDURL}"),
     _rule("replicate-api-token", rf"r8_{_B62}{{37}}{_END62}", check=_random_body),
     _rule("langsmith-api-key", r"lsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10}(?![a-f0-9])"),
+    # services MCP servers are commonly configured with (their keys sit in mcp.json env blocks and .env files)
+    _rule("langfuse-secret-key", rf"sk-lf-{_GUID}(?![0-9a-f\-])"),
+    _rule("pinecone-api-key", rf"pcsk_{_B62}{{4,8}}_{_B62}{{40,90}}{_END62}", check=_random_not_words),
+    _rule("firecrawl-api-key", r"fc-[a-f0-9]{32}(?![A-Za-z0-9])", left="_-"),
+    _rule("e2b-api-key", r"e2b_[a-f0-9]{40}(?![A-Za-z0-9])"),
+    _rule("browserbase-api-key", rf"bb_(?:live|test)_{_URLSAFE}{{24,40}}{_ENDURL}", check=_random_not_words),
+    _rule("fireworks-api-key", rf"fw_{_B62}{{20,32}}{_END62}", check=_random_not_words, left="_-"),
+    _rule("resend-api-key", rf"re_{_B62}{{6,12}}_{_B62}{{16,40}}{_END62}", check=_random_not_words, left="_-"),
+    _rule("elevenlabs-api-key", r"sk_[a-f0-9]{48}(?![A-Za-z0-9])", check=_distinct(12), left="_-"),
     # --- social and consumer platforms ---
     _rule("facebook-access-token", rf"EAA[A-Z]{_B62}{{80,512}}{_END64}", check=_random_body, left=_B64),
     _rule("facebook-app-token", rf"\|{_URLSAFE}{{27}}{_ENDURL}", back=_rx(r"\d{15,16}(?![0-9])")),

@@ -29,6 +29,7 @@ DETECTOR = SecretsDetector()
 BASE62 = string.ascii_letters + string.digits
 URLSAFE = BASE62 + "_-"
 LOWER_HEX = "0123456789abcdef"
+BASE32 = string.ascii_uppercase + "234567"
 
 
 def body(length: int, alphabet: str = BASE62, seed: int = 1) -> str:
@@ -156,6 +157,25 @@ PROVIDER_TOKENS: list[tuple[str, str, str]] = [
     ("hashicorp-vault-token", "hv" + "s." + body(90, URLSAFE), "VAULT_TOKEN={}"),
     ("linear-api-key", "lin" + "_api_" + body(40), "{}"),
     ("vercel-token", "vc" + "p_" + body(56), "{}"),
+    ("langfuse-secret-key", "sk" + "-lf-" + "1f0c9a2e-7b4d-4e8a-9c3f-5d6e7f8a9b0c", "LANGFUSE_SECRET_KEY={}"),
+    ("pinecone-api-key", "pc" + "sk_" + body(6, seed=13) + "_" + body(63, seed=13), "{}"),
+    ("firecrawl-api-key", "fc" + "-" + body(32, LOWER_HEX, 14), '"env": {{"FIRECRAWL_API_KEY": "{}"}}'),
+    ("e2b-api-key", "e2" + "b_" + body(40, LOWER_HEX, 15), "{}"),
+    ("browserbase-api-key", "bb" + "_live_" + body(27, URLSAFE, 16), "{}"),
+    ("fireworks-api-key", "fw" + "_" + body(24, seed=17), "key {} here"),
+    ("resend-api-key", "re" + "_" + body(8, seed=18) + "_" + body(24, seed=18), "RESEND_API_KEY={}"),
+    ("elevenlabs-api-key", "sk" + "_" + body(48, LOWER_HEX, 19), "{}"),
+    ("contentful-token", "CF" + "PAT-" + body(43, URLSAFE, 20), "{}"),
+    ("adafruit-io-key", "ai" + "o_" + body(28, seed=21), "{}"),
+    ("frameio-token", "fio" + "-u-" + body(64, URLSAFE, 22), "{}"),
+    ("readme-api-key", "rd" + "me_" + body(70, LOWER_HEX + "ghijklmnopqrstuvwxyz", 23), "{}"),
+    ("easypost-api-key", "EZ" + "AK" + body(54, seed=24), "{}"),
+    ("flutterwave-secret-key", "FLW" + "SECK-" + body(32, "abcdefgh0123456789", 25) + "-X", "{}"),
+    ("shippo-api-token", "shippo" + "_live_" + body(40, LOWER_HEX, 26), "{}"),
+    ("sourcegraph-token", "sg" + "p_" + body(16, LOWER_HEX, 27) + "_" + body(40, LOWER_HEX, 27), "{}"),
+    ("prefect-api-key", "pn" + "u_" + body(36, seed=28), "{}"),
+    ("dynatrace-api-token", "dt0c01." + body(24, BASE32, 29) + "." + body(64, BASE32, 30), "{}"),
+    ("tencent-secret-id", "AK" + "ID" + body(32, seed=31), "TENCENTCLOUD_SECRET_ID={}"),
 ]
 
 
@@ -465,6 +485,8 @@ TOKEN = body(32, URLSAFE, 11)
         (f"FROM python:3.12\nENV SECRET_KEY {TOKEN}\nRUN make", TOKEN, "generic-secret"),
         (f"machine api.example.com login deploy password {PASSWORD}", PASSWORD, "password"),
         (f"machine git.example.com\n  login octo\n  password {PASSWORD}\n", PASSWORD, "password"),
+        # a random value unquoted, where a name could stand: still a value
+        (f"api_token: {body(24, seed=32)}\n", body(24, seed=32), "generic-secret"),
     ],
 )
 def test_keyword_assignment_is_found_in_each_config_syntax(text: str, secret: str, label: str) -> None:
@@ -506,6 +528,12 @@ def test_keyword_assignment_is_found_in_each_config_syntax(text: str, secret: st
         '"hashed_secret": "a2480a72004fc40d124495fd59f5b482034fbadd"',
         "tokenizer: cl100k_base",
         "secretName: db-credentials",
+        # code an agent reads: type annotations, private and dotted names are no values
+        "def handler(user_api_key_dict: UserAPIKeyAuth, token: TokenStream | None = None) -> None:",
+        "    lastEventId: string; sessionToken: SessionTokenStore;",
+        "sentinel_password = _sentinel_password",
+        "_OpenProcessToken = windll.advapi32.OpenProcessToken",
+        "token_ids: token_ids_0",
     ],
 )
 def test_look_alike_without_a_secret_value_is_ignored(text: str) -> None:
@@ -524,6 +552,12 @@ def test_look_alike_without_a_secret_value_is_ignored(text: str) -> None:
         ".css-1dbjc4n.r-1awozwy.r-18u37iz.r-1wtj0ep { display: flex; }",
         "stripe.js publishable key pk_live_" + body(24),
         '{"id": "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms", "mimeType": "application/vnd.google-apps.document"}',
+        # identifiers that begin like a short token prefix (re_, fw_, aio_, pnu_, bb_live_)
+        "match = re_compile_patternForEmailAddresses(text)",
+        "fw_updateFirmwareVersionNumber(device)",
+        "async def aio_HandlerForIncomingRequestsNowPls(): ...",
+        "pnu_SomethingLikeAnIdentifierNameHere12 = None",
+        "bb_live_sessionHandlerForIncomingRequests()",
     ],
 )
 def test_ordinary_identifiers_hashes_and_paths_are_not_secrets(text: str) -> None:
