@@ -298,6 +298,7 @@ _FILE_PATH = re.compile(r"(?:[\w.\-]+/)+[\w\-]+(?:\.[\w\-]+)*\.[A-Za-z][A-Za-z0-
 _NAME_PART = re.compile(r"[A-Z]{2,}(?=[A-Z][a-z]|\d|$)|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*")
 _VOWELS = frozenset("aeiouy")
+_CODE_ABBREVIATIONS = word_set("str ctx cfg msg mgr ptr src dst btn svc pkg cls fmt")  # `SecretStr`, `TokenCtx`
 _CASE_CHANGE = re.compile(r"[a-z][A-Z]|\A[A-Z][a-z]")
 
 
@@ -315,7 +316,10 @@ def _identifier(name: str) -> bool:
     words = sum(
         len(part)
         for part in parts
-        if len(part) >= 3 and not part.isupper() and not part.isdigit() and _VOWELS.intersection(part.lower())
+        if len(part) >= 3
+        and not part.isupper()
+        and not part.isdigit()
+        and (_VOWELS.intersection(part.lower()) or part.lower() in _CODE_ABBREVIATIONS)
     )
     acronyms = sum(len(part) for part in parts if part.isupper() and 2 <= len(part) <= 5)
     return words >= 0.5 * letters and words + acronyms >= 0.8 * letters

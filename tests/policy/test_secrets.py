@@ -534,6 +534,7 @@ def test_keyword_assignment_is_found_in_each_config_syntax(text: str, secret: st
         "sentinel_password = _sentinel_password",
         "_OpenProcessToken = windll.advapi32.OpenProcessToken",
         "token_ids: token_ids_0",
+        "class Settings(BaseSettings):\n    api_key: SecretStr\n    token: TokenOpt = None",
     ],
 )
 def test_look_alike_without_a_secret_value_is_ignored(text: str) -> None:
