@@ -26,7 +26,18 @@ from typing import Any
 
 from policy.cases import Case
 
-from . import bipia, crosssuite, indirect, injection, mcp_catalogue, pii_data, safety, secrets_data, tool_outputs
+from . import (
+    bipia,
+    crosssuite,
+    indirect,
+    injection,
+    mcp_catalogue,
+    package_code,
+    pii_data,
+    safety,
+    secrets_data,
+    tool_outputs,
+)
 from .base import SUITES, Source, normalise
 
 __all__ = ["ADAPTERS", "DATA_DIR_ENV", "SOURCES", "DatasetError", "build_all", "default_data_dir"]
@@ -43,11 +54,13 @@ ADAPTERS: dict[str, Callable[[Path], Iterable[Case]]] = {
     "secrets": secrets_data.secrets_cases,
     "pii": pii_data.pii_cases,
     "tool-outputs": tool_outputs.tool_output_cases,
+    "package-code": package_code.package_code_cases,
+    "package-docs": package_code.package_doc_cases,
 }
 SOURCES: dict[str, Source] = {
     source.name: source
     for module in (injection, bipia, indirect, mcp_catalogue, safety, secrets_data, pii_data, tool_outputs,
-                   crosssuite)
+                   package_code, crosssuite)
     for source in module.SOURCES
 }
 
