@@ -599,6 +599,8 @@ def _heads_contact(text: str, end: int) -> bool:
     return any(_CONTACT_LINE.match(line) for line in below)
 
 
+_CARD_NETWORK_DIGITS = frozenset("23456")  # Mastercard 2/5, Amex, JCB and Diners 3, Visa 4, Discover and others 6
+_CARD_WORD = regex.compile(r"\b(?:cards?|cc|visa|mastercard|amex|jcb|maestro|discover)\b", regex.IGNORECASE)
 _CARD_REACH = 600  # characters below a card's first line in which its address or phone line is looked for
 
 
@@ -614,11 +616,21 @@ def _plausible(text: str, start: int, end: int, entity: str, *, cased: bool = Tr
     if entity not in _NER_ENTITIES and (text[start - 1:start].isalnum() or text[end:end + 1].isalnum()):
         return False  # part of a longer token: "CT0428070" inside the trial id "NCT04280705"
     if entity == "IP_ADDRESS":
+        if ":" in value:
+            # "0::2", "1::2" (a slice step in code: boxes[:, 0::2]) are no addresses anyone writes out; "::1" and
+            # "fe80::1" are, and so is anything with three groups
+            groups = [group for group in value.split(":") if group]
+            if "::" in value and 0 < len(groups) <= 2 and all(len(group) <= 2 for group in groups):
+                return False
         # "version 1.2.3.4", "v1.2.3.4", "pkg@1.2.3.4", "==1.2.3.4" and 1.2.3.4.5 are versions
         before = text[max(0, start - 12):start]
         if _IP_VERSION_CONTEXT.search(before) or (text[end:end + 1] == "." and text[end + 1:end + 2].isdigit()):
             return False
         return not (start >= 2 and text[start - 1] == "." and text[start - 2].isdigit())
+    if entity == "CREDIT_CARD" and value[:1] not in _CARD_NETWORK_DIGITS:
+        # the major networks' numbers start 2-6; an older JCB (1800...) or a Maestro (0604...) number is taken only
+        # where the text says it is a card: a 16-digit seed or id in code is neither
+        return _CARD_WORD.search(text, max(0, start - 60), start) is not None
     if entity == "PHONE_NUMBER":
         # a decimal ("0.657268"), a table row ("709961  1416") or a timestamp is not a phone number
         return not (_DECIMAL.fullmatch(value) or "  " in value or "\n" in value or _DATE.search(value))
