@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import hashlib
+import math
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -167,11 +168,62 @@ class MeanHead(_Frozen):
     trained_on: str = ""
     metrics: dict[str, float] = Field(default_factory=dict)
 
+    _fused: _Derived = PrivateAttr(default_factory=_Derived)
+
     def logits(self, vectors: np.ndarray) -> np.ndarray:
-        probability = np.mean([1.0 / (1.0 + np.exp(-member.logits(vectors))) for member in self.members], axis=0)
+        fused: list[tuple[np.ndarray, np.ndarray]] | None = self._fused.get(self.members, self._fuse)
+        if fused is None:
+            member_logits = np.stack([member.logits(vectors) for member in self.members], axis=1)
+        else:
+            # every member an MLP of the same depth: one matrix product per layer for all of them
+            last = len(fused) - 1
+            hidden = vectors
+            for index, (matrix, bias) in enumerate(fused):
+                hidden = hidden @ matrix
+                hidden += bias
+                if index < last:
+                    np.maximum(hidden, 0.0, out=hidden)
+            member_logits = hidden
+        if member_logits.shape[0] == 1:
+            # one chunk (most tool results): scalar arithmetic, not four array operations on one row
+            mean = sum(_sigmoid(float(x)) for x in member_logits[0]) / member_logits.shape[1]
+            mean = min(max(mean, 1e-7), 1 - 1e-7)
+            return np.array([math.log(mean / (1 - mean))])
+        probability = np.mean(1.0 / (1.0 + np.exp(-member_logits)), axis=1)
         probability = np.clip(probability, 1e-7, 1 - 1e-7)
         result: np.ndarray = np.log(probability / (1 - probability))
         return result
+
+    def _fuse(self) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """The members' layers side by side (the first layer's matrices joined, the later ones block-diagonal),
+        so that the mean costs one matrix product per layer, not one per member and layer."""
+        if not all(isinstance(member, MLPHead) for member in self.members):
+            return None
+        stacks = [[(layer.matrix(), np.asarray(layer.bias, dtype=np.float32)) for layer in member.layers]
+                  for member in self.members if isinstance(member, MLPHead)]
+        if len({len(stack) for stack in stacks}) != 1:
+            return None
+        fused: list[tuple[np.ndarray, np.ndarray]] = []
+        for depth in range(len(stacks[0])):
+            layers = [stack[depth] for stack in stacks]
+            bias = np.concatenate([b for _, b in layers]).astype(np.float32)
+            if depth == 0:
+                matrix = np.concatenate([m for m, _ in layers], axis=1)
+            else:
+                matrix = np.zeros((sum(m.shape[0] for m, _ in layers), sum(m.shape[1] for m, _ in layers)), np.float32)
+                row = column = 0
+                for m, _ in layers:
+                    matrix[row : row + m.shape[0], column : column + m.shape[1]] = m
+                    row, column = row + m.shape[0], column + m.shape[1]
+            fused.append((np.ascontiguousarray(matrix, dtype=np.float32), bias))
+        return fused
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
 
 
 Head = Annotated[LinearHead | MLPHead | MeanHead, Field(discriminator="kind")]

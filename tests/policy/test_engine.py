@@ -9,6 +9,7 @@ from policy.compiled import (
     JudgeSpec,
     Layer,
     LinearHead,
+    MeanHead,
     MLPHead,
     Scope,
 )
@@ -67,6 +68,26 @@ def test_heads_are_equal_by_their_weights_whether_or_not_they_have_run() -> None
     mlp = MLPHead(embedding="minilm", layers=[layer])
     assert mlp.logits(vectors).tolist() == [2.0]
     assert mlp == MLPHead(embedding="minilm", layers=[layer])
+
+
+def test_a_mean_of_mlp_heads_computed_in_one_pass_equals_the_mean_of_their_probabilities() -> None:
+    rng = np.random.default_rng(4)
+
+    def mlp() -> MLPHead:
+        layers = [Layer.of(rng.standard_normal((8, 6)), rng.standard_normal(6)),
+                  Layer.of(rng.standard_normal((6, 4)), rng.standard_normal(4)),
+                  Layer.of(rng.standard_normal((4, 1)), rng.standard_normal(1))]
+        return MLPHead(embedding="minilm", layers=layers)
+
+    members = [mlp(), mlp()]
+    linear = LinearHead(embedding="minilm", weights=rng.standard_normal(8).tolist(), bias=0.1)
+    vectors = rng.standard_normal((5, 8)).astype(np.float32)
+    for heads in (members, [*members, linear]):  # the second cannot be fused: it is computed member by member
+        mean = MeanHead(embedding="minilm", members=heads)
+        expected = np.mean([1 / (1 + np.exp(-h.logits(vectors))) for h in heads], axis=0)
+        assert np.allclose(1 / (1 + np.exp(-mean.logits(vectors))), expected, atol=1e-5)
+        one = np.array([mean.logits(vectors[i : i + 1])[0] for i in range(5)])  # one chunk at a time
+        assert np.allclose(1 / (1 + np.exp(-one)), expected, atol=1e-5)
 
 
 def test_a_violate_rule_decides_before_the_classifier_and_explains_itself() -> None:
