@@ -368,13 +368,13 @@ def train_policy(
         # the mean of an earlier head and the new one, calibrated again through the runtime classifier
         earlier = json.loads(mean_with.read_text(encoding="utf-8"))["head"]
         new_head = heads["minilm"]
+        if earlier["kind"] == "mean" or isinstance(new_head, MeanHead):
+            # a flat mean would weigh a head of several members more than a single one
+            raise SystemExit("--mean-with averages two single heads; the earlier or the new head is already a mean")
         heads["minilm"] = MeanHead.model_validate(
             {
                 "embedding": "minilm",
-                "members": [
-                    *(earlier["members"] if earlier["kind"] == "mean" else [earlier]),
-                    *(m.model_dump() for m in (new_head.members if isinstance(new_head, MeanHead) else [new_head])),
-                ],
+                "members": [earlier, new_head.model_dump()],
                 "trained_on": f"the mean of the head in {mean_with.name} as it was and one trained on the {trained_on}",
             }
         )

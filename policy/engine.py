@@ -148,6 +148,7 @@ class Engine:
     def policies(self, policies: Sequence[CompiledPolicy]) -> None:
         self._policies = list(policies)
         self._scopes.clear()
+        self._plans.clear()
 
     def warm(self) -> None:
         """Load every detector and model the policies need, and embed their exemplars."""

@@ -600,7 +600,11 @@ def _heads_contact(text: str, end: int) -> bool:
 
 
 _CARD_NETWORK_DIGITS = frozenset("23456")  # Mastercard 2/5, Amex, JCB and Diners 3, Visa 4, Discover and others 6
-_CARD_WORD = regex.compile(r"\b(?:cards?|cc|visa|mastercard|amex|jcb|maestro|discover)\b", regex.IGNORECASE)
+# a card word, also as part of a field name ("card_number", "cardNumber", "credit_card", "CC_NUM")
+_CARD_WORD = regex.compile(
+    r"(?<![A-Za-z])(?:[Cc]ards?|CARDS?|[Cc][Cc]|[Vv]isa|VISA|[Mm]astercard|[Aa]mex|AMEX|JCB|[Mm]aestro|[Rr]u[Pp]ay|PAN)"
+    r"(?![a-z])"
+)
 _CARD_REACH = 600  # characters below a card's first line in which its address or phone line is looked for
 
 
@@ -616,6 +620,8 @@ def _plausible(text: str, start: int, end: int, entity: str, *, cased: bool = Tr
     if entity not in _NER_ENTITIES and (text[start - 1:start].isalnum() or text[end:end + 1].isalnum()):
         return False  # part of a longer token: "CT0428070" inside the trial id "NCT04280705"
     if entity == "IP_ADDRESS":
+        if ":" not in value and "." not in value:
+            return False  # what is left of "::2" (a slice, xs[::2]) or "::1" once the colons are not part of it
         if ":" in value:
             # "0::2", "1::2" (a slice step in code: boxes[:, 0::2]) are no addresses anyone writes out; "::1" and
             # "fe80::1" are, and so is anything with three groups

@@ -325,8 +325,10 @@ def _identifier(name: str) -> bool:
     return words >= 0.5 * letters and words + acronyms >= 0.8 * letters
 
 
-def plausible_value(value: str, kind: KeyKind, *, quoted: bool) -> bool:
-    """Whether `value`, assigned to a key of `kind`, is plausibly a real secret."""
+def plausible_value(value: str, kind: KeyKind, *, quoted: bool, in_code: bool = False) -> bool:
+    """Whether `value`, assigned to a key of `kind`, is plausibly a real secret. `in_code`: the text is source
+    code, where an unquoted name made of words is a type or a variable (in an .env or YAML file it can be a
+    secret someone chose: `SESSION_SECRET=CorrectHorseBatteryStaple`)."""
     length = len(value)
     if length < _MIN_LENGTH[kind] or length > 512:
         return False
@@ -343,11 +345,13 @@ def plausible_value(value: str, kind: KeyKind, *, quoted: bool) -> bool:
         name = value.strip("_")  # `password = _password`: a private name is a name too
         if _DOTTED_NAME.fullmatch(name) or _CONSTANT_NAME.fullmatch(name) or _SNAKE_NAME.fullmatch(name):
             return False  # code: `password = settings.DB_PASSWORD`, `token = get_token`
-        if _DOTTED_WITH_DIGITS.fullmatch(name) and any(map(_identifier, name.split("."))):
+        if kind is not KeyKind.PASSWORD and (
+            _DOTTED_WITH_DIGITS.fullmatch(name) and any(map(_identifier, name.split(".")))
+        ):
             return False  # `token = windll.advapi32.OpenProcessToken`: a path to a name, digits or not
         if name.lower() in _STOP_VALUES:
             return False
-        if kind is not KeyKind.PASSWORD and _identifier(name):
+        if in_code and kind is not KeyKind.PASSWORD and _identifier(name):
             return False  # a type or variable in code: `user_api_key: UserAPIKeyAuth`, `token: TokenStream`
     if _SLUG.fullmatch(value) or _MODULE_PATH.fullmatch(value):
         return False  # "not-a-secret", "my-client-password", "package.module:function"

@@ -25,6 +25,12 @@ HTML_ENTITY = re.compile(r"&(?:amp|lt|gt|quot|apos|nbsp|#\d{1,6})(?![A-Za-z0-9])
 JSON_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
 # `#define PASSWORD "x"`, `SET password "x"`: a space separates name and value after these.
 DEFINE_BEFORE = re.compile(r"(?:#define|%define|%global|\bset|\bsetenv)[ \t]{1,4}\Z", re.IGNORECASE)
+# Source code, not a config file: a line that defines, imports or declares in a common language.
+CODE_HINT = re.compile(
+    r"^[ \t]*(?:def|class|async[ \t]+def|import|from[ \t]+[\w.]+[ \t]+import|function|const|let|var|export|"
+    r"interface|type[ \t]+\w+[ \t]*=|public|private|protected|func|fn|package|struct|impl)\b",
+    re.MULTILINE,
+)
 # lower-cased: `define('DB_PASSWORD', 'x')` (PHP, as in wp-config.php, whose salts may hold spaces)
 DEFINE_CALL = re.compile(
     r"define[ \t]{0,4}\([ \t]{0,4}(?P<kq>[\"'])(?P<k>[\w.\-]{1,60})(?P=kq)[ \t]{0,4},[ \t]{0,16}"
@@ -34,8 +40,8 @@ WORDPRESS_SALT = re.compile(r"(?:secure_)?(?:auth|logged_in|nonce)_(?:key|salt)"
 # `ENV SECRET_KEY abc` (a Dockerfile's older form) and a .netrc's `machine h login u password p`: a space
 # separates an unquoted value after these.
 DOCKER_ENV_BEFORE = re.compile(r"(?:^|\n)[ \t]{0,8}(?:ENV|ARG)[ \t]{1,4}\Z")
-NETRC_BEFORE = re.compile(
-    r"(?:^|\s)(?:machine[ \t]+\S{1,253}|default)(?:\s+(?:login|account|port)[ \t]+\S{1,128}){0,3}\s+\Z"
+NETRC_BEFORE = re.compile(  # matched from the last "machine" or "default" before the password, to it
+    r"(?:machine[ \t]+\S{1,253}|default)(?:\s+(?:login|account|port)[ \t]+\S{1,128}){0,3}\s+"
 )
 # lower-cased: `<password name="db">hunter22</password>`
 XML_ELEMENT = re.compile(

@@ -49,6 +49,7 @@ from .secret_syntax import (
     BASE64_CHARS,
     BASIC,
     BEARER,
+    CODE_HINT,
     CURL_USER,
     DATABASE_SCHEMES,
     DEFAULT_ARGUMENT,
@@ -413,6 +414,7 @@ class SecretsDetector:
     # -- pass 4: keyword assignments ------------------------------------------------------------
 
     def _assignments(self, text: str, low: str, hits: list[_Hit], known: list[tuple[int, int]]) -> None:
+        code: bool | None = None  # whether the text is source code, looked up at the first candidate
         position = 0
         while True:
             match = ASSIGNMENT.search(low, position)
@@ -421,7 +423,9 @@ class SecretsDetector:
             if _inside(known, *match.span("qv" if match.group("qv") is not None else "uv")):
                 position = match.end()
                 continue
-            hit = _assignment_hit(text, low, match)
+            if code is None:
+                code = CODE_HINT.search(text) is not None
+            hit = _assignment_hit(text, low, match, code)
             if hit is not None:
                 hits.append(hit)
                 position = match.end()
@@ -548,7 +552,7 @@ class SecretsDetector:
 _LAST_KEY = re.compile(r"(?:\.([^.\[\]\"]+)|\[\"((?:[^\"\\]|\\.){1,64})\"\])(?:\[\d+\])*\Z")
 
 
-def _assignment_hit(text: str, low: str, match: re.Match[str]) -> _Hit | None:
+def _assignment_hit(text: str, low: str, match: re.Match[str], code: bool = False) -> _Hit | None:
     id_start, id_end = match.span("id")
     back = IDENT_BEFORE.match(_reversed_before(low, id_start, 60))
     start = id_start - back.end() if back else id_start
@@ -606,7 +610,7 @@ def _assignment_hit(text: str, low: str, match: re.Match[str]) -> _Hit | None:
         return None  # `{"pin": 123456}`: masking a JSON number in place would break the document
     if value[:5].lower() == "pass:":
         return None  # `-passin pass:x` is openssl's own syntax, masked by its dedicated pattern
-    if not value or not plausible_value(value, kind, quoted=quoted):
+    if not value or not plausible_value(value, kind, quoted=quoted, in_code=code):
         return None
     return _Hit(v_start, v_end, label_for(kind, words, value), 0.8 if kind is KeyKind.WEAK else 0.85, _RANK_KEYWORD)
 
@@ -619,11 +623,13 @@ def _after_docker_env(text: str, start: int) -> bool:
 
 
 def _in_netrc(low: str, start: int) -> bool:
-    # most texts with "password" and a space after it are prose: look for the .netrc words before the regex
+    # one anchored match from the nearest "machine" or "default" before the password (a search over the window
+    # at every "password " made text full of them slow), which must start a word
     window = max(0, start - 600)
-    if low.find("machine", window, start) < 0 and low.find("default", window, start) < 0:
+    keyword = max(low.rfind("machine", window, start), low.rfind("default", window, start))
+    if keyword < 0 or (keyword > 0 and not low[keyword - 1].isspace()):
         return False
-    return NETRC_BEFORE.search(low, window, start) is not None
+    return NETRC_BEFORE.fullmatch(low, keyword, start) is not None
 
 
 def _pem_tail(text: str, position: int, limit: int) -> int:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pytest
 
 from policy.cache import MemoryVerdictCache
 from policy.compiled import (
@@ -68,6 +71,26 @@ def test_heads_are_equal_by_their_weights_whether_or_not_they_have_run() -> None
     mlp = MLPHead(embedding="minilm", layers=[layer])
     assert mlp.logits(vectors).tolist() == [2.0]
     assert mlp == MLPHead(embedding="minilm", layers=[layer])
+
+
+def test_a_rule_whose_words_are_absent_is_not_evaluated(monkeypatch: pytest.MonkeyPatch) -> None:
+    import policy.engine
+
+    evaluated: list[str] = []
+    real = policy.engine.evaluate
+
+    def counting(condition: Any, subject: Subject, view: Any = None) -> Any:
+        evaluated.append(str(getattr(condition, "value", "")))
+        return real(condition, subject, view)
+
+    monkeypatch.setattr(policy.engine, "evaluate", counting)
+    when = {"path": "text", "op": "regex", "value": r"\bignore\s+previous"}
+    rule = Rule.model_validate({"id": "override", "description": "override", "when": when})
+    engine = Engine([make_policy(scope=Scope(kinds=[SubjectKind.TOOL_RESULT]), rules=[rule])], models=fake_models())
+    engine.check(result("the build is green"))
+    assert evaluated == []
+    engine.check(result("please ignore previous notes"))
+    assert evaluated == [r"\bignore\s+previous"]
 
 
 def test_a_mean_of_mlp_heads_computed_in_one_pass_equals_the_mean_of_their_probabilities() -> None:

