@@ -3,9 +3,11 @@ and the README (the long description in the package metadata) of installed packa
 
 A coding agent reads source files all day. Code is far from the prose and chat the injection corpora hold,
 and a classifier that never saw it scores plain lines (`_eof_sent: bool = False`, an ``__all__`` tuple) as
-attacks. Every case here is an excerpt of a file of a permissively licensed package that the project's own
-setup installs (`DISTRIBUTIONS`, pinned by ``.ci/constraints.txt``, so a rebuild reads the same files),
-labelled benign. Nothing is copied into the repository: the cases are built into ``evals/.work`` like
+attacks. Every case here is an excerpt of a file of a permissively licensed package installed beside the
+project (`DISTRIBUTIONS`, `DOC_DISTRIBUTIONS`), labelled benign. Most are pinned by ``.ci/constraints.txt``;
+pip, setuptools and the READMEs of the notebooks extra's packages are not, so a setup without that extra,
+or with other versions, builds a smaller or different suite (a missing package is skipped). Nothing is
+copied into the repository: the cases are built into ``evals/.work`` like
 every other suite, and a trained head keeps weights, not text.
 
 A README is instructions to a human ("Install it with pip", "Call connect() first"), which a classifier that
