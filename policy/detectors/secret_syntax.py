@@ -25,9 +25,10 @@ HTML_ENTITY = re.compile(r"&(?:amp|lt|gt|quot|apos|nbsp|#\d{1,6})(?![A-Za-z0-9])
 JSON_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
 # `#define PASSWORD "x"`, `SET password "x"`: a space separates name and value after these.
 DEFINE_BEFORE = re.compile(r"(?:#define|%define|%global|\bset|\bsetenv)[ \t]{1,4}\Z", re.IGNORECASE)
-# Source code, not a config file: a line that defines, imports or declares in a common language.
+# Source code, not a config file: a line that defines, imports or declares in a common language ("export",
+# which a shell profile also begins its lines with, is not one of them).
 CODE_HINT = re.compile(
-    r"^[ \t]*(?:def|class|async[ \t]+def|import|from[ \t]+[\w.]+[ \t]+import|function|const|let|var|export|"
+    r"^[ \t]*(?:def|class|async[ \t]+def|import|from[ \t]+[\w.]+[ \t]+import|function|const|let|var|"
     r"interface|type[ \t]+\w+[ \t]*=|public|private|protected|func|fn|package|struct|impl)\b",
     re.MULTILINE,
 )

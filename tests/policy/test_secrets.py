@@ -489,6 +489,7 @@ TOKEN = body(32, URLSAFE, 11)
         (f"api_token: {body(24, seed=32)}\n", body(24, seed=32), "generic-secret"),
         # outside source code a value made of words is a secret someone chose, not a type name
         ("SESSION_SECRET=CorrectHorseBatteryStaple\n", "CorrectHorseBatteryStaple", "generic-secret"),
+        ("# ~/.profile\nexport SESSION_SECRET=PurpleMonkeyDishwasher\n", "PurpleMonkeyDishwasher", "generic-secret"),
         ("client_secret: PurpleMonkeyDishwasher7\n", "PurpleMonkeyDishwasher7", "generic-secret"),
         ("DB_PASSWORD=Pa55w0rd.Summer2024\n", "Pa55w0rd.Summer2024", "password"),
     ],
