@@ -45,6 +45,11 @@ class _Run:
         latency = (time.perf_counter() - since) * 1000 if since else 0.0
         self.trace.append(TierStep(tier=tier, result=result, detail=detail, score=score, latency_ms=latency))
 
+    def found(self, tier: Tier, detail: str, reason: str, spans: Sequence[Span], since: float) -> Verdict:
+        """A sure violation (a detector's finding or a rule's match), with its trace step and evidence."""
+        self.step(tier, "violation", detail, since=since)
+        return self.verdict(Outcome.VIOLATION, tier, reason, evidence=tuple(spans), score=1.0)
+
     def verdict(self, outcome: Outcome, tier: Tier, reason: str, **extra: object) -> Verdict:
         action = extra.pop("action", self.policy.action)
         return Verdict(
@@ -237,15 +242,8 @@ class Engine:
                         spans.extend(scanned[key])
             if spans:
                 spans = everywhere(spans, strings)
-                labels = sorted({span.label for span in spans})
-                run.step(Tier.DETECTOR, "violation", f"found {', '.join(labels)}", since=since)
-                return run.verdict(
-                    Outcome.VIOLATION,
-                    Tier.DETECTOR,
-                    f"found {len(spans)} × {', '.join(labels)}",
-                    evidence=tuple(spans),
-                    score=1.0,
-                )
+                labels = ", ".join(sorted({span.label for span in spans}))
+                return run.found(Tier.DETECTOR, f"found {labels}", f"found {len(spans)} × {labels}", spans, since)
             run.step(Tier.DETECTOR, "allow", "nothing found", since=since)
         if not policy.rules:
             return None
@@ -262,14 +260,8 @@ class Engine:
             if not held:
                 continue
             if rule.effect == "violate":
-                run.step(Tier.RULES, "violation", f"rule {rule.id}: {rule.description}", since=since)
-                return run.verdict(
-                    Outcome.VIOLATION,
-                    Tier.RULES,
-                    f"rule {rule.id}: {rule.description}",
-                    evidence=tuple(spans),
-                    score=1.0,
-                )
+                reason = f"rule {rule.id}: {rule.description}"
+                return run.found(Tier.RULES, reason, reason, spans, since)
             if rule.effect == "allow":
                 run.step(Tier.RULES, "allow", f"rule {rule.id}: {rule.description}", since=since)
                 return run.verdict(Outcome.ALLOW, Tier.RULES, f"rule {rule.id}: {rule.description}", score=0.0)

@@ -22,7 +22,7 @@ import importlib.metadata
 from collections.abc import Iterator
 from pathlib import Path
 
-from .base import Case, Source, SubjectKind, make_case, text_split
+from .base import Case, Source, Split, SubjectKind, make_case, text_split
 
 __all__ = ["DISTRIBUTIONS", "DOC_DISTRIBUTIONS", "SOURCES", "package_code_cases", "package_doc_cases"]
 
@@ -89,18 +89,23 @@ def package_code_cases(data_dir: Path) -> Iterator[Case]:
                 continue
             key = f"{name}/{relative}"
             split = text_split(key)
-            for part, excerpt in _excerpts(text):
-                yield make_case(
-                    CODE,
-                    f"{key}#{part}",
-                    kind=SubjectKind.TOOL_RESULT,
-                    expect="allow",
-                    text=excerpt,
-                    split=split,
-                    server="filesystem",
-                    tool="read_file",
-                    tags=["benign-code", f"package:{name}"],
-                )
+            yield from _file_cases(CODE, key, text, split, "benign-code", name)
+
+
+def _file_cases(source: Source, key: str, text: str, split: Split, tag: str, package: str) -> Iterator[Case]:
+    """A benign tool result per excerpt of `text`, as a file-reading tool returns it."""
+    for part, excerpt in _excerpts(text):
+        yield make_case(
+            source,
+            f"{key}#{part}",
+            kind=SubjectKind.TOOL_RESULT,
+            expect="allow",
+            text=excerpt,
+            split=split,
+            server="filesystem",
+            tool="read_file",
+            tags=[tag, f"package:{package}"],
+        )
 
 
 def _excerpts(text: str) -> Iterator[tuple[str, str]]:
@@ -130,15 +135,4 @@ def package_doc_cases(data_dir: Path) -> Iterator[Case]:
         except importlib.metadata.PackageNotFoundError:
             continue
         text = str(metadata.get_payload() or metadata.get("Description") or "")
-        for part, excerpt in _excerpts(text):
-            yield make_case(
-                DOCS,
-                f"{name}#{part}",
-                kind=SubjectKind.TOOL_RESULT,
-                expect="allow",
-                text=excerpt,
-                split=text_split(name),
-                server="filesystem",
-                tool="read_file",
-                tags=["benign-docs", f"package:{name}"],
-            )
+        yield from _file_cases(DOCS, name, text, text_split(name), "benign-docs", name)
