@@ -12,6 +12,7 @@ adopts the running process, the pipes and whatever else was already read.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import json
 import logging
@@ -30,6 +31,8 @@ __all__ = ["EarlyStart", "spawn_server", "start_early"]
 logger = logging.getLogger(__name__)
 
 INIT_ID = "mcp-gateway-initialize"
+SETUP_FAILED = -32045  # the answer to initialize when the gateway's settings or policy files do not work
+STOP_WAIT_S = 2.0
 
 
 @dataclass
@@ -47,11 +50,40 @@ class EarlyStart:
     stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
     done: threading.Event = field(default_factory=threading.Event)
     answered: bool = False
+    _refusal: str | None = None  # why the gateway cannot serve, once its setup has failed (`refuse`)
+    _owed_id: Any = None  # the id of the client's initialize, once read and while unanswered
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     stderr_thread: threading.Thread | None = None
     _thread: threading.Thread | None = None
 
     def wait(self) -> None:
         self.done.wait()
+
+    def refuse(self, reason: str) -> None:
+        """The gateway's own setup failed (settings, policy files) and it is about to exit: the client
+        hears `reason` before the pipe closes, and the server is stopped. A client whose initialize is
+        still unanswered (now, or when it comes while the process is still up) gets it as a JSON-RPC
+        error; one already answered, as a log message (a client shows those), rather than a server that
+        initialized and vanished. The answer itself is not held back for the setup: that would add the
+        setup's imports (some 0.35 s here) to every start."""
+        with self._lock:
+            self._refusal = reason
+            if self.answered:
+                params = {"level": "error", "logger": "mcp-gateway", "data": reason}
+                note = {"jsonrpc": "2.0", "method": "notifications/message", "params": params}
+                with contextlib.suppress(OSError):
+                    os.write(1, json.dumps(note).encode() + b"\n")
+            else:
+                self._refuse_owed()
+        _stop(self.process)
+
+    def _refuse_owed(self) -> None:
+        """Under `_lock`: answer the client's pending initialize with the refusal, once."""
+        if self._refusal is not None and self._owed_id is not None and not self.answered:
+            error = {"code": SETUP_FAILED, "message": self._refusal}
+            with contextlib.suppress(OSError):
+                os.write(1, json.dumps({"jsonrpc": "2.0", "id": self._owed_id, "error": error}).encode() + b"\n")
+            self._owed_id = None
 
     def exit_note(self) -> str:
         """How the process ended, with the last lines of its stderr: for error messages."""
@@ -160,6 +192,12 @@ def _handshake(early: EarlyStart) -> None:
             return
         assert early.process.stdin is not None and early.process.stdout is not None
         owed = line
+        with early._lock:
+            early._owed_id = message["id"]
+            if early._refusal is not None:
+                early._refuse_owed()
+                owed = None
+                return
         early.process.stdin.write(json.dumps({**message, "id": INIT_ID}).encode() + b"\n")
         early.process.stdin.flush()
         from policy.detectors.hidden import find_hidden
@@ -186,9 +224,14 @@ def _handshake(early: EarlyStart) -> None:
         ):
             logger.warning("server %r: its instructions hide text from people; they were removed", early.name)
             answer["result"] = {k: v for k, v in result.items() if k != "instructions"}
-        os.write(1, json.dumps(answer, ensure_ascii=False).encode() + b"\n")
-        owed = None
-        early.answered = True
+        with early._lock:
+            owed = None
+            if early._refusal is not None:
+                early._refuse_owed()
+                return
+            os.write(1, json.dumps(answer, ensure_ascii=False).encode() + b"\n")
+            early.answered = True
+            early._owed_id = None
         early.init_params = message.get("params") if isinstance(message.get("params"), dict) else {}
         early.init_result = answer.get("result") if isinstance(answer.get("result"), dict) else None
     except (OSError, ValueError) as exc:
@@ -201,3 +244,16 @@ def _handshake(early: EarlyStart) -> None:
         early.client_leftover = bytes(client)
         early.server_leftover = bytes(server)
         early.done.set()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """End a server process the gateway will not use (terminate, then kill if it does not go)."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(OSError):
+        process.terminate()
+        try:
+            process.wait(STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(STOP_WAIT_S)

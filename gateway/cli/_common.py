@@ -22,6 +22,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_RUNTIME",
     "EXIT_USAGE",
+    "Failed",
     "cli_errors",
     "emit_json",
     "fail",
@@ -47,9 +48,17 @@ def emit_json(value: Any) -> None:
     sys.stdout.flush()
 
 
+class Failed(typer.Exit):
+    """The CLI stopping on a mistake it has told the user about (`fail`); `message` is what it said."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(code)
+        self.message = message
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     say(f"error: {message}")
-    raise typer.Exit(code)
+    raise Failed(message, code)
 
 
 @contextmanager

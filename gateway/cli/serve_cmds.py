@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from ..specs import ServerSpec, StdioCommand
 from ._app import app
-from ._common import ConfigOption, cli_errors, fail, settings_from
+from ._common import ConfigOption, Failed, cli_errors, fail, settings_from
+
+if TYPE_CHECKING:
+    from ..serve import GatewayParts
+    from ..settings import Settings
 
 PoliciesOpt = Annotated[
     list[Path] | None, typer.Option("--policies", help="Extra policy file or directory; repeatable.")
@@ -99,13 +103,6 @@ def wrap(
         # Leave the cores to the starting server until it has answered (bounded: a slow server or a
         # client that waits before initializing must not hold the gateway back).
         early.done.wait(timeout=3.0)
-    settings = settings_from(
-        config,
-        judge={"model": judge_model, "api_base": judge_api_base},
-        builtin_policies=False if no_builtin else None,
-        audit=False if no_audit else None,
-        audit_db=audit_db,
-    )
     if command:
         server_name = name or Path(command[0]).name
         spec = ServerSpec(name=server_name, stdio=StdioCommand(command[0], tuple(command[1:]), cwd=os.getcwd()))
@@ -117,14 +114,26 @@ def wrap(
         spec = ServerSpec(
             name=server_name, url=url, transport=remote_transport, headers=tuple(_header(h) for h in header or [])
         )
-    from ..runtime import check_policy_files
-    from ..serve import make_parts, run, serve_wrap_stdio, stdio_is_pipes
-
     token = _http_token(http_token) if transport == "http" else None
-    with cli_errors():
-        check_policy_files(settings, policies or [])
-        pipes = stdio_is_pipes() if transport == "stdio" else True
-        parts = make_parts(settings, policies or [], start=early is None)
+    try:
+        settings = settings_from(
+            config,
+            judge={"model": judge_model, "api_base": judge_api_base},
+            builtin_policies=False if no_builtin else None,
+            audit=False if no_audit else None,
+            audit_db=audit_db,
+        )
+        parts, pipes = _serving_parts(settings, policies or [], transport, start=early is None)
+    except Failed as exc:  # the client is told why (`EarlyStart.refuse`), not left with a server that vanished
+        if early is not None:
+            early.refuse(f"mcp-gateway could not start: {exc.message}")
+        raise
+    except BaseException:
+        if early is not None:
+            early.refuse("mcp-gateway could not start; its stderr log says why")
+        raise
+    from ..serve import run, serve_wrap_stdio
+
     try:
         if transport == "stdio":
             run(serve_wrap_stdio, spec, settings, parts, early, use_uvloop=pipes)
@@ -137,6 +146,20 @@ def wrap(
         pass
     finally:
         parts.close()
+
+
+def _serving_parts(
+    settings: Settings, policies: list[Path], transport: str, *, start: bool
+) -> tuple[GatewayParts, bool]:
+    """The policy files checked (a setup that cannot work stops here, before anything is served), then the
+    engine host (loading when `start`), audit log and pins; and whether stdio is pipes."""
+    from ..runtime import check_policy_files
+    from ..serve import make_parts, stdio_is_pipes
+
+    with cli_errors():
+        check_policy_files(settings, policies)
+        pipes = stdio_is_pipes() if transport == "stdio" else True
+        return make_parts(settings, policies, start=start), pipes
 
 
 # Lasso's plugin names, mapped onto our built-in policies (its 'xetrack' logging is our audit log).
@@ -177,8 +200,7 @@ def run_cmd(
 ) -> None:
     """Put the gateway in front of every server of an mcp.json; tools become `server__tool`."""
     from ..mcpjson import load_servers
-    from ..runtime import check_policy_files
-    from ..serve import make_parts, run, serve_run_stdio, stdio_is_pipes
+    from ..serve import run, serve_run_stdio
 
     disable = _disabled_by_plugins(plugin or [])
     if no_builtin:
@@ -194,9 +216,7 @@ def run_cmd(
     token = _http_token(http_token) if transport == "http" else None
     with cli_errors():
         specs = load_servers(mcp_json_path.expanduser())
-        check_policy_files(settings, policies or [])
-        pipes = stdio_is_pipes() if transport == "stdio" else True
-        parts = make_parts(settings, policies or [])
+    parts, pipes = _serving_parts(settings, policies or [], transport, start=True)
     try:
         if transport == "stdio":
             run(serve_run_stdio, specs, settings, parts, use_uvloop=pipes)

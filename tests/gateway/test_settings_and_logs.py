@@ -177,6 +177,38 @@ def test_a_policy_setup_that_cannot_work_stops_the_gateway_before_it_serves(tmp_
                               timeout=60, env=env)
         assert done.returncode == 2, (args, done.stderr)
         assert says in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
-        # the process ends with the message before any tool is listed (wrap may have relayed the initialize
-        # answer of the server it started early): a client never sees a gateway that refuses every call
-        assert all(json.loads(line).get("id") != 2 for line in done.stdout.splitlines()), done.stdout
+        # the process ends with the message before anything is served: a client never sees a gateway that
+        # refuses every call, nor one that answered and vanished without a word. wrap has started the server
+        # at once and relayed the client's initialize meanwhile: the client hears the reason, as the error
+        # answering its initialize or (when the server's answer went out first) as a logged error
+        frames = [json.loads(line) for line in done.stdout.splitlines()]
+        assert all(frame.get("id") != 2 for frame in frames), done.stdout
+        if args[0] != "wrap":
+            assert frames == [], done.stdout
+            continue
+        told = [frame["error"]["message"] for frame in frames if frame.get("id") == 1 and "error" in frame]
+        told += [frame["params"]["data"] for frame in frames if frame.get("method") == "notifications/message"]
+        [reason] = told
+        assert reason.startswith("mcp-gateway could not start: ") and says in reason, frames
+        if any("result" in frame for frame in frames):  # answered first: the log message comes after it
+            assert [frame.get("id") for frame in frames] == [1, None], frames
+            assert frames[1]["params"]["level"] == "error", frames
+        else:
+            assert frames[0]["error"]["code"] == -32045, frames
+
+
+def test_a_setup_that_fails_before_the_server_answers_is_the_error_answering_initialize(tmp_path: Path) -> None:
+    # the server started early takes its time to initialize; the policy folder given does not exist
+    (tmp_path / "none.toml").write_text("", encoding="utf-8")
+    env = {**_base_env(), "MCP_GATEWAY_CONFIG": str(tmp_path / "none.toml"), "RAW_SERVER_INIT_DELAY_S": "30",
+           "MCP_GATEWAY_AUDIT_DB": str(tmp_path / "audit.db"), "MCP_GATEWAY_PINS_DB": str(tmp_path / "pins.db")}
+    hello = json.dumps({"jsonrpc": "2.0", "id": "first", "method": "initialize", "params": HELLO}) + "\n"
+    args = ["wrap", "--policies", str(tmp_path / "nowhere"), "--", *RAW_SERVER]
+    done = subprocess.run([sys.executable, "-m", "gateway", *args], input=hello, capture_output=True, text=True,
+                          timeout=25, env=env)  # the server, stopped, never answers; the gateway does not wait for it
+    assert done.returncode == 2, done.stderr
+    [answer] = [json.loads(line) for line in done.stdout.splitlines()]
+    assert answer["id"] == "first" and answer["error"]["code"] == -32045, answer
+    message = answer["error"]["message"]
+    assert message.startswith("mcp-gateway could not start: "), message
+    assert "nowhere: no such policy file or directory" in message, message
