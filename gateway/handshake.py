@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -26,13 +27,14 @@ from typing import Any
 from .errors import DownstreamError
 from .specs import StdioCommand, resolve_command
 
-__all__ = ["EarlyStart", "spawn_server", "start_early"]
+__all__ = ["EarlyStart", "refuse_client", "spawn_server", "start_early"]
 
 logger = logging.getLogger(__name__)
 
 INIT_ID = "mcp-gateway-initialize"
 SETUP_FAILED = -32045  # the answer to initialize when the gateway's settings or policy files do not work
 STOP_WAIT_S = 2.0
+REFUSAL_WAIT_S = 2.0  # how long a gateway that cannot start waits for the client's initialize, to answer it
 
 
 @dataclass
@@ -75,7 +77,11 @@ class EarlyStart:
                     os.write(1, json.dumps(note).encode() + b"\n")
             else:
                 self._refuse_owed()
+            waiting = self._owed_id is None and not self.answered
         _stop(self.process)
+        if waiting and self._thread is not None:
+            # the client has not sent its initialize yet: it is about to, and will read the refusal
+            self._thread.join(REFUSAL_WAIT_S)
 
     def _refuse_owed(self) -> None:
         """Under `_lock`: answer the client's pending initialize with the refusal, once."""
@@ -257,3 +263,29 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(STOP_WAIT_S)
+
+
+def refuse_client(reason: str, max_bytes: int) -> None:
+    """A gateway that cannot start (`run`, whose setup is checked before it reads its client) answers the
+    client's first request, its initialize, with `reason` as a JSON-RPC error, if one comes within
+    REFUSAL_WAIT_S: a client shows that, where a process that just exits reads as a crash."""
+    mode = os.fstat(0).st_mode
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):  # a terminal or a file: no client to answer
+        return
+    said: list[bytes | None] = []
+    reader = threading.Thread(
+        target=lambda: said.append(_read_line(0, bytearray(), max_bytes)), name="mcp-gateway-refusal", daemon=True
+    )
+    reader.start()
+    reader.join(REFUSAL_WAIT_S)
+    line = said[0] if said else None
+    if line is None:
+        return
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return
+    if isinstance(message, dict) and isinstance(message.get("method"), str) and "id" in message:
+        error = {"code": SETUP_FAILED, "message": reason}
+        with contextlib.suppress(OSError):
+            os.write(1, json.dumps({"jsonrpc": "2.0", "id": message["id"], "error": error}).encode() + b"\n")

@@ -40,6 +40,11 @@ HttpTokenOpt = Annotated[
 ]
 
 
+def _max_message_bytes() -> int:
+    """The message size limit, read before the settings are (a server started early, a refusal)."""
+    return _env_int("MCP_GATEWAY_MAX_MESSAGE_BYTES", 16 * 1024 * 1024)
+
+
 def _env_int(name: str, default: int) -> int:
     try:
         return int(os.environ.get(name, default))
@@ -96,7 +101,7 @@ def wrap(
             early = start_early(
                 name or Path(command[0]).name,
                 StdioCommand(command[0], tuple(command[1:]), cwd=os.getcwd()),
-                max_bytes=_env_int("MCP_GATEWAY_MAX_MESSAGE_BYTES", 16 * 1024 * 1024),
+                max_bytes=_max_message_bytes(),
             )
         except DownstreamError as exc:
             fail(str(exc))
@@ -202,21 +207,31 @@ def run_cmd(
     from ..mcpjson import load_servers
     from ..serve import run, serve_run_stdio
 
-    disable = _disabled_by_plugins(plugin or [])
-    if no_builtin:
-        disable = None  # the plugins choose among built-in policies, and there are none
-    settings = settings_from(
-        config,
-        judge={"model": judge_model, "api_base": judge_api_base},
-        builtin_policies=False if no_builtin else None,
-        audit=False if no_audit else None,
-        audit_db=audit_db,
-        disable=disable,
-    )
-    token = _http_token(http_token) if transport == "http" else None
-    with cli_errors():
-        specs = load_servers(mcp_json_path.expanduser())
-    parts, pipes = _serving_parts(settings, policies or [], transport, start=True)
+    try:
+        disable = _disabled_by_plugins(plugin or [])
+        if no_builtin:
+            disable = None  # the plugins choose among built-in policies, and there are none
+        settings = settings_from(
+            config,
+            judge={"model": judge_model, "api_base": judge_api_base},
+            builtin_policies=False if no_builtin else None,
+            audit=False if no_audit else None,
+            audit_db=audit_db,
+            disable=disable,
+        )
+        token = _http_token(http_token) if transport == "http" else None
+        with cli_errors():
+            specs = load_servers(mcp_json_path.expanduser())
+        parts, pipes = _serving_parts(settings, policies or [], transport, start=True)
+    except Failed as exc:
+        if transport == "stdio":  # the client's initialize, if it comes, is answered with the reason
+            from ..handshake import refuse_client
+
+            refuse_client(
+                f"mcp-gateway could not start: {exc.message}",
+                _max_message_bytes(),
+            )
+        raise
     try:
         if transport == "stdio":
             run(serve_run_stdio, specs, settings, parts, use_uvloop=pipes)

@@ -178,14 +178,11 @@ def test_a_policy_setup_that_cannot_work_stops_the_gateway_before_it_serves(tmp_
         assert done.returncode == 2, (args, done.stderr)
         assert says in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
         # the process ends with the message before anything is served: a client never sees a gateway that
-        # refuses every call, nor one that answered and vanished without a word. wrap has started the server
-        # at once and relayed the client's initialize meanwhile: the client hears the reason, as the error
-        # answering its initialize or (when the server's answer went out first) as a logged error
+        # refuses every call, nor one that answered and vanished without a word: the client hears the reason,
+        # as the error answering its initialize or (wrap, which starts the server at once and relays the
+        # client's initialize meanwhile, when the server's answer went out first) as a logged error
         frames = [json.loads(line) for line in done.stdout.splitlines()]
         assert all(frame.get("id") != 2 for frame in frames), done.stdout
-        if args[0] != "wrap":
-            assert frames == [], done.stdout
-            continue
         told = [frame["error"]["message"] for frame in frames if frame.get("id") == 1 and "error" in frame]
         told += [frame["params"]["data"] for frame in frames if frame.get("method") == "notifications/message"]
         [reason] = told
@@ -212,3 +209,30 @@ def test_a_setup_that_fails_before_the_server_answers_is_the_error_answering_ini
     message = answer["error"]["message"]
     assert message.startswith("mcp-gateway could not start: "), message
     assert "nowhere: no such policy file or directory" in message, message
+
+
+@pytest.mark.parametrize("mode", ["wrap", "run"])
+def test_a_client_that_initializes_just_after_the_setup_failed_is_still_answered(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "none.toml").write_text("", encoding="utf-8")
+    env = {**_base_env(), "MCP_GATEWAY_CONFIG": str(tmp_path / "none.toml"),
+           "MCP_GATEWAY_AUDIT_DB": str(tmp_path / "audit.db"), "MCP_GATEWAY_PINS_DB": str(tmp_path / "pins.db")}
+    config = write_mcp_json(tmp_path, {"raw": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]}})
+    target = ["--", *RAW_SERVER] if mode == "wrap" else ["--mcp-json-path", str(config)]
+    with subprocess.Popen([sys.executable, "-m", "gateway", mode, "--policies", str(tmp_path / "nowhere"), *target],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as gateway:
+        assert gateway.stdin is not None and gateway.stdout is not None and gateway.stderr is not None
+        try:
+            said = gateway.stderr.readline().decode()
+            while "error:" not in said and said:
+                said = gateway.stderr.readline().decode()
+            assert "nowhere: no such policy file or directory" in said, said
+            # the gateway has given up; the client only now sends its initialize
+            hello = {"jsonrpc": "2.0", "id": 7, "method": "initialize", "params": HELLO}
+            gateway.stdin.write(json.dumps(hello).encode() + b"\n")
+            gateway.stdin.flush()
+            answer = json.loads(gateway.stdout.readline())
+            assert answer["id"] == 7 and answer["error"]["code"] == -32045, answer
+            assert "nowhere: no such policy file or directory" in answer["error"]["message"], answer
+            assert gateway.wait(timeout=30) == 2
+        finally:
+            gateway.kill()
