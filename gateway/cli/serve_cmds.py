@@ -121,13 +121,7 @@ def wrap(
         )
     token = _http_token(http_token) if transport == "http" else None
     try:
-        settings = settings_from(
-            config,
-            judge={"model": judge_model, "api_base": judge_api_base},
-            builtin_policies=False if no_builtin else None,
-            audit=False if no_audit else None,
-            audit_db=audit_db,
-        )
+        settings = _serving_settings(config, judge_model, judge_api_base, no_builtin, no_audit, audit_db)
         parts, pipes = _serving_parts(settings, policies or [], transport, start=early is None)
     except Failed as exc:  # the client is told why (`EarlyStart.refuse`), not left with a server that vanished
         if early is not None:
@@ -151,6 +145,26 @@ def wrap(
         pass
     finally:
         parts.close()
+
+
+def _serving_settings(
+    config: Path | None,
+    judge_model: str | None,
+    judge_api_base: str | None,
+    no_builtin: bool,
+    no_audit: bool,
+    audit_db: Path | None,
+    **overrides: object,
+) -> Settings:
+    """The settings of `wrap` and `run`: the file and environment, then their options."""
+    return settings_from(
+        config,
+        judge={"model": judge_model, "api_base": judge_api_base},
+        builtin_policies=False if no_builtin else None,
+        audit=False if no_audit else None,
+        audit_db=audit_db,
+        **overrides,
+    )
 
 
 def _serving_parts(
@@ -211,13 +225,8 @@ def run_cmd(
         disable = _disabled_by_plugins(plugin or [])
         if no_builtin:
             disable = None  # the plugins choose among built-in policies, and there are none
-        settings = settings_from(
-            config,
-            judge={"model": judge_model, "api_base": judge_api_base},
-            builtin_policies=False if no_builtin else None,
-            audit=False if no_audit else None,
-            audit_db=audit_db,
-            disable=disable,
+        settings = _serving_settings(
+            config, judge_model, judge_api_base, no_builtin, no_audit, audit_db, disable=disable
         )
         token = _http_token(http_token) if transport == "http" else None
         with cli_errors():
