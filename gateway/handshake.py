@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import io
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from .errors import DownstreamError
 from .specs import StdioCommand, resolve_command
@@ -137,9 +138,11 @@ def _secrets_detector() -> Any:
     return SecretsDetector()
 
 
+@functools.lru_cache(maxsize=256)
 def mask_stderr(text: str) -> str:
     """A server's stderr line with its secrets masked: it goes to the gateway's log (an IDE keeps it in a file)
-    and into error messages. A line the scan fails on is withheld, not passed raw."""
+    and into error messages. A line the scan fails on is withheld, not passed raw. Remembered for the lines
+    a server repeats (a Python SDK server logs "Processing request of type CallToolRequest" on every call)."""
     from .masking import mask_string
 
     try:
@@ -155,8 +158,10 @@ def _pump_stderr(early: EarlyStart) -> None:
     # closed here, at its end: nothing else reads it, and a gateway that restarts a failing server for
     # days must not keep (or leave the collector to find) one open pipe per start
     forward = True
-    with stderr:
-        for raw in iter(stderr.readline, b""):
+    # buffered: the pipe is unbuffered (bufsize=0, for the handshake's stdout), and readline on it reads one
+    # byte per system call, each taking the interpreter lock back from the relay (28 us of CPU per line here)
+    with io.BufferedReader(cast(io.RawIOBase, stderr)) as lines:
+        for raw in iter(lines.readline, b""):
             text = mask_stderr(raw.decode(errors="replace").rstrip("\n"))
             early.stderr_tail.append(text)
             if not forward:

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import sys
+import time
+
+from gateway.handshake import mask_stderr, spawn_server
+from gateway.specs import StdioCommand
+
+TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+
+
+def test_each_stderr_line_is_passed_on_masked_as_soon_as_it_is_written() -> None:
+    # three lines, then the server goes quiet for a minute without closing its stderr: each line must be
+    # taken as it comes, not when a buffer fills or the pipe closes
+    code = (
+        "import sys, time\n"
+        "for line in ('starting', 'connecting with " + TOKEN + "', 'Processing request of type CallToolRequest'):\n"
+        "    sys.stderr.write(line + '\\n'); sys.stderr.flush()\n"
+        "time.sleep(60)\n"
+    )
+    early = spawn_server("quiet", StdioCommand(sys.executable, ("-c", code)), max_bytes=1 << 20)
+    try:
+        deadline = time.monotonic() + 30
+        while len(early.stderr_tail) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert list(early.stderr_tail) == [
+            "starting",
+            "connecting with [MASKED:github-token]",
+            "Processing request of type CallToolRequest",
+        ]
+        assert early.process.poll() is None  # still running: the lines came before the pipe closed
+    finally:
+        early.process.kill()
+        early.process.wait()
+        for pipe in (early.process.stdin, early.process.stdout):
+            if pipe is not None:
+                pipe.close()
+        if early.stderr_thread is not None:
+            early.stderr_thread.join(10)  # it closes the stderr pipe at its end
+
+
+def test_a_line_met_again_is_masked_the_same_way() -> None:
+    line = f"retrying with {TOKEN}"
+    assert mask_stderr(line) == mask_stderr(line) == "retrying with [MASKED:github-token]"
