@@ -80,8 +80,9 @@ class EarlyStart:
                 self._refuse_owed()
             waiting = self._owed_id is None and not self.answered
         _stop(self.process)
-        if waiting and self._thread is not None:
-            # the client has not sent its initialize yet: it is about to, and will read the refusal
+        if waiting and self._thread is not None and not os.isatty(0):
+            # the client has not sent its initialize yet: it is about to, and will read the refusal (a person
+            # at a terminal reads the error printed already)
             self._thread.join(REFUSAL_WAIT_S)
 
     def _refuse_owed(self) -> None:

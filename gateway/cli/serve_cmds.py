@@ -106,8 +106,10 @@ def wrap(
         except DownstreamError as exc:
             fail(str(exc))
         # Leave the cores to the starting server until it has answered (bounded: a slow server or a
-        # client that waits before initializing must not hold the gateway back).
-        early.done.wait(timeout=3.0)
+        # client that waits before initializing must not hold the gateway back; a person at a terminal
+        # sends no initialize, and a mistake in the setup is reported at once).
+        if not os.isatty(0):
+            early.done.wait(timeout=3.0)
     if command:
         server_name = name or Path(command[0]).name
         spec = ServerSpec(name=server_name, stdio=StdioCommand(command[0], tuple(command[1:]), cwd=os.getcwd()))
