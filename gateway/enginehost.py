@@ -73,8 +73,9 @@ class EngineHost:
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
 
-    async def check(self, subject: Subject, *, masking_only: bool = False) -> list[Verdict]:
-        """Every in-scope policy's verdict (with `masking_only`, only of the policies that mask)."""
+    async def check(self, subject: Subject, *, masking_only: bool = False, tool_scoped: bool = False) -> list[Verdict]:
+        """Every in-scope policy's verdict (with `masking_only`, only of the policies that mask; with
+        `tool_scoped`, only of the policies that name tools)."""
         if not self._ready.is_set():
             ready = await anyio.to_thread.run_sync(self._ready.wait, self._ready_timeout_s, abandon_on_cancel=True)
             if not ready:
@@ -89,6 +90,8 @@ class EngineHost:
         policies = engine.in_scope(subject)
         if masking_only:
             policies = [policy for policy in policies if policy.action is Action.MASK]
+        if tool_scoped:
+            policies = [policy for policy in policies if policy.scope.tools != ["*"]]
         if not policies:
             return []
         strings = list(subject.strings())  # listed once: for the size here, and for every policy's detectors

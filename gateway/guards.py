@@ -141,9 +141,9 @@ class Guard:
         self._changing[server] = [*pending, event]
         return event
 
-    async def _judge(self, subject: Subject, *, masking_only: bool = False) -> Decision:
+    async def _judge(self, subject: Subject, *, masking_only: bool = False, tool_scoped: bool = False) -> Decision:
         started = time.perf_counter()
-        verdicts = await self.host.check(subject, masking_only=masking_only)
+        verdicts = await self.host.check(subject, masking_only=masking_only, tool_scoped=tool_scoped)
         decision = decide(verdicts)
         if verdicts:
             self._log(subject, decision)
@@ -247,7 +247,8 @@ class Guard:
             return task
         try:
             params = {"taskId": task.get("taskId"), "name": call[0], "arguments": call[1]}
-            return await self._server_result(server, "tasks/get", params, task)
+            # the policies that name no tool have read it in the whole list already
+            return await self._server_result(server, "tasks/get", params, task, tool_scoped=True)
         except MCPError:
             return _protocol_only(task)
 
@@ -268,7 +269,13 @@ class Guard:
             self._task_chars -= forgotten
 
     async def _server_result(
-        self, server: str, method: str, params: Mapping[str, Any] | None, result: dict[str, Any]
+        self,
+        server: str,
+        method: str,
+        params: Mapping[str, Any] | None,
+        result: dict[str, Any],
+        *,
+        tool_scoped: bool = False,
     ) -> dict[str, Any]:
         if method == "tools/list":
             return await self._catalogue(server, result, "tools", "tool", self.hidden_tools)
@@ -280,7 +287,7 @@ class Guard:
         content: Decision | None = None
         if built is not None and (built[0].text or built[0].structured is not None or built[0].arguments):
             subject, layout = built
-            content = await self._judge(subject)
+            content = await self._judge(subject, tool_scoped=tool_scoped)
             if content.applied == "block":
                 return self._apply(content, method, result, layout)
         sides = side_values(method, result)
@@ -291,7 +298,7 @@ class Guard:
         named = ("tools/call", "tasks/result", "tasks/get", "tasks/cancel", "prompts/get")
         tool = str((params or {}).get("name") or "") if method in named else ""
         side = side_subject(server, method, tool, sides, kind=subject.kind if subject is not None else None)
-        verdicts = await self.host.check(side, masking_only=True)
+        verdicts = await self.host.check(side, masking_only=True, tool_scoped=tool_scoped)
         side_masks: list[Span] = []
         if verdicts:
             found = decide(verdicts)
@@ -365,8 +372,14 @@ class Guard:
         return await self._fields(server, method, payload, keys, masking_only=method in MASKED_ONLY, tool=tool)
 
     async def _fields(
-        self, server: str, method: str, payload: Mapping[str, Any], keys: tuple[str, ...], *,
-        masking_only: bool = False, tool: str | None = None,
+        self,
+        server: str,
+        method: str,
+        payload: Mapping[str, Any],
+        keys: tuple[str, ...],
+        *,
+        masking_only: bool = False,
+        tool: str | None = None,
     ) -> dict[str, Any] | None:
         payload = dict(payload)
         fields = {key: payload[key] for key in keys if payload.get(key) not in _EMPTY}
@@ -392,8 +405,11 @@ class Guard:
         """A JSON-RPC error a server answered `method` with, checked like its result would have been."""
         checked = await self._fields(server, f"{method} (error)", error, ("message", "data"))
         if checked is None:
-            return {"code": error.get("code", BLOCKED), "message": f"mcp-gateway withheld the error server {server!r} "
-                    f"answered {method} with: a policy blocked its text (see 'mcp-gateway logs')"}
+            return {
+                "code": error.get("code", BLOCKED),
+                "message": f"mcp-gateway withheld the error server {server!r} "
+                f"answered {method} with: a policy blocked its text (see 'mcp-gateway logs')",
+            }
         return checked
 
     async def initialize_result(self, server: str, result: dict[str, Any]) -> dict[str, Any]:

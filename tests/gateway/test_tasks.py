@@ -4,6 +4,7 @@ is checked as the result of the tool that started it."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,9 @@ def _policies(tmp: Path) -> Path:
                                                                               value="classified"))
     write_rule_policy(directory, "tasky-classified", "tasky may not return classified text.", [rule],
                       [SubjectKind.TOOL_RESULT], tools=["tasky"])
+    # names no tool: it reads every task in the list once, with the whole list
+    write_rule_policy(directory, "all-secrets", "Mask secrets anywhere.", [], [SubjectKind.TOOL_RESULT],
+                      action=Action.MASK, detectors=["secrets"])
     return directory
 
 
@@ -68,6 +72,14 @@ def test_task_status_lines_are_masked_and_a_tasks_result_is_checked_as_its_tools
     assert outcome["result"]["isError"] is True
     assert "tasky-classified" in outcome["result"]["content"][0]["text"]
     assert plain_outcome["result"]["content"][0]["text"] == "task said open plans"
+    # a policy that names no tool read the two listed tasks in the list, and not once more each as tasky's
+    # (as a tasks/get): its tasks/get row is that of the one tasks/get the client sent
+    with sqlite3.connect(tmp_path / "audit.db") as db:
+        rows = db.execute("SELECT method, applied FROM decisions WHERE policy = 'all-secrets'").fetchall()
+    assert [row for row in rows if row[0] in ("tasks/get", "tasks/list")] == [
+        ("tasks/get", "mask"),
+        ("tasks/list", "mask"),
+    ], rows
 
 
 @pytest.mark.parametrize("mode", ["wrap", "run"])
