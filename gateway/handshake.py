@@ -36,6 +36,7 @@ INIT_ID = "mcp-gateway-initialize"
 SETUP_FAILED = -32045  # the answer to initialize when the gateway's settings or policy files do not work
 STOP_WAIT_S = 2.0
 REFUSAL_WAIT_S = 2.0  # how long a gateway that cannot start waits for the client's initialize, to answer it
+REMEMBERED_LINE_CHARS = 1000  # stderr lines up to this long are remembered masked, 256 of them
 
 
 @dataclass
@@ -139,11 +140,20 @@ def _secrets_detector() -> Any:
     return SecretsDetector()
 
 
-@functools.lru_cache(maxsize=256)
 def mask_stderr(text: str) -> str:
     """A server's stderr line with its secrets masked: it goes to the gateway's log (an IDE keeps it in a file)
-    and into error messages. A line the scan fails on is withheld, not passed raw. Remembered for the lines
-    a server repeats (a Python SDK server logs "Processing request of type CallToolRequest" on every call)."""
+    and into error messages. A line the scan fails on is withheld, not passed raw. Short lines are remembered,
+    for the ones a server repeats (a Python SDK server logs "Processing request of type CallToolRequest" on
+    every call)."""
+    return _mask_remembered(text) if len(text) <= REMEMBERED_LINE_CHARS else _mask_line(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _mask_remembered(text: str) -> str:
+    return _mask_line(text)
+
+
+def _mask_line(text: str) -> str:
     from .masking import mask_string
 
     try:

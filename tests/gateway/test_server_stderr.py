@@ -39,6 +39,8 @@ def test_each_stderr_line_is_passed_on_masked_as_soon_as_it_is_written() -> None
             early.stderr_thread.join(10)  # it closes the stderr pipe at its end
 
 
-def test_a_line_met_again_is_masked_the_same_way() -> None:
+def test_a_line_met_again_is_masked_the_same_way_short_or_long() -> None:
     line = f"retrying with {TOKEN}"
     assert mask_stderr(line) == mask_stderr(line) == "retrying with [MASKED:github-token]"
+    long = "x " * 1000 + line  # past the length of the lines remembered
+    assert mask_stderr(long) == mask_stderr(long) == "x " * 1000 + "retrying with [MASKED:github-token]"
