@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from gateway.audit import AuditLog, AuditRow
@@ -195,12 +196,15 @@ def test_a_policy_setup_that_cannot_work_stops_the_gateway_before_it_serves(tmp_
 
 
 def test_a_setup_that_fails_before_the_server_answers_is_the_error_answering_initialize(tmp_path: Path) -> None:
-    # the server started early takes its time to initialize; the policy folder given does not exist
+    # the server started early does not answer (nor read its stdin, so the gateway's exit alone would not end
+    # it); the policy folder given does not exist
     (tmp_path / "none.toml").write_text("", encoding="utf-8")
-    env = {**_base_env(), "MCP_GATEWAY_CONFIG": str(tmp_path / "none.toml"), "RAW_SERVER_INIT_DELAY_S": "30",
+    env = {**_base_env(), "MCP_GATEWAY_CONFIG": str(tmp_path / "none.toml"),
            "MCP_GATEWAY_AUDIT_DB": str(tmp_path / "audit.db"), "MCP_GATEWAY_PINS_DB": str(tmp_path / "pins.db")}
     hello = json.dumps({"jsonrpc": "2.0", "id": "first", "method": "initialize", "params": HELLO}) + "\n"
-    args = ["wrap", "--policies", str(tmp_path / "nowhere"), "--", *RAW_SERVER]
+    marker = f"slow-server-{tmp_path.name}"  # an argument the server ignores, to find its process by
+    args = ["wrap", "--policies", str(tmp_path / "nowhere"), "--", sys.executable, "-c", "import time; time.sleep(60)",
+            marker]
     done = subprocess.run([sys.executable, "-m", "gateway", *args], input=hello, capture_output=True, text=True,
                           timeout=25, env=env)  # the server, stopped, never answers; the gateway does not wait for it
     assert done.returncode == 2, done.stderr
@@ -209,6 +213,9 @@ def test_a_setup_that_fails_before_the_server_answers_is_the_error_answering_ini
     message = answer["error"]["message"]
     assert message.startswith("mcp-gateway could not start: "), message
     assert "nowhere: no such policy file or directory" in message, message
+    # the server it started is stopped, not left running behind a gateway that exited
+    left = [p for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]
+    assert left == [], left
 
 
 @pytest.mark.parametrize("mode", ["wrap", "run"])

@@ -213,7 +213,6 @@ def handle(message: dict[str, Any]) -> None:
             pending.pop(request_id).set()
         return
     if method == "initialize":
-        time.sleep(float(os.environ.get("RAW_SERVER_INIT_DELAY_S", "0")))
         send(
             {
                 "jsonrpc": "2.0",
