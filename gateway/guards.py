@@ -33,6 +33,7 @@ from .enginehost import EngineHost
 from .masking import mask_string
 from .pins import PinStatus, PinStore
 from .subjects import (
+    RESULT_KIND,
     TextLayout,
     call_subject,
     mask_message,
@@ -67,7 +68,6 @@ SERVER_TEXT_FIELDS: dict[str, tuple[str, ...]] = {
 # that mask act on them. A short status line ("all done") is no prompt injection to block.
 MASKED_ONLY = frozenset(method for method in SERVER_TEXT_FIELDS if method.startswith("notifications/"))
 _EMPTY: tuple[Any, ...] = (None, "", {}, [])
-_KIND_OF = {"resources/read": SubjectKind.RESOURCE, "prompts/get": SubjectKind.PROMPT}  # else a tool result
 
 
 @dataclass(frozen=True)
@@ -389,7 +389,7 @@ class Guard:
                 del fields["_meta"]
         if not fields:
             return payload
-        kind = _KIND_OF.get(method.removesuffix(" (error)"), SubjectKind.TOOL_RESULT)
+        kind = RESULT_KIND.get(method.removesuffix(" (error)"), SubjectKind.TOOL_RESULT)
         subject = Subject(kind=kind, server=server, tool=tool or "", method=method, structured=fields)
         decision = await self._judge(subject, masking_only=masking_only)
         if decision.applied == "block":

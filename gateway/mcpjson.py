@@ -92,14 +92,15 @@ def parse_servers(data: Any, path: Path) -> list[ServerSpec]:
             raise ConfigError(f"{where}: 'headers' must be an object")
         header_items = tuple((str(k), _expand(str(v), where)) for k, v in headers.items())
         if url:
-            if not isinstance(url, str) or not _expand(url, where).startswith(("http://", "https://")):
+            expanded_url = _expand(url, where) if isinstance(url, str) else ""
+            if not expanded_url.startswith(("http://", "https://")):
                 raise ConfigError(f"{where}: 'url' must be an http:// or https:// URL, not {url!r}")
             transport: Literal["http", "sse"] = (
                 "sse" if kind == "sse" or (not kind and str(url).rstrip("/").endswith("/sse")) else "http"
             )
             if kind and kind != "sse" and kind not in _HTTP_TYPES:
                 raise ConfigError(f"{where}: unknown type {kind!r}; use stdio, http or sse")
-            specs.append(ServerSpec(name=name, url=_expand(str(url), where), transport=transport, headers=header_items))
+            specs.append(ServerSpec(name=name, url=expanded_url, transport=transport, headers=header_items))
             continue
         command = entry.get("command")
         if not isinstance(command, str) or not command.strip():
@@ -113,10 +114,12 @@ def parse_servers(data: Any, path: Path) -> list[ServerSpec]:
         if not isinstance(env, dict) or not all(_plain(v) for v in env.values()):
             raise ConfigError(f"{where}: 'env' must be an object of strings")
         cwd = entry.get("cwd")
+        expanded_cwd = str(path.parent.resolve())  # a server without a cwd runs beside its config
         if cwd is not None:
             if not isinstance(cwd, str) or not cwd.strip():
                 raise ConfigError(f"{where}: 'cwd' must be a directory path (a string)")
-            if not Path(_expand(cwd, where)).is_dir():
+            expanded_cwd = _expand(cwd, where)
+            if not Path(expanded_cwd).is_dir():
                 raise ConfigError(f"{where}: 'cwd' {cwd!r} is not an existing directory")
         specs.append(
             ServerSpec(
@@ -125,7 +128,7 @@ def parse_servers(data: Any, path: Path) -> list[ServerSpec]:
                     command=_expand(command, where),
                     args=tuple(_expand(str(a), where) for a in args),
                     env=tuple((str(k), _expand(str(v), where)) for k, v in env.items()),
-                    cwd=_expand(str(cwd), where) if cwd else str(path.parent.resolve()),
+                    cwd=expanded_cwd,
                 ),
             )
         )

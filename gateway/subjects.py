@@ -22,8 +22,8 @@ from policy.verdict import Span
 from .masking import mask_string, mask_value_at, spans_by_field
 
 __all__ = [
-    "Part", "Side", "TextLayout", "call_subject", "mask_message", "mask_sides", "result_subject", "server_meta",
-    "side_subject", "side_values",
+    "RESULT_KIND", "Part", "Side", "TextLayout", "call_subject", "mask_message", "mask_sides", "result_subject",
+    "server_meta", "side_subject", "side_values",
 ]
 
 SEPARATOR = "\n"
@@ -127,8 +127,9 @@ def result_subject(
     return None
 
 
-_SIDE_KIND = {"resources/read": SubjectKind.RESOURCE, "prompts/get": SubjectKind.PROMPT,
-              "resources/list": SubjectKind.RESOURCE, "resources/templates/list": SubjectKind.RESOURCE}
+# the kind of subject what a method returns is checked as (a tool result otherwise)
+RESULT_KIND = {"resources/read": SubjectKind.RESOURCE, "prompts/get": SubjectKind.PROMPT}
+_SIDE_KIND = {**RESULT_KIND, "resources/list": SubjectKind.RESOURCE, "resources/templates/list": SubjectKind.RESOURCE}
 BLOB_TEXT_LIMIT = 1 << 20  # a base64 blob this large (decoded) or smaller is read when it is UTF-8 text
 
 

@@ -81,3 +81,28 @@ def test_bad_configs_say_what_and_where(tmp_path: Path, text: str, fragment: str
     with pytest.raises(ConfigError, match=fragment) as caught:
         load_servers(path)
     assert str(path) in str(caught.value)
+
+
+def test_url_and_cwd_are_expanded_and_a_server_without_cwd_runs_beside_its_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("WORK_DIR_FOR_TEST", str(work))
+    monkeypatch.setenv("PORT_FOR_TEST", "9100")
+    path = write(
+        tmp_path,
+        json.dumps(
+            {
+                "mcpServers": {
+                    "here": {"command": "x", "cwd": "${env:WORK_DIR_FOR_TEST}"},
+                    "beside": {"command": "x"},
+                    "remote": {"url": "http://127.0.0.1:${env:PORT_FOR_TEST}/mcp"},
+                }
+            }
+        ),
+    )
+    specs = {spec.name: spec for spec in load_servers(path)}
+    assert specs["here"].stdio is not None and specs["here"].stdio.cwd == str(work)
+    assert specs["beside"].stdio is not None and specs["beside"].stdio.cwd == str(path.parent.resolve())
+    assert specs["remote"].url == "http://127.0.0.1:9100/mcp"
