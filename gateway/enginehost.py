@@ -91,7 +91,7 @@ class EngineHost:
         if masking_only:
             policies = [policy for policy in policies if policy.action is Action.MASK]
         if tool_scoped:
-            policies = [policy for policy in policies if policy.scope.tools != ["*"]]
+            policies = [policy for policy in policies if policy.scope.names_tools]
         if not policies:
             return []
         strings = list(subject.strings())  # listed once: for the size here, and for every policy's detectors

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from .errors import DownstreamError
+from .frames import encode, error_frame
 from .specs import StdioCommand, resolve_command
 
 __all__ = ["EarlyStart", "refuse_client", "spawn_server", "start_early"]
@@ -34,7 +35,6 @@ logger = logging.getLogger(__name__)
 
 INIT_ID = "mcp-gateway-initialize"
 SETUP_FAILED = -32045  # the answer to initialize when the gateway's settings or policy files do not work
-STOP_WAIT_S = 2.0
 REFUSAL_WAIT_S = 2.0  # how long a gateway that cannot start waits for the client's initialize, to answer it
 REMEMBERED_LINE_CHARS = 1000  # stderr lines up to this long are remembered masked, 256 of them
 
@@ -74,13 +74,12 @@ class EarlyStart:
             self._refusal = reason
             if self.answered:
                 params = {"level": "error", "logger": "mcp-gateway", "data": reason}
-                note = {"jsonrpc": "2.0", "method": "notifications/message", "params": params}
                 with contextlib.suppress(OSError):
-                    os.write(1, json.dumps(note).encode() + b"\n")
+                    os.write(1, encode({"jsonrpc": "2.0", "method": "notifications/message", "params": params}) + b"\n")
             else:
                 self._refuse_owed()
             waiting = self._owed_id is None and not self.answered
-        _stop(self.process)
+        self._end()
         if waiting and self._thread is not None and not os.isatty(0):
             # the client has not sent its initialize yet: it is about to, and will read the refusal (a person
             # at a terminal reads the error printed already)
@@ -89,10 +88,21 @@ class EarlyStart:
     def _refuse_owed(self) -> None:
         """Under `_lock`: answer the client's pending initialize with the refusal, once."""
         if self._refusal is not None and self._owed_id is not None and not self.answered:
-            error = {"code": SETUP_FAILED, "message": self._refusal}
             with contextlib.suppress(OSError):
-                os.write(1, json.dumps({"jsonrpc": "2.0", "id": self._owed_id, "error": error}).encode() + b"\n")
+                os.write(1, error_frame(self._owed_id, SETUP_FAILED, self._refusal) + b"\n")
             self._owed_id = None
+
+    def _end(self) -> None:
+        """Stop the server as a relay does (`transports.end_server`): its stdin closed, then its process group
+        ended, children it started (npx's node) included. No event loop runs yet in the CLI calling this."""
+        import anyio
+
+        from .transports import stop_popen
+
+        if self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+        anyio.run(stop_popen, self.process)
 
     def exit_note(self) -> str:
         """How the process ended, with the last lines of its stderr: for error messages."""
@@ -148,11 +158,6 @@ def mask_stderr(text: str) -> str:
     return _mask_remembered(text) if len(text) <= REMEMBERED_LINE_CHARS else _mask_line(text)
 
 
-@functools.lru_cache(maxsize=256)
-def _mask_remembered(text: str) -> str:
-    return _mask_line(text)
-
-
 def _mask_line(text: str) -> str:
     from .masking import mask_string
 
@@ -161,6 +166,9 @@ def _mask_line(text: str) -> str:
     except Exception:
         return "[a stderr line was withheld: the secrets scan failed on it]"
     return mask_string(text, [(span.start, span.end, span.label) for span in spans]) if spans else text
+
+
+_mask_remembered = functools.lru_cache(maxsize=256)(_mask_line)
 
 
 def _pump_stderr(early: EarlyStart) -> None:
@@ -268,19 +276,6 @@ def _handshake(early: EarlyStart) -> None:
         early.done.set()
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """End a server process the gateway will not use (terminate, then kill if it does not go)."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(OSError):
-        process.terminate()
-        try:
-            process.wait(STOP_WAIT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_WAIT_S)
-
-
 def refuse_client(reason: str, max_bytes: int) -> None:
     """A gateway that cannot start (`run`, whose setup is checked before it reads its client) answers the
     client's first request, its initialize, with `reason` as a JSON-RPC error, if one comes within
@@ -302,6 +297,5 @@ def refuse_client(reason: str, max_bytes: int) -> None:
     except ValueError:
         return
     if isinstance(message, dict) and isinstance(message.get("method"), str) and "id" in message:
-        error = {"code": SETUP_FAILED, "message": reason}
         with contextlib.suppress(OSError):
-            os.write(1, json.dumps({"jsonrpc": "2.0", "id": message["id"], "error": error}).encode() + b"\n")
+            os.write(1, error_frame(message["id"], SETUP_FAILED, reason) + b"\n")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .chunking import Chunk, segment
-from .compiled import ClassifierSpec, Exemplar, LinearHead, MeanHead, MLPHead
+from .compiled import ClassifierSpec, Exemplar, LinearHead, MeanHead, MLPHead, sigmoid
 from .embeddings import Embedder
 
 __all__ = ["ClassifierResult", "EmbedderPair", "PolicyClassifier", "exemplar_score"]
@@ -173,7 +173,7 @@ def _apply(head: LinearHead | MLPHead | MeanHead, vectors: np.ndarray) -> np.nda
     logits = head.logits(vectors)
     if logits.shape == (1,):
         # one chunk (most tool results): a scalar sigmoid, not three array operations
-        return np.array([_sigmoid(float(logits[0]))])
+        return np.array([sigmoid(float(logits[0]))])
     result: np.ndarray = 1.0 / (1.0 + np.exp(-logits))
     return result
 
@@ -183,13 +183,6 @@ def _ranked(scores: np.ndarray) -> list[int]:
     if len(scores) == 1:
         return [0]
     return [int(i) for i in np.argsort(-scores)]
-
-
-def _sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    z = math.exp(x)
-    return z / (1.0 + z)
 
 
 def _spread(chunks: list[Chunk], count: int) -> list[Chunk]:

@@ -35,6 +35,7 @@ __all__ = [
     "Provenance",
     "Scope",
     "Verification",
+    "sigmoid",
 ]
 
 SCHEMA_VERSION = 1
@@ -79,9 +80,14 @@ class Scope(_Frozen):
         if not _glob_any(subject.server, self.servers):
             return False
         # A subject without a tool (a prompt, a resource) is in scope unless tools are named.
-        if subject.tool or self.tools != ["*"]:
+        if subject.tool or self.names_tools:
             return _glob_any(subject.tool, self.tools)
         return True
+
+    @property
+    def names_tools(self) -> bool:
+        """Whether the policy is for some tools only (not every tool, nor what comes from no tool)."""
+        return self.tools != ["*"]
 
 
 def _glob_any(value: str, patterns: list[str]) -> bool:
@@ -186,7 +192,7 @@ class MeanHead(_Frozen):
             member_logits = hidden
         if member_logits.shape[0] == 1:
             # one chunk (most tool results): scalar arithmetic, not four array operations on one row
-            mean = sum(_sigmoid(float(x)) for x in member_logits[0]) / member_logits.shape[1]
+            mean = sum(sigmoid(float(x)) for x in member_logits[0]) / member_logits.shape[1]
             mean = min(max(mean, 1e-7), 1 - 1e-7)
             return np.array([math.log(mean / (1 - mean))])
         probability = np.mean(1.0 / (1.0 + np.exp(-member_logits)), axis=1)
@@ -219,7 +225,8 @@ class MeanHead(_Frozen):
         return fused
 
 
-def _sigmoid(x: float) -> float:
+def sigmoid(x: float) -> float:
+    """The logistic function of one number, without overflow for large negative `x`."""
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
     z = math.exp(x)

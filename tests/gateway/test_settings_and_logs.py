@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -183,6 +184,7 @@ def test_a_policy_setup_that_cannot_work_stops_the_gateway_before_it_serves(tmp_
         # as the error answering its initialize or (wrap, which starts the server at once and relays the
         # client's initialize meanwhile, when the server's answer went out first) as a logged error
         frames = [json.loads(line) for line in done.stdout.splitlines()]
+        assert done.stdout.endswith("\n"), done.stdout  # whole lines: a client reads frames by the line
         assert all(frame.get("id") != 2 for frame in frames), done.stdout
         told = [frame["error"]["message"] for frame in frames if frame.get("id") == 1 and "error" in frame]
         told += [frame["params"]["data"] for frame in frames if frame.get("method") == "notifications/message"]
@@ -197,23 +199,25 @@ def test_a_policy_setup_that_cannot_work_stops_the_gateway_before_it_serves(tmp_
 
 def test_a_setup_that_fails_before_the_server_answers_is_the_error_answering_initialize(tmp_path: Path) -> None:
     # the server started early does not answer (nor read its stdin, so the gateway's exit alone would not end
-    # it); the policy folder given does not exist
+    # it), and what runs is a child of the process started (as npx starts node); the policy folder given does
+    # not exist
     (tmp_path / "none.toml").write_text("", encoding="utf-8")
     env = {**_base_env(), "MCP_GATEWAY_CONFIG": str(tmp_path / "none.toml"),
            "MCP_GATEWAY_AUDIT_DB": str(tmp_path / "audit.db"), "MCP_GATEWAY_PINS_DB": str(tmp_path / "pins.db")}
     hello = json.dumps({"jsonrpc": "2.0", "id": "first", "method": "initialize", "params": HELLO}) + "\n"
     marker = f"slow-server-{tmp_path.name}"  # an argument the server ignores, to find its process by
-    args = ["wrap", "--policies", str(tmp_path / "nowhere"), "--", sys.executable, "-c", "import time; time.sleep(60)",
-            marker]
+    child = f"{shlex.quote(sys.executable)} -c 'import time; time.sleep(60)' {marker}"
+    args = ["wrap", "--policies", str(tmp_path / "nowhere"), "--", "sh", "-c", f"{child} & wait"]
     done = subprocess.run([sys.executable, "-m", "gateway", *args], input=hello, capture_output=True, text=True,
                           timeout=25, env=env)  # the server, stopped, never answers; the gateway does not wait for it
     assert done.returncode == 2, done.stderr
     [answer] = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.stdout.endswith("\n"), done.stdout
     assert answer["id"] == "first" and answer["error"]["code"] == -32045, answer
     message = answer["error"]["message"]
     assert message.startswith("mcp-gateway could not start: "), message
     assert "nowhere: no such policy file or directory" in message, message
-    # the server it started is stopped, not left running behind a gateway that exited
+    # the server it started is stopped, its children too, not left running behind a gateway that exited
     left = [p for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]
     assert left == [], left
 
@@ -237,7 +241,9 @@ def test_a_client_that_initializes_just_after_the_setup_failed_is_still_answered
             hello = {"jsonrpc": "2.0", "id": 7, "method": "initialize", "params": HELLO}
             gateway.stdin.write(json.dumps(hello).encode() + b"\n")
             gateway.stdin.flush()
-            answer = json.loads(gateway.stdout.readline())
+            line = gateway.stdout.readline()
+            assert line.endswith(b"\n"), line
+            answer = json.loads(line)
             assert answer["id"] == 7 and answer["error"]["code"] == -32045, answer
             assert "nowhere: no such policy file or directory" in answer["error"]["message"], answer
             assert gateway.wait(timeout=30) == 2
