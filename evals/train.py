@@ -14,9 +14,11 @@ For each built-in detector policy (prompt-injection, content-safety, tool-poison
    threshold keeps 99.5 % of dev violations, and the head's thresholds come from `policy.tuning`;
 5. write ``policies/<id>.head.json`` (weights and thresholds only; no data, no pickles).
 
-``--mean-with FILE`` ships the mean of the new head and the head in FILE (an earlier head file),
-calibrated again on dev. The shipped prompt-injection head is such a mean: the head trained before
-package code and READMEs joined the data, and one trained with them (evals/scorecard-notes.md).
+``--mean-with FILE`` ships the mean of the new head and the head in FILE (an earlier head file; when
+that head is itself such a mean, its first member), calibrated again on dev. The shipped
+prompt-injection head is such a mean: the head trained before package code and READMEs joined the
+data, and one trained on the current train split (evals/scorecard-notes.md); it is retrained with
+``--policy prompt-injection --mean-with policies/prompt-injection.head.json``.
 
 Nothing here runs at gateway run time. It needs the dev extra (scikit-learn, pyarrow).
 """
@@ -367,6 +369,11 @@ def train_policy(
     if mean_with is not None:
         # the mean of an earlier head and the new one, calibrated again through the runtime classifier
         earlier = json.loads(mean_with.read_text(encoding="utf-8"))["head"]
+        described = f"the head in {mean_with.name} as it was"
+        if earlier["kind"] == "mean":
+            # retraining a shipped mean: keep its earlier member, replace the one trained before
+            earlier = earlier["members"][0]
+            described = f"the first member of the mean in {mean_with.name}"
         new_head = heads["minilm"]
         if earlier["kind"] == "mean" or isinstance(new_head, MeanHead):
             # a flat mean would weigh a head of several members more than a single one
@@ -375,7 +382,7 @@ def train_policy(
             {
                 "embedding": "minilm",
                 "members": [earlier, new_head.model_dump()],
-                "trained_on": f"the mean of the head in {mean_with.name} as it was and one trained on the {trained_on}",
+                "trained_on": f"the mean of {described} and one trained on the {trained_on}",
             }
         )
         classifier = PolicyClassifier(ClassifierSpec(head=heads["minilm"], screen=screen), cached)
