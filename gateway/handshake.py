@@ -37,6 +37,11 @@ INIT_ID = "mcp-gateway-initialize"
 SETUP_FAILED = -32045  # the answer to initialize when the gateway's settings or policy files do not work
 REFUSAL_WAIT_S = 2.0  # how long a gateway that cannot start waits for the client's initialize, to answer it
 REMEMBERED_LINE_CHARS = 1000  # stderr lines up to this long are remembered masked, 256 of them
+# A server's stderr line is read up to this many bytes; the rest of a longer one is skipped, counted, not kept:
+# a server that logs a whole file or a binary blob without a newline must not fill the gateway's memory.
+STDERR_LINE_BYTES = 64 * 1024
+# The end of a cut line is left out too: a secret the cut split would no longer match its pattern.
+STDERR_CUT_MARGIN = 512
 
 
 @dataclass
@@ -180,8 +185,13 @@ def _pump_stderr(early: EarlyStart) -> None:
     # buffered: the pipe is unbuffered (bufsize=0, for the handshake's stdout), and readline on it reads one
     # byte per system call, each taking the interpreter lock back from the relay (28 us of CPU per line here)
     with io.BufferedReader(cast(io.RawIOBase, stderr)) as lines:
-        for raw in iter(lines.readline, b""):
-            text = mask_stderr(raw.decode(errors="replace").rstrip("\n"))
+        for raw in iter(lambda: lines.readline(STDERR_LINE_BYTES), b""):
+            if raw.endswith(b"\n") or len(raw) < STDERR_LINE_BYTES:
+                text = mask_stderr(raw.decode(errors="replace").rstrip("\n"))
+            else:
+                skipped = STDERR_CUT_MARGIN + _skip_line(lines)
+                kept = raw[:-STDERR_CUT_MARGIN].decode(errors="ignore")
+                text = f"{mask_stderr(kept)} [line cut: {skipped:,} more bytes not shown]"
             early.stderr_tail.append(text)
             if not forward:
                 continue  # still read: a server whose stderr pipe filled up or closed would stall or die
@@ -190,6 +200,16 @@ def _pump_stderr(early: EarlyStart) -> None:
                 sys.stderr.flush()
             except (OSError, ValueError):
                 forward = False  # the gateway's own stderr is gone
+
+
+def _skip_line(lines: io.BufferedReader[io.RawIOBase]) -> int:
+    """Read past the rest of an over-long line; how many bytes it had."""
+    skipped = 0
+    while chunk := lines.readline(STDERR_LINE_BYTES):
+        skipped += len(chunk)
+        if chunk.endswith(b"\n"):
+            return skipped - 1
+    return skipped
 
 
 def _read_line(fd: int, buffer: bytearray, limit: int) -> bytes | None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import sys
 import time
 
-from gateway.handshake import mask_stderr, spawn_server
+from gateway.handshake import STDERR_CUT_MARGIN, STDERR_LINE_BYTES, mask_stderr, spawn_server
 from gateway.specs import StdioCommand
 
 TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
@@ -44,3 +44,38 @@ def test_a_line_met_again_is_masked_the_same_way_short_or_long() -> None:
     assert mask_stderr(line) == mask_stderr(line) == "retrying with [MASKED:github-token]"
     long = "x " * 1000 + line  # past the length of the lines remembered
     assert mask_stderr(long) == mask_stderr(long) == "x " * 1000 + "retrying with [MASKED:github-token]"
+
+
+def test_an_overlong_stderr_line_is_cut_and_skipped_and_the_next_line_still_comes() -> None:
+    # 5 MB without a newline: a secret early on, and another straddling the cut, where a piece of it alone
+    # would no longer look like a token. The gateway keeps the head of the line, masked, and counts the rest.
+    cut = STDERR_LINE_BYTES
+    head = f"dumping {TOKEN} " + "x" * (cut - 100 - len(TOKEN) - 20)
+    size = 5_000_000
+    code = (
+        "import sys, time\n"
+        f"head = {head!r}\n"
+        f"straddling = {TOKEN!r}\n"
+        f"sys.stderr.write(head + straddling + 'y' * ({size} - len(head) - len(straddling)) + '\\n')\n"
+        "sys.stderr.write('after\\n'); sys.stderr.flush()\n"
+        "time.sleep(60)\n"
+    )
+    early = spawn_server("dumper", StdioCommand(sys.executable, ("-c", code)), max_bytes=1 << 20)
+    try:
+        deadline = time.monotonic() + 30
+        while len(early.stderr_tail) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        first, second = list(early.stderr_tail)
+        assert second == "after"
+        kept = cut - STDERR_CUT_MARGIN
+        assert first == (mask_stderr(head[:kept]) + f" [line cut: {size - kept:,} more bytes not shown]")
+        assert first.startswith("dumping [MASKED:github-token] xxx")
+        assert "ghp_" not in first and "yyy" not in first  # nothing of the secret or of the skipped part
+    finally:
+        early.process.kill()
+        early.process.wait()
+        for pipe in (early.process.stdin, early.process.stdout):
+            if pipe is not None:
+                pipe.close()
+        if early.stderr_thread is not None:
+            early.stderr_thread.join(10)
