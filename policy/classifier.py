@@ -10,8 +10,10 @@ Two kinds of compiled classifier, both scoring in [0, 1] and both chunk-aware:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +26,11 @@ __all__ = ["ClassifierResult", "EmbedderPair", "PolicyClassifier", "exemplar_sco
 
 MAX_HEAD_CHUNKS = 6  # transformer passes per subject, whatever its size
 SCREEN_DEFAULT = 0.2
+# Scores of texts up to this long are remembered (by digest, per classifier: a policy's heads and exemplars
+# are part of the key by construction), the last MEMO_SIZE of them: servers repeat short results
+# ("OK", a status line, an echo), and scoring one costs the screen, the head and the nearest exemplar.
+MEMO_TEXT_CHARS = 2000
+MEMO_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class PolicyClassifier:
     _exemplar_vectors: np.ndarray | None = field(default=None, init=False)
     _exemplar_static: np.ndarray | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _memo: OrderedDict[bytes, ClassifierResult] = field(default_factory=OrderedDict, init=False)
 
     def warm(self) -> None:
         """Embed the exemplars now, so the first subject does not pay for it."""
@@ -73,6 +81,22 @@ class PolicyClassifier:
             return self._exemplar_static
 
     def score(self, text: str) -> ClassifierResult:
+        if len(text) > MEMO_TEXT_CHARS:
+            return self._score(text)
+        key = hashlib.blake2b(text.encode(errors="surrogatepass"), digest_size=16).digest()
+        with self._lock:
+            known = self._memo.get(key)
+            if known is not None:
+                self._memo.move_to_end(key)
+                return known
+        result = self._score(text)  # deterministic: the same text always scores the same
+        with self._lock:
+            self._memo[key] = result
+            while len(self._memo) > MEMO_SIZE:
+                self._memo.popitem(last=False)
+        return result
+
+    def _score(self, text: str) -> ClassifierResult:
         chunks = segment(text, max_chars=self.spec.chunk_chars)
         if not chunks:
             return ClassifierResult(score=0.0, screened_out=True, chunk=None, stage="empty")
