@@ -108,13 +108,16 @@ class MiniLMEmbedder:
                 return row.reshape(1, -1)
         missing = [i for i, key in enumerate(keys) if key not in self._memo]
         if missing:
-            vectors = model.encode(
-                [texts[i] for i in missing],
-                batch_size=32,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
+            if len(missing) == 1 and _mean_pooled(model):
+                vectors = _forward_one(model, texts[missing[0]])
+            else:
+                vectors = model.encode(
+                    [texts[i] for i in missing],
+                    batch_size=32,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
             with self._lock:
                 for i, vector in zip(missing, vectors, strict=True):
                     row = vector.astype(np.float32)
@@ -127,6 +130,30 @@ class MiniLMEmbedder:
         if any(row is None for row in rows):  # evicted between the two locks under heavy load
             return _normalise(np.asarray(model.encode(list(texts), convert_to_numpy=True), dtype=np.float32))
         return np.stack([row for row in rows if row is not None])
+
+
+def _mean_pooled(model: Any) -> bool:
+    """Whether the model is a transformer, mean pooling and normalisation, as all-MiniLM-L6-v2 is."""
+    return (
+        len(model) == 3
+        and type(model[1]).__name__ == "Pooling"
+        and getattr(model[1], "pooling_mode", None) == "mean"
+        and type(model[2]).__name__ == "Normalize"
+    )
+
+
+def _forward_one(model: Any, text: str) -> np.ndarray:
+    """One text straight through the transformer, mean-pooled and normalised: the vector `model.encode` gives
+    it (to float rounding), without the batching around it, which costs a fifth of a short text's time."""
+    import torch
+
+    with torch.inference_mode():
+        features = model.tokenizer([text], return_tensors="pt", truncation=True, max_length=model.max_seq_length)
+        hidden = model[0].auto_model(**features).last_hidden_state
+        mask = features["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        vectors: np.ndarray = torch.nn.functional.normalize(pooled, dim=1).numpy()
+        return vectors
 
 
 class StaticEmbedder:
