@@ -13,6 +13,7 @@ torch is imported only when a `MiniLMEmbedder` first encodes, never at ``import 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import math
@@ -74,6 +75,7 @@ class MiniLMEmbedder:
         self._model_dir = model_dir
         self._threads = threads
         self._model: Any = None
+        self._one_tokenizer: Any = None  # the one-text path's own copy: see `_forward_one`
         self._lock = threading.Lock()
         self._memo: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._memo_size = memo_size
@@ -93,6 +95,8 @@ class MiniLMEmbedder:
                 path = self._model_dir or minilm_path()
                 try:
                     self._model = SentenceTransformer(str(path), device="cpu")
+                    if _mean_pooled(self._model):
+                        self._one_tokenizer = copy.deepcopy(self._model.tokenizer)
                 except Exception as exc:  # the library raises many types for a broken model folder
                     raise ModelLoadError(f"cannot load the embedding model at {path}: {exc}") from exc
             return self._model
@@ -108,8 +112,8 @@ class MiniLMEmbedder:
                 return row.reshape(1, -1)
         missing = [i for i, key in enumerate(keys) if key not in self._memo]
         if missing:
-            if len(missing) == 1 and _mean_pooled(model):
-                vectors = _forward_one(model, texts[missing[0]])
+            if len(missing) == 1 and self._one_tokenizer is not None:
+                vectors = _forward_one(model, self._one_tokenizer, texts[missing[0]])
             else:
                 vectors = model.encode(
                     [texts[i] for i in missing],
@@ -142,13 +146,17 @@ def _mean_pooled(model: Any) -> bool:
     )
 
 
-def _forward_one(model: Any, text: str) -> np.ndarray:
+def _forward_one(model: Any, tokenizer: Any, text: str) -> np.ndarray:
     """One text straight through the transformer, mean-pooled and normalised: the vector `model.encode` gives
-    it (to float rounding), without the batching around it, which costs a fifth of a short text's time."""
+    it (to float rounding), without the batching around it, which costs a fifth of a short text's time.
+
+    `tokenizer` is a copy of the model's own: a fast tokenizer keeps its padding and truncation settings in
+    shared state that each call sets, so this path and `encode` (which pads) must not share one across
+    threads; each is consistent with itself."""
     import torch
 
     with torch.inference_mode():
-        features = model.tokenizer([text], return_tensors="pt", truncation=True, max_length=model.max_seq_length)
+        features = tokenizer([text], return_tensors="pt", truncation=True, max_length=model.max_seq_length)
         hidden = model[0].auto_model(**features).last_hidden_state
         mask = features["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)

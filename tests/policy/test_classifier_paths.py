@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import sys
+import threading
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -122,7 +125,53 @@ def test_one_new_text_embeds_as_the_batch_path_embeds_it(models: EmbedderPair, t
     assert isinstance(models.minilm, MiniLMEmbedder)
     model = models.minilm.load()
     assert embeddings_module._mean_pooled(model)
-    alone = embeddings_module._forward_one(model, text)
+    alone = embeddings_module._forward_one(model, copy.deepcopy(model.tokenizer), text)
     batched = model.encode([text], convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
     assert alone.shape == batched.shape == (1, 384)
     assert np.allclose(alone, batched, atol=1e-5)
+
+
+def test_the_one_text_path_and_padded_batches_tokenise_side_by_side_without_a_wrong_tensor(
+    models: EmbedderPair,
+) -> None:
+    # The gateway embeds short messages on the event loop and long ones on worker threads at the same time.
+    # A fast tokenizer keeps padding and truncation settings in state each call sets: had the one-text path
+    # used the model's own tokenizer (no padding), a padded batch tokenised meanwhile could come out ragged
+    # ("Unable to create tensor"). With the path's own copy, no interleaving can mix the two.
+    assert isinstance(models.minilm, MiniLMEmbedder)
+    model = models.minilm.load()
+    one = models.minilm._one_tokenizer
+    assert one is not None and one is not model.tokenizer
+    errors: list[BaseException] = []
+
+    def single() -> None:
+        try:
+            for _ in range(3000):
+                one(["build passed"], return_tensors="pt", truncation=True, max_length=model.max_seq_length)
+        except BaseException as exc:  # re-raised below, in the test's thread
+            errors.append(exc)
+
+    def batched() -> None:
+        try:
+            for _ in range(3000):
+                model.tokenizer(
+                    ["short", "a much longer text with many more words in it " * 3],
+                    padding=True,
+                    truncation=True,
+                    max_length=model.max_seq_length,
+                    return_tensors="pt",
+                )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=single), threading.Thread(target=batched)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can, to meet the race if it exists
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors, errors
