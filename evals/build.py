@@ -1,7 +1,8 @@
 """Build the evaluation and training cases: ``python -m evals.build [--out evals/.work/cases] [--data DIR]``.
 
-Reads the public datasets (``$MCP_GATEWAY_DATA_DIR`` or ``../shared/data``), writes one JSONL per
-suite, source and split plus ``manifest.json``, and prints the counts to stderr. The output
+Reads the public datasets (``$MCP_GATEWAY_DATA_DIR`` or ``../shared/data``) and the npm packages of the
+``npm-code`` source (downloaded once into ``evals/.work/downloads``; ``--no-fetch`` uses only what is there),
+writes one JSONL per suite, source and split plus ``manifest.json``, and prints the counts to stderr. The output
 directory is git-ignored: the data never enters the repository.
 """
 
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 from evals.datasets import ROOT, DatasetError, build_all, default_data_dir
+from evals.datasets.npm_code import DOWNLOADS, PACKAGES, fetch_packages
 
 DEFAULT_OUT = ROOT / "evals" / ".work" / "cases"
 
@@ -47,8 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default: %(default)s)")
     parser.add_argument("--data", type=Path, default=None, help="dataset directory (default: $MCP_GATEWAY_DATA_DIR "
                         f"or {default_data_dir()})")
+    parser.add_argument("--no-fetch", action="store_true", help="build from the npm tarballs already downloaded; "
+                        "fetch none")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    if not args.no_fetch:
+        fetched = fetch_packages()
+        sys.stderr.write(f"npm-code: {fetched} of {len(PACKAGES)} packages in {DOWNLOADS}\n")
     try:
         files = build_all(args.out, args.data)
     except DatasetError as exc:

@@ -334,7 +334,10 @@ def train_policy(
     texts = [c.subject().reading() for c in dev]
     mean = MeanHead(embedding="minilm", members=[linear, mlp])
     best: tuple[float, LinearHead | MLPHead | MeanHead, np.ndarray, float] | None = None
-    for candidate, candidate_auc in ((mlp, mlp_auc), (linear, linear_auc), (mean, max(mlp_auc, linear_auc))):
+    candidates: list[tuple[LinearHead | MLPHead | MeanHead, float]] = [(mlp, mlp_auc), (linear, linear_auc)]
+    if mean_with is None:  # a head that joins an earlier one in a mean must be a single head itself
+        candidates.append((mean, max(mlp_auc, linear_auc)))
+    for candidate, candidate_auc in candidates:
         # Calibrate through the runtime classifier itself, on the memoised embeddings.
         classifier = PolicyClassifier(ClassifierSpec(head=candidate), cached)
         scores = np.array([classifier.score(t).score for t in texts])
