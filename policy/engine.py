@@ -154,6 +154,10 @@ class Engine:
         self._policies = list(policies)
         self._scopes.clear()
         self._plans.clear()
+        with self._lock:
+            # a classifier is kept per policy id, with what it remembered: a policy of the same id may now
+            # carry other exemplars, heads or thresholds
+            self._classifiers.clear()
 
     def warm(self) -> None:
         """Load every detector and model the policies need, and embed their exemplars."""

@@ -153,6 +153,20 @@ def test_rules_are_tried_violate_first_and_one_whose_words_are_absent_is_passed_
     assert (wire.outcome, wire.reason) == (Outcome.VIOLATION, "rule wire: wire")
 
 
+def test_a_policy_replaced_by_one_of_the_same_id_is_scored_with_its_new_classifier() -> None:
+    engine = Engine([make_policy(classifier=RECIPES)], models=fake_models())
+    text = "mix flour sugar and eggs then bake the cake for thirty minutes please"
+    [before] = engine.check(result(text))
+    assert before.outcome is Outcome.VIOLATION  # scored, and remembered by the policy's classifier
+    # the same id, recompiled with the labels the other way round: the text is now an allowed kind
+    flipped = RECIPES.model_copy(
+        update={"exemplars": [e.model_copy(update={"violation": not e.violation}) for e in RECIPES.exemplars]}
+    )
+    engine.policies = [make_policy(classifier=flipped)]
+    [after] = engine.check(result(text))
+    assert after.outcome is Outcome.ALLOW
+
+
 def test_the_classifier_allows_far_texts_and_flags_near_ones() -> None:
     engine = Engine([make_policy(classifier=RECIPES)], models=fake_models())
     [benign] = engine.check(result("the deployment finished and the services are healthy again"))
