@@ -525,77 +525,15 @@ CALL_TEMPLATES: tuple[Callable[[random.Random], tuple[str, dict[str, object]]], 
 
 def tool_output_cases(data_dir: Path) -> Iterator[Case]:
     del data_dir  # generated, not read
-    for index, template in enumerate(TEMPLATES):
-        split = rotate_split(index)
-        r = rng("tool-outputs", index)
-        seen: set[str] = set()
-        for copy in range(60):
-            text = template(r)
-            if text in seen:
-                continue
-            seen.add(text)
-            yield make_case(
-                OUTPUTS,
-                f"t{index}.{copy}",
-                kind=SubjectKind.TOOL_RESULT,
-                expect="allow",
-                text=text,
-                split=split,
-                tags=[f"template:{index}", "benign-tool-output"],
-            )
-    for index, template in enumerate(FILLER_TEMPLATES):
-        split = rotate_split(index)
-        r = rng("filler-outputs", index)
-        for copy in range(50):
-            yield make_case(
-                OUTPUTS,
-                f"f{index}.{copy}",
-                kind=SubjectKind.TOOL_RESULT,
-                expect="allow",
-                text=template(r),
-                split=split,
-                tags=[f"filler:{index}", "benign-tool-output"],
-            )
-    for index, template in enumerate(STRUCTURED_TEMPLATES):
-        split = rotate_split(index)
-        r = rng("structured-outputs", index)
-        seen = set()
-        for copy in range(50):
-            text = template(r)
-            if text in seen:
-                continue
-            seen.add(text)
-            yield make_case(
-                OUTPUTS,
-                f"s{index}.{copy}",
-                kind=SubjectKind.TOOL_RESULT,
-                expect="allow",
-                text=text,
-                split=split,
-                tags=[f"structured:{index}", "benign-tool-output"],
-            )
-    for index, template in enumerate(EVERYDAY_TEMPLATES):
-        split = rotate_split(index)
-        r = rng("everyday-outputs", index)
-        seen = set()
-        for copy in range(40):
-            text = template(r)
-            if text in seen:
-                continue
-            seen.add(text)
-            yield make_case(
-                OUTPUTS,
-                f"e{index}.{copy}",
-                kind=SubjectKind.TOOL_RESULT,
-                expect="allow",
-                text=text,
-                split=split,
-                tags=[f"everyday:{index}", "benign-tool-output"],
-            )
+    yield from _results(TEMPLATES, "tool-outputs", "t", "template", copies=60)
+    # filler texts repeat ("ok"): the build keeps the first of each, and the case ids stay what they were
+    yield from _results(FILLER_TEMPLATES, "filler-outputs", "f", "filler", copies=50, distinct=False)
+    yield from _results(STRUCTURED_TEMPLATES, "structured-outputs", "s", "structured", copies=50)
+    yield from _results(EVERYDAY_TEMPLATES, "everyday-outputs", "e", "everyday", copies=40)
     for index, call in enumerate(CALL_TEMPLATES):
         split = rotate_split(index)
         r = rng("tool-calls", index)
-        seen = set()
+        seen: set[str] = set()
         for copy in range(40):
             tool, arguments = call(r)
             key = json.dumps([tool, arguments], sort_keys=True)
@@ -612,4 +550,36 @@ def tool_output_cases(data_dir: Path) -> Iterator[Case]:
                 arguments=arguments,
                 split=split,
                 tags=[f"template:{index}", "benign-tool-call"],
+            )
+
+
+def _results(
+    templates: tuple[Callable[[random.Random], str], ...],
+    seed: str,
+    prefix: str,
+    tag: str,
+    *,
+    copies: int,
+    distinct: bool = True,
+) -> Iterator[Case]:
+    """Up to `copies` benign tool results per template (each text once, when `distinct`), the template's
+    cases all in the split its position rotates to."""
+    for index, template in enumerate(templates):
+        split = rotate_split(index)
+        r = rng(seed, index)
+        seen: set[str] = set()
+        for copy in range(copies):
+            text = template(r)
+            if distinct:
+                if text in seen:
+                    continue
+                seen.add(text)
+            yield make_case(
+                OUTPUTS,
+                f"{prefix}{index}.{copy}",
+                kind=SubjectKind.TOOL_RESULT,
+                expect="allow",
+                text=text,
+                split=split,
+                tags=[f"{tag}:{index}", "benign-tool-output"],
             )
