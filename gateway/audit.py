@@ -128,7 +128,7 @@ class AuditLog:
         try:
             self._connection = _connect(path)
             migrate(self._connection)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # OSError: its folder cannot be made (a file in the path)
             raise AuditError(
                 f"{path}: cannot open the audit log ({exc}); check the path and its permissions, "
                 "or set audit_db / MCP_GATEWAY_AUDIT_DB"

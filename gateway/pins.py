@@ -78,8 +78,11 @@ class PinStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA busy_timeout=10000")
             self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise AuditError(f"{path}: cannot open the pin store ({exc}); check pins_db / MCP_GATEWAY_PINS_DB") from exc
+        except (sqlite3.Error, OSError) as exc:  # OSError: its folder cannot be made (a file in the path)
+            raise AuditError(
+                f"{path}: cannot open the pin store ({exc}); check the path and its permissions, "
+                "or set pins_db / MCP_GATEWAY_PINS_DB"
+            ) from exc
         self._lock = threading.Lock()
 
     def check(self, server: str, kind: str, item: Mapping[str, Any]) -> PinCheck:

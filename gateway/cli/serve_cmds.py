@@ -125,13 +125,9 @@ def wrap(
     try:
         settings = _serving_settings(config, judge_model, judge_api_base, no_builtin, no_audit, audit_db)
         parts, pipes = _serving_parts(settings, policies or [], transport, start=early is None)
-    except Failed as exc:  # the client is told why (`EarlyStart.refuse`), not left with a server that vanished
+    except BaseException as exc:  # the client is told why (`EarlyStart.refuse`), not left with a server that vanished
         if early is not None:
-            early.refuse(f"mcp-gateway could not start: {exc.message}")
-        raise
-    except BaseException:
-        if early is not None:
-            early.refuse("mcp-gateway could not start; its stderr log says why")
+            early.refuse(_not_started(exc))
         raise
     from ..serve import run, serve_wrap_stdio
 
@@ -147,6 +143,14 @@ def wrap(
         pass
     finally:
         parts.close()
+
+
+def _not_started(exc: BaseException) -> str:
+    """What the client of a gateway whose setup failed is told: the message the user was shown, or where to
+    look for an error the CLI did not expect."""
+    if isinstance(exc, Failed):
+        return f"mcp-gateway could not start: {exc.message}"
+    return "mcp-gateway could not start; its stderr log says why"
 
 
 def _serving_settings(
@@ -234,14 +238,11 @@ def run_cmd(
         with cli_errors():
             specs = load_servers(mcp_json_path.expanduser())
         parts, pipes = _serving_parts(settings, policies or [], transport, start=True)
-    except Failed as exc:
+    except Exception as exc:
         if transport == "stdio":  # the client's initialize, if it comes, is answered with the reason
             from ..handshake import refuse_client
 
-            refuse_client(
-                f"mcp-gateway could not start: {exc.message}",
-                _max_message_bytes(),
-            )
+            refuse_client(_not_started(exc), _max_message_bytes())
         raise
     try:
         if transport == "stdio":

@@ -249,3 +249,31 @@ def test_a_client_that_initializes_just_after_the_setup_failed_is_still_answered
             assert gateway.wait(timeout=30) == 2
         finally:
             gateway.kill()
+
+
+@pytest.mark.parametrize("mode", ["wrap", "run"])
+@pytest.mark.parametrize(
+    ("setting", "store"), [("MCP_GATEWAY_AUDIT_DB", "audit log"), ("MCP_GATEWAY_PINS_DB", "pin store")]
+)
+def test_a_database_path_that_cannot_be_made_is_a_message_to_the_user_and_the_client(
+    tmp_path: Path, mode: str, setting: str, store: str
+) -> None:
+    # a file where the database's folder should be: the folder cannot be made (this was a traceback, and a
+    # client left without an answer)
+    (tmp_path / "none.toml").write_text("", encoding="utf-8")
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    env = {**_base_env(), "MCP_GATEWAY_CONFIG": str(tmp_path / "none.toml"),
+           "MCP_GATEWAY_AUDIT_DB": str(tmp_path / "audit.db"), "MCP_GATEWAY_PINS_DB": str(tmp_path / "pins.db"),
+           setting: str(tmp_path / "a-file" / "state.db")}
+    config = write_mcp_json(tmp_path, {"raw": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]}})
+    target = ["--", *RAW_SERVER] if mode == "wrap" else ["--mcp-json-path", str(config)]
+    hello = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": HELLO}) + "\n"
+    done = subprocess.run([sys.executable, "-m", "gateway", mode, *target], input=hello, capture_output=True,
+                          text=True, timeout=60, env=env)
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert f"cannot open the {store}" in done.stderr and "check the path and its permissions" in done.stderr
+    frames = [json.loads(line) for line in done.stdout.splitlines()]
+    told = [frame["error"]["message"] for frame in frames if frame.get("id") == 1 and "error" in frame]
+    told += [frame["params"]["data"] for frame in frames if frame.get("method") == "notifications/message"]
+    [reason] = told
+    assert reason.startswith("mcp-gateway could not start: ") and f"cannot open the {store}" in reason, frames
