@@ -377,10 +377,11 @@ def train_policy(
             # retraining a shipped mean: keep its earlier member, replace the one trained before
             earlier = earlier["members"][0]
             described = f"the first member of the mean in {mean_with.name}"
-        new_head = heads["minilm"]
-        if earlier["kind"] == "mean" or isinstance(new_head, MeanHead):
+        new_head = heads["minilm"]  # a single head: with --mean-with, no mean was a candidate
+        if earlier["kind"] == "mean":
             # a flat mean would weigh a head of several members more than a single one
-            raise SystemExit("--mean-with averages two single heads; the earlier or the new head is already a mean")
+            raise SystemExit(f"--mean-with {mean_with}: its head's first member is itself a mean; give a file "
+                             "whose head is a single head, or a mean of single heads")
         heads["minilm"] = MeanHead.model_validate(
             {
                 "embedding": "minilm",
