@@ -2,19 +2,23 @@
 
 Two SDK `JSONRPCDispatcher`s, one per leg, pass raw dicts: nothing is re-declared or
 re-serialised through typed models, so every method, notification and unknown field survives.
-Ids, progress tokens and cancellations are per leg and mapped by the dispatchers. Guards act
-only on the messages that carry content (see `gateway.guards`).
+Ids and cancellations are per leg and mapped by the dispatchers. A progress token is sent on as one
+of the gateway's own (`ProgressRoutes`), so the server's progress notifications go back as it wrote
+them with only the token changed. Guards act only on the messages that carry content (see
+`gateway.guards`).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.abc
-from mcp.shared.dispatcher import CallOptions, DispatchContext, ProgressFnT
+from mcp.shared.dispatcher import CallOptions, DispatchContext
 from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher, progress_token_from_params
 from mcp.shared.transport_context import TransportContext
@@ -24,15 +28,69 @@ from .errors import DownstreamError
 from .guards import SERVER_TEXT_FIELDS, Guard
 
 __all__ = [
-    "DISPATCHER_OWNED", "NoteOrder", "ToolSource", "WrapRelay", "checked_error", "checked_notification",
-    "checked_progress", "recheck_tools", "start_recheck",
+    "DISPATCHER_OWNED", "NoteOrder", "ProgressRoutes", "ToolSource", "WrapRelay", "checked_error",
+    "checked_notification", "recheck_tools", "start_recheck",
 ]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Ids differ per leg, so these are translated by the dispatchers, never forwarded raw.
+# Ids differ per leg: cancellations are translated by the dispatchers, progress by `ProgressRoutes`.
 DISPATCHER_OWNED = frozenset({"notifications/cancelled", "notifications/progress"})
+PROGRESS = "notifications/progress"
+
+
+class ProgressRoutes:
+    """The progress tokens of the client's requests in flight, each sent on as a token of the gateway's own
+    (the client's need not be unique across the clients and servers one gateway serves). What a server
+    reports under one goes back to the request's client as the server wrote it, whole numbers, `_meta`
+    and fields of its own included, with only the token the client's again; the SDK's progress callback
+    would hand on floats and drop the rest. Reports after the answer, or under a token no request
+    holds, go nowhere."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, tuple[DispatchContext[TransportContext], str | int]] = {}
+        self._numbers = itertools.count(1)
+
+    @contextmanager
+    def route(
+        self, dctx: DispatchContext[TransportContext], params: Mapping[str, Any] | None
+    ) -> Iterator[Mapping[str, Any] | None]:
+        """`params` to send on (under a token of the gateway's if they carry the client's), for as long as
+        the request is in flight."""
+        token = progress_token_from_params(params)
+        if token is None or params is None:
+            yield params
+            return
+        own = f"mcp-gateway-progress-{next(self._numbers)}"
+        self._routes[own] = (dctx, token)
+        try:
+            yield {**params, "_meta": {**params["_meta"], "progressToken": own}}
+        finally:
+            del self._routes[own]
+
+    def reported(
+        self, params: Mapping[str, Any] | None
+    ) -> tuple[DispatchContext[TransportContext], dict[str, Any]] | None:
+        """The client's context and the report under the client's token; None if no request holds the token."""
+        token = params.get("progressToken") if isinstance(params, Mapping) else None
+        route = self._routes.get(token) if isinstance(token, str) else None
+        if route is None or params is None:
+            return None
+        dctx, client_token = route
+        return dctx, {**params, "progressToken": client_token}
+
+    def deliver(
+        self, guard: Guard | None, server: str, order: NoteOrder, params: Mapping[str, Any] | None
+    ) -> Coroutine[Any, Any, None] | None:
+        """The server's progress report, checked like its other notifications and passed on in their order;
+        None if no request of the client's waits for it."""
+        reported = self.reported(params)
+        if reported is None:
+            logger.debug("dropped a progress report from server %r that no request in flight holds", server)
+            return None
+        dctx, note = reported
+        return order.slot(checked_notification(guard, server, PROGRESS, note), lambda kept: dctx.notify(PROGRESS, kept))
 
 
 class NoteOrder:
@@ -83,6 +141,7 @@ class WrapRelay:
         self._up: JSONRPCDispatcher[TransportContext] | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self.order = NoteOrder()
+        self.progress = ProgressRoutes()
 
     async def serve(self, read: Any, write: Any) -> None:
         # initialize runs inline: the client's notifications/initialized must not overtake it downstream.
@@ -106,16 +165,14 @@ class WrapRelay:
                 if self.guard is not None:
                     result = await self.guard.initialize_result(self.downstream.name, result)
                 return result
-            options: CallOptions = {}
-            if progress_token_from_params(params) is not None:
-                options["on_progress"] = checked_progress(self.guard, self.downstream.name, dctx.progress, self.order)
             forwarded: Mapping[str, Any] | None = params
             if self.guard is not None:
                 forwarded, answer = await self.guard.client_request(self.downstream.name, method, params)
                 if answer is not None:
                     return answer
             try:
-                result = await self.downstream.request(method, forwarded, options)
+                with self.progress.route(dctx, forwarded) as sent:
+                    result = await self.downstream.request(method, sent)
             except MCPError as exc:
                 before = self.order.pending()
                 error = await checked_error(self.guard, self.downstream.name, method, exc)
@@ -150,6 +207,11 @@ class WrapRelay:
     async def _server_notify(
         self, dctx: DispatchContext[TransportContext], method: str, params: Mapping[str, Any] | None
     ) -> None:
+        if method == PROGRESS:
+            delivery = self.progress.deliver(self.guard, self.downstream.name, self.order, params)
+            if delivery is not None:
+                await delivery
+            return
         if method in DISPATCHER_OWNED or self._up is None:
             return
         if method == "notifications/tools/list_changed" and self.guard is not None and self._tg is not None:
@@ -168,22 +230,6 @@ async def after(before: anyio.Event | None, check: Awaitable[dict[str, Any]]) ->
     finally:
         if before is not None:
             await before.wait()
-
-
-def checked_progress(guard: Guard | None, server: str, report: ProgressFnT, order: NoteOrder) -> ProgressFnT:
-    """`report`, with each message checked like a server notification first (left out if blocked), in the
-    order of everything else the server sends."""
-
-    async def checked(message: str | None) -> tuple[bool, str | None]:
-        if not message or guard is None:
-            return True, message
-        keep, params = await checked_notification(guard, server, "notifications/progress", {"message": message})
-        return True, (params.get("message") if keep and params is not None else None)  # blocked: no message
-
-    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        await order.slot(checked(message), lambda kept: report(progress, total, kept))
-
-    return on_progress
 
 
 async def checked_notification(

@@ -15,9 +15,9 @@ from typing import Any
 
 import anyio
 import anyio.abc
-from mcp.shared.dispatcher import CallOptions, DispatchContext
+from mcp.shared.dispatcher import DispatchContext
 from mcp.shared.exceptions import MCPError
-from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher, progress_token_from_params
+from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.shared.transport_context import TransportContext
 from mcp_types import METHOD_NOT_FOUND
 
@@ -26,11 +26,12 @@ from .errors import DownstreamError
 from .guards import Guard
 from .relay import (
     DISPATCHER_OWNED,
+    PROGRESS,
     NoteOrder,
+    ProgressRoutes,
     after,
     checked_error,
     checked_notification,
-    checked_progress,
     start_recheck,
 )
 
@@ -89,6 +90,7 @@ class RouterRelay:
         self._client_initialized = False
         self._init_params: dict[str, Any] = {}  # the client's initialize, to start a server again with
         self.orders = {prefix: NoteOrder() for prefix in self.by_prefix}
+        self.progress = ProgressRoutes()
 
     async def serve(self, read: Any, write: Any) -> None:
         up: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(
@@ -190,16 +192,14 @@ class RouterRelay:
                 return await self._task_list()
             downstream, routed, rename = self._route(method, params)
             order = self.orders[_slug(downstream.name)]
-            forwarded: dict[str, Any] | None = routed
-            options: CallOptions = {}
-            if progress_token_from_params(params) is not None:
-                options["on_progress"] = checked_progress(self.guard, downstream.name, dctx.progress, order)
+            forwarded: Mapping[str, Any] | None = routed
             if self.guard is not None:
                 forwarded, answer = await self.guard.client_request(downstream.name, method, forwarded)
                 if answer is not None:
                     return answer
             try:
-                result = await downstream.request(method, forwarded, options)
+                with self.progress.route(dctx, forwarded) as sent:
+                    result = await downstream.request(method, sent)
             except MCPError as exc:
                 before = order.pending()
                 error = await checked_error(self.guard, downstream.name, method, exc)
@@ -430,6 +430,12 @@ class RouterRelay:
         async def on_notify(
             dctx: DispatchContext[TransportContext], method: str, params: Mapping[str, Any] | None
         ) -> None:
+            if method == PROGRESS:
+                name = self.by_prefix[prefix].name
+                delivery = self.progress.deliver(self.guard, name, self.orders[prefix], params)
+                if delivery is not None:
+                    await delivery
+                return
             if method in DISPATCHER_OWNED or self._up is None:
                 return
             if method == "notifications/tools/list_changed" and self.guard is not None and self._tg is not None:

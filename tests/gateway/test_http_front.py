@@ -209,6 +209,36 @@ async def test_progress_notifications_reach_the_caller(tmp_path: Path) -> None:
     assert seen == [(1, 3), (2, 3), (3, 3)]
 
 
+async def test_progress_reaches_an_http_client_as_the_server_wrote_it_under_its_own_token(tmp_path: Path) -> None:
+    call = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "progress", "arguments": {}, "_meta": {"progressToken": "tk-1"}},
+    }
+    with anyio.fail_after(90):
+        async with http_gateway(tmp_path) as gateway, httpx2.AsyncClient(timeout=60) as http:
+            hello = await http.post(gateway.url, json=INIT, headers=MCP_HEADERS)
+            headers = {
+                **MCP_HEADERS,
+                "Mcp-Session-Id": hello.headers["mcp-session-id"],
+                "MCP-Protocol-Version": "2025-06-18",
+            }
+            initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+            await http.post(gateway.url, json=initialized, headers=headers)
+            answer = await http.post(gateway.url, json=call, headers=headers)
+    # the answer's event stream, read raw: what a client parses, not what the SDK's callback hands on
+    frames = [json.loads(line.removeprefix("data:")) for line in answer.text.splitlines() if line.startswith("data:")]
+    notes = [frame["params"] for frame in frames if frame.get("method") == "notifications/progress"]
+    assert notes == [
+        {"progressToken": "tk-1", "progress": 1, "total": 3},
+        {"progressToken": "tk-1", "progress": 2, "total": 3},
+        {"progressToken": "tk-1", "progress": 3, "total": 3, "_meta": {"trace": "t-3"}, "phase": "done"},
+    ]
+    assert all(isinstance(note["progress"], int) for note in notes)
+    assert frames[-1]["result"]["content"][0]["text"] == "progress-done"
+
+
 async def test_concurrent_sessions_each_get_their_own_server_and_their_own_sampling_requests(tmp_path: Path) -> None:
     results: dict[str, str] = {}
     both_running = anyio.Event()

@@ -291,6 +291,26 @@ def test_what_a_server_says_during_a_call_arrives_in_order_and_before_the_answer
     assert events == [*one_call, "answer ordered", *one_call, "answer ordered"]
 
 
+def test_progress_reaches_the_client_as_the_server_wrote_it_under_the_clients_own_token(tmp_path: Path) -> None:
+    config = write_mcp_json(tmp_path, {"raw": raw_entry()})
+    session = RawSession(_run_argv(tmp_path, config), gateway_env(tmp_path))
+    try:
+        call = {"name": "raw__progress", "arguments": {}}
+        answer = session.ask("tools/call", {**call, "_meta": {"progressToken": "tk-9"}})
+        numbered = session.ask("tools/call", {**call, "_meta": {"progressToken": 7}})
+    finally:
+        session.close()
+    assert answer["result"]["content"][0]["text"] == "progress-done"
+    assert numbered["result"]["content"][0]["text"] == "progress-done"
+    sent = [{"progress": 1, "total": 3}, {"progress": 2, "total": 3},
+            {"progress": 3, "total": 3, "_meta": {"trace": "t-3"}, "phase": "done"}]
+    # whole numbers stay whole, the server's _meta and its own fields pass, and the token is the client's again
+    assert [note["params"] for note in session.notes] == [{"progressToken": "tk-9", **s} for s in sent] + [
+        {"progressToken": 7, **s} for s in sent
+    ]
+    assert all(isinstance(note["params"]["progress"], int) for note in session.notes)
+
+
 def test_tasks_are_routed_to_the_server_that_started_them(tmp_path: Path) -> None:
     # both servers name their tasks alike: "raw-task-<n>"
     config = write_mcp_json(tmp_path, {"one": raw_entry(), "two": raw_entry()})

@@ -156,6 +156,24 @@ def test_frames_no_guard_changes_arrive_byte_for_byte_with_the_clients_own_ids(
     assert received["no/such/method"]["params"] == {"x-unknown": [1, {"a": None}]}
 
 
+def test_progress_reports_pass_byte_for_byte_under_the_clients_token(tmp_path: Path, rule_only: list[str]) -> None:
+    with gateway(tmp_path, rule_only) as wire:
+        wire.initialize()
+        call = {"name": "progress", "arguments": {}, "_meta": {"progressToken": "tk-3"}}
+        wire.send({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": call})
+        frames: list[bytes] = []
+        while not frames or b'"id": 4' not in frames[-1]:
+            frames.append(wire.receive())
+    assert frames[:-1] == [
+        b'{"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "tk-3", "progress": 1, '
+        b'"total": 3}}',
+        b'{"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "tk-3", "progress": 2, '
+        b'"total": 3}}',
+        b'{"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "tk-3", "progress": 3, '
+        b'"total": 3, "_meta": {"trace": "t-3"}, "phase": "done"}}',
+    ]
+
+
 def test_garbage_and_oversized_lines_from_the_client_are_refused_and_the_session_goes_on(
     tmp_path: Path, rule_only: list[str]
 ) -> None:

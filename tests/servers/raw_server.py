@@ -95,13 +95,11 @@ def call_tool(request_id: Any, params: dict[str, Any]) -> None:
         token = (params.get("_meta") or {}).get("progressToken")
         for step in range(1, 4):
             if token is not None:
-                send(
-                    {
-                        "jsonrpc": "2.0",
-                        "method": "notifications/progress",
-                        "params": {"progressToken": token, "progress": step, "total": 3},
-                    }
-                )
+                # whole numbers, and on the last step a _meta and a field of the server's own: all pass as sent
+                note: dict[str, Any] = {"progressToken": token, "progress": step, "total": 3}
+                if step == 3:
+                    note.update({"_meta": {"trace": "t-3"}, "phase": "done"})
+                send({"jsonrpc": "2.0", "method": "notifications/progress", "params": note})
         text_result(request_id, "progress-done")
     elif name == "chatter":  # says `text` in a log message and a progress message, then answers "chatted"
         said = str(args.get("text", ""))
