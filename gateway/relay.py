@@ -29,7 +29,7 @@ from .guards import SERVER_TEXT_FIELDS, Guard
 
 __all__ = [
     "DISPATCHER_OWNED", "NoteOrder", "ProgressRoutes", "ToolSource", "WrapRelay", "checked_error",
-    "checked_notification", "recheck_tools", "start_recheck",
+    "checked_notification", "guarded_call", "recheck_tools", "start_recheck",
 ]
 
 logger = logging.getLogger(__name__)
@@ -165,26 +165,7 @@ class WrapRelay:
                 if self.guard is not None:
                     result = await self.guard.initialize_result(self.downstream.name, result)
                 return result
-            forwarded: Mapping[str, Any] | None = params
-            if self.guard is not None:
-                forwarded, answer = await self.guard.client_request(self.downstream.name, method, params)
-                if answer is not None:
-                    return answer
-            try:
-                with self.progress.route(dctx, forwarded) as sent:
-                    result = await self.downstream.request(method, sent)
-            except MCPError as exc:
-                before = self.order.pending()
-                error = await checked_error(self.guard, self.downstream.name, method, exc)
-                if before is not None:
-                    await before.wait()
-                raise error from None
-            before = self.order.pending()  # what the server sent before this answer goes out first
-            if self.guard is not None:
-                result = await after(before, self.guard.server_result(self.downstream.name, method, forwarded, result))
-            elif before is not None:
-                await before.wait()
-            return result
+            return await guarded_call(self.guard, self.downstream, self.order, self.progress, dctx, method, params)
         except DownstreamError as exc:
             raise MCPError(code=DOWNSTREAM_UNAVAILABLE, message=f"mcp-gateway: {exc}") from exc
 
@@ -221,6 +202,43 @@ class WrapRelay:
             checked_notification(self.guard, self.downstream.name, method, params),
             lambda checked: up.notify(method, checked),
         )
+
+
+async def guarded_call(
+    guard: Guard | None,
+    server: Downstream,
+    order: NoteOrder,
+    progress: ProgressRoutes,
+    dctx: DispatchContext[TransportContext],
+    method: str,
+    params: Mapping[str, Any] | None,
+    answered: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """The client's request sent to `server` through the guard both ways: the guard's own answer if it
+    refuses the request, else the server's answer (or error) as checked, once everything the server sent
+    before it has gone out. `answered` is called as soon as the server has answered."""
+    forwarded: Mapping[str, Any] | None = params
+    if guard is not None:
+        forwarded, answer = await guard.client_request(server.name, method, params)
+        if answer is not None:
+            return answer
+    try:
+        with progress.route(dctx, forwarded) as sent:
+            result = await server.request(method, sent)
+    except MCPError as exc:
+        before = order.pending()
+        error = await checked_error(guard, server.name, method, exc)
+        if before is not None:
+            await before.wait()
+        raise error from None
+    before = order.pending()  # what the server sent before this answer goes out first
+    if answered is not None:
+        answered()
+    if guard is not None:
+        return await after(before, guard.server_result(server.name, method, forwarded, result))
+    if before is not None:
+        await before.wait()
+    return result
 
 
 async def after(before: anyio.Event | None, check: Awaitable[dict[str, Any]]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ and the server's own requests to the client are routed back.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -29,9 +30,8 @@ from .relay import (
     PROGRESS,
     NoteOrder,
     ProgressRoutes,
-    after,
-    checked_error,
     checked_notification,
+    guarded_call,
     start_recheck,
 )
 
@@ -191,30 +191,13 @@ class RouterRelay:
             if method == "tasks/list":
                 return await self._task_list()
             downstream, routed, rename = self._route(method, params)
-            order = self.orders[_slug(downstream.name)]
-            forwarded: Mapping[str, Any] | None = routed
-            if self.guard is not None:
-                forwarded, answer = await self.guard.client_request(downstream.name, method, forwarded)
-                if answer is not None:
-                    return answer
-            try:
-                with self.progress.route(dctx, forwarded) as sent:
-                    result = await downstream.request(method, sent)
-            except MCPError as exc:
-                before = order.pending()
-                error = await checked_error(self.guard, downstream.name, method, exc)
-                if before is not None:
-                    await before.wait()
-                raise error from None
-            before = order.pending()  # what the server sent before this answer goes out first
-            self._started(_slug(downstream.name))
+            prefix = _slug(downstream.name)
             # the guard sees the server's own task ids, as in its tasks/* requests
-            if self.guard is not None:
-                result = await after(before, self.guard.server_result(downstream.name, method, forwarded, result))
-            elif before is not None:
-                await before.wait()
+            order = self.orders[prefix]
+            started = functools.partial(self._started, prefix)
+            result = await guarded_call(self.guard, downstream, order, self.progress, dctx, method, routed, started)
             if method.startswith("tasks/") or isinstance(result.get("task"), dict):
-                result = _prefixed_task_ids(result, _slug(downstream.name))
+                result = _prefixed_task_ids(result, prefix)
             return _rewrite_uris(result, rename) if rename else result
         except DownstreamError as exc:
             raise MCPError(code=DOWNSTREAM_UNAVAILABLE, message=f"mcp-gateway: {exc}") from exc
