@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.abc
 from mcp.shared.exceptions import MCPError
 from pydantic import TypeAdapter
 
@@ -412,10 +413,20 @@ class Guard:
             }
         return checked
 
-    async def initialize_result(self, server: str, result: dict[str, Any]) -> dict[str, Any]:
-        """Server instructions are read by the model: check them like a tool description, and pin them."""
+    async def initialize_result(
+        self, server: str, result: dict[str, Any], *, later: anyio.abc.TaskGroup | None = None
+    ) -> dict[str, Any]:
+        """Server instructions are read by the model: check them like a tool description, and pin them.
+
+        With `later`, an engine still loading its models does not hold up the client's initialize (seconds):
+        the answer goes out as the server gave it and the instructions are checked and pinned on `later` once
+        the engine is ready, a finding logged and audited, as the stdio handshake does. Tools, prompts and
+        every call are still checked before they pass."""
         instructions = result.get("instructions")
         if not isinstance(instructions, str) or not instructions.strip():
+            return result
+        if later is not None and not self.host.wait_ready(0):
+            later.start_soon(self.initialize_result, server, result)
             return result
         item = {"name": "(instructions)", "description": instructions}
         if not await self._catalogue_item_ok(server, "instructions", item):

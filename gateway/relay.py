@@ -163,7 +163,7 @@ class WrapRelay:
             if method == "initialize":
                 result = await self.downstream.initialize(params)
                 if self.guard is not None:
-                    result = await self.guard.initialize_result(self.downstream.name, result)
+                    result = await self.guard.initialize_result(self.downstream.name, result, later=self._tg)
                 return result
             return await guarded_call(self.guard, self.downstream, self.order, self.progress, dctx, method, params)
         except DownstreamError as exc:

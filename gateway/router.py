@@ -246,7 +246,7 @@ class RouterRelay:
             try:
                 result = await downstream.initialize(params)
                 if self.guard is not None:
-                    result = await self.guard.initialize_result(downstream.name, result)
+                    result = await self.guard.initialize_result(downstream.name, result, later=self._tg)
                 results[prefix] = result
                 if answered.is_set():  # a late server: listed from now on
                     if self._client_initialized:  # the client's came while it was starting

@@ -420,7 +420,7 @@ class StdioRelay:
                 if pending.method == "initialize":
                     self.init_result = result
                     if self.guard is not None:
-                        checked = await self.guard.initialize_result(self.name, result)
+                        checked = await self.guard.initialize_result(self.name, result, later=self._tg)
                 elif self.guard is not None:
                     checked = await self.guard.server_result(self.name, pending.method, pending.params, result)
             except MCPError as exc:

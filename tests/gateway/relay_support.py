@@ -40,11 +40,13 @@ def write_mcp_json(directory: Path, servers: Mapping[str, Mapping[str, Any]]) ->
 
 class RawSession:
     """One raw JSON-RPC session with the gateway as a subprocess: `ask` sends a request and returns its
-    answer; the notifications that came meanwhile are kept in `notes`, in order."""
+    answer; the notifications that came meanwhile are kept in `notes`, in order. The gateway's stderr goes
+    to `stderr` if given."""
 
-    def __init__(self, argv: Sequence[str], env: dict[str, str]) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "gateway", *argv], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    def __init__(self, argv: Sequence[str], env: dict[str, str], stderr: Path | None = None) -> None:
+        with stderr.open("wb") if stderr else open(os.devnull, "wb") as errors:
+            self.process = subprocess.Popen([sys.executable, "-m", "gateway", *argv], stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, stderr=errors, env=env)
         self.next_id = 0
         self.notes: list[dict[str, Any]] = []
         self.ask("initialize", HELLO)
