@@ -76,6 +76,7 @@ class EngineHost:
     async def check(self, subject: Subject, *, masking_only: bool = False, tool_scoped: bool = False) -> list[Verdict]:
         """Every in-scope policy's verdict (with `masking_only`, only of the policies that mask; with
         `tool_scoped`, only of the policies that name tools)."""
+        self.start()  # loading from here at the latest (a relay starts it once a server has answered initialize)
         if not self._ready.is_set():
             ready = await anyio.to_thread.run_sync(self._ready.wait, self._ready_timeout_s, abandon_on_cancel=True)
             if not ready:

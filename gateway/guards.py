@@ -422,6 +422,7 @@ class Guard:
         the answer goes out as the server gave it and the instructions are checked and pinned on `later` once
         the engine is ready, a finding logged and audited, as the stdio handshake does. Tools, prompts and
         every call are still checked before they pass."""
+        self.host.start()  # a server has answered: the models may load now without holding it up
         instructions = result.get("instructions")
         if not isinstance(instructions, str) or not instructions.strip():
             return result

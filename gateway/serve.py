@@ -74,11 +74,12 @@ def limits_of(settings: Settings) -> Limits:
 async def serve_wrap_stdio(
     spec: ServerSpec, settings: Settings, parts: GatewayParts, early: EarlyStart | None = None
 ) -> None:
+    # Loading the models takes both cores for seconds; it starts once the server has answered initialize
+    # (over a remote server, when the guard sees that answer).
     if early is not None:
         await anyio.to_thread.run_sync(early.wait)
-    # Loading the models takes both cores for seconds; it starts once the server has answered initialize.
-    parts.host.start()
     if spec.stdio is not None:
+        parts.host.start()
         relay = StdioRelay(spec, parts.guard(), limits=limits_of(settings))
         await relay.serve(early)
         return

@@ -124,7 +124,8 @@ def wrap(
     token = _http_token(http_token) if transport == "http" else None
     try:
         settings = _serving_settings(config, judge_model, judge_api_base, no_builtin, no_audit, audit_db)
-        parts, pipes = _serving_parts(settings, policies or [], transport, start=early is None)
+        # over stdio the models load once the server has answered initialize, not alongside its start
+        parts, pipes = _serving_parts(settings, policies or [], transport, start=transport != "stdio")
     except BaseException as exc:  # the client is told why (`EarlyStart.refuse`), not left with a server that vanished
         if early is not None:
             early.refuse(_not_started(exc))
@@ -237,7 +238,7 @@ def run_cmd(
         token = _http_token(http_token) if transport == "http" else None
         with cli_errors():
             specs = load_servers(mcp_json_path.expanduser())
-        parts, pipes = _serving_parts(settings, policies or [], transport, start=True)
+        parts, pipes = _serving_parts(settings, policies or [], transport, start=transport != "stdio")
     except Exception as exc:
         if transport == "stdio":  # the client's initialize, if it comes, is answered with the reason
             from ..handshake import refuse_client

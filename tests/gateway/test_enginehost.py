@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 
+import anyio
 import pytest
 
 from gateway.enginehost import EngineHost
@@ -60,3 +61,22 @@ def test_a_collector_the_embedding_process_turned_off_stays_off() -> None:
     gc.disable()
     _load(lambda: Runtime(engine=Engine([]), loaded=(), judge=None))
     assert not gc.isenabled()
+
+
+def test_the_load_starts_when_a_server_has_answered_initialize_or_at_the_first_check() -> None:
+    from gateway.guards import Guard
+    from policy.subject import Subject, SubjectKind
+
+    def empty() -> Runtime:
+        return Runtime(engine=Engine([]), loaded=(), judge=None)
+
+    answered, checked = EngineHost(empty, warm=False), EngineHost(empty, ready_timeout_s=5, warm=False)
+    assert not answered.wait_ready(0.2) and not checked.wait_ready(0.2)  # nothing loads before it is asked to
+
+    async def relay() -> None:
+        await Guard(answered).initialize_result("s", {"protocolVersion": "2025-11-25"})
+        await checked.check(Subject(kind=SubjectKind.TOOL_CALL, server="s", tool="t"))
+
+    anyio.run(relay)
+    assert answered.wait_ready(30) and answered.runtime is not None
+    assert checked.wait_ready(30) and checked.runtime is not None
