@@ -221,20 +221,29 @@ class Downstream:
         assert spec.url is not None
         import httpx2
 
+        from .remote import BoundedTransport, bounded_client_factory
+
         headers = dict(spec.headers)
+        limit = self.limits.max_message_bytes
         try:
             if spec.transport == "sse":
                 from mcp.client.sse import sse_client
 
-                async with sse_client(spec.url, headers=headers or None, timeout=self.limits.init_timeout_s) as (r, w):
+                async with sse_client(
+                    spec.url,
+                    headers=headers or None,
+                    timeout=self.limits.init_timeout_s,
+                    httpx_client_factory=bounded_client_factory(limit),
+                ) as (r, w):
                     yield r, w, None
             else:
                 from mcp.client.streamable_http import streamable_http_client
 
                 timeout = httpx2.Timeout(self.limits.request_timeout_s)
+                transport = BoundedTransport(limit, sse_lines=False)  # the SDK bounds each event itself
                 async with (
-                    httpx2.AsyncClient(headers=headers, timeout=timeout) as http,
-                    streamable_http_client(spec.url, http_client=http) as streams,
+                    httpx2.AsyncClient(headers=headers, timeout=timeout, transport=transport) as http,
+                    streamable_http_client(spec.url, http_client=http, max_sse_event_size=limit) as streams,
                 ):
                     yield streams[0], streams[1], None
         except (OSError, httpx2.HTTPError) as exc:
@@ -246,6 +255,13 @@ class Downstream:
         try:
             return await connection.dispatcher.send_raw_request(method, params, opts)
         except MCPError as exc:
+            if self.spec.url is not None:
+                from .remote import too_large_error
+
+                over = too_large_error(exc, self.name, method, self.limits.max_message_bytes)
+                if over is not None:
+                    logger.error("%s", over.error.message.removeprefix("mcp-gateway: "))
+                    raise over from exc
             code = exc.error.code
             # The SDK's own word for a connection that ended; a server may answer with the same code (-32000,
             # JSON-RPC's first "server error") for a failure of its own, which passes on as it is.

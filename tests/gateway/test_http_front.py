@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -23,7 +22,7 @@ from mcp import Client, ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from .relay_support import RAW_SERVER, attacker_mail_policy, gateway_env, server_log
+from .relay_support import RAW_SERVER, attacker_mail_policy, free_port, gateway_env, port_open, server_log
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -73,18 +72,6 @@ class Gateway:
     def servers(self) -> list[psutil.Process]:
         children: list[psutil.Process] = psutil.Process(self.process.pid).children(recursive=True)
         return children
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def trivial_policies(tmp: Path) -> Path:
