@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .base import Case, Source, text_split
-from .package_code import _file_cases
+from .package_code import file_cases
 
 __all__ = ["PACKAGES", "SOURCES", "fetch_packages", "npm_code_cases"]
 
@@ -141,4 +141,4 @@ def _package_cases(name: str, tarball: Path) -> Iterator[Case]:
                 continue
             key = f"{name}/{path.removeprefix('package/')}"
             tag = "benign-docs" if path in readme else "benign-code"
-            yield from _file_cases(CODE, key, text, text_split(key), tag, name)
+            yield from file_cases(CODE, key, text, text_split(key), tag, name)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .base import Case, Source, Split, SubjectKind, make_case, text_split
 
-__all__ = ["DISTRIBUTIONS", "DOC_DISTRIBUTIONS", "SOURCES", "package_code_cases", "package_doc_cases"]
+__all__ = ["DISTRIBUTIONS", "DOC_DISTRIBUTIONS", "SOURCES", "file_cases", "package_code_cases", "package_doc_cases"]
 
 CODE = Source(
     "package-code",
@@ -89,11 +89,11 @@ def package_code_cases(data_dir: Path) -> Iterator[Case]:
                 continue
             key = f"{name}/{relative}"
             split = text_split(key)
-            yield from _file_cases(CODE, key, text, split, "benign-code", name)
+            yield from file_cases(CODE, key, text, split, "benign-code", name)
 
 
-def _file_cases(source: Source, key: str, text: str, split: Split, tag: str, package: str) -> Iterator[Case]:
-    """A benign tool result per excerpt of `text`, as a file-reading tool returns it."""
+def file_cases(source: Source, key: str, text: str, split: Split, tag: str, package: str) -> Iterator[Case]:
+    """A benign tool result per excerpt of `text`, as a file-reading tool returns it (for any source of files)."""
     for part, excerpt in _excerpts(text):
         yield make_case(
             source,
@@ -135,4 +135,4 @@ def package_doc_cases(data_dir: Path) -> Iterator[Case]:
         except importlib.metadata.PackageNotFoundError:
             continue
         text = str(metadata.get_payload() or metadata.get("Description") or "")
-        yield from _file_cases(DOCS, name, text, text_split(name), "benign-docs", name)
+        yield from file_cases(DOCS, name, text, text_split(name), "benign-docs", name)
