@@ -221,7 +221,7 @@ class Downstream:
         assert spec.url is not None
         import httpx2
 
-        from .remote import BoundedTransport, bounded_client_factory
+        from .remote import bounded_client, bounded_client_factory
 
         headers = dict(spec.headers)
         limit = self.limits.max_message_bytes
@@ -240,9 +240,8 @@ class Downstream:
                 from mcp.client.streamable_http import streamable_http_client
 
                 timeout = httpx2.Timeout(self.limits.request_timeout_s)
-                transport = BoundedTransport(limit, sse_lines=False)  # the SDK bounds each event itself
                 async with (
-                    httpx2.AsyncClient(headers=headers, timeout=timeout, transport=transport) as http,
+                    bounded_client(limit, sse_lines=False, headers=headers, timeout=timeout) as http,
                     streamable_http_client(spec.url, http_client=http, max_sse_event_size=limit) as streams,
                 ):
                     yield streams[0], streams[1], None

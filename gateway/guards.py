@@ -24,6 +24,7 @@ import anyio.abc
 from mcp.shared.exceptions import MCPError
 from pydantic import TypeAdapter
 
+from policy.detectors.hidden import find_hidden
 from policy.engine import occurrences, values_of
 from policy.subject import Subject, SubjectKind
 from policy.verdict import Action, Outcome, Span, Tier, TierStep, Verdict
@@ -65,6 +66,7 @@ SERVER_TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "notifications/tasks/status": ("statusMessage", "_meta"),
     "elicitation/create": ("message", "requestedSchema", "url"),
 }
+PROGRESS_NUMBERS = frozenset({"progressToken", "progress", "total"})  # what a progress report has that is no text
 # Notifications are read by people (a log pane, a progress bar), not by the model: only the policies
 # that mask act on them. A short status line ("all done") is no prompt injection to block.
 MASKED_ONLY = frozenset(method for method in SERVER_TEXT_FIELDS if method.startswith("notifications/"))
@@ -369,6 +371,8 @@ class Guard:
         """What a server says outside results (log and progress messages, elicitation requests), checked like
         a tool result: the payload to pass on, masked where needed, or None when a policy blocks it."""
         keys = SERVER_TEXT_FIELDS.get(method, ())
+        if method == "notifications/progress":  # and any field a server adds of its own
+            keys = tuple(key for key in payload if key not in PROGRESS_NUMBERS)
         tool = self.task_of(server, payload.get("taskId")) if method == "notifications/tasks/status" else None
         return await self._fields(server, method, payload, keys, masking_only=method in MASKED_ONLY, tool=tool)
 
@@ -419,20 +423,30 @@ class Guard:
         """Server instructions are read by the model: check them like a tool description, and pin them.
 
         With `later`, an engine still loading its models does not hold up the client's initialize (seconds):
-        the answer goes out as the server gave it and the instructions are checked and pinned on `later` once
-        the engine is ready, a finding logged and audited, as the stdio handshake does. Tools, prompts and
-        every call are still checked before they pass."""
+        what needs no model is checked at once (a definition changed since pinned, text hidden from people),
+        and the policies judge the instructions on `later` once the engine is ready, a finding logged and
+        audited, as the stdio handshake does. Tools, prompts and every call are checked before they pass."""
         self.host.start()  # a server has answered: the models may load now without holding it up
         instructions = result.get("instructions")
         if not isinstance(instructions, str) or not instructions.strip():
             return result
-        if later is not None and not self.host.wait_ready(0):
-            later.start_soon(self.initialize_result, server, result)
-            return result
         item = {"name": "(instructions)", "description": instructions}
-        if not await self._catalogue_item_ok(server, "instructions", item):
-            return {key: value for key, value in result.items() if key != "instructions"}
-        return result
+        if later is None or self.host.wait_ready(0):
+            ok = await self._catalogue_item_ok(server, "instructions", item)
+        elif find_hidden(instructions):
+            logger.warning("server %r: its instructions hide text from people; they were removed", server)
+            ok = False
+        else:
+            ok = self._pin_ok(server, "instructions", item)
+            if ok:
+                later.start_soon(self._judged_later, server, "instructions", item)
+        return result if ok else {key: value for key, value in result.items() if key != "instructions"}
+
+    async def _judged_later(self, server: str, kind: str, item: dict[str, Any]) -> None:
+        try:
+            await self._item_judged_ok(server, kind, item)
+        except Exception:  # a failed background check must not end the session it runs beside
+            logger.exception("checking the %s of server %r failed", kind, server)
 
     async def _catalogue(
         self, server: str, result: dict[str, Any], key: str, kind: str, hidden_by_server: dict[str, set[str]]
@@ -462,6 +476,10 @@ class Guard:
 
     async def _catalogue_item_ok(self, server: str, kind: str, item: dict[str, Any]) -> bool:
         """False when the item must be hidden: its definition changed since pinned, or it is poisoned."""
+        return self._pin_ok(server, kind, item) and await self._item_judged_ok(server, kind, item)
+
+    def _pin_ok(self, server: str, kind: str, item: dict[str, Any]) -> bool:
+        """False (logged and audited) when the item changed since it was pinned; pinned if first seen."""
         name = str(item.get("name", ""))
         if self.pins is not None:
             check = self.pins.check(server, kind, item)
@@ -489,6 +507,11 @@ class Guard:
                 )
                 self._log(subject, decide([verdict]))
                 return False
+        return True
+
+    async def _item_judged_ok(self, server: str, kind: str, item: dict[str, Any]) -> bool:
+        """False when the policies block the item (a poisoned description)."""
+        name = str(item.get("name", ""))
         subject = Subject(
             kind=SubjectKind.TOOL_DESCRIPTION,
             server=server,

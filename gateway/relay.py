@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
@@ -41,16 +42,18 @@ PROGRESS = "notifications/progress"
 
 
 class ProgressRoutes:
-    """The progress tokens of the client's requests in flight, each sent on as a token of the gateway's own
-    (the client's need not be unique across the clients and servers one gateway serves). What a server
-    reports under one goes back to the request's client as the server wrote it, whole numbers, `_meta`
-    and fields of its own included, with only the token the client's again; the SDK's progress callback
-    would hand on floats and drop the rest. Reports after the answer, or under a token no request
-    holds, go nowhere."""
+    """The progress tokens of the client's requests in flight to one server, each sent on as a token of the
+    gateway's own (the client's need not be unique across the clients and servers one gateway serves).
+    What the server reports under one goes back to the request's client as the server wrote it, whole
+    numbers, `_meta` and fields of its own included, with only the token the client's again; the SDK's
+    progress callback would hand on floats and drop the rest. Reports after the answer, or under a token
+    no request to this server holds, go nowhere. The tokens cannot be guessed, so no other party can
+    report progress on a request."""
 
     def __init__(self) -> None:
         self._routes: dict[str, tuple[DispatchContext[TransportContext], str | int]] = {}
         self._numbers = itertools.count(1)
+        self._prefix = f"mcp-gateway-{secrets.token_hex(8)}-"
 
     @contextmanager
     def route(
@@ -62,7 +65,7 @@ class ProgressRoutes:
         if token is None or params is None:
             yield params
             return
-        own = f"mcp-gateway-progress-{next(self._numbers)}"
+        own = f"{self._prefix}{next(self._numbers)}"
         self._routes[own] = (dctx, token)
         try:
             yield {**params, "_meta": {**params["_meta"], "progressToken": own}}

@@ -1,15 +1,20 @@
 """Remote servers (Streamable HTTP, legacy SSE): every message bounded like a local server's line.
 
 The SDK's Streamable HTTP client bounds one Server-Sent Event (1 MiB unless told otherwise; the
-gateway tells it ``max_message_bytes``) but reads a JSON response whole, and its legacy SSE client
-bounds nothing. The HTTP transport here stops a response body at ``max_message_bytes`` and, on a
-legacy SSE stream, any one line, so a remote server cannot fill the gateway's memory with one
-message; the request it answered gets an error that says which limit to raise.
+gateway tells it ``max_message_bytes``) but reads a JSON response whole; its legacy SSE client bounds
+an event at 1 MiB whatever the setting. The HTTP clients made here stop a response body at
+``max_message_bytes`` and, for the legacy client, any one event-stream line, counted after
+decompression: they ask for uncompressed answers, decode gzip or deflate themselves when a server
+compresses anyway (so a small compressed body cannot unpack into gigabytes), and refuse other
+encodings. The request such an answer was for gets an error that says which limit to raise. The
+clients keep httpx's own transport, so proxies from the environment and TLS settings apply as usual.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx2
@@ -18,16 +23,18 @@ from mcp_types import CONNECTION_CLOSED, PARSE_ERROR
 
 from .transports import MESSAGE_TOO_LARGE
 
-__all__ = ["BoundedTransport", "bounded_client_factory", "too_large_error"]
+__all__ = ["bounded_client", "bounded_client_factory", "too_large_error"]
 
 _MARK = "over the max_message_bytes limit"
+_SLICE = 1 << 16  # bytes decompressed at a time
+_LINE_END = re.compile(rb"[\r\n]")
 
 
-class _BodyTooLarge(httpx2.StreamError):
+class _Refused(httpx2.StreamError):
     pass
 
 
-class _BoundedStream(httpx2.AsyncByteStream):
+class _Bounded(httpx2.AsyncByteStream):
     """A response body that fails once it passes `limit` bytes (with `per_line`, once a line does)."""
 
     def __init__(self, inner: httpx2.AsyncByteStream, limit: int, *, per_line: bool) -> None:
@@ -37,9 +44,11 @@ class _BoundedStream(httpx2.AsyncByteStream):
         seen = 0  # bytes of the body, or of the line under way
         async for chunk in self._inner:
             start = 0
-            while self._per_line and (end := chunk.find(b"\n", start)) >= 0:
-                self._check(seen + end - start)
-                seen, start = 0, end + 1
+            if self._per_line:  # an event-stream line ends at CR, LF or CRLF
+                for found in _LINE_END.finditer(chunk):
+                    end = found.start()
+                    self._check(seen + end - start)
+                    seen, start = 0, end + 1
             seen += len(chunk) - start
             self._check(seen)
             yield chunk
@@ -47,32 +56,86 @@ class _BoundedStream(httpx2.AsyncByteStream):
     def _check(self, size: int) -> None:
         if size > self._limit:
             what = "an event-stream line" if self._per_line else "a response"
-            raise _BodyTooLarge(f"{what} of more than {size:,} bytes, {_MARK} ({self._limit:,} bytes)")
+            raise _Refused(f"{what} of more than {size:,} bytes, {_MARK} ({self._limit:,} bytes)")
 
     async def aclose(self) -> None:
         await self._inner.aclose()
 
 
-class BoundedTransport(httpx2.AsyncBaseTransport):
-    """httpx's own transport, with every response body but an event stream bounded; with `sse_lines`,
-    each line of an event stream too (the legacy SSE client, which does not bound its events)."""
+class _Decoded(httpx2.AsyncByteStream):
+    """A gzip or deflate body, decoded here a slice at a time, so what it unpacks to can be bounded."""
 
-    def __init__(self, limit: int, *, sse_lines: bool) -> None:
-        self._inner = httpx2.AsyncHTTPTransport()
-        self._limit, self._sse_lines = limit, sse_lines
+    def __init__(self, inner: httpx2.AsyncByteStream, encoding: str) -> None:
+        self._inner, self._encoding = inner, encoding
+        self._z = zlib.decompressobj(16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS)
+        self._started = False
 
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        response = await self._inner.handle_async_request(request)
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            pending = chunk
+            while pending:
+                try:
+                    out = self._z.decompress(pending, _SLICE)
+                except zlib.error as exc:
+                    if self._started or "gzip" in self._encoding:
+                        raise _Refused(f"the {self._encoding} answer does not decode: {exc}") from exc
+                    self._z = zlib.decompressobj(-zlib.MAX_WBITS)  # deflate without its zlib header
+                    continue
+                self._started = True
+                pending = self._z.unconsumed_tail
+                if out:
+                    yield out
+        if tail := self._z.flush():
+            yield tail
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _Unread(httpx2.AsyncByteStream):
+    """A body in an encoding the gateway does not decode: reading it fails, saying why."""
+
+    def __init__(self, inner: httpx2.AsyncByteStream, encoding: str) -> None:
+        self._inner, self._encoding = inner, encoding
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        raise _Refused(
+            f"the server compressed its answer as {self._encoding!r} although the gateway asked for none; only "
+            "gzip and deflate are decoded"
+        )
+        yield b""  # pragma: no cover - makes this an async generator
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _bounding(limit: int, *, sse_lines: bool) -> Callable[[httpx2.Response], Awaitable[None]]:
+    """A response hook putting the bounds on each body before anything reads it."""
+
+    async def hook(response: httpx2.Response) -> None:
+        event_stream = response.headers.get("content-type", "").lower().startswith("text/event-stream")
+        if event_stream and not sse_lines:
+            return  # the Streamable HTTP client bounds each event itself
         stream = response.stream
         assert isinstance(stream, httpx2.AsyncByteStream)
-        if not response.headers.get("content-type", "").startswith("text/event-stream"):
-            response.stream = _BoundedStream(stream, self._limit, per_line=False)
-        elif self._sse_lines:
-            response.stream = _BoundedStream(stream, self._limit, per_line=True)
-        return response
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            del response.headers["content-encoding"]  # decoded here, not again by httpx
+            if encoding not in ("gzip", "x-gzip", "deflate"):
+                response.stream = _Unread(stream, encoding)
+                return
+            stream = _Decoded(stream, encoding)
+        response.stream = _Bounded(stream, limit, per_line=event_stream)
 
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+    return hook
+
+
+def bounded_client(limit: int, *, sse_lines: bool, **options: Any) -> httpx2.AsyncClient:
+    """An httpx client whose response bodies are bounded as above (`options` as for `httpx2.AsyncClient`)."""
+    headers = {**dict(options.pop("headers", None) or {}), "Accept-Encoding": "identity"}
+    return httpx2.AsyncClient(
+        headers=headers, event_hooks={"response": [_bounding(limit, sse_lines=sse_lines)]}, **options
+    )
 
 
 def bounded_client_factory(limit: int) -> Any:
@@ -81,12 +144,8 @@ def bounded_client_factory(limit: int) -> Any:
     def factory(
         headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None, auth: httpx2.Auth | None = None
     ) -> httpx2.AsyncClient:
-        return httpx2.AsyncClient(
-            headers=headers,
-            timeout=timeout or httpx2.Timeout(30.0, read=300.0),
-            auth=auth,
-            transport=BoundedTransport(limit, sse_lines=True),
-        )
+        timeout = timeout or httpx2.Timeout(30.0, read=300.0)
+        return bounded_client(limit, sse_lines=True, headers=headers, timeout=timeout, auth=auth)
 
     return factory
 

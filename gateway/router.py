@@ -90,7 +90,8 @@ class RouterRelay:
         self._client_initialized = False
         self._init_params: dict[str, Any] = {}  # the client's initialize, to start a server again with
         self.orders = {prefix: NoteOrder() for prefix in self.by_prefix}
-        self.progress = ProgressRoutes()
+        # one per server: a server can report progress only on its own requests
+        self.progress = {prefix: ProgressRoutes() for prefix in self.by_prefix}
 
     async def serve(self, read: Any, write: Any) -> None:
         up: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(
@@ -195,7 +196,8 @@ class RouterRelay:
             # the guard sees the server's own task ids, as in its tasks/* requests
             order = self.orders[prefix]
             started = functools.partial(self._started, prefix)
-            result = await guarded_call(self.guard, downstream, order, self.progress, dctx, method, routed, started)
+            progress = self.progress[prefix]
+            result = await guarded_call(self.guard, downstream, order, progress, dctx, method, routed, started)
             if method.startswith("tasks/") or isinstance(result.get("task"), dict):
                 result = _prefixed_task_ids(result, prefix)
             return _rewrite_uris(result, rename) if rename else result
@@ -415,7 +417,7 @@ class RouterRelay:
         ) -> None:
             if method == PROGRESS:
                 name = self.by_prefix[prefix].name
-                delivery = self.progress.deliver(self.guard, name, self.orders[prefix], params)
+                delivery = self.progress[prefix].deliver(self.guard, name, self.orders[prefix], params)
                 if delivery is not None:
                     await delivery
                 return

@@ -62,7 +62,7 @@ class RawSession:
                                             stdout=subprocess.PIPE, stderr=errors, env=env)
         self.next_id = 0
         self.notes: list[dict[str, Any]] = []
-        self.ask("initialize", HELLO)
+        self.hello = self.ask("initialize", HELLO)
 
     def ask(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         assert self.process.stdin is not None and self.process.stdout is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Iterator
 
 import anyio
@@ -80,3 +81,27 @@ def test_the_load_starts_when_a_server_has_answered_initialize_or_at_the_first_c
     anyio.run(relay)
     assert answered.wait_ready(30) and answered.runtime is not None
     assert checked.wait_ready(30) and checked.runtime is not None
+
+
+def test_a_failed_background_check_of_instructions_is_logged_and_the_session_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gateway.guards import Guard
+
+    def slow() -> Runtime:
+        time.sleep(0.5)  # still loading when the server answers initialize
+        return Runtime(engine=Engine([]), loaded=(), judge=None)
+
+    async def broken(*args: object) -> bool:
+        raise RuntimeError("the check broke")
+
+    guard = Guard(EngineHost(slow, warm=False))
+    monkeypatch.setattr(guard, "_item_judged_ok", broken)
+
+    async def session() -> dict[str, str]:
+        async with anyio.create_task_group() as tg:
+            answered = await guard.initialize_result("s", {"instructions": "Use the tools."}, later=tg)
+        return answered  # the task group ended normally: the failure did not end it
+
+    assert anyio.run(session) == {"instructions": "Use the tools."}
+    assert "checking the instructions of server 's' failed" in caplog.text

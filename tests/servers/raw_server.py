@@ -108,7 +108,8 @@ def call_tool(request_id: Any, params: dict[str, Any]) -> None:
         token = (params.get("_meta") or {}).get("progressToken")
         if token is not None:
             send({"jsonrpc": "2.0", "method": "notifications/progress",
-                  "params": {"progressToken": token, "progress": 1, "total": 1, "message": f"sent with {said}"}})
+                  "params": {"progressToken": token, "progress": 1, "total": 1, "message": f"sent with {said}",
+                             "detail": {"note": f"using {said}"}}})
         text_result(request_id, "chatted")
     elif name == "fail":  # answers with a JSON-RPC error that repeats `text`
         said = str(args.get("text", ""))
