@@ -198,7 +198,9 @@ class Downstream:
             if self.spec.url is not None:
                 reason = f"cannot reach {self.spec.url} ({reason})"
             connection.failure = reason
-            logger.error("connection to server %r ended with an error: %s", self.name, reason)
+            # while the gateway closes it (its client has gone), a write that no longer lands is no news
+            level = logging.DEBUG if connection.scope.cancel_called else logging.ERROR
+            logger.log(level, "connection to server %r ended with an error: %s", self.name, reason)
         finally:
             if connection is not None:
                 connection.done.set()

@@ -37,7 +37,12 @@ class EngineHost:
         self._ready_timeout_s = ready_timeout_s
         self._warm = warm
         self._thread: threading.Thread | None = None
+        self._stopping = False
         self.load_seconds: float | None = None
+
+    def stop(self) -> None:
+        """The gateway is shutting down: a load still under way will fail, and that is no error."""
+        self._stopping = True
 
     def start(self) -> None:
         if self._thread is None:
@@ -58,7 +63,10 @@ class EngineHost:
             )
         except Exception as exc:  # the load boundary: any failure must become a refusal, not a crash
             self._error = f"{type(exc).__name__}: {exc}"
-            logger.error("the policy engine failed to load; every guarded message will be refused: %s", self._error)
+            if self._stopping:
+                logger.debug("the policy engine stopped loading as the gateway shut down: %s", self._error)
+            else:
+                logger.error("the policy engine failed to load; every guarded message will be refused: %s", self._error)
         finally:
             self._ready.set()
 

@@ -38,6 +38,7 @@ class GatewayParts:
     pins: PinStore | None
 
     def close(self) -> None:
+        self.host.stop()
         if self.audit is not None:
             self.audit.close()
         if self.pins is not None:

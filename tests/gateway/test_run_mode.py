@@ -482,3 +482,13 @@ def test_a_server_that_failed_to_start_is_tried_again_and_listed_once_it_answers
                 await client[1].aclose()  # the client leaves: the gateway stops both servers and returns
 
     anyio.run(session_through_the_router)
+
+
+def test_a_client_that_leaves_while_the_models_load_gets_a_quiet_shutdown(tmp_path: Path) -> None:
+    config = write_mcp_json(tmp_path, {"raw": raw_entry()})
+    stderr = tmp_path / "gateway.stderr"
+    session = RawSession(["run", "--mcp-json-path", str(config)], gateway_env(tmp_path), stderr=stderr)
+    session.close()  # at once: the engine is still loading, the server still connected
+    assert session.process.returncode == 0
+    log = stderr.read_text(encoding="utf-8")
+    assert "ERROR" not in log and "Traceback" not in log, log
