@@ -13,8 +13,11 @@ import json
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
-from .base import Case, Source, SubjectKind, make_case, rng, rotate_split
+from .base import Case, Source, Split, SubjectKind, make_case, rng, rotate_split
+
+T = TypeVar("T")
 
 __all__ = ["SOURCES", "tool_output_cases"]
 
@@ -530,27 +533,20 @@ def tool_output_cases(data_dir: Path) -> Iterator[Case]:
     yield from _results(FILLER_TEMPLATES, "filler-outputs", "f", "filler", copies=50, distinct=False)
     yield from _results(STRUCTURED_TEMPLATES, "structured-outputs", "s", "structured", copies=50)
     yield from _results(EVERYDAY_TEMPLATES, "everyday-outputs", "e", "everyday", copies=40)
-    for index, call in enumerate(CALL_TEMPLATES):
-        split = rotate_split(index)
-        r = rng("tool-calls", index)
-        seen: set[str] = set()
-        for copy in range(40):
-            tool, arguments = call(r)
-            key = json.dumps([tool, arguments], sort_keys=True)
-            if key in seen:
-                continue
-            seen.add(key)
-            yield make_case(
-                CALLS,
-                f"c{index}.{copy}",
-                kind=SubjectKind.TOOL_CALL,
-                expect="allow",
-                text="",
-                tool=tool,
-                arguments=arguments,
-                split=split,
-                tags=[f"template:{index}", "benign-tool-call"],
-            )
+    for index, copy, split, (tool, arguments) in _variants(
+        CALL_TEMPLATES, "tool-calls", copies=40, key=lambda call: json.dumps(call, sort_keys=True)
+    ):
+        yield make_case(
+            CALLS,
+            f"c{index}.{copy}",
+            kind=SubjectKind.TOOL_CALL,
+            expect="allow",
+            text="",
+            tool=tool,
+            arguments=arguments,
+            split=split,
+            tags=[f"template:{index}", "benign-tool-call"],
+        )
 
 
 def _results(
@@ -562,24 +558,37 @@ def _results(
     copies: int,
     distinct: bool = True,
 ) -> Iterator[Case]:
-    """Up to `copies` benign tool results per template (each text once, when `distinct`), the template's
-    cases all in the split its position rotates to."""
+    """Up to `copies` benign tool results per template (each text once, when `distinct`)."""
+    for index, copy, split, text in _variants(templates, seed, copies=copies, key=str if distinct else None):
+        yield make_case(
+            OUTPUTS,
+            f"{prefix}{index}.{copy}",
+            kind=SubjectKind.TOOL_RESULT,
+            expect="allow",
+            text=text,
+            split=split,
+            tags=[f"{tag}:{index}", "benign-tool-output"],
+        )
+
+
+def _variants(
+    templates: tuple[Callable[[random.Random], T], ...],
+    seed: str,
+    *,
+    copies: int,
+    key: Callable[[T], str] | None,
+) -> Iterator[tuple[int, int, Split, T]]:
+    """(template index, copy number, split, value) for `copies` draws of each template from its own seeded
+    generator, a value whose `key` was drawn before left out (none, without `key`); a template's values
+    all go to the split its position rotates to."""
     for index, template in enumerate(templates):
         split = rotate_split(index)
         r = rng(seed, index)
         seen: set[str] = set()
         for copy in range(copies):
-            text = template(r)
-            if distinct:
-                if text in seen:
+            value = template(r)
+            if key is not None:
+                if key(value) in seen:
                     continue
-                seen.add(text)
-            yield make_case(
-                OUTPUTS,
-                f"{prefix}{index}.{copy}",
-                kind=SubjectKind.TOOL_RESULT,
-                expect="allow",
-                text=text,
-                split=split,
-                tags=[f"{tag}:{index}", "benign-tool-output"],
-            )
+                seen.add(key(value))
+            yield index, copy, split, value
