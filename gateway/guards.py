@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -439,14 +439,17 @@ class Guard:
         else:
             ok = self._pin_ok(server, "instructions", item)
             if ok:
-                later.start_soon(self._judged_later, server, "instructions", item)
+                judged = functools.partial(self._item_judged_ok, server, "instructions", item)
+                later.start_soon(self.in_background, "instructions", server, judged)
         return result if ok else {key: value for key, value in result.items() if key != "instructions"}
 
-    async def _judged_later(self, server: str, kind: str, item: dict[str, Any]) -> None:
+    async def in_background(self, what: str, server: str, check: Callable[[], Awaitable[object]]) -> None:
+        """Run `check` (of the server's `what`) off the path of any answer: a failure is logged; it must not
+        end the session it runs beside."""
         try:
-            await self._item_judged_ok(server, kind, item)
-        except Exception:  # a failed background check must not end the session it runs beside
-            logger.exception("checking the %s of server %r failed", kind, server)
+            await check()
+        except Exception:
+            logger.exception("checking the %s of server %r failed", what, server)
 
     async def _catalogue(
         self, server: str, result: dict[str, Any], key: str, kind: str, hidden_by_server: dict[str, set[str]]

@@ -83,17 +83,17 @@ class ProgressRoutes:
         dctx, client_token = route
         return dctx, {**params, "progressToken": client_token}
 
-    def deliver(
+    async def deliver(
         self, guard: Guard | None, server: str, order: NoteOrder, params: Mapping[str, Any] | None
-    ) -> Coroutine[Any, Any, None] | None:
-        """The server's progress report, checked like its other notifications and passed on in their order;
-        None if no request of the client's waits for it."""
+    ) -> None:
+        """The server's progress report, checked like its other notifications and passed on in their order
+        (its place taken at once); dropped if no request of the client's waits for it."""
         reported = self.reported(params)
         if reported is None:
             logger.debug("dropped a progress report from server %r that no request in flight holds", server)
-            return None
+            return
         dctx, note = reported
-        return order.slot(checked_notification(guard, server, PROGRESS, note), lambda kept: dctx.notify(PROGRESS, kept))
+        await order.slot(checked_notification(guard, server, PROGRESS, note), lambda kept: dctx.notify(PROGRESS, kept))
 
 
 class NoteOrder:
@@ -192,9 +192,7 @@ class WrapRelay:
         self, dctx: DispatchContext[TransportContext], method: str, params: Mapping[str, Any] | None
     ) -> None:
         if method == PROGRESS:
-            delivery = self.progress.deliver(self.guard, self.downstream.name, self.order, params)
-            if delivery is not None:
-                await delivery
+            await self.progress.deliver(self.guard, self.downstream.name, self.order, params)
             return
         if method in DISPATCHER_OWNED or self._up is None:
             return

@@ -417,9 +417,7 @@ class RouterRelay:
         ) -> None:
             if method == PROGRESS:
                 name = self.by_prefix[prefix].name
-                delivery = self.progress[prefix].deliver(self.guard, name, self.orders[prefix], params)
-                if delivery is not None:
-                    await delivery
+                await self.progress[prefix].deliver(self.guard, name, self.orders[prefix], params)
                 return
             if method in DISPATCHER_OWNED or self._up is None:
                 return

@@ -18,6 +18,7 @@ timeout with a cancellation sent downstream, the same bounded lines and skipped 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Coroutine
 from contextlib import suppress
@@ -110,7 +111,8 @@ class StdioRelay:
                 if self.guard is not None and self.init_result is not None:
                     # The fast handshake answered initialize before the engine loaded: check and pin the
                     # instructions now (a finding is logged and audited; the tools are still screened).
-                    tg.start_soon(self.guard.initialize_result, self.name, self.init_result)
+                    checked = functools.partial(self.guard.initialize_result, self.name, self.init_result)
+                    tg.start_soon(self.guard.in_background, "instructions", self.name, checked)
             try:
                 await self._read_client(reader, leftover)
             finally:
