@@ -206,6 +206,11 @@ class Downstream:
                 connection.done.set()
                 self._restarts.last_exit = self._exit_note(connection)
 
+    def _refused(self, reason: str) -> None:
+        """A remote server's message was over max_message_bytes and its stream was stopped (legacy SSE)."""
+        if self._connection is not None and self._connection.failure is None:
+            self._connection.failure = reason
+
     def _exit_note(self, connection: _Connection) -> str:
         process = connection.process
         if process is None:
@@ -235,7 +240,7 @@ class Downstream:
                     spec.url,
                     headers=headers or None,
                     timeout=self.limits.init_timeout_s,
-                    httpx_client_factory=bounded_client_factory(limit),
+                    httpx_client_factory=bounded_client_factory(limit, self._refused),
                 ) as (r, w):
                     yield r, w, None
             else:

@@ -37,8 +37,10 @@ class _Refused(httpx2.StreamError):
 class _Bounded(httpx2.AsyncByteStream):
     """A response body that fails once it passes `limit` bytes (with `per_line`, once a line does)."""
 
-    def __init__(self, inner: httpx2.AsyncByteStream, limit: int, *, per_line: bool) -> None:
-        self._inner, self._limit, self._per_line = inner, limit, per_line
+    def __init__(
+        self, inner: httpx2.AsyncByteStream, limit: int, *, per_line: bool, refused: Callable[[str], None] | None
+    ) -> None:
+        self._inner, self._limit, self._per_line, self._refused = inner, limit, per_line, refused
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         seen = 0  # bytes of the body, or of the line under way
@@ -56,7 +58,10 @@ class _Bounded(httpx2.AsyncByteStream):
     def _check(self, size: int) -> None:
         if size > self._limit:
             what = "an event-stream line" if self._per_line else "a response"
-            raise _Refused(f"{what} of more than {size:,} bytes, {_MARK} ({self._limit:,} bytes)")
+            text = f"{what} of more than {size:,} bytes, {_MARK} ({self._limit:,} bytes)"
+            if self._refused is not None:
+                self._refused(text)
+            raise _Refused(text)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -109,8 +114,11 @@ class _Unread(httpx2.AsyncByteStream):
         await self._inner.aclose()
 
 
-def _bounding(limit: int, *, sse_lines: bool) -> Callable[[httpx2.Response], Awaitable[None]]:
-    """A response hook putting the bounds on each body before anything reads it."""
+def _bounding(
+    limit: int, *, sse_lines: bool, refused: Callable[[str], None] | None
+) -> Callable[[httpx2.Response], Awaitable[None]]:
+    """A response hook putting the bounds on each body before anything reads it; `refused` is told why a
+    body was stopped (the legacy SSE client swallows the error, and its stream just ends)."""
 
     async def hook(response: httpx2.Response) -> None:
         event_stream = response.headers.get("content-type", "").lower().startswith("text/event-stream")
@@ -125,27 +133,29 @@ def _bounding(limit: int, *, sse_lines: bool) -> Callable[[httpx2.Response], Awa
                 response.stream = _Unread(stream, encoding)
                 return
             stream = _Decoded(stream, encoding)
-        response.stream = _Bounded(stream, limit, per_line=event_stream)
+        response.stream = _Bounded(stream, limit, per_line=event_stream, refused=refused)
 
     return hook
 
 
-def bounded_client(limit: int, *, sse_lines: bool, **options: Any) -> httpx2.AsyncClient:
+def bounded_client(
+    limit: int, *, sse_lines: bool, refused: Callable[[str], None] | None = None, **options: Any
+) -> httpx2.AsyncClient:
     """An httpx client whose response bodies are bounded as above (`options` as for `httpx2.AsyncClient`)."""
     headers = {**dict(options.pop("headers", None) or {}), "Accept-Encoding": "identity"}
-    return httpx2.AsyncClient(
-        headers=headers, event_hooks={"response": [_bounding(limit, sse_lines=sse_lines)]}, **options
-    )
+    hook = _bounding(limit, sse_lines=sse_lines, refused=refused)
+    return httpx2.AsyncClient(headers=headers, event_hooks={"response": [hook]}, **options)
 
 
-def bounded_client_factory(limit: int) -> Any:
-    """An `httpx_client_factory` for the SDK's legacy SSE client, its streams and bodies bounded."""
+def bounded_client_factory(limit: int, refused: Callable[[str], None]) -> Any:
+    """An `httpx_client_factory` for the SDK's legacy SSE client, its streams and bodies bounded; `refused`
+    is told why one was stopped."""
 
     def factory(
         headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None, auth: httpx2.Auth | None = None
     ) -> httpx2.AsyncClient:
         timeout = timeout or httpx2.Timeout(30.0, read=300.0)
-        return bounded_client(limit, sse_lines=True, headers=headers, timeout=timeout, auth=auth)
+        return bounded_client(limit, sse_lines=True, refused=refused, headers=headers, timeout=timeout, auth=auth)
 
     return factory
 

@@ -100,3 +100,29 @@ def test_a_remote_server_is_relayed_and_guarded_and_an_oversized_answer_is_an_er
         assert over.code == -32042
         assert "over the 3,000,000-byte limit" in over.message and "MCP_GATEWAY_MAX_MESSAGE_BYTES" in over.message
     assert out["after"] == "still served"
+
+
+@pytest.mark.parametrize("remote", ["legacy"], indirect=True)
+def test_an_oversized_message_on_the_legacy_transport_is_named_in_the_error(
+    tmp_path: Path, remote: tuple[str, str]
+) -> None:
+    # under the SDK client's own 1 MiB bound, so the gateway's is the one that stops the line
+    url, _ = remote
+    secrets_mask_policy(tmp_path / "policies")
+    argv = ["wrap", "--name", "remote", "--url", url, "--remote-transport", "sse", "--no-builtin",
+            "--policies", str(tmp_path / "policies")]
+
+    async def session() -> tuple[str, str]:
+        with anyio.fail_after(120):
+            async with gateway_client(tmp_path, argv, env=gateway_env(tmp_path, max_message_bytes="200000")) as client:
+                await client.initialize()
+                try:
+                    await client.call_tool("big", {"size": 150_000})
+                    over = ""
+                except MCPError as exc:
+                    over = exc.error.message
+                return over, text(await client.call_tool("echo", {"text": "still served"}))
+
+    over, after = anyio.run(session)
+    assert "over the max_message_bytes limit (200,000 bytes)" in over, over
+    assert after == "still served"
