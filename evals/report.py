@@ -7,11 +7,13 @@ from typing import Any
 __all__ = ["render"]
 
 
+def _rate(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"  # None: no case to compute it from
+
+
 def _row(name: str, m: dict[str, Any]) -> str:
-    return (
-        f"| {name} | {m['cases']} | {m['tp']} | {m['fp']} | {m['tn']} | {m['fn']} | {m['precision']:.3f} | "
-        f"{m['recall']:.3f} | {m['f1']:.3f} | {m['fpr']:.3f} |"
-    )
+    rates = " | ".join(_rate(m[key]) for key in ("precision", "recall", "f1", "fpr"))
+    return f"| {name} | {m['cases']} | {m['tp']} | {m['fp']} | {m['tn']} | {m['fn']} | {rates} |"
 
 
 _HEAD = (

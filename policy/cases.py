@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, PrivateAttr, ValidationError
 
 from .errors import PolicySourceError
 from .subject import Subject, SubjectKind
@@ -45,6 +45,11 @@ class Case(BaseModel):
     split: Split | None = None
     tags: list[str] = Field(default_factory=list)
     hand_written: bool = False
+    _where: str = PrivateAttr(default="")  # "file:line" it was read from, for errors about it
+
+    @property
+    def where(self) -> str:
+        return self._where or f"case {self.id!r}"
 
     def subject(self) -> Subject:
         return Subject(
@@ -88,7 +93,7 @@ def load_cases(path: Path, *, hand_written: bool | None = None) -> list[Case]:
 
 def _validate(data: Any, path: Path, line: int | None) -> Case:
     try:
-        return Case.model_validate(data)
+        case = Case.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(p) for p in error["loc"]) or "(case)"
@@ -99,6 +104,8 @@ def _validate(data: Any, path: Path, line: int | None) -> Case:
             'A case needs id, kind and expect, e.g. {"id": "c1", "kind": "tool_result", "text": "...", '
             '"expect": "violation"}.',
         ) from exc
+    case._where = f"{path}:{line}" if line is not None else str(path)
+    return case
 
 
 def _jsonl(text: str, path: Path) -> list[Case]:

@@ -368,6 +368,7 @@ class Engine:
             score=outcome.confidence,
             judge_rationale=outcome.rationale,
             judge_model=outcome.model,
+            judge_cost_usd=outcome.cost_usd,
             cache_hit=outcome.cache_hit,
             **extra,
         )

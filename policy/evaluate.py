@@ -50,6 +50,17 @@ class CaseResult:
         scores = [v.score for v in self.verdicts if v.score is not None]
         return max(scores) if scores else None
 
+    @property
+    def judge_cost_usd(self) -> float | None:
+        """What the judge's calls for this case cost, where litellm knows the price (None: unknown or none)."""
+        costs = [v.judge_cost_usd for v in self.verdicts if v.judge_cost_usd is not None]
+        return sum(costs) if costs else None
+
+    @property
+    def failed_tier(self) -> Verdict | None:
+        """The first verdict the policy's on_error gave because a tier (the judge, a model) failed."""
+        return next((v for v in self.verdicts if v.tier is Tier.ON_ERROR), None)
+
 
 @dataclass
 class PolicyMetrics:
@@ -60,7 +71,11 @@ class PolicyMetrics:
     tiers: Counter[str] = field(default_factory=Counter)
     judge_calls: int = 0
     cache_hits: int = 0
+    judge_cost_usd: float | None = None  # summed over the calls whose price litellm knows
     latencies: list[float] = field(default_factory=list)
+
+    # The four rates read 0.0 where they are undefined (no case to divide by); `as_dict` and the
+    # reports say "undefined" instead (None), and a threshold on an undefined rate is not met.
 
     @property
     def precision(self) -> float:
@@ -72,8 +87,21 @@ class PolicyMetrics:
 
     @property
     def f1(self) -> float:
-        p, r = self.precision, self.recall
-        return 2 * p * r / (p + r) if p + r else 0.0
+        # 2TP / (2TP + FP + FN): the harmonic mean of precision and recall, defined wherever either side is
+        return 2 * self.tp / (2 * self.tp + self.fp + self.fn) if self.tp + self.fp + self.fn else 0.0
+
+    def defined(self, metric: str) -> bool:
+        """Whether `metric` (precision, recall, f1, fpr) has cases to be computed from."""
+        denominators = {
+            "precision": self.tp + self.fp,
+            "recall": self.tp + self.fn,
+            "f1": self.tp + self.fp + self.fn,
+            "fpr": self.fp + self.tn,
+        }
+        return denominators[metric] > 0
+
+    def _rate(self, metric: str) -> float | None:
+        return round(getattr(self, metric), 4) if self.defined(metric) else None
 
     @property
     def fpr(self) -> float:
@@ -93,13 +121,14 @@ class PolicyMetrics:
             "tn": self.tn,
             "fn": self.fn,
             "cases": self.tp + self.fp + self.tn + self.fn,
-            "precision": round(self.precision, 4),
-            "recall": round(self.recall, 4),
-            "f1": round(self.f1, 4),
-            "fpr": round(self.fpr, 4),
+            "precision": self._rate("precision"),
+            "recall": self._rate("recall"),
+            "f1": self._rate("f1"),
+            "fpr": self._rate("fpr"),
             "tiers": dict(self.tiers),
             "judge_calls": self.judge_calls,
             "cache_hits": self.cache_hits,
+            "judge_cost_usd": None if self.judge_cost_usd is None else round(self.judge_cost_usd, 6),
             "latency_ms": {"p50": round(self.percentile(50), 3), "p95": round(self.percentile(95), 3)},
         }
 
@@ -173,5 +202,8 @@ def score_results(results: Sequence[CaseResult]) -> dict[str, PolicyMetrics]:
         entry.tiers[result.tier] += 1
         entry.judge_calls += int(result.judge_called)
         entry.cache_hits += int(result.cache_hit)
+        cost = result.judge_cost_usd
+        if cost is not None:
+            entry.judge_cost_usd = (entry.judge_cost_usd or 0.0) + cost
         entry.latencies.append(result.latency_ms)
     return metrics

@@ -53,6 +53,13 @@ def _metrics(scores: np.ndarray, labels: np.ndarray, cut: float) -> tuple[float,
     return fpr, recall, f1
 
 
+def _why_none(policy: CompiledPolicy, cases: Sequence[Case]) -> str:
+    if not cases:
+        return " (no case was given, or none is of the split asked for)"
+    kinds = ", ".join(kind.value for kind in policy.scope.kinds) or "none"
+    return f" (none of the {len(cases)} cases given is of its kinds: {kinds}, and for it or for any policy)"
+
+
 def tune_policy(
     policy: CompiledPolicy,
     cases: Sequence[Case],
@@ -61,18 +68,22 @@ def tune_policy(
     target_fpr: float = 0.01,
     recall_floor: float = 0.99,
 ) -> tuple[CompiledPolicy, TuneReport]:
+    if policy.classifier is None:
+        raise PolicyError(
+            f"policy {policy.id!r} has no classifier to tune (its rules, detectors or judge decide); "
+            "tune a policy whose lock file has a classifier"
+        )
     relevant = [
         case
         for case in cases
         if case.policy in (None, policy.id) and policy.scope.kinds and case.kind in policy.scope.kinds
     ]
-    labels = np.array([case.expect == "violation" for case in relevant])
+    labels = np.array([case.expect == "violation" for case in relevant], dtype=bool)
     if labels.sum() < 5 or (~labels).sum() < 5:
         raise PolicyError(
             f"tuning {policy.id!r} needs at least 5 violation and 5 allowed dev cases of its kinds; "
-            f"got {int(labels.sum())} and {int((~labels).sum())}"
+            f"got {int(labels.sum())} and {int((~labels).sum())}" + ("" if relevant else _why_none(policy, cases))
         )
-    assert policy.classifier is not None
     scores = classifier_scores(policy, relevant, models)
     negatives, positives = np.sort(scores[~labels]), np.sort(scores[labels])
     allowed_fp = int(np.floor(target_fpr * len(negatives)))

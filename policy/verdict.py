@@ -75,6 +75,7 @@ class Verdict(BaseModel):
     nearest_similarity: float | None = None
     judge_rationale: str | None = None
     judge_model: str | None = None
+    judge_cost_usd: float | None = None  # what the judge's call cost, where litellm knows the model's price
     latency_ms: float = 0.0
     cache_hit: bool = False
     trace: tuple[TierStep, ...] = Field(default_factory=tuple)

@@ -15,6 +15,7 @@ from policy.cases import Case, load_cases
 from policy.cassette import CassetteCache, ReplayOnlyLLM
 from policy.detectors import DetectorRegistry
 from policy.engine import Engine
+from policy.errors import ModelLoadError, PolicyError
 from policy.evaluate import CaseResult, PolicyMetrics, evaluate_cases, score_results
 from policy.judge import Judge
 from policy.loader import builtin_policy_dir, load_policies
@@ -38,31 +39,102 @@ def _policy_paths(paths: list[Path] | None, builtin: bool) -> list[Path]:
     return chosen
 
 
-def _own_cases(sources: list[Path]) -> list[Path]:
-    return [
-        path.with_name(f"{path.stem}.cases.yaml")
-        for path in sources
-        if path.with_name(f"{path.stem}.cases.yaml").exists()
-    ]
+def _own_cases(loaded: list[Any]) -> list[Path]:
+    """Each policy's own cases: `<id>.cases.yaml` (or `<file stem>.cases.yaml`) beside its source."""
+    found: list[Path] = []
+    for item in loaded:
+        source = Path(item.source.path)
+        for name in dict.fromkeys((item.policy.id, source.stem)):
+            candidate = source.with_name(f"{name}.cases.yaml")
+            if candidate.exists():
+                found.append(candidate)
+                break
+    return found
 
 
-def _judge(
-    settings: Settings, no_judge: bool, record: Path | None, replay: Path | None
-) -> tuple[Judge | None, ReplayOnlyLLM | None]:
+def _distinct(paths: list[Path]) -> list[Path]:
+    """`paths` without repeats (a policy's own case file also passed with --cases is read once)."""
+    seen: set[Path] = set()
+    out: list[Path] = []
+    for path in paths:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(path)
+    return out
+
+
+def _check_cases(cases: list[Case], policies: dict[str, Any]) -> None:
+    """Refuse, before anything runs, a case that could not test what it says: an id used twice, a
+    policy that is not loaded, or a kind of subject its policy never sees (it would pass as an allow)."""
+    first: dict[str, Case] = {}
+    for case in cases:
+        if case.id in first:
+            fail(
+                f"{case.where}: case id {case.id!r} is also used at {first[case.id].where}; give every case its own id"
+            )
+        first[case.id] = case
+        if case.policy is None:
+            continue
+        policy = policies.get(case.policy)
+        if policy is None:
+            fail(
+                f"{case.where}: case {case.id!r} names policy {case.policy!r}, which is not loaded "
+                f"(loaded: {', '.join(sorted(policies)) or 'none'}); fix its 'policy' or pass that policy's file"
+            )
+        kinds = policy.scope.kinds
+        if kinds and case.kind not in kinds:
+            fail(
+                f"{case.where}: case {case.id!r} gives policy {case.policy!r} a {case.kind.value}, but the policy "
+                f"applies only to {', '.join(k.value for k in kinds)}, so the case could only pass as an allow; "
+                "change its kind or its policy"
+            )
+
+
+def _rate_option(name: str, value: float | None) -> None:
+    if value is not None and not 0.0 <= value <= 1.0:  # also false for nan
+        fail(f"{name} {value}: give a rate from 0 to 1, e.g. {name} 0.9")
+
+
+def _judge(settings: Settings, no_judge: bool, record: Path | None, replay: Path | None) -> Judge | None:
     if no_judge:
-        return None, None
+        if record is not None or replay is not None:
+            fail("--no-judge excludes --record and --replay (they record and replay the judge's answers)")
+        return None
     if replay is not None:
         with cli_errors():
             cache = CassetteCache(replay, "replay")
-        llm = ReplayOnlyLLM(settings.judge.model or "cassette")
-        return Judge(llm, cache, timeout_s=settings.judge.timeout_s, max_calls_per_minute=10**9), llm
+        return Judge(
+            ReplayOnlyLLM(_replay_model(settings.judge.model, cache)),
+            cache,
+            timeout_s=settings.judge.timeout_s,
+            max_calls_per_minute=10**9,
+        )
     judge = build_judge(settings)
     if judge is not None and record is not None:
         with cli_errors():
-            judge.cache = CassetteCache(record, "record")
+            judge.cache = CassetteCache(record, "record", model=judge.model)
     elif record is not None:
         fail("--record needs a judge model: pass --judge-model")
-    return judge, None
+    return judge
+
+
+def _replay_model(model: str | None, cache: CassetteCache) -> str:
+    """The judge model a replay asks as: the answers are filed under the model that gave them."""
+    recorded = sorted(cache.models)
+    if model is None:
+        if len(recorded) > 1:
+            fail(
+                f"the cassette {cache.path} holds answers of several judge models ({', '.join(recorded)}); "
+                "pick one with --judge-model"
+            )
+        return recorded[0] if recorded else "cassette"
+    if recorded and model not in recorded:
+        fail(
+            f"the cassette {cache.path} was recorded with --judge-model {' / '.join(recorded)}, not {model}; "
+            "replay with that model, or record again with this one"
+        )
+    return model
 
 
 class _Progress:
@@ -111,6 +183,8 @@ def test_cmd(
     `quality:` or --min-f1/--max-fpr)."""
     if record and replay:
         fail("--record and --replay exclude each other")
+    _rate_option("--min-f1", min_f1)
+    _rate_option("--max-fpr", max_fpr)
     settings = settings_from(config, judge={"model": judge_model, "api_base": judge_api_base})
     with cli_errors():
         policy_paths = _policy_paths(paths, builtin)
@@ -120,7 +194,11 @@ def test_cmd(
         for item in loaded:
             if item.warning:
                 say(f"warning: {item.warning}")
-        case_files = [*(cases or []), *_own_cases([Path(item.source.path) for item in loaded])]
+        if not loaded:
+            fail(
+                f"no policies found in {', '.join(map(str, policy_paths))}; pass policy files (.md) or directories"
+            )
+        case_files = _distinct([*(cases or []), *_own_cases(loaded)])
         all_cases: list[Case] = [case for path in case_files for case in load_cases(path)]
     if split:
         if split not in ("train", "dev", "test"):
@@ -128,9 +206,12 @@ def test_cmd(
         all_cases = [case for case in all_cases if case.split in (split, None)]
     if not all_cases:
         fail("no cases: pass --cases FILE or add <policy>.cases.yaml beside a policy")
-    judge, replay_llm = _judge(settings, no_judge, record, replay)
+    _check_cases(all_cases, {item.policy.id: item.policy for item in loaded})
+    judge = _judge(settings, no_judge, record, replay)
+    replay_llm = judge.llm if judge is not None and isinstance(judge.llm, ReplayOnlyLLM) else None
     with cli_errors():
         engine = Engine([item.policy for item in loaded], models=models, detectors=registry, judge=judge)
+        engine.warm()  # models and detectors load before the first case, not inside its latency
         results = evaluate_cases(engine, all_cases, workers=workers, progress=_Progress(sys.stderr.isatty()))
     metrics = score_results(results)
     thresholds = {item.policy.id: item.policy.quality for item in loaded}
@@ -143,7 +224,20 @@ def test_cmd(
     _text_report(results, metrics, problems, quiet=quiet or output_format != "text")
     if replay_llm is not None and replay_llm.misses:
         fail(
-            f"{replay_llm.misses} judge question(s) were not in the cassette {replay}; re-record with --record",
+            f"{replay_llm.misses} judge question(s) were not in the cassette {replay} (asked as judge model "
+            f"{replay_llm.model!r}); record it again with --record (the policies, the cases or the model changed "
+            "since), or replay with the --judge-model it was recorded with",
+            EXIT_RUNTIME,
+        )
+    broken = [r for r in results if r.failed_tier is not None]
+    if judge is not None and broken:
+        # The judge (or a model) failed and each policy's on_error decided instead: these figures do not
+        # measure the policies, and a --record cassette lacks those answers.
+        first = broken[0]
+        fail(
+            f"{len(broken)} case(s) were decided by on_error because a tier failed, first {first.case.id!r}: "
+            f"{first.failed_tier.reason if first.failed_tier else ''}; check the judge (mcp-gateway doctor) "
+            "or pass --no-judge",
             EXIT_RUNTIME,
         )
     if failed_hand or problems:
@@ -153,19 +247,37 @@ def test_cmd(
 def _threshold_problems(
     metrics: dict[str, PolicyMetrics], quality: dict[str, Any], min_f1: float | None, max_fpr: float | None
 ) -> list[str]:
+    """Each threshold a policy misses, including one its cases cannot measure (no case to compute it from)."""
     problems: list[str] = []
     for policy, m in metrics.items():
         declared = quality.get(policy)
-        wanted_f1 = min_f1 if min_f1 is not None else getattr(declared, "min_f1", None)
-        wanted_fpr = max_fpr if max_fpr is not None else getattr(declared, "max_fpr", None)
-        wanted_recall = getattr(declared, "min_recall", None)
-        if wanted_f1 is not None and m.tp + m.fn and m.f1 < wanted_f1:
-            problems.append(f"{policy}: F1 {m.f1:.3f} is below {wanted_f1}")
-        if wanted_fpr is not None and m.fp + m.tn and m.fpr > wanted_fpr:
-            problems.append(f"{policy}: false-positive rate {m.fpr:.3f} is above {wanted_fpr}")
-        if wanted_recall is not None and m.tp + m.fn and m.recall < wanted_recall:
-            problems.append(f"{policy}: recall {m.recall:.3f} is below {wanted_recall}")
+        wanted = (
+            ("f1", "F1", min_f1 if min_f1 is not None else getattr(declared, "min_f1", None), "below", "violation"),
+            (
+                "fpr",
+                "false-positive rate",
+                max_fpr if max_fpr is not None else getattr(declared, "max_fpr", None),
+                "above",
+                "allowed",
+            ),
+            ("recall", "recall", getattr(declared, "min_recall", None), "below", "violation"),
+        )
+        for metric, label, bound, side, needed in wanted:
+            if bound is None:
+                continue
+            if not m.defined(metric):
+                problems.append(
+                    f"{policy}: {label} cannot be measured (no {needed} case); add some or drop the threshold"
+                )
+                continue
+            value = getattr(m, metric)
+            if (value < bound) if side == "below" else (value > bound):
+                problems.append(f"{policy}: {label} {value:.3f} is {side} {bound}")
     return problems
+
+
+def _shown(m: PolicyMetrics, metric: str, width: int) -> str:
+    return f"{getattr(m, metric):>{width}.3f}" if m.defined(metric) else f"{'n/a':>{width}}"
 
 
 def _text_report(
@@ -189,9 +301,12 @@ def _text_report(
     for policy, m in sorted(metrics.items()):
         tiers = ", ".join(f"{tier} {count}" for tier, count in m.tiers.most_common())
         judge = f"; judge calls {m.judge_calls}, cache hits {m.cache_hits}" if m.judge_calls or m.cache_hits else ""
+        if m.judge_cost_usd is not None:
+            judge += f", judge cost ${m.judge_cost_usd:.6f}"
         say(
-            f"{policy:<22}{m.tp + m.fp + m.tn + m.fn:>7}{m.tp:>6}{m.fp:>6}{m.tn:>6}{m.fn:>6}{m.precision:>7.3f}"
-            f"{m.recall:>8.3f}{m.f1:>7.3f}{m.fpr:>7.3f}{m.percentile(50):>9.2f}{m.percentile(95):>9.2f}  {tiers}{judge}"
+            f"{policy:<22}{m.tp + m.fp + m.tn + m.fn:>7}{m.tp:>6}{m.fp:>6}{m.tn:>6}{m.fn:>6}{_shown(m, 'precision', 7)}"
+            f"{_shown(m, 'recall', 8)}{_shown(m, 'f1', 7)}{_shown(m, 'fpr', 7)}{m.percentile(50):>9.2f}"
+            f"{m.percentile(95):>9.2f}  {tiers}{judge}"
         )
     failed = sum(not r.passed for r in results)
     say(
@@ -274,12 +389,19 @@ def tune_cmd(
         fail(f"--target-fpr {target_fpr}: give a false-positive rate from 0 up to (not including) 1, e.g. 0.01")
     if policy_file.is_dir() or policy_file.suffix != ".md":
         fail(f"{policy_file}: tune one policy at a time; pass its source file (<policy>.md), not a directory")
+    if split is not None and split not in ("train", "dev", "test"):
+        fail(f"--split {split!r}: use train, dev or test")
     settings = settings_from(config)
     with cli_errors():
         models = build_models(settings)
         [item] = load_policies([policy_file], models=models, strict=True)
         dev = [c for path in cases for c in load_cases(path) if split is None or c.split in (split, None)]
-        tuned, report = tune_policy(item.policy, dev, models, target_fpr=target_fpr)
+        try:
+            tuned, report = tune_policy(item.policy, dev, models, target_fpr=target_fpr)
+        except PolicyError as exc:  # too few cases, or nothing to tune: the input, not the machine
+            if isinstance(exc, ModelLoadError):
+                raise
+            fail(str(exc))
     say(f"{report.policy}: {report.positives} violation / {report.negatives} allowed dev cases")
     say(
         f"  before: allow_below={report.before.allow_below} violate_above={report.before.violate_above} "

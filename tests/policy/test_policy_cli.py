@@ -282,8 +282,9 @@ def test_policy_test_reports_metrics_as_json_and_junit_with_ci_exit_codes(tmp_pa
     # A case id with a control character still gives well-formed XML.
     odd = _write(tmp_path / "cases", "odd.jsonl", jsonl.read_text().replace('"bulk-900"', '"bulk\\u0007900"'))
     assert "\\u0007" in odd.read_text()
-    odd_junit = _run(["policy", "test", str(policies), "--cases", str(odd), "--no-judge", "--format", "junit"],
-                     tmp_path)
+    odd_junit = _run(
+        ["policy", "test", str(policies), "--cases", str(odd), "--no-judge", "--format", "junit"], tmp_path
+    )
     assert ET.fromstring(odd_junit.stdout).find("testsuite") is not None
 
     # A hand-written case that fails makes the run fail, whatever the metrics.
@@ -325,7 +326,14 @@ def test_policy_test_records_judge_answers_and_replays_them_offline(tmp_path: Pa
     with scripted_llm_server() as server:
         server.script("refund the full amount", judge_reply(True)).script("forwarded to billing", judge_reply(False))
         recorded = _judged_test(
-            policies, cases, tmp_path, "--format", "json", "--judge-api-base", f"{server.url}/v1", "--record",
+            policies,
+            cases,
+            tmp_path,
+            "--format",
+            "json",
+            "--judge-api-base",
+            f"{server.url}/v1",
+            "--record",
             str(cassette),
         )
         asked = len(server.requests)
@@ -340,7 +348,14 @@ def test_policy_test_records_judge_answers_and_replays_them_offline(tmp_path: Pa
 
     # Replayed with nothing listening: the same decisions, from the cassette alone.
     replayed = _judged_test(
-        policies, cases, tmp_path, "--format", "json", "--judge-api-base", "http://127.0.0.1:9/v1", "--replay",
+        policies,
+        cases,
+        tmp_path,
+        "--format",
+        "json",
+        "--judge-api-base",
+        "http://127.0.0.1:9/v1",
+        "--replay",
         str(cassette),
     )
     assert replayed.returncode == 0, replayed.stderr
@@ -454,3 +469,155 @@ def test_tune_refuses_a_directory_and_a_rate_outside_zero_to_one(tmp_path: Path)
         done = _run(["policy", "tune", *args, "--cases", str(cases), "--dry-run"], tmp_path)
         assert done.returncode == 2, (args, done.stderr)
         assert says in done.stderr and "Traceback" not in done.stderr
+
+
+def test_tune_says_why_it_cannot_tune_instead_of_failing_inside(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2] / "policies"
+    descriptions = _write(
+        tmp_path,
+        "descriptions.jsonl",
+        "".join(
+            json.dumps({"id": f"d{i}", "kind": "tool_description", "text": f"Lists item {i}.", "expect": expect}) + "\n"
+            for i, expect in enumerate(["violation", "allow"] * 6)
+        ),
+    )
+    for args, says in [
+        # no case of content-safety's kinds: the count and the reason, not a numpy error
+        ([str(repo / "content-safety.md")], "got 0 and 0 (none of the 12 cases given is of its kinds"),
+        # a policy that has no classifier
+        ([str(repo / "pii.md")], "policy 'pii' has no classifier to tune"),
+        ([str(repo / "content-safety.md"), "--split", "nonsense"], "--split 'nonsense': use train, dev or test"),
+    ]:
+        done = _run(["policy", "tune", *args, "--cases", str(descriptions), "--dry-run"], tmp_path)
+        assert done.returncode == 2, (args, done.stderr)
+        assert says in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_policy_test_refuses_cases_that_could_not_test_what_they_say(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    _write(policies, "transfers.md", TRANSFERS)
+    _write(policies, "transfers.rules.yaml", TRANSFER_RULES)
+    assert _run(["policy", "compile", str(policies), "--offline"], tmp_path).returncode == 0
+    call = {"kind": "tool_call", "tool": "transfer", "arguments": {"amount": 5}, "expect": "allow"}
+    refusals = [
+        # a policy that is not loaded, named where the case is
+        ([{"id": "a", **call}, {"id": "b", "policy": "nope", **call}], "cases.jsonl:2: case 'b' names policy 'nope'"),
+        # a kind the policy never sees would pass as an allow
+        (
+            [{"id": "c", "policy": "transfers", "kind": "tool_result", "text": "x", "expect": "allow"}],
+            "cases.jsonl:1: case 'c' gives policy 'transfers' a tool_result, but the policy applies only to tool_call",
+        ),
+    ]
+    for rows, says in refusals:
+        cases = _write(tmp_path, "cases.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+        done = _run(["policy", "test", str(policies), "--cases", str(cases), "--no-judge"], tmp_path)
+        assert done.returncode == 2 and says in done.stderr, done.stderr
+
+    # the same id in two files
+    one = _write(tmp_path, "one.jsonl", json.dumps({"id": "same", **call}) + "\n")
+    two = _write(tmp_path, "two.yaml", "cases:\n  - {id: same, kind: tool_call, tool: transfer, expect: allow}\n")
+    done = _run(["policy", "test", str(policies), "--cases", str(one), "--cases", str(two), "--no-judge"], tmp_path)
+    assert done.returncode == 2 and "two.yaml:2: case id 'same' is also used at" in done.stderr, done.stderr
+
+    # a policy's own case file passed again with --cases is read once
+    own = _write(
+        policies, "transfers.cases.yaml", "cases:\n  - {id: own, kind: tool_call, tool: transfer, expect: allow}\n"
+    )
+    done = _run(["policy", "test", str(policies), "--cases", str(own), "--no-judge", "--format", "json"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [c["id"] for c in json.loads(done.stdout)["cases"]] == ["own"]
+
+    # no policy at all, and thresholds that are no rates
+    (tmp_path / "empty").mkdir()
+    for args, says in [
+        (["policy", "test", str(tmp_path / "empty"), "--cases", str(one)], "no policies found in"),
+        (["policy", "test", str(policies), "--min-f1", "nan"], "--min-f1 nan: give a rate from 0 to 1"),
+        (["policy", "test", str(policies), "--max-fpr", "5"], "--max-fpr 5.0: give a rate from 0 to 1"),
+    ]:
+        done = _run(args, tmp_path)
+        assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+
+
+def test_a_threshold_the_cases_cannot_measure_fails_and_reads_undefined(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    _write(policies, "transfers.md", TRANSFERS)
+    _write(policies, "transfers.rules.yaml", TRANSFER_RULES)
+    assert _run(["policy", "compile", str(policies), "--offline"], tmp_path).returncode == 0
+    allowed = _write(
+        tmp_path,
+        "allowed.jsonl",
+        json.dumps(
+            {
+                "id": "small",
+                "policy": "transfers",
+                "kind": "tool_call",
+                "tool": "transfer",
+                "arguments": {"amount": 5},
+                "expect": "allow",
+            }
+        )
+        + "\n",
+    )
+    done = _run(
+        ["policy", "test", str(policies), "--cases", str(allowed), "--no-judge", "--min-f1", "0.9", "--format", "json"],
+        tmp_path,
+    )
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    metrics = report["policies"]["transfers"]
+    assert (metrics["precision"], metrics["recall"], metrics["f1"], metrics["fpr"]) == (None, None, None, 0.0)
+    assert report["threshold_problems"] == [
+        "transfers: F1 cannot be measured (no violation case); add some or drop the threshold"
+    ]
+
+
+def test_replay_asks_as_the_recorded_model_and_a_failing_judge_fails_the_run(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    _write(policies, "refunds.md", REFUNDS)
+    assert _run(["policy", "compile", str(policies), "--offline"], tmp_path).returncode == 0
+    cases = _write(
+        tmp_path,
+        "cases.yaml",
+        "cases:\n"
+        "  - {id: promise, policy: refunds, kind: tool_result, tool: crm,\n"
+        "     text: 'We will refund the full amount today.', expect: violation}\n",
+    )
+    cassette = tmp_path / "judge.jsonl"
+    base = ["policy", "test", str(policies), "--cases", str(cases), "--format", "json"]
+    with scripted_llm_server() as server:
+        server.script("refund the full amount", judge_reply(True))
+        # a model whose price litellm knows: the run reports what the judge cost
+        recorded = _run(
+            [
+                *base,
+                "--judge-model",
+                "openai/gpt-4o-mini",
+                "--judge-api-base",
+                f"{server.url}/v1",
+                "--record",
+                str(cassette),
+            ],
+            tmp_path,
+        )
+    assert recorded.returncode == 0, recorded.stderr
+    assert json.loads(recorded.stdout)["policies"]["refunds"]["judge_cost_usd"] > 0
+    assert json.loads(cassette.read_text().splitlines()[0])["model"] == "openai/gpt-4o-mini"
+
+    # no --judge-model: the replay asks as the model the answers were recorded with
+    replayed = _run([*base, "--replay", str(cassette)], tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
+    assert [(c["id"], c["got"], c["tier"]) for c in json.loads(replayed.stdout)["cases"]] == [
+        ("promise", "violation", "judge")
+    ]
+    other = _run([*base, "--replay", str(cassette), "--judge-model", "openai/other"], tmp_path)
+    assert other.returncode == 2 and "was recorded with --judge-model openai/gpt-4o-mini" in other.stderr
+
+    # a cassette record the judge could not read back is refused where it is
+    cassette.write_text(json.dumps({"key": "judge:x", "verdict": {}}) + "\n")
+    broken = _run([*base, "--replay", str(cassette)], tmp_path)
+    assert broken.returncode == 2 and "judge.jsonl:1: not a cassette record: 'verdict.violates'" in broken.stderr
+
+    # a judge that cannot be reached: the policy's on_error decided, so the run is no measurement
+    down = _run([*base, "--judge-model", "openai/gpt-4o-mini", "--judge-api-base", "http://127.0.0.1:9/v1"], tmp_path)
+    assert down.returncode == 3, down.stderr
+    assert "1 case(s) were decided by on_error because a tier failed, first 'promise'" in down.stderr
