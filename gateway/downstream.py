@@ -107,6 +107,7 @@ class Downstream:
         self._on_request: OnRequest | None = None
         self._on_notify: OnNotify | None = None
         self._restarts = Restarts(spec, limits.restart_backoff_s)
+        self._closed = False  # closed for good: the relay is ending, nothing may start the server again
 
     def bind(self, tg: anyio.abc.TaskGroup, on_request: OnRequest, on_notify: OnNotify) -> None:
         """Attach to the relay's task group and its handlers for what the server sends."""
@@ -121,12 +122,19 @@ class Downstream:
         self.init_params = dict(params or {})
         async with self._lock:
             connection = await self._start_locked(replay=False)
-        result = await self._send(
-            connection,
-            "initialize",
-            self.init_params,
-            {"timeout": self.limits.init_timeout_s, "cancel_on_abandon": False},
-        )
+        try:
+            result = await self._send(
+                connection,
+                "initialize",
+                self.init_params,
+                {"timeout": self.limits.init_timeout_s, "cancel_on_abandon": False},
+            )
+        except BaseException:
+            # a server that did not initialize (hung, refused, gone) is stopped, so that the next request
+            # starts it afresh instead of waiting out a timeout on a process that never became a server
+            with anyio.CancelScope(shield=True):
+                await self.close()
+            raise
         self.init_result = result
         return result
 
@@ -145,7 +153,11 @@ class Downstream:
         elif method != "notifications/initialized":
             logger.debug("dropped %s for server %r: not running", method, self.name)
 
-    async def close(self) -> None:
+    async def close(self, *, for_good: bool = False) -> None:
+        """End the connection (and the server's process); `for_good` when the relay is ending, so that a start
+        under way or asked for later (a background retry) does not leave a server behind."""
+        if for_good:
+            self._closed = True
         if self._connection is not None:
             self._connection.scope.cancel()
             with anyio.move_on_after(8, shield=True):
@@ -164,11 +176,16 @@ class Downstream:
     async def _start_locked(self, *, replay: bool) -> _Connection:
         if self._connection is not None and not self._connection.done.is_set():
             return self._connection
+        if self._closed:
+            raise DownstreamError(f"server {self.name!r}: the gateway is closing")
         await self._restarts.pace(self.starts)
         assert self._tg is not None, "Downstream.bind() must be called first"
         connection: _Connection = await self._tg.start(self._run_connection)
         self.starts += 1
         self._connection = connection
+        if self._closed:  # closed for good while it started
+            connection.scope.cancel()
+            raise DownstreamError(f"server {self.name!r}: the gateway is closing")
         if replay and self.init_params is not None:
             try:
                 await connection.dispatcher.send_raw_request(

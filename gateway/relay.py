@@ -156,7 +156,7 @@ class WrapRelay:
             self._tg = tg
             self.downstream.bind(tg, self._server_request, self._server_notify)
             await up.run(self._client_request, self._client_notify)
-            await self.downstream.close()
+            await self.downstream.close(for_good=True)
             tg.cancel_scope.cancel()
 
     async def _client_request(

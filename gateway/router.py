@@ -104,7 +104,7 @@ class RouterRelay:
                 downstream.bind(tg, self._server_request_for(prefix), self._server_notify_for(prefix))
             await up.run(self._client_request, self._client_notify)
             for downstream in self.by_prefix.values():
-                await downstream.close()
+                await downstream.close(for_good=True)
             tg.cancel_scope.cancel()
 
     # --- routing helpers -------------------------------------------------------------------
@@ -193,6 +193,14 @@ class RouterRelay:
                 return await self._task_list()
             downstream, routed, rename = self._route(method, params)
             prefix = _slug(downstream.name)
+            if prefix in self.unavailable:
+                # not started (it failed, or is still starting): said at once, not after a request timeout
+                self._retry_due()
+                raise MCPError(
+                    code=DOWNSTREAM_UNAVAILABLE,
+                    message=f"mcp-gateway: server {downstream.name!r} is not available ({self.unavailable[prefix]}); "
+                    "it is started again in the background, and listed once it answers",
+                )
             # the guard sees the server's own task ids, as in its tasks/* requests
             order = self.orders[prefix]
             started = functools.partial(self._started, prefix)

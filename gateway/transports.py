@@ -174,7 +174,15 @@ async def stdio_downstream(
 
     framer = LineFramer(max_message_bytes, on_line, on_oversize)
     started = spawn_server(name, spec, max_bytes=max_message_bytes)
-    reader, writer, closers = await pipe_streams(started.process)
+    try:
+        reader, writer, closers = await pipe_streams(started.process)
+    except BaseException:  # cancelled (the gateway is closing) or failed between the start and the pipes
+        with anyio.CancelScope(shield=True):
+            with suppress(OSError):
+                if started.process.stdin is not None:
+                    started.process.stdin.close()
+            await stop_popen(started.process)
+        raise
 
     async def read_stdout() -> None:
         async with inbound_send:

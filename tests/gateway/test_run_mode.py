@@ -492,3 +492,73 @@ def test_a_client_that_leaves_while_the_models_load_gets_a_quiet_shutdown(tmp_pa
     assert session.process.returncode == 0
     log = stderr.read_text(encoding="utf-8")
     assert "ERROR" not in log and "Traceback" not in log, log
+
+
+def _alive_with(marker: str) -> list[int]:
+    """Pids of live processes whose command line holds `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = next(line for line in (entry / "status").read_text().splitlines() if line.startswith("State:"))
+        except (OSError, StopIteration):
+            continue
+        if marker in cmdline and "zombie" not in state:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_server_that_hangs_in_initialize_is_stopped_answered_at_once_and_never_left_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mcp.client.session import ClientSession
+    from mcp.shared.memory import create_client_server_memory_streams
+
+    from gateway import router
+    from gateway.serve import make_downstream
+    from gateway.settings import Settings
+    from gateway.specs import ServerSpec, StdioCommand
+
+    monkeypatch.setattr(router, "RETRY_AFTER_S", 0.2)
+    marker = f"hangs-in-initialize-{os.getpid()}-{tmp_path.name}"
+    specs = [
+        ServerSpec(name="raw", stdio=StdioCommand(RAW_SERVER[0], tuple(RAW_SERVER[1:]))),
+        # reads nothing and answers nothing: its initialize times out
+        ServerSpec(name="sleepy", stdio=StdioCommand(sys.executable, ("-c", "import time; time.sleep(600)", marker))),
+    ]
+    settings = Settings(audit=False, pins=False, init_timeout_s=1.0, request_timeout_s=60.0)
+    relay = router.RouterRelay([make_downstream(spec, settings) for spec in specs], None, start_grace_s=3)
+    seen: dict[str, object] = {}
+
+    async def session_through_the_router() -> None:
+        with anyio.fail_after(60):
+            async with create_client_server_memory_streams() as (client, server), anyio.create_task_group() as tg:
+                tg.start_soon(relay.serve, *server)
+                async with ClientSession(*client) as session:
+                    await session.initialize()
+                    assert "sleepy" in relay.unavailable
+                    await anyio.sleep(0.3)
+                    # the process that never initialized was stopped, not left to hold the next call
+                    seen["after_timeout"] = _alive_with(marker)
+                    started = anyio.current_time()
+                    with pytest.raises(MCPError) as refused:
+                        await session.call_tool("sleepy__anything", {})
+                    seen["call_s"] = anyio.current_time() - started
+                    seen["message"] = refused.value.error.message
+                    # a listing now starts it again in the background; the client leaves while it starts
+                    await session.list_tools()
+                    await anyio.sleep(0.05)
+                await client[1].aclose()
+
+    anyio.run(session_through_the_router)
+    assert seen["after_timeout"] == []
+    assert isinstance(seen["call_s"], float) and seen["call_s"] < 2, seen
+    assert "server 'sleepy' is not available" in str(seen["message"]) and "did not answer initialize" in str(
+        seen["message"]
+    ), seen["message"]
+    deadline = time.monotonic() + 5
+    while _alive_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _alive_with(marker) == []
