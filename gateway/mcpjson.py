@@ -11,16 +11,20 @@ from .errors import ConfigError
 from .jsonc import JsoncError
 from .jsonc import parse as parse_jsonc
 from .specs import ServerSpec, StdioCommand
+from .wrapping import is_wrapped, parse_invocation
 
-__all__ = ["load_servers", "parse_servers"]
+__all__ = ["check_prefixes", "load_servers", "parse_servers", "server_prefix"]
 
-_ENV_REF = re.compile(r"\$\{(env:)?([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV_REF = re.compile(r"\$\{(env:)?([A-Za-z_][A-Za-z0-9_]*)\}|\$\{/\}")
+# the IDEs' own variables, which are no environment variables (Cursor and VS Code expand them)
+_WORKSPACE_VARS = {"workspaceFolder", "workspaceRoot", "workspaceFolderBasename"}
+_IDE_DIRS = {".cursor", ".vscode"}
 _HTTP_TYPES = {"http", "streamable-http", "streamable_http", "streamablehttp", "streamableHttp"}
 
 
 def load_servers(path: Path) -> list[ServerSpec]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark, as some editors write, is no JSON error
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: no such mcp.json; check --mcp-json-path") from exc
     except (OSError, UnicodeDecodeError) as exc:
@@ -32,12 +36,30 @@ def load_servers(path: Path) -> list[ServerSpec]:
     return parse_servers(data, path)
 
 
+def server_prefix(name: str) -> str:
+    """The prefix run mode gives a server's tools, prompts and resources (`<prefix>__tool`)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "server"
+
+
+def check_prefixes(specs: list[ServerSpec], path: Path) -> None:
+    """Refuse two servers whose names become the same prefix: their tools could not be told apart."""
+    seen: dict[str, str] = {}
+    for spec in specs:
+        prefix = server_prefix(spec.name)
+        if prefix in seen:
+            raise ConfigError(
+                f"{path}: the servers {seen[prefix]!r} and {spec.name!r} both become the prefix {prefix!r} "
+                "(names keep letters, digits, '_', '.' and '-'); rename one of them"
+            )
+        seen[prefix] = spec.name
+
+
 def _plain(value: object) -> bool:
     """A string, or a number written without quotes (it is passed on as its text)."""
     return isinstance(value, str | int | float) and not isinstance(value, bool)
 
 
-def _expand(value: str, where: str) -> str:
+def _expand(value: str, where: str, path: Path | None = None) -> str:
     if "${input:" in value:
         raise ConfigError(
             f"{where}: '${{input:...}}' prompts are not supported here; put the value in the file "
@@ -46,11 +68,44 @@ def _expand(value: str, where: str) -> str:
 
     def substitute(match: re.Match[str]) -> str:
         name = match.group(2)
+        if name is None:  # ${/}
+            return os.sep
+        if not match.group(1):
+            if name == "userHome":
+                return str(Path.home())
+            if name == "pathSeparator":
+                return os.sep
+            if name in _WORKSPACE_VARS:
+                return _workspace(name, where, path)
         if name not in os.environ:
             raise ConfigError(f"{where}: environment variable {name!r} is not set")
         return os.environ[name]
 
     return _ENV_REF.sub(substitute, value)
+
+
+def _workspace(name: str, where: str, path: Path | None) -> str:
+    """The workspace an IDE would put in ${workspaceFolder}: the folder holding the config's .cursor or
+    .vscode directory."""
+    folder = path.resolve().parent if path is not None else None
+    if folder is None or folder.name not in _IDE_DIRS:
+        raise ConfigError(
+            f"{where}: ${{{name}}} is the IDE's own variable, and this mcp.json is not in a workspace's "
+            ".cursor or .vscode folder to take it from; write the folder's path instead"
+        )
+    return folder.parent.name if name == "workspaceFolderBasename" else str(folder.parent)
+
+
+def _unwrapped(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry `mcp-gateway install` wrapped (`mcp-gateway wrap ... -- CMD` or `wrap --url URL`), as the
+    server it wraps: run mode fronts that server itself."""
+    invocation = parse_invocation(entry.get("args"))
+    assert invocation is not None
+    kept = {key: value for key, value in entry.items() if key in ("env", "cwd", "disabled")}
+    if invocation.url is not None:
+        remote = {"url": invocation.url, "type": invocation.transport, "headers": dict(invocation.headers)}
+        return {**kept, **remote}
+    return {**kept, "command": invocation.command[0], "args": list(invocation.command[1:])}
 
 
 def _is_gateway(entry: dict[str, Any]) -> bool:
@@ -62,7 +117,7 @@ def _is_gateway(entry: dict[str, Any]) -> bool:
 def parse_servers(data: Any, path: Path) -> list[ServerSpec]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a JSON object with 'mcpServers' (or 'servers')")
-    servers = data.get("mcpServers", data.get("servers"))
+    servers = data.get("mcpServers") if data.get("mcpServers") is not None else data.get("servers")
     if servers is None and isinstance(data.get("mcp"), dict):
         servers = data["mcp"].get("servers")
     if not isinstance(servers, dict):
@@ -76,23 +131,24 @@ def parse_servers(data: Any, path: Path) -> list[ServerSpec]:
     if nested:
         servers = {name: entry for group in nested for name, entry in group.items()}
     specs: list[ServerSpec] = []
-    for name, entry in servers.items():
+    for name, given in servers.items():
         where = f"{path}: server {name!r}"
+        entry = _unwrapped(given) if is_wrapped(given) else given
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: must be an object with 'command' or 'url'")
         disabled = entry.get("disabled", False)
         if not isinstance(disabled, bool):
             raise ConfigError(f"{where}: 'disabled' must be true or false (without quotes), not {disabled!r}")
-        if disabled or _is_gateway(entry):
+        if disabled or (_is_gateway(entry) and entry is given):  # a gateway entry that fronts no one server
             continue
         kind = str(entry.get("type") or entry.get("transport") or "").strip()
         url = entry.get("url") or entry.get("serverUrl")
         headers = entry.get("headers") or {}
         if not isinstance(headers, dict):
             raise ConfigError(f"{where}: 'headers' must be an object")
-        header_items = tuple((str(k), _expand(str(v), where)) for k, v in headers.items())
+        header_items = tuple((str(k), _expand(str(v), where, path)) for k, v in headers.items())
         if url:
-            expanded_url = _expand(url, where) if isinstance(url, str) else ""
+            expanded_url = _expand(url, where, path) if isinstance(url, str) else ""
             if not expanded_url.startswith(("http://", "https://")):
                 raise ConfigError(f"{where}: 'url' must be an http:// or https:// URL, not {url!r}")
             transport: Literal["http", "sse"] = (
@@ -118,16 +174,16 @@ def parse_servers(data: Any, path: Path) -> list[ServerSpec]:
         if cwd is not None:
             if not isinstance(cwd, str) or not cwd.strip():
                 raise ConfigError(f"{where}: 'cwd' must be a directory path (a string)")
-            expanded_cwd = _expand(cwd, where)
+            expanded_cwd = _expand(cwd, where, path)
             if not Path(expanded_cwd).is_dir():
                 raise ConfigError(f"{where}: 'cwd' {cwd!r} is not an existing directory")
         specs.append(
             ServerSpec(
                 name=name,
                 stdio=StdioCommand(
-                    command=_expand(command, where),
-                    args=tuple(_expand(str(a), where) for a in args),
-                    env=tuple((str(k), _expand(str(v), where)) for k, v in env.items()),
+                    command=_expand(command, where, path),
+                    args=tuple(_expand(str(a), where, path) for a in args),
+                    env=tuple((str(k), _expand(str(v), where, path)) for k, v in env.items()),
                     cwd=expanded_cwd,
                 ),
             )

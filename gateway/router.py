@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -25,6 +24,7 @@ from mcp_types import METHOD_NOT_FOUND
 from .downstream import DOWNSTREAM_UNAVAILABLE, Downstream
 from .errors import DownstreamError
 from .guards import Guard
+from .mcpjson import server_prefix
 from .relay import (
     DISPATCHER_OWNED,
     PROGRESS,
@@ -50,8 +50,7 @@ _LIST_KEYS = {
 }
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "server"
+_slug = server_prefix
 
 
 def prefix_name(server: str, name: str) -> str:

@@ -225,19 +225,20 @@ def run_cmd(
     config: Path | None = ConfigOption,
 ) -> None:
     """Put the gateway in front of every server of an mcp.json; tools become `server__tool`."""
-    from ..mcpjson import load_servers
+    from ..mcpjson import check_prefixes, load_servers
     from ..serve import run, serve_run_stdio
 
     try:
         disable = _disabled_by_plugins(plugin or [])
         if no_builtin:
             disable = None  # the plugins choose among built-in policies, and there are none
-        settings = _serving_settings(
-            config, judge_model, judge_api_base, no_builtin, no_audit, audit_db, disable=disable
-        )
+        settings = _serving_settings(config, judge_model, judge_api_base, no_builtin, no_audit, audit_db)
+        if disable:  # what the plugins leave out, on top of what the settings already switch off
+            settings = settings.model_copy(update={"disable": list(dict.fromkeys([*settings.disable, *disable]))})
         token = _http_token(http_token) if transport == "http" else None
         with cli_errors():
             specs = load_servers(mcp_json_path.expanduser())
+            check_prefixes(specs, mcp_json_path)
         parts, pipes = _serving_parts(settings, policies or [], transport, start=transport != "stdio")
     except Exception as exc:
         if transport == "stdio":  # the client's initialize, if it comes, is answered with the reason

@@ -106,3 +106,54 @@ def test_url_and_cwd_are_expanded_and_a_server_without_cwd_runs_beside_its_confi
     assert specs["here"].stdio is not None and specs["here"].stdio.cwd == str(work)
     assert specs["beside"].stdio is not None and specs["beside"].stdio.cwd == str(path.parent.resolve())
     assert specs["remote"].url == "http://127.0.0.1:9100/mcp"
+
+
+def test_entries_wrapped_by_install_are_fronted_as_the_servers_they_wrap(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        json.dumps({"mcpServers": {
+            "fs": {"command": "/opt/bin/mcp-gateway", "args": ["wrap", "--name", "fs", "--", "npx", "-y", "server-fs"],
+                   "env": {"A": "1"}},
+            "web": {"command": "mcp-gateway", "args": ["wrap", "--name", "web", "--url", "http://127.0.0.1:9/sse",
+                                                        "--remote-transport", "sse", "--header", "X-Key: k"]},
+            "plain": {"command": "node", "args": ["server.js"]},
+        }}),
+    )
+    specs = {spec.name: spec for spec in load_servers(path)}
+    assert set(specs) == {"fs", "web", "plain"}
+    assert specs["fs"].stdio is not None
+    assert (specs["fs"].stdio.command, specs["fs"].stdio.args, dict(specs["fs"].stdio.env)) == (
+        "npx", ("-y", "server-fs"), {"A": "1"}
+    )
+    assert (specs["web"].url, specs["web"].transport, specs["web"].headers) == (
+        "http://127.0.0.1:9/sse", "sse", (("X-Key", "k"),)
+    )
+
+
+def test_the_ides_own_variables_are_expanded_or_explained(tmp_path: Path) -> None:
+    args = ["${userHome}/srv.py", "${workspaceFolder}${/}tool", "${workspaceFolderBasename}"]
+    workspace = tmp_path / "project"
+    (workspace / ".cursor").mkdir(parents=True)
+    path = workspace / ".cursor" / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": {"s": {"command": "python", "args": args}}}), encoding="utf-8")
+    [spec] = load_servers(path)
+    assert spec.stdio is not None
+    assert spec.stdio.args == (f"{Path.home()}/srv.py", f"{workspace}/tool", "project")
+
+    outside = write(tmp_path, json.dumps({"mcpServers": {"s": {"command": "python", "args": args[1:]}}}))
+    with pytest.raises(ConfigError, match=r"\$\{workspaceFolder\} is the IDE's own variable.*write the folder's path"):
+        load_servers(outside)
+
+
+def test_a_byte_order_mark_and_a_null_mcpservers_beside_servers_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text("\ufeff" + json.dumps({"mcpServers": None, "servers": {"s": {"command": "x"}}}), encoding="utf-8")
+    assert [spec.name for spec in load_servers(path)] == ["s"]
+
+
+def test_two_servers_with_one_prefix_are_refused_before_serving(tmp_path: Path) -> None:
+    from gateway.mcpjson import check_prefixes
+
+    path = write(tmp_path, json.dumps({"mcpServers": {"my server": {"command": "x"}, "my-server": {"command": "y"}}}))
+    with pytest.raises(ConfigError, match="'my server' and 'my-server' both become the prefix 'my-server'"):
+        check_prefixes(load_servers(path), path)

@@ -157,7 +157,10 @@ def test_a_policy_setup_that_cannot_work_stops_the_gateway_before_it_serves(tmp_
     (tmp_path / "bad-rules").mkdir()
     (tmp_path / "bad-rules" / "p.md").write_text("---\nrules: p.rules.yaml\n---\nNo secrets.\n", encoding="utf-8")
     (tmp_path / "bad-rules" / "p.rules.yaml").write_text("rules: [\n", encoding="utf-8")
-    for args, says in [
+    (tmp_path / "twins").mkdir()
+    twins = write_mcp_json(tmp_path / "twins", {"my server": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]},
+                                                "my-server": {"command": RAW_SERVER[0], "args": RAW_SERVER[1:]}})
+    for args, says, *extra in [
         (("wrap", "--policies", str(tmp_path / "nowhere"), *server), "nowhere: no such policy file or directory"),
         (("wrap", "--no-builtin", "--policies", str(broken), *server), "no-text.md:4: the policy has no English text"),
         (("run", "--mcp-json-path", str(config), "--no-builtin"), "pass --policies DIR or drop --no-builtin"),
@@ -166,10 +169,16 @@ def test_a_policy_setup_that_cannot_work_stops_the_gateway_before_it_serves(tmp_
         (("wrap", "--no-builtin", "--policies", str(tmp_path / "bad-rules"), *server), "p.rules.yaml: not valid YAML"),
         # Lasso's logging plugin alone chooses none of the built-in policies
         (("--mcp-json-path", str(config), "-p", "xetrack"), "every policy is disabled"),
+        # the plugins' choice comes on top of what the settings switch off: basic keeps secrets only
+        (("--mcp-json-path", str(config), "-p", "basic"), "every policy is disabled",
+         {"MCP_GATEWAY_DISABLE": '["secrets"]'}),
+        # two servers whose tools could not be told apart
+        (("run", "--mcp-json-path", str(twins)), "'my server' and 'my-server' both become the prefix 'my-server'"),
     ]:
         (tmp_path / "none.toml").write_text("", encoding="utf-8")
         env = {**_base_env(), "MCP_GATEWAY_CONFIG": str(tmp_path / "none.toml"),
-               "MCP_GATEWAY_AUDIT_DB": str(tmp_path / "audit.db"), "MCP_GATEWAY_PINS_DB": str(tmp_path / "pins.db")}
+               "MCP_GATEWAY_AUDIT_DB": str(tmp_path / "audit.db"), "MCP_GATEWAY_PINS_DB": str(tmp_path / "pins.db"),
+               **(extra[0] if extra else {})}
         client = "\n".join(json.dumps(m) for m in (
             {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": HELLO},
             {"jsonrpc": "2.0", "method": "notifications/initialized"},
