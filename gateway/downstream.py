@@ -193,6 +193,8 @@ class Downstream:
                 )
                 await connection.dispatcher.notify("notifications/initialized", None)
             except MCPError as exc:
+                with anyio.CancelScope(shield=True):
+                    await self.close()  # not left connected to a process that never became a server again
                 raise self._restarts.not_initialized(exc) from exc
         return connection
 

@@ -192,13 +192,12 @@ class RouterRelay:
                 return await self._task_list()
             downstream, routed, rename = self._route(method, params)
             prefix = _slug(downstream.name)
-            if prefix in self.unavailable:
-                # not started (it failed, or is still starting): said at once, not after a request timeout
-                self._retry_due()
+            if prefix in self.unavailable and prefix in self._starting:
+                # still starting: said at once; a request must not reach a server before its initialize does
                 raise MCPError(
                     code=DOWNSTREAM_UNAVAILABLE,
-                    message=f"mcp-gateway: server {downstream.name!r} is not available ({self.unavailable[prefix]}); "
-                    "it is started again in the background, and listed once it answers",
+                    message=f"mcp-gateway: server {downstream.name!r} is still starting "
+                    f"({self.unavailable[prefix]}); try again once it is listed",
                 )
             # the guard sees the server's own task ids, as in its tasks/* requests
             order = self.orders[prefix]
