@@ -30,6 +30,11 @@ class ClientConfigError(GatewayError):
 class DownstreamError(GatewayError):
     """A downstream MCP server failed."""
 
+    def told(self) -> str:
+        """The message as the client reads it: said to come from the gateway, once."""
+        text = str(self)
+        return text if text.startswith("mcp-gateway:") else f"mcp-gateway: {text}"
+
 
 class ProtocolError(GatewayError):
     """A peer broke the protocol."""

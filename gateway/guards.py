@@ -86,6 +86,11 @@ class Decision:
         return f"mcp-gateway blocked this {what}. {reasons}"
 
 
+def _listed_by(kind: str) -> str:
+    """The method that brought a pinned or judged item: a server's instructions come with initialize."""
+    return "initialize" if kind == "instructions" else f"{kind}s/list"
+
+
 def _maskable(span: Span) -> bool:
     return span.field == "text" or span.field.startswith(("arguments", "structured"))
 
@@ -497,7 +502,7 @@ class Guard:
                     kind=SubjectKind.TOOL_DESCRIPTION,
                     server=server,
                     tool=name,
-                    method=f"{kind}s/list",
+                    method=_listed_by(kind),
                     text=describe_tool(item),
                 )
                 verdict = Verdict(
@@ -519,7 +524,7 @@ class Guard:
             kind=SubjectKind.TOOL_DESCRIPTION,
             server=server,
             tool=name,
-            method=f"{kind}s/list",
+            method=_listed_by(kind),
             text=describe_tool(item),
         )
         if not subject.text.strip():

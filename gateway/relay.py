@@ -170,7 +170,7 @@ class WrapRelay:
                 return result
             return await guarded_call(self.guard, self.downstream, self.order, self.progress, dctx, method, params)
         except DownstreamError as exc:
-            raise MCPError(code=DOWNSTREAM_UNAVAILABLE, message=f"mcp-gateway: {exc}") from exc
+            raise MCPError(code=DOWNSTREAM_UNAVAILABLE, message=exc.told()) from exc
 
     async def _client_notify(
         self, dctx: DispatchContext[TransportContext], method: str, params: Mapping[str, Any] | None

@@ -208,7 +208,7 @@ class RouterRelay:
                 result = _prefixed_task_ids(result, prefix)
             return _rewrite_uris(result, rename) if rename else result
         except DownstreamError as exc:
-            raise MCPError(code=DOWNSTREAM_UNAVAILABLE, message=f"mcp-gateway: {exc}") from exc
+            raise MCPError(code=DOWNSTREAM_UNAVAILABLE, message=exc.told()) from exc
 
     def _route(self, method: str, params: Mapping[str, Any] | None) -> tuple[Downstream, dict[str, Any], str]:
         params = dict(params or {})

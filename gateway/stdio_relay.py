@@ -287,7 +287,7 @@ class StdioRelay:
         try:
             server = await self.server.ensure(replay=replay)
         except DownstreamError as exc:
-            self._to_client(error_frame(request_id, DOWNSTREAM_UNAVAILABLE, f"mcp-gateway: {exc}"))
+            self._to_client(error_frame(request_id, DOWNSTREAM_UNAVAILABLE, exc.told()))
             return
         except MCPError as exc:
             self._to_client(error_frame(request_id, exc.error.code, exc.error.message))

@@ -52,9 +52,18 @@ def main() -> None:
 
 
 def _lasso_compatible(argv: list[str]) -> list[str]:
-    """Accept Lasso's IDE entry (``mcp-gateway --mcp-json-path PATH -p basic``) as ``run``."""
-    if (argv and argv[0] in ("--mcp-json-path", "-p", "--plugin")) or any(
-        arg.startswith("--mcp-json-path") for arg in argv[:1]
-    ):
-        return ["run", *argv]
-    return argv
+    """Accept Lasso's IDE entry (``mcp-gateway --mcp-json-path PATH -p basic``, its options in any order,
+    ``--enable-guardrails NAME`` for ``-p NAME``) as ``run``."""
+    if not argv or argv[0] in COMMAND_MODULES or argv[0] in ("-h", "--help"):
+        return argv
+    if not any(arg == "--mcp-json-path" or arg.startswith("--mcp-json-path=") for arg in argv):
+        return argv
+    out: list[str] = ["run"]
+    for arg in argv:
+        if arg == "--enable-guardrails":
+            out.append("-p")
+        elif arg.startswith("--enable-guardrails="):
+            out.append("--plugin=" + arg.split("=", 1)[1])
+        else:
+            out.append(arg)
+    return out

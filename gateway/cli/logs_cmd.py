@@ -56,7 +56,7 @@ def logs(
     ] = False,
     since: Annotated[str | None, typer.Option("--since", help="15m, 2h, 7d, or an ISO time.")] = None,
     until: Annotated[str | None, typer.Option("--until", help="15m, 2h, 7d, or an ISO time.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many rows (newest).")] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000_000, help="How many rows (newest).")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines on stdout, one decision per line.")] = False,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new decisions as they happen.")] = False,
     db: Annotated[Path | None, typer.Option("--db", help="Audit log file (default: the configured audit_db).")] = None,
@@ -64,6 +64,8 @@ def logs(
 ) -> None:
     """Show the gateway's decisions, newest last."""
     settings = settings_from(config)
+    if follow and until is not None:
+        fail("--follow prints decisions as they happen, and --until would end that at once: drop one of them")
     if action is not None and action not in ("allow", "block", "mask", "warn", "audit"):
         fail(f"--action {action!r}: use allow, block, mask, warn or audit")
     now = time.time()

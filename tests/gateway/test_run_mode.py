@@ -99,13 +99,20 @@ def test_a_lasso_style_entry_runs_as_run_mode(tmp_path: Path) -> None:
     assert out["echo"].content[0].text == "routed"  # type: ignore[attr-defined]
 
 
-def test_an_unknown_lasso_plugin_is_a_clear_error(tmp_path: Path) -> None:
+def test_an_unknown_lasso_plugin_is_a_clear_error_in_any_order_lasso_accepts(tmp_path: Path) -> None:
     import subprocess
 
-    result = subprocess.run([sys.executable, "-m", "gateway", "--mcp-json-path", str(_config(tmp_path)), "-p",
-                             "lasso"], capture_output=True, text=True, timeout=60, env=gateway_env(tmp_path))
-    assert result.returncode == 2
-    assert "unknown plugin(s) lasso" in result.stderr and "basic, presidio, xetrack" in result.stderr
+    config = str(_config(tmp_path))
+    for args in (
+        ["--mcp-json-path", config, "-p", "lasso"],
+        ["--scan", "--plugin=lasso", "--mcp-json-path", config],
+        ["-plasso", "--mcp-json-path", config],
+        ["--enable-guardrails", "lasso", "--mcp-json-path", config],  # Lasso's older name for -p
+    ):
+        result = subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=60,
+                                env=gateway_env(tmp_path))
+        assert result.returncode == 2, (args, result.stderr)
+        assert "unknown plugin(s) lasso" in result.stderr and "basic, presidio, xetrack" in result.stderr, args
 
 
 TOKEN = "ghp_" + "M25hwFDdQk7Lr2Xs9Tb4Vc8Ny1Pz6Ej3Eyue"
@@ -366,7 +373,8 @@ def test_initialize_does_not_wait_for_the_models_and_the_instructions_are_checke
     audit = subprocess.run([sys.executable, "-m", "gateway", "logs", "--json", "--policy", "tool-poisoning"],
                            env=gateway_env(tmp_path), capture_output=True, text=True, timeout=60)
     rows = [json.loads(line) for line in audit.stdout.splitlines() if line.strip()]
-    assert any(row["tool"] == "(instructions)" and row["outcome"] == "violation" for row in rows), audit.stdout
+    judged = [row for row in rows if row["tool"] == "(instructions)" and row["outcome"] == "violation"]
+    assert judged and all(row["method"] == "initialize" for row in judged), audit.stdout  # they come with it
 
 
 @pytest.mark.parametrize("change", ["changed", "hidden"])

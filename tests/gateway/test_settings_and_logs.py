@@ -138,6 +138,10 @@ def test_small_mistakes_get_messages_that_name_them(tmp_path: Path) -> None:
     assert empty.returncode == 2 and "audit_db" in empty.stderr and "not an empty value" in empty.stderr
     negative = _cli(tmp_path, "logs", "--db", str(tmp_path / "a.db"), "-n", "-1")
     assert negative.returncode == 2 and "Error" in negative.stderr  # typer: not in the range x>=1
+    huge = _cli(tmp_path, "logs", "--db", str(tmp_path / "a.db"), "-n", "99999999999999999999")
+    assert huge.returncode == 2 and "Traceback" not in huge.stderr and "10000000" in huge.stderr, huge.stderr
+    ending = _cli(tmp_path, "logs", "--db", str(tmp_path / "a.db"), "--follow", "--until", "1h")
+    assert ending.returncode == 2 and "--until would end that at once" in ending.stderr, ending.stderr
     missing = _cli(tmp_path, "logs", "--settings", str(tmp_path / "nope.toml"))
     assert missing.returncode == 2 and "check --settings or MCP_GATEWAY_CONFIG" in missing.stderr
     folder = tmp_path / "configs"
