@@ -12,10 +12,10 @@ from pydantic import ValidationError
 
 from policy.compiler import compile_policy
 from policy.detectors import DetectorRegistry
-from policy.errors import CompileError, LLMUnavailableError
+from policy.errors import CompileError, LLMUnavailableError, PolicyError
 from policy.llm import LiteLLMClient
 from policy.loader import discover_sources
-from policy.lockfile import LockStatus, lock_path, lock_status, write_lock
+from policy.lockfile import LockStatus, lock_path, lock_status, read_lock, write_lock
 from policy.source import load_source
 from policy.subject import Subject
 
@@ -121,8 +121,15 @@ def compile_cmd(
             kept = target.with_name(target.name + ".invalid")
             kept.write_bytes(target.read_bytes())
             say(f"          the invalid lock it replaces was kept as {kept}")
+        tuned = _tuned_thresholds(target) if status is not LockStatus.INVALID else None
         write_lock(policy, target)
         say(f"compiled  {source.id}: {summarise_policy(policy)} → {target}")
+        if tuned is not None and policy.classifier is not None:
+            say(
+                f"WARNING   {source.id}: the lock held thresholds tuned with 'policy tune' ({tuned}); the new "
+                f"classifier has its own ({policy.classifier.thresholds_source}). Tune it again on your dev cases: "
+                f"mcp-gateway policy tune {source.path} --cases FILE"
+            )
         for item in policy.provenance.omitted:
             say(f"          left out: {item}")
         for rule in policy.verification.escalated_rules:
@@ -271,3 +278,16 @@ def explain_cmd(
         for verdict in subject_verdicts:
             say(explain_verdict(verdict, subject, reveal=reveal), err=False)
         say(err=False)
+
+
+def _tuned_thresholds(lock: Path) -> str | None:
+    """The thresholds 'policy tune' wrote into `lock`, as text, or None (none tuned, or no readable lock)."""
+    try:
+        previous = read_lock(lock)
+    except (OSError, PolicyError):
+        return None
+    classifier = previous.classifier
+    if classifier is None or classifier.thresholds_source != "tuned":
+        return None
+    t = classifier.thresholds
+    return f"allow_below={t.allow_below}, violate_above={t.violate_above}, decide_at={t.decide_at}"

@@ -20,6 +20,7 @@ from policy.evaluate import CaseResult, PolicyMetrics, evaluate_cases, score_res
 from policy.judge import Judge
 from policy.loader import builtin_policy_dir, load_policies
 from policy.lockfile import lock_path, write_lock
+from policy.subject import SubjectKind
 from policy.tuning import tune_policy
 
 from ..runtime import build_judge, build_models
@@ -74,6 +75,8 @@ def _check_cases(cases: list[Case], policies: dict[str, Any]) -> None:
                 f"{case.where}: case id {case.id!r} is also used at {first[case.id].where}; give every case its own id"
             )
         first[case.id] = case
+        if case.kind is not SubjectKind.TOOL_CALL and not case.text.strip() and case.structured is None:
+            fail(f"{case.where}: case {case.id!r} is a {case.kind.value} with no text; give it the 'text' to check")
         if case.policy is None:
             continue
         policy = policies.get(case.policy)
@@ -195,11 +198,14 @@ def test_cmd(
             if item.warning:
                 say(f"warning: {item.warning}")
         if not loaded:
-            fail(
-                f"no policies found in {', '.join(map(str, policy_paths))}; pass policy files (.md) or directories"
-            )
+            fail(f"no policies found in {', '.join(map(str, policy_paths))}; pass policy files (.md) or directories")
         case_files = _distinct([*(cases or []), *_own_cases(loaded)])
-        all_cases: list[Case] = [case for path in case_files for case in load_cases(path)]
+        all_cases: list[Case] = []
+        for path in case_files:
+            found = load_cases(path)
+            if not found:
+                fail(f"{path} holds no cases; write at least one, or leave the file out")
+            all_cases += found
     if split:
         if split not in ("train", "dev", "test"):
             fail(f"--split {split!r}: use train, dev or test")

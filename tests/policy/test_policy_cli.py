@@ -420,6 +420,12 @@ def test_tune_calibrates_thresholds_on_dev_cases_and_writes_them_into_the_lock(t
     assert written["thresholds"] == json.loads(tuned.stdout)["after"] != before
     assert written["thresholds_source"] == "tuned"
 
+    # compiling the policy again replaces the tuned thresholds: said, with what to do
+    source.write_text(source.read_text(encoding="utf-8") + '- "Nobody reads your reports, clown."\n', encoding="utf-8")
+    again = _run(["policy", "compile", str(policies), "--offline"], tmp_path)
+    assert "the lock held thresholds tuned with 'policy tune'" in again.stderr, again.stderr
+    assert "policy tune" in again.stderr.split("WARNING   shouting:")[1]
+
 
 def test_doctor_checks_the_judge_with_canary_questions(tmp_path: Path) -> None:
     home = tmp_path / "home"
@@ -526,6 +532,14 @@ def test_policy_test_refuses_cases_that_could_not_test_what_they_say(tmp_path: P
     done = _run(["policy", "test", str(policies), "--cases", str(own), "--no-judge", "--format", "json"], tmp_path)
     assert done.returncode == 0, done.stderr
     assert [c["id"] for c in json.loads(done.stdout)["cases"]] == ["own"]
+
+    # a case file with no case, and a result case with nothing to check
+    empty = _write(tmp_path, "empty.jsonl", "\n")
+    done = _run(["policy", "test", str(policies), "--cases", str(empty), "--no-judge"], tmp_path)
+    assert done.returncode == 2 and "empty.jsonl holds no cases" in done.stderr, done.stderr
+    blank = _write(tmp_path, "blank.jsonl", json.dumps({"id": "b", "kind": "tool_result", "expect": "allow"}) + "\n")
+    done = _run(["policy", "test", str(policies), "--cases", str(blank), "--no-judge"], tmp_path)
+    assert done.returncode == 2 and "blank.jsonl:1: case 'b' is a tool_result with no text" in done.stderr
 
     # no policy at all, and thresholds that are no rates
     (tmp_path / "empty").mkdir()
