@@ -146,8 +146,12 @@ def parse_servers(data: Any, path: Path) -> list[ServerSpec]:
         headers = entry.get("headers") or {}
         if not isinstance(headers, dict):
             raise ConfigError(f"{where}: 'headers' must be an object")
+        if not all(_plain(v) for v in headers.values()):
+            raise ConfigError(f"{where}: 'headers' must map names to strings")
         header_items = tuple((str(k), _expand(str(v), where, path)) for k, v in headers.items())
-        if url:
+        if kind == "stdio" and url and not entry.get("command"):
+            raise ConfigError(f"{where}: type 'stdio' needs a 'command'; for a 'url', use type http or sse")
+        if url and kind != "stdio":
             expanded_url = _expand(url, where, path) if isinstance(url, str) else ""
             if not expanded_url.startswith(("http://", "https://")):
                 raise ConfigError(f"{where}: 'url' must be an http:// or https:// URL, not {url!r}")

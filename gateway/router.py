@@ -289,7 +289,8 @@ class RouterRelay:
                 message="mcp-gateway: no server started: "
                 + "; ".join(f"{p}: {m}" for p, m in self.unavailable.items()),
             )
-        merged = self._merged(params or {}, dict(results))
+        # in the config's order, not the order they answered in: the same answer every time
+        merged = self._merged(params or {}, {p: results[p] for p in self.by_prefix if p in results})
         if late:
             # the late servers' lists will change under the client: say that it may be told so
             capabilities = merged["capabilities"]

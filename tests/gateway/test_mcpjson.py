@@ -157,3 +157,15 @@ def test_two_servers_with_one_prefix_are_refused_before_serving(tmp_path: Path) 
     path = write(tmp_path, json.dumps({"mcpServers": {"my server": {"command": "x"}, "my-server": {"command": "y"}}}))
     with pytest.raises(ConfigError, match="'my server' and 'my-server' both become the prefix 'my-server'"):
         check_prefixes(load_servers(path), path)
+
+
+def test_a_stdio_type_takes_the_command_and_header_values_must_be_text(tmp_path: Path) -> None:
+    both = write(tmp_path, json.dumps({"servers": {"s": {"type": "stdio", "command": "x", "url": "http://h/mcp"}}}))
+    [spec] = load_servers(both)
+    assert spec.stdio is not None and spec.url is None
+    for entry, says in [
+        ({"type": "stdio", "url": "http://h/mcp"}, "type 'stdio' needs a 'command'"),
+        ({"url": "http://h/mcp", "headers": {"X": {"nested": 1}}}, "'headers' must map names to strings"),
+    ]:
+        with pytest.raises(ConfigError, match=says):
+            load_servers(write(tmp_path, json.dumps({"servers": {"s": entry}})))
