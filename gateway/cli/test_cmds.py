@@ -172,7 +172,7 @@ def test_cmd(
     judge_model: Annotated[str | None, typer.Option("--judge-model", help="litellm model for the judge.")] = None,
     judge_api_base: Annotated[str | None, typer.Option("--judge-api-base", help="Judge API base URL.")] = None,
     record: Annotated[Path | None, typer.Option("--record", help="Record judge answers to this cassette.")] = None,
-    replay: Annotated[Path | None, typer.Option("--replay", help="Answer the judge from this cassette only.")] = None,
+    replay: Annotated[Path | None, typer.Option("--replay", help="Judge answers from this cassette only.")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Cases decided in parallel.")] = 1,
     min_f1: Annotated[float | None, typer.Option("--min-f1", help="Fail when a policy's F1 is lower.")] = None,
     max_fpr: Annotated[float | None, typer.Option("--max-fpr", help="Fail when a policy's FPR is higher.")] = None,
@@ -180,10 +180,11 @@ def test_cmd(
     split: Annotated[str | None, typer.Option("--split", help="Only cases of this split (train, dev, test).")] = None,
     config: Path | None = ConfigOption,
 ) -> None:
-    """Run labelled cases through the policies; per-policy precision, recall, F1, FPR, tiers, latency.
+    """Run labelled cases through the policies; per-policy precision, recall, F1, FPR, tiers, latency, judge cost.
 
-    Exit 1 when a hand-written case fails or a metric misses its threshold (front matter
-    `quality:` or --min-f1/--max-fpr)."""
+    Exit 1 when a hand-written case fails or a metric misses its threshold (front matter `quality:` or
+    --min-f1/--max-fpr; a metric no case can measure misses it), 2 on bad input, 3 when the judge failed
+    (on_error decided) or a replayed question is not in the cassette."""
     if record and replay:
         fail("--record and --replay exclude each other")
     _rate_option("--min-f1", min_f1)
