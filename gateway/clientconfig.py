@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -143,6 +144,19 @@ def write_config(path: Path, text: str, expected: str) -> Path:
         raise ClientConfigError(
             f"{path}: changed while mcp-gateway was editing it (was the client saving it?); "
             "nothing was written. Run the command again"
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start : exc.end].encode("unicode_escape").decode("ascii")
+        raise ClientConfigError(
+            f"{path}: an entry holds {bad}, a lone surrogate that cannot be written as UTF-8; fix that value in "
+            "the file and run again; nothing was written"
+        ) from exc
+    if not target.stat().st_mode & stat.S_IWUSR:
+        raise ClientConfigError(
+            f"{path}: is read-only; nothing was written. Make it writable (chmod u+w) to let mcp-gateway edit it, "
+            "or leave it out (--config / -c)"
         )
     backup: Path | None = None
     try:

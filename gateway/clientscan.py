@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .clientconfig import list_entries, read_config
-from .clients import ClientName, ConfigLocation, Environment, all_locations
+from .clients import ClientName, ConfigLocation, Environment, RemoteStyle, all_locations
 from .errors import ConfigError
 from .specs import ServerSpec, StdioCommand
-from .wrapping import is_wrapped, parse_invocation
+from .wrapping import is_wrapped, parse_invocation, remote_target
 
 __all__ = ["ClientServer", "client_server_specs", "configured_servers"]
 
@@ -30,11 +30,13 @@ class ClientServer:
     problem: str | None = None
 
 
-def _spec(name: str, entry: Mapping[str, Any], cwd: Path) -> ServerSpec | None:
-    url = entry.get("url") or entry.get("serverUrl") or entry.get("httpUrl")
+def _spec(name: str, entry: Mapping[str, Any], cwd: Path, remote: RemoteStyle | None = None) -> ServerSpec | None:
+    target = remote_target(remote, entry) if remote is not None else None
+    url = target[0] if target else entry.get("url") or entry.get("serverUrl") or entry.get("httpUrl")
     if isinstance(url, str):
+        # as the client reads the entry (its own keys and type names), as install wraps it
         transport: Literal["http", "sse"] = (
-            "sse" if entry.get("type") == "sse" or url.rstrip("/").endswith("/sse") else "http"
+            target[1] if target else "sse" if entry.get("type") == "sse" or url.rstrip("/").endswith("/sse") else "http"
         )
         headers = entry.get("headers") or entry.get("http_headers") or {}
         return ServerSpec(
@@ -62,7 +64,12 @@ def configured_servers(
 ) -> list[ClientServer]:
     env = Environment.from_os(project)
     found: list[ClientServer] = []
+    read: set[tuple[str, Path]] = set()
     for location in all_locations(env, names):
+        key = (location.client.name, location.path.resolve())
+        if key in read:  # the project is the home folder: its project config is the user config
+            continue
+        read.add(key)
         document = read_config(location)
         if document is None:
             continue
@@ -85,7 +92,7 @@ def configured_servers(
                         "env": value.get("env") or {},
                         "cwd": value.get("cwd"),
                     }
-            spec = _spec(entry.name, real, env.project)
+            spec = _spec(entry.name, real, env.project, None if wrapped else location.client.remote)
             found.append(
                 ClientServer(
                     location,

@@ -20,10 +20,11 @@ parse stops the whole command with nothing changed.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -167,8 +168,10 @@ def plan_uninstall(location: ConfigLocation, text: str, *, state: InstallState) 
             if outcome.value is not None:
                 document.set_entry(table, name, outcome.value, record.source if record else None)
                 changes[(table, name)] = outcome.value
-    # records of entries the user has since deleted are of no further use
-    removed += [r for r in state.records if r.file == file_key and (r.table, r.name) not in seen]
+    # records of entries the user has since deleted are of no further use; records of tables this client's
+    # layout does not read (the same file read as another client's) stay
+    scanned = set(document.tables())
+    removed += [r for r in state.records if r.file == file_key and r.table in scanned and (r.table, r.name) not in seen]
     after = render_checked(document, before, changes) if changes else text
     return FilePlan(location, text, after, tuple(reports), removed=tuple(removed))
 
@@ -191,6 +194,13 @@ def find_gateway(explicit: str | None = None) -> str:
         path = Path(explicit).expanduser().absolute()
         if not path.is_file():
             raise ClientConfigError(f"--gateway {explicit}: no such file; give the path of the mcp-gateway executable")
+        if not is_gateway_command(str(path)):
+            # wrapped entries are recognised by the gateway's file name: under another name a second install
+            # would wrap them again, and uninstall could not tell them from the user's own
+            raise ClientConfigError(
+                f"--gateway {explicit}: give the mcp-gateway executable itself (a file named mcp-gateway), "
+                f"not {path.name!r}; for a link, give the path it points to ({path.resolve()})"
+            )
         return str(path)
     name = "mcp-gateway.exe" if sys.platform.startswith("win") else "mcp-gateway"
     beside_python = Path(sys.executable).parent / name  # the script of this very installation
@@ -211,7 +221,44 @@ def run(
     dry_run: bool = False,
     now: datetime | None = None,
 ) -> list[FileResult]:
-    """Plan every existing file, then (unless `dry_run`) write the record and the changed files."""
+    """Plan every existing file, then (unless `dry_run`) write the record and the changed files. One run at a
+    time: a second install or uninstall waits for the first, so that neither loses the other's records."""
+    with contextlib.nullcontext() if dry_run else _one_at_a_time(state_file):
+        return _run(action, locations, state_file=state_file, gateway=gateway, dry_run=dry_run, now=now)
+
+
+@contextlib.contextmanager
+def _one_at_a_time(state_file: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; runs are not expected to overlap there either
+        yield
+        return
+    lock = state_file.with_name(state_file.name + ".lock")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handle = lock.open("a")
+    except OSError as exc:
+        raise ClientConfigError(
+            f"{lock}: cannot be opened ({exc.strerror or exc}); check the folder's permissions"
+        ) from exc
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run(
+    action: Action,
+    locations: Sequence[ConfigLocation],
+    *,
+    state_file: Path,
+    gateway: str | None,
+    dry_run: bool,
+    now: datetime | None,
+) -> list[FileResult]:
     state = load_state(state_file)
     plans: list[FilePlan] = []
     seen: set[str] = set()
@@ -246,7 +293,7 @@ def run(
             if action is Action.UNINSTALL:
                 _forget(state_file, state, results)
             else:  # the files not written keep their entries as they were: their records go
-                unwritten = tuple(r for p in plans[len(results):] if p.changed for r in p.added)
+                unwritten = tuple(r for p in plans[len(results) :] if p.changed for r in p.added)
                 if unwritten:
                     save_state(state_file, state.updated((), unwritten))
             note = f" Already changed: {', '.join(done)}." if done else ""

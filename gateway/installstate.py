@@ -90,7 +90,8 @@ def save_state(path: Path, state: InstallState) -> None:
         try:
             os.chmod(tmp, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(json.dumps(state.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
+                # escaped: a config may hold a lone surrogate ("\\ud800"), which UTF-8 cannot encode raw
+                handle.write(json.dumps(state.model_dump(mode="json"), indent=2, ensure_ascii=True) + "\n")
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

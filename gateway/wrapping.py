@@ -34,6 +34,7 @@ __all__ = [
     "is_gateway_command",
     "is_wrapped",
     "parse_invocation",
+    "remote_target",
     "unwrap_entry",
     "wrap_entry",
 ]
@@ -83,6 +84,7 @@ class Invocation:
     url: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
     transport: Literal["http", "sse"] = "http"
+    extra: tuple[str, ...] = ()  # gateway options install never writes (added by hand, e.g. --policies DIR)
 
 
 def is_gateway_command(command: object) -> bool:
@@ -109,12 +111,13 @@ def parse_invocation(args: object) -> Invocation | None:
     url: str | None = None
     headers: list[tuple[str, str]] = []
     transport: Literal["http", "sse"] = "http"
+    extra: list[str] = []
     i = 0
     while i < len(words):
         word = words[i]
         if word == "--":
             command = tuple(words[i + 1 :])
-            return Invocation(name, command=command) if command and url is None else None
+            return Invocation(name, command=command, extra=tuple(extra)) if command and url is None else None
         value = words[i + 1] if i + 1 < len(words) else None
         if word in ("--name", "--url", "--header", "--remote-transport") and value is None:
             return None
@@ -132,10 +135,13 @@ def parse_invocation(args: object) -> Invocation | None:
                 return None
             headers.append((key, header_value.removeprefix(" ")))  # exactly what wrap_entry wrote
         else:
-            i += 1  # a gateway option added by hand (e.g. --policy P): it goes with the gateway
+            extra.append(word)  # a gateway option added by hand (e.g. --policy P): it goes with the gateway
+            i += 1
             continue
         i += 2
-    return Invocation(name, url=url, headers=tuple(headers), transport=transport) if url is not None else None
+    if url is None:
+        return None
+    return Invocation(name, url=url, headers=tuple(headers), transport=transport, extra=tuple(extra))
 
 
 def wrap_entry(spec: ClientSpec, name: str, entry: JsonValue, gateway: str) -> WrapOutcome:
@@ -209,6 +215,16 @@ def _wrap_remote(remote: RemoteStyle, name: str, entry: EntryValue, gateway: str
     return WrapOutcome(Status.WRAPPED, value, warnings=tuple(warnings))
 
 
+def remote_target(remote: RemoteStyle, entry: Mapping[str, JsonValue]) -> tuple[str, Literal["http", "sse"]] | None:
+    """The URL a client connects to for `entry` and its transport as the client reads them (as install
+    wraps it), or None for an entry without a URL or of a transport type the gateway does not know."""
+    url_key = _url_key(remote, entry)
+    if url_key is None:
+        return None
+    transport = _transport(remote, entry, url_key)
+    return None if transport is None else (str(entry[url_key]), transport)
+
+
 def _url_key(remote: RemoteStyle, entry: Mapping[str, JsonValue]) -> str | None:
     for key in (*remote.http_url_keys, *remote.sse_url_keys):
         if isinstance(entry.get(key), str) and entry[key]:
@@ -266,6 +282,13 @@ def unwrap_entry(
         )
     if original is not None and wrapped is not None and same_json(entry, wrapped) and isinstance(original, dict):
         return UnwrapOutcome(Status.RESTORED, original, exact=True)
+    if original is None and invocation.extra:
+        # not installed by mcp-gateway (no record) and set up with options of its own: the user's doing
+        return UnwrapOutcome(
+            Status.LEFT,
+            reason=f"runs 'mcp-gateway wrap' with options of its own ({' '.join(invocation.extra)}) and was not put "
+            "there by install; left as it is",
+        )
     recorded = original if isinstance(original, dict) else None
     status = Status.RESTORED_WITH_EDITS if recorded is not None else Status.RESTORED_FROM_COMMAND
     if invocation.command:

@@ -154,7 +154,7 @@ def test_an_env_that_sets_gateway_settings_is_reported() -> None:
 
 def test_the_wrapped_command_line_is_read_back_even_with_gateway_options_added_by_hand() -> None:
     assert parse_invocation(["wrap", "--name", "a", "--policy", "p.md", "--", "x", "--", "y"]) == Invocation(
-        "a", command=("x", "--", "y")
+        "a", command=("x", "--", "y"), extra=("--policy", "p.md")
     )
     assert parse_invocation(["wrap", "--name", "r", "--url", "u", "--header", "K: a: b"]) == Invocation(
         "r", url="u", headers=(("K", "a: b"),)
@@ -269,11 +269,13 @@ def test_a_broken_file_stops_the_whole_command_before_anything_is_written(tmp_pa
         run(Action.INSTALL, [where(path=good), where(path=broken)], state_file=state, gateway=GATEWAY)
 
     assert good.read_text() == config({"a": {"command": "x"}})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.json", "good.json"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "state") == ["broken.json", "good.json"]
+    assert load_state(state).records == ()  # beside it, the state folder holds only the lock of one run at a time
 
 
 def test_a_file_that_cannot_be_written_keeps_no_record_and_no_backup(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     first = tmp_path / "first.json"
     first.write_text(config({"a": {"command": "x"}}))
@@ -340,3 +342,76 @@ def test_the_gateway_executable_is_an_absolute_path(tmp_path: Path) -> None:
     assert find_gateway(str(script)) == str(script)
     with pytest.raises(ClientConfigError, match="--gateway /nope: no such file"):
         find_gateway("/nope")
+
+
+def test_uninstall_without_a_record_leaves_an_entry_wrapped_by_hand_with_options_of_its_own() -> None:
+    own: JsonValue = {"command": "mcp-gateway", "args": ["wrap", "--name", "m", "--policies", "strict", "--", "npx"]}
+    plain: JsonValue = {"command": GATEWAY, "args": ["wrap", "--name", "t", "--", "uvx", "mcp-server-time"]}
+    restored = plan_uninstall(where(), config({"mine": own, "time": plain}), state=InstallState())
+    assert servers(restored.after) == {"mine": own, "time": {"command": "uvx", "args": ["mcp-server-time"]}}
+    assert statuses(restored) == {"mine": Status.LEFT, "time": Status.RESTORED_FROM_COMMAND}
+    [left] = [entry for entry in restored.entries if entry.name == "mine"]
+    assert "options of its own (--policies strict)" in left.reason
+
+
+def test_a_gateway_under_another_name_is_refused(tmp_path: Path) -> None:
+    script = tmp_path / "mcp-gateway"
+    script.write_text("#!/bin/sh\n")
+    link = tmp_path / "mcpgw"
+    link.symlink_to(script)
+    # wrapped entries are known by the gateway's name: under another, a second install would wrap them again
+    with pytest.raises(ClientConfigError, match=rf"not 'mcpgw'; for a link, give the path it points to \({script}\)"):
+        find_gateway(str(link))
+
+
+def test_a_read_only_config_and_a_lone_surrogate_are_refused_with_nothing_written(tmp_path: Path) -> None:
+    state = tmp_path / "state" / "installs.json"
+    read_only = tmp_path / "ro.json"
+    read_only.write_text(config({"a": {"command": "x"}}))
+    read_only.chmod(0o444)
+    with pytest.raises(ClientConfigError, match=r"ro\.json: is read-only; nothing was written.*chmod u\+w"):
+        run(Action.INSTALL, [where(path=read_only)], state_file=state, gateway=GATEWAY)
+    assert read_only.read_text() == config({"a": {"command": "x"}})
+    odd = tmp_path / "odd.json"
+    odd.write_text('{"mcpServers": {"s": {"command": "x", "args": ["\\ud800"]}}}\n')
+    with pytest.raises(ClientConfigError, match=r"odd\.json: an entry holds \\ud800, a lone surrogate"):
+        run(Action.INSTALL, [where(path=odd)], state_file=state, gateway=GATEWAY)
+    assert odd.read_text() == '{"mcpServers": {"s": {"command": "x", "args": ["\\ud800"]}}}\n'
+    assert load_state(state).records == ()  # neither file kept a record
+
+
+def test_an_uninstall_reading_the_file_as_another_client_keeps_the_records_of_tables_it_does_not_read() -> None:
+    claude_code = where(ClientName.CLAUDE_CODE, "/home/u/.claude.json")
+    text = json.dumps(
+        {"mcpServers": {"a": {"command": "x"}}, "projects": {"/w": {"mcpServers": {"p": {"command": "y"}}}}}
+    )
+    installed = plan_install(claude_code, text, gateway=GATEWAY)
+    as_cursor = plan_uninstall(
+        where(path="/home/u/.claude.json"), installed.after, state=InstallState(records=installed.added)
+    )
+    assert [r.name for r in as_cursor.removed] == ["a"]  # the project entry, still wrapped, keeps its record
+
+
+def test_a_second_install_waits_for_the_first_to_finish(tmp_path: Path) -> None:
+    import fcntl
+    import threading
+
+    target = tmp_path / "mcp.json"
+    target.write_text(config({"a": {"command": "x"}}))
+    state = tmp_path / "state" / "installs.json"
+    state.parent.mkdir()
+    done = threading.Event()
+
+    def install() -> None:
+        run(Action.INSTALL, [where(path=target)], state_file=state, gateway=GATEWAY)
+        done.set()
+
+    with (tmp_path / "state" / "installs.json.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another install or uninstall at work
+        worker = threading.Thread(target=install)
+        worker.start()
+        assert not done.wait(0.5)
+        assert load_state(state).records == ()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    worker.join(10)
+    assert done.is_set() and [r.name for r in load_state(state).records] == ["a"]
