@@ -17,11 +17,12 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import anyio
 import anyio.abc
 from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 from pydantic import TypeAdapter
 
 from policy.detectors.hidden import find_hidden
@@ -36,10 +37,12 @@ from .masking import mask_string
 from .pins import PinStatus, PinStore
 from .subjects import (
     RESULT_KIND,
+    Side,
     TextLayout,
     call_subject,
     mask_message,
     mask_sides,
+    rest_sides,
     result_subject,
     sampling_subject,
     server_meta,
@@ -48,6 +51,8 @@ from .subjects import (
 )
 
 __all__ = ["BLOCKED", "Decision", "Guard", "decide"]
+
+_J = TypeVar("_J")  # a JSON value
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +181,14 @@ class Guard:
         if method not in ("tools/call", "prompts/get"):
             return (dict(params) if params is not None else None), None
         params = dict(params or {})
+        arguments = params.get("arguments")
+        if arguments is not None and not isinstance(arguments, dict):
+            # the protocol's arguments are an object; anything else would reach the server unchecked
+            raise MCPError(
+                code=INVALID_PARAMS,
+                message=f"mcp-gateway: the {method} arguments must be a JSON object, not {type(arguments).__name__}; "
+                "the request was not sent on",
+            )
         for changing in self._changing.get(server, []):
             await changing.wait()  # a re-check after list_changed may quarantine the very tool called
         if method == "tools/call":
@@ -286,9 +299,11 @@ class Guard:
         tool_scoped: bool = False,
     ) -> dict[str, Any]:
         if method == "tools/list":
-            return await self._catalogue(server, result, "tools", "tool", self.hidden_tools)
+            listed = await self._catalogue(server, result, "tools", "tool", self.hidden_tools)
+            return await self.masked_rest(server, method, listed)
         if method == "prompts/list":
-            return await self._catalogue(server, result, "prompts", "prompt", self.hidden_prompts)
+            listed = await self._catalogue(server, result, "prompts", "prompt", self.hidden_prompts)
+            return await self.masked_rest(server, method, listed)
         built = result_subject(method, server, params, result)
         subject: Subject | None = None
         layout = TextLayout(())
@@ -299,6 +314,11 @@ class Guard:
             if content.applied == "block":
                 return self._apply(content, method, result, layout)
         sides = side_values(method, result)
+        # and every other string the result holds (a server's own fields, annotations, a cursor)
+        covered = [part.path for part in layout.parts] + [side.path for side in sides]
+        if subject is not None and subject.structured is not None:
+            covered.append(("structuredContent",))
+        sides += rest_sides(result, covered)
         if not sides:
             return result if content is None else self._apply(content, method, result, layout)
         # `_meta`, URIs, link descriptions, text in blobs, completion values: masked like the content, by
@@ -333,6 +353,26 @@ class Guard:
             labels = {span.label for span in [*side_masks, *(content.masks if content is not None else ())]}
             checked = _with_meta(checked, "masked", sorted(labels))
         return checked
+
+    async def masked_rest(self, server: str, method: str, payload: _J) -> _J:
+        """`payload` (any JSON a server sent) with what the policies that mask find in its strings masked:
+        for what no other check reads (the answer to a ping, a notification or request of the server's own,
+        a listing's descriptions and cursor). Tool and prompt names, being simple words, are not touched."""
+        sides = rest_sides(payload)
+        if not sides:
+            return payload
+        side = side_subject(server, method, "", sides)
+        verdicts = await self.host.check(side, masking_only=True)
+        if not verdicts:
+            return payload
+        found = decide(verdicts)
+        self._log(side, found)
+        if not found.masks:
+            return payload
+        if not isinstance(payload, dict):
+            masked = mask_sides({"v": payload}, [Side(("v", *s.path), s.value) for s in sides], list(found.masks))
+            return cast(_J, masked["v"])
+        return cast(_J, mask_sides(payload, sides, list(found.masks)))
 
     def _apply(self, decision: Decision, method: str, result: dict[str, Any], layout: TextLayout) -> dict[str, Any]:
         if decision.applied == "block":
@@ -550,6 +590,9 @@ class Guard:
 
     def _rows(self, subject: Subject, decision: Decision, ts: float) -> list[AuditRow]:
         excerpt = safe_excerpt(subject, decision, self.host)
+        target = subject.tool
+        if not target and subject.metadata.get("uri"):  # a resource is named by its URI, which may hold a token
+            target = secrets_masked(str(subject.metadata["uri"]), self.host, "uri")
         # one row per policy's verdict; the enums are str enums, stored as their values
         return [
             AuditRow(
@@ -557,7 +600,7 @@ class Guard:
                 session=self.session,
                 server=subject.server,
                 method=subject.method,
-                tool=subject.tool or subject.metadata.get("uri", ""),  # a resource is named by its URI
+                tool=target,
                 kind=subject.kind,
                 policy=v.policy,
                 outcome=v.outcome,
@@ -668,14 +711,18 @@ def safe_excerpt(subject: Subject, decision: Decision, host: EngineHost, limit: 
                 structured = mask_message({"s": structured}, None, spans, structured_key="s")["s"]
             text = json.dumps(structured, ensure_ascii=False)[:4000]
     # Scan a window well past the cut, so a secret straddling the cut is still recognised whole.
-    text = text[: limit * 8]
+    return secrets_masked(text[: limit * 8], host, "excerpt")[:limit]
+
+
+def secrets_masked(text: str, host: EngineHost, what: str) -> str:
+    """`text` with what the secrets detector finds in it masked, for the audit log (or a notice that it was
+    withheld, when the scanner cannot run: the log must never hold a raw secret)."""
     engine = host.engine
     if engine is None:
-        return "[excerpt withheld: the secrets scanner is not loaded]"
+        return f"[{what} withheld: the secrets scanner is not loaded]"
     try:
         detector = engine.detectors.get("secrets")
-        text = mask_string(text, [(s.start, s.end, s.label) for s in detector.scan("excerpt", text)])
-    except Exception as exc:  # the row must still be written, but never with an unscanned excerpt
-        logger.debug("secrets re-scan of an audit excerpt failed: %s", exc)
-        return "[excerpt withheld: the secrets scanner failed]"
-    return text[:limit]
+        return mask_string(text, [(s.start, s.end, s.label) for s in detector.scan(what, text)])
+    except Exception as exc:  # the row must still be written, but never with an unscanned text
+        logger.debug("secrets scan of an audit %s failed: %s", what, exc)
+        return f"[{what} withheld: the secrets scanner failed]"

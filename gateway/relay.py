@@ -29,8 +29,8 @@ from .errors import DownstreamError
 from .guards import SERVER_TEXT_FIELDS, Guard
 
 __all__ = [
-    "DISPATCHER_OWNED", "NoteOrder", "ProgressRoutes", "ToolSource", "WrapRelay", "checked_error",
-    "checked_notification", "guarded_call", "recheck_tools", "start_recheck",
+    "CHECKED_REQUESTS", "DISPATCHER_OWNED", "NoteOrder", "ProgressRoutes", "ToolSource", "WrapRelay", "checked_error",
+    "checked_notification", "guarded_call", "recheck_tools", "start_recheck", "unchecked_request",
 ]
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,16 @@ T = TypeVar("T")
 
 # Ids differ per leg: cancellations are translated by the dispatchers, progress by `ProgressRoutes`.
 DISPATCHER_OWNED = frozenset({"notifications/cancelled", "notifications/progress"})
+# requests whose params the guard checks: sent without an id (as a notification), they would pass unchecked
+CHECKED_REQUESTS = frozenset({"tools/call", "prompts/get"})
+
+
+def unchecked_request(method: str) -> bool:
+    """Whether a client notification is really a checked request sent without an id: dropped, and said so."""
+    if method not in CHECKED_REQUESTS:
+        return False
+    logger.warning("the client sent %s without an id (as a notification); dropped unchecked", method)
+    return True
 PROGRESS = "notifications/progress"
 
 
@@ -175,7 +185,7 @@ class WrapRelay:
     async def _client_notify(
         self, dctx: DispatchContext[TransportContext], method: str, params: Mapping[str, Any] | None
     ) -> None:
-        if method in DISPATCHER_OWNED:
+        if method in DISPATCHER_OWNED or unchecked_request(method):
             return
         await self.downstream.notify(method, params)
 
@@ -255,9 +265,12 @@ async def checked_notification(
     guard: Guard | None, server: str, method: str, params: Mapping[str, Any] | None
 ) -> tuple[bool, Mapping[str, Any] | None]:
     """(whether to pass a server notification on, and with which params)."""
-    if guard is None or method not in SERVER_TEXT_FIELDS or not isinstance(params, Mapping):
+    if guard is None:
         return True, params
     try:
+        if method not in SERVER_TEXT_FIELDS or not isinstance(params, Mapping):
+            # one no check reads by name (a server's own, a list_changed's _meta): its strings are masked
+            return True, await guard.masked_rest(server, method, params)
         checked = await guard.server_text(server, method, params)
     except Exception:  # a broken check must not let the text through unchecked
         logger.exception("checking a %s from server %r failed; it was withheld", method, server)

@@ -33,6 +33,7 @@ from .relay import (
     checked_notification,
     guarded_call,
     start_recheck,
+    unchecked_request,
 )
 
 __all__ = ["SEP", "RouterRelay", "prefix_name"]
@@ -397,7 +398,7 @@ class RouterRelay:
     async def _client_notify(
         self, dctx: DispatchContext[TransportContext], method: str, params: Mapping[str, Any] | None
     ) -> None:
-        if method in DISPATCHER_OWNED:
+        if method in DISPATCHER_OWNED or unchecked_request(method):
             return
         if method == "notifications/initialized":
             self._client_initialized = True

@@ -32,12 +32,13 @@ from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 
 from .downstream import DOWNSTREAM_UNAVAILABLE, timeout_setting
 from .errors import DownstreamError
-from .frames import Message, encode, error_frame, parse, request_key
+from .frames import INVALID_REQUEST, Invalid, Message, decode, encode, error_frame, error_message, request_key
 from .guards import SERVER_TEXT_FIELDS, Guard
 from .handshake import EarlyStart
-from .relay import NoteOrder, checked_notification, start_recheck
+from .relay import CHECKED_REQUESTS, NoteOrder, checked_notification, start_recheck, unchecked_request
 from .specs import Limits, ServerSpec
 from .stdio_server import ServerLink, StdioServer
+from .subjects import rest_sides
 from .transports import MESSAGE_TOO_LARGE, LineFramer, client_wire, request_id_in, too_large_text
 
 __all__ = ["GUARDED_REQUESTS", "GUARDED_RESULTS", "StdioRelay"]
@@ -45,7 +46,8 @@ __all__ = ["GUARDED_REQUESTS", "GUARDED_RESULTS", "StdioRelay"]
 logger = logging.getLogger(__name__)
 
 _SEE_LOG = "the gateway's stderr log has the details (please report it: a check should never fail this way)"
-GUARDED_REQUESTS = frozenset({"tools/call", "prompts/get"})  # client requests whose params are checked
+GUARDED_REQUESTS = CHECKED_REQUESTS  # client requests whose params are checked
+_ENVELOPE = frozenset({"jsonrpc", "id", "method", "params", "result", "error"})
 # results the guard reads (tool descriptions and instructions included); everything else passes as bytes
 GUARDED_RESULTS = frozenset(
     {
@@ -201,8 +203,9 @@ class StdioRelay:
     # --- client → server -------------------------------------------------------------------
 
     async def _from_client(self, line: bytes) -> None:
-        message = parse(line, "the client")
-        if message is None:
+        message = decode(line)
+        if isinstance(message, Invalid):
+            self._refuse_line(line, message)
             return
         method = message.get("method")
         if method is None:  # the client's answer to a server request
@@ -210,17 +213,45 @@ class StdioRelay:
                 self.server.link.send(line)
             return
         if "id" not in message:
+            if unchecked_request(method):  # a checked request sent as a notification would pass unchecked
+                return
             self._client_notification(method, message, line)
             return
         params = message.get("params")
         request_id = message["id"]
+        key = request_key(request_id)
+        if key is None:
+            self._to_client(
+                error_frame(None, INVALID_REQUEST, f"mcp-gateway: the request id {request_id!r} is not a string or an "
+                            "integer; the request was not sent on")
+            )
+            return
+        if key in self._pending or key in self._guarding:
+            # two answers could not be told apart: the second request would take the first one's answer
+            self._to_client(
+                error_frame(request_id, INVALID_REQUEST, f"mcp-gateway: the request id {request_id!r} is already in "
+                            "use by a request still unanswered; the request was not sent on")
+            )
+            return
         if method == "initialize":
             self.server.init_params = dict(params) if isinstance(params, dict) else {}
             await self._forward(request_id, method, params, line, timeout_s=self.limits.init_timeout_s, replay=False)
         elif self.guard is not None and method in GUARDED_REQUESTS:
+            self._guarding.add(key)  # taken now: the next line may reuse the id before the check starts
             self._spawn(self._guarded_request(self.guard, message, line))
         else:
             await self._forward(request_id, method, params, line)
+
+    def _refuse_line(self, line: bytes, invalid: Invalid) -> None:
+        """A line from the client that is no JSON-RPC message: logged and, unless it was an answer, answered
+        with an error (a client waiting on a request it malformed learns why instead of waiting)."""
+        logger.warning(
+            "the client sent a line that is not JSON-RPC (%d bytes), not sent on: %r (%s)",
+            len(line), line[:200].decode(errors="replace"), invalid.problem,
+        )
+        if invalid.request_id is not None and b'"method"' not in line[:4096]:
+            return  # a malformed answer to one of the server's requests: there is no one to tell
+        self._to_client(error_frame(invalid.request_id, invalid.code, f"mcp-gateway: {invalid.problem}"))
 
     def _client_notification(self, method: str, message: Message, line: bytes) -> None:
         if method == "notifications/cancelled":
@@ -241,8 +272,6 @@ class StdioRelay:
     async def _guarded_request(self, guard: Guard, message: Message, line: bytes) -> None:
         request_id, method, params = message["id"], message["method"], message.get("params")
         key = request_key(request_id)
-        if key is not None:
-            self._guarding.add(key)
         refusal: bytes | None = None
         try:
             forwarded, answer = await guard.client_request(
@@ -332,9 +361,20 @@ class StdioRelay:
     # --- server → client -------------------------------------------------------------------
 
     def _from_server(self, line: bytes) -> None:
-        message = parse(line, f"server {self.name!r}")
-        if message is None:
+        message = decode(line)
+        if isinstance(message, Invalid):
+            logger.warning(
+                "server %r sent a line that is not JSON-RPC (%d bytes), skipped: %r (%s)",
+                self.name, len(line), line[:200].decode(errors="replace"), message.problem,
+            )
+            if message.request_id is not None and b'"method"' not in line[:4096]:
+                # an answer no strict client would read as the gateway checked it: the request gets an error
+                text = f"mcp-gateway: server {self.name!r} sent a malformed answer ({message.problem}); dropped"
+                self._answered(error_message(message.request_id, INTERNAL_ERROR, text), None)
             return
+        if message.keys() - _ENVELOPE:  # members JSON-RPC does not have: not passed on, read by no check
+            message = {key: value for key, value in message.items() if key in _ENVELOPE}
+            line = encode(message)
         method = message.get("method")
         if method is None:
             self._answered(message, line)
@@ -343,18 +383,48 @@ class StdioRelay:
             if self.guard is not None and method in ("sampling/createMessage", "elicitation/create"):
                 self._spawn(self._guarded_server_request(self.guard, message, line))
                 return
-        elif self.guard is not None and method in SERVER_TEXT_FIELDS:
+        elif self.guard is not None and method in SERVER_TEXT_FIELDS and isinstance(message.get("params"), dict):
             self._spawn(self.order.slot(self._checked_notification(self.guard, message, line), self._write))
             return
         elif method == "notifications/tools/list_changed" and self.guard is not None:
             assert self._tg is not None
             start_recheck(self._tg, self.server, self.guard)
+        if self.guard is not None and rest_sides(message.get("params")):
+            # a request or notification no check reads by name: its strings are masked like a result's
+            self._spawn(self.order.slot(self._masked(self.guard, message, line), self._write))
+            return
         if self.order.pending() is not None:
             self._spawn(self.order.slot(_kept(line), self._write))  # behind the notifications being checked
             return
         self._to_client(line)
 
     async def _write(self, frame: bytes) -> None:
+        self._to_client(frame)
+
+    async def _masked(self, guard: Guard, message: Message, line: bytes) -> tuple[bool, bytes]:
+        params = message.get("params")
+        try:
+            masked = await guard.masked_rest(self.name, str(message.get("method")), params)
+        except Exception:  # a broken check must not let the text through unchecked
+            logger.exception("checking a %s from server %r failed; it was withheld", message.get("method"), self.name)
+            link = self.server.link
+            if "id" in message and link is not None:  # the server waits for an answer: it gets one
+                link.send(error_frame(message["id"], INTERNAL_ERROR, "mcp-gateway: the request could not be checked"))
+            return False, b""
+        return True, (line if masked is params else encode({**message, "params": masked}))
+
+    async def _masked_answer(self, guard: Guard, pending: _Pending, message: Message, line: bytes | None,
+                             notes: anyio.Event | None) -> None:
+        result = message["result"]
+        try:
+            masked = await guard.masked_rest(self.name, pending.method, result)
+            frame = line if masked is result and line is not None else encode({**message, "result": masked})
+        except Exception as exc:  # a broken check must not let the text through unchecked
+            logger.exception("checking the answer of server %r to %s failed; withheld", self.name, pending.method)
+            frame = error_frame(message["id"], INTERNAL_ERROR, f"mcp-gateway: checking this answer failed ({exc}), "
+                                f"so it was withheld; {_SEE_LOG}")
+        if notes is not None:
+            await notes.wait()
         self._to_client(frame)
 
     async def _checked_notification(self, guard: Guard, message: Message, line: bytes) -> tuple[bool, bytes]:
@@ -381,6 +451,9 @@ class StdioRelay:
             return
         if self.guard is not None and isinstance(message.get("error"), dict):
             self._spawn(self._guarded_error(self.guard, pending, message, line, notes))
+            return
+        if self.guard is not None and rest_sides(message.get("result")):  # the answer to ping, subscribe, ...
+            self._spawn(self._masked_answer(self.guard, pending, message, line, notes))
             return
         if notes is not None:
             self._spawn(self._write_after(notes, line if line is not None else encode(message)))

@@ -12,7 +12,8 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +23,8 @@ from policy.verdict import Span
 from .masking import mask_string, mask_value_at, spans_by_field
 
 __all__ = [
-    "RESULT_KIND", "Part", "Side", "TextLayout", "call_subject", "mask_message", "mask_sides", "result_subject",
-    "server_meta", "side_subject", "side_values",
+    "RESULT_KIND", "Part", "Side", "TextLayout", "call_subject", "mask_message", "mask_sides", "rest_sides",
+    "result_subject", "server_meta", "side_subject", "side_values",
 ]
 
 SEPARATOR = "\n"
@@ -221,6 +222,33 @@ def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
     task = result.get("task")
     if method == "tools/call" and isinstance(task, dict):  # a task started: its status line
         add(("task", "statusMessage"), task.get("statusMessage"))
+    return found
+
+
+# a value like "text", "image/png", "assistant", "object": a protocol word, which holds no secret or person
+_TOKEN = re.compile(r"[a-z/_.+-]{1,32}")
+
+
+def rest_sides(value: Any, covered: Sequence[tuple[str | int, ...]] = ()) -> list[Side]:
+    """Every string in `value` outside the `covered` paths (and what lies under them): the fields no check
+    reads by name (a server's own keys, annotations, cursors), so the policies that mask see them too."""
+    skip = set(covered)
+    found: list[Side] = []
+
+    def walk(item: Any, path: tuple[str | int, ...]) -> None:
+        if path in skip:
+            return
+        if isinstance(item, str):
+            if item and not _TOKEN.fullmatch(item):
+                found.append(Side(path, item))
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                walk(child, (*path, key))
+        elif isinstance(item, list):
+            for index, child in enumerate(item):
+                walk(child, (*path, index))
+
+    walk(value, ())
     return found
 
 

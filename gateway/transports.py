@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -30,6 +29,7 @@ import mcp_types as types
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.shared.message import SessionMessage
 
+from .frames import request_id_in
 from .handshake import EarlyStart, spawn_server
 from .specs import StdioCommand
 
@@ -50,7 +50,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MESSAGE_TOO_LARGE = -32042
-_ID = re.compile(rb'"id"\s*:\s*("(?:[^"\\]|\\.){0,200}"|-?\d{1,20})')
 
 
 @dataclass
@@ -100,14 +99,6 @@ class LineFramer:
         self._buffer.clear()
         if line:
             self.on_line(line)
-
-
-def request_id_in(head: bytes) -> types.RequestId | None:
-    match = _ID.search(head)
-    if match is None:
-        return None
-    raw = match.group(1)
-    return raw[1:-1].decode(errors="replace") if raw.startswith(b'"') else int(raw)
 
 
 def _parse(line: bytes, origin: str) -> SessionMessage | None:

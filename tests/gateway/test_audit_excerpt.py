@@ -52,3 +52,13 @@ def test_an_audit_row_for_a_resource_names_its_uri(tmp_path: object) -> None:
     [row] = Guard(_host())._rows(subject, decision, 0.0)
     assert row.tool == "file:///srv/owners.txt"
     assert row.excerpt == "owner [MASKED:email]"
+
+
+def test_a_token_in_a_resource_uri_is_masked_where_the_row_names_it() -> None:
+    from gateway.guards import Guard
+
+    token = "ghp_" + "R7x2Kq9LmN4pZ8vW3tY6uB1cD5eF0gHjK2aQ"
+    subject = Subject(kind=SubjectKind.RESOURCE, server="web", method="resources/read", text="page",
+                      metadata={"uri": f"https://api.example.com/v1?access_token={token}"})
+    [row] = Guard(_host())._rows(subject, decide([_verdict()]), 0.0)
+    assert row.tool == "https://api.example.com/v1?access_token=[MASKED:github-token]"

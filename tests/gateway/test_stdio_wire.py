@@ -18,7 +18,7 @@ import pytest
 
 from policy.subject import SubjectKind
 
-from .relay_support import RAW_SERVER, attacker_mail_policy, gateway_env, server_log
+from .relay_support import RAW_SERVER, attacker_mail_policy, gateway_env, secrets_mask_policy, server_log
 
 pytestmark = pytest.mark.integration
 
@@ -355,3 +355,71 @@ def test_an_unreachable_remote_server_is_named_with_its_address_and_the_reason(t
     refused = subprocess.run([sys.executable, "-m", "gateway", "wrap", "--url", "not-a-url"], capture_output=True,
                              env=gateway_env(tmp_path), timeout=60, stdin=subprocess.PIPE)
     assert refused.returncode == 2 and b"http:// or https://" in refused.stderr
+
+
+GH = "ghp_" + "R7x2Kq9LmN4pZ8vW3tY6uB1cD5eF0gHjK2aQ"
+
+
+def test_no_field_or_malformed_frame_carries_a_secret_past_the_gateway(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    secrets_mask_policy(policies)
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps([
+        {"name": "verbatim", "description": f"signs with {GH}", "inputSchema": {"type": "object"}},
+        {"name": "slow", "description": "slow", "inputSchema": {"type": "object"}},
+    ]))
+    seen: list[dict[str, Any]] = []
+
+    def call(request_id: int, frames: list[str]) -> dict[str, Any]:
+        wire.send({"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
+                   "params": {"name": "verbatim", "arguments": {"frames": frames}}})
+        got = wire.frames_until_answer(request_id)
+        seen.extend(got)
+        return got[-1]
+
+    server = ["env", f"RAW_SERVER_TOOLS={tools}", *RAW_SERVER]
+    with gateway(tmp_path, ["--no-builtin", "--policies", str(policies)], server) as wire:
+        wire.initialize()
+        wire.send({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        seen.extend(wire.frames_until_answer(2))
+        # fields no check reads by name: a server's own notification, a list_changed's _meta, annotations, an
+        # unknown result field, a cursor, and a member the JSON-RPC envelope does not have
+        answered = call(3, [frame.replace("SECRET", GH) for frame in (
+            '{"jsonrpc": "2.0", "method": "notifications/custom", "params": {"note": "token SECRET"}}',
+            '{"jsonrpc": "2.0", "method": "notifications/message", "params": ["an", "array", "SECRET"]}',
+            '{"jsonrpc": "2.0", "id": {id}, "result": {"content": [{"type": "text", "text": "ok", "annotations": '
+            '{"audience": ["user"], "note": "SECRET"}}], "extra": "SECRET", "nextCursor": "SECRET"}, '
+            '"x-envelope": "SECRET"}',
+        )])
+        assert answered["result"]["content"][0]["text"] == "ok" and "x-envelope" not in answered
+        # answers no strict client would read as the gateway checked them: refused, and the call told
+        duplicate = call(4, ['{"jsonrpc": "2.0", "id": {id}, "result": {"content": '
+                             '[{"type": "text", "text": "SECRET", "text": "ok"}]}}'.replace("SECRET", GH)])
+        assert "the key 'text' appears twice" in duplicate["error"]["message"], duplicate
+        not_a_number = call(5, ['{"jsonrpc": "2.0", "id": {id}, "result": {"content": [], "v": NaN}}'])
+        assert "NaN is not JSON" in not_a_number["error"]["message"]
+
+        # from the client: what is no request is answered with why, and nothing unchecked reaches the server
+        wire.send(b"not json {")
+        wire.send(b'[{"jsonrpc": "2.0", "id": 9, "method": "ping"}]')
+        wire.send({"jsonrpc": "2.0", "id": 1.5, "method": "ping"})
+        errors = [json.loads(wire.receive()) for _ in range(3)]
+        assert [(e["id"], e["error"]["code"]) for e in errors] == [(None, -32700), (None, -32600), (None, -32600)]
+        wire.send({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "verbatim", "arguments": {"x": GH}}})
+        wire.send({"jsonrpc": "2.0", "id": 10, "method": "tools/call", "params": {"name": "verbatim", "arguments": GH}})
+        _, not_an_object = wire.answer_to(10)
+        assert not_an_object["error"]["code"] == -32602
+        wire.send({"jsonrpc": "2.0", "id": "dup", "method": "tools/call",
+                   "params": {"name": "slow", "arguments": {"seconds": 1}}})
+        wire.send({"jsonrpc": "2.0", "id": "dup", "method": "ping"})
+        _, reused = wire.answer_to("dup")
+        assert "already in use by a request still unanswered" in reused["error"]["message"]
+        _, first = wire.answer_to("dup")
+        assert first["result"]["content"][0]["text"] == "slow-done"  # the first request keeps its own answer
+
+    delivered = json.dumps(seen)
+    assert GH not in delivered, delivered
+    assert delivered.count("[MASKED:github-token]") == 6, delivered  # the description, two notifications, 3 fields
+    # neither the call sent without an id nor the one with a string for arguments reached the server
+    reached = [m["params"].get("arguments") for m in server_log(tmp_path) if m.get("method") == "tools/call"]
+    assert {"x": GH} not in reached and GH not in reached

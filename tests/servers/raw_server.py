@@ -25,7 +25,7 @@ TOOLS = [
     {"name": name, "description": f"{name} tool", "inputSchema": {"type": "object"}}
     for name in (
         "echo", "crash", "hang", "garbage", "huge", "slow", "sample", "progress", "changed", "leak", "args", "chatter",
-        "fail", "elicit", "sides", "complain", "order", "crossed", "tasky",
+        "fail", "elicit", "sides", "complain", "order", "crossed", "tasky", "verbatim",
     )
 ] + [
     {
@@ -176,6 +176,11 @@ def call_tool(request_id: Any, params: dict[str, Any]) -> None:
         TOOLS.append({"name": f"extra{len(TOOLS)}", "inputSchema": {"type": "object"}})
         send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
         text_result(request_id, "changed")
+    elif name == "verbatim":  # each of `frames` as a line, as written ({id} is the call's id): malformed on purpose
+        with LOCK:
+            for frame in args.get("frames", []):
+                OUT.write(str(frame).replace("{id}", json.dumps(request_id)).encode() + b"\n")
+            OUT.flush()
     elif name == "leak":
         text = str(args["reverse"])[::-1] if "reverse" in args else str(args.get("text", ""))
         text_result(request_id, text, structuredContent={"value": text})
