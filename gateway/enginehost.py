@@ -81,9 +81,11 @@ class EngineHost:
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
 
-    async def check(self, subject: Subject, *, masking_only: bool = False, tool_scoped: bool = False) -> list[Verdict]:
+    async def check(
+        self, subject: Subject, *, masking_only: bool = False, tool_scoped: bool = False, not_masking: bool = False
+    ) -> list[Verdict]:
         """Every in-scope policy's verdict (with `masking_only`, only of the policies that mask; with
-        `tool_scoped`, only of the policies that name tools)."""
+        `not_masking`, only of the others; with `tool_scoped`, only of the policies that name tools)."""
         self.start()  # loading from here at the latest (a relay starts it once a server has answered initialize)
         if not self._ready.is_set():
             ready = await anyio.to_thread.run_sync(self._ready.wait, self._ready_timeout_s, abandon_on_cancel=True)
@@ -99,6 +101,8 @@ class EngineHost:
         policies = engine.in_scope(subject)
         if masking_only:
             policies = [policy for policy in policies if policy.action is Action.MASK]
+        elif not_masking:
+            policies = [policy for policy in policies if policy.action is not Action.MASK]
         if tool_scoped:
             policies = [policy for policy in policies if policy.scope.names_tools]
         if not policies:

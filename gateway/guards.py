@@ -154,9 +154,13 @@ class Guard:
         self._changing[server] = [*pending, event]
         return event
 
-    async def _judge(self, subject: Subject, *, masking_only: bool = False, tool_scoped: bool = False) -> Decision:
+    async def _judge(
+        self, subject: Subject, *, masking_only: bool = False, tool_scoped: bool = False, not_masking: bool = False
+    ) -> Decision:
         started = time.perf_counter()
-        verdicts = await self.host.check(subject, masking_only=masking_only, tool_scoped=tool_scoped)
+        verdicts = await self.host.check(
+            subject, masking_only=masking_only, tool_scoped=tool_scoped, not_masking=not_masking
+        )
         decision = decide(verdicts)
         if verdicts:
             self._log(subject, decision)
@@ -325,7 +329,18 @@ class Guard:
         # the policies that mask (they are not prose a model reads as instructions).
         named = ("tools/call", "tasks/result", "tasks/get", "tasks/cancel", "prompts/get")
         tool = str((params or {}).get("name") or "") if method in named else ""
-        side = side_subject(server, method, tool, sides, kind=subject.kind if subject is not None else None)
+        kind = subject.kind if subject is not None else None
+        read = [side for side in sides if side.read]
+        if read:
+            # text a model may be handed (a text blob, a link's description, a task's status line) is judged by
+            # every policy, as the content is: an injection there blocks the result as it would in the text
+            text = "\n".join(str(side.value) for side in read)
+            said = Subject(kind=kind or SubjectKind.TOOL_RESULT, server=server, tool=tool, method=method, text=text)
+            # (the policies that mask read these with the other side places below, once)
+            judged = await self._judge(said, tool_scoped=tool_scoped, not_masking=True)
+            if judged.applied == "block":
+                return self._apply(judged, method, result, TextLayout(()))
+        side = side_subject(server, method, tool, sides, kind=kind)
         verdicts = await self.host.check(side, masking_only=True, tool_scoped=tool_scoped)
         side_masks: list[Span] = []
         if verdicts:

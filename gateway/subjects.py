@@ -144,6 +144,7 @@ class Side:
     path: tuple[str | int, ...]
     value: Any
     encoding: str | None = None
+    read: bool = False  # text a model may be given to read (a text blob, a link's description): judged whole
 
 
 def server_meta(meta: Any) -> Any:
@@ -162,9 +163,9 @@ def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
     """Every side place of a result that holds something, to be masked like its content."""
     found: list[Side] = []
 
-    def add(path: tuple[str | int, ...], value: Any, encoding: str | None = None) -> None:
+    def add(path: tuple[str | int, ...], value: Any, encoding: str | None = None, read: bool = False) -> None:
         if value not in (None, "", {}, []):
-            found.append(Side(path, value, encoding))
+            found.append(Side(path, value, encoding, read))
 
     def meta(path: tuple[str | int, ...], value: Any) -> None:
         add(path, server_meta(value))  # mask_sides puts the protocol's own keys back
@@ -172,8 +173,9 @@ def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
     def block(holder: Mapping[str, Any], path: tuple[str | int, ...]) -> None:
         meta((*path, "_meta"), holder.get("_meta"))
         if holder.get("type") == "resource_link":
-            for key in ("uri", "name", "title", "description"):
-                add((*path, key), holder.get(key))
+            add((*path, "uri"), holder.get("uri"))
+            for key in ("name", "title", "description"):
+                add((*path, key), holder.get(key), read=True)
         resource = holder.get("resource")
         if isinstance(resource, dict):
             resource_fields(resource, (*path, "resource"))
@@ -183,7 +185,7 @@ def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
         meta((*path, "_meta"), resource.get("_meta"))
         decoded = _blob_text(resource.get("blob"))
         if decoded is not None:
-            add((*path, "blob"), *decoded)
+            add((*path, "blob"), *decoded, read=True)
 
     meta(("_meta",), result.get("_meta"))
     if method in ("tools/call", "tasks/result"):
@@ -218,10 +220,10 @@ def side_values(method: str, result: Mapping[str, Any]) -> list[Side]:
             else:
                 add(("tasks", index), item)
     if method in ("tasks/get", "tasks/cancel"):
-        add(("statusMessage",), result.get("statusMessage"))
+        add(("statusMessage",), result.get("statusMessage"), read=True)
     task = result.get("task")
     if method == "tools/call" and isinstance(task, dict):  # a task started: its status line
-        add(("task", "statusMessage"), task.get("statusMessage"))
+        add(("task", "statusMessage"), task.get("statusMessage"), read=True)
     return found
 
 
