@@ -304,10 +304,10 @@ class Guard:
     ) -> dict[str, Any]:
         if method == "tools/list":
             listed = await self._catalogue(server, result, "tools", "tool", self.hidden_tools)
-            return await self.masked_rest(server, method, listed)
+            return await self.masked_rest(server, method, listed, kind=SubjectKind.TOOL_DESCRIPTION)
         if method == "prompts/list":
             listed = await self._catalogue(server, result, "prompts", "prompt", self.hidden_prompts)
-            return await self.masked_rest(server, method, listed)
+            return await self.masked_rest(server, method, listed, kind=SubjectKind.TOOL_DESCRIPTION)
         built = result_subject(method, server, params, result)
         subject: Subject | None = None
         layout = TextLayout(())
@@ -369,14 +369,15 @@ class Guard:
             checked = _with_meta(checked, "masked", sorted(labels))
         return checked
 
-    async def masked_rest(self, server: str, method: str, payload: _J) -> _J:
+    async def masked_rest(self, server: str, method: str, payload: _J, *, kind: SubjectKind | None = None) -> _J:
         """`payload` (any JSON a server sent) with what the policies that mask find in its strings masked:
         for what no other check reads (the answer to a ping, a notification or request of the server's own,
-        a listing's descriptions and cursor). Tool and prompt names, being simple words, are not touched."""
+        a listing's descriptions and cursor: with `kind` tool_description, by the policies for descriptions).
+        Tool and prompt names, being simple words, are not touched."""
         sides = rest_sides(payload)
         if not sides:
             return payload
-        side = side_subject(server, method, "", sides)
+        side = side_subject(server, method, "", sides, kind=kind)
         verdicts = await self.host.check(side, masking_only=True)
         if not verdicts:
             return payload

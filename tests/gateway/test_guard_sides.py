@@ -277,3 +277,35 @@ def test_an_injection_in_text_a_model_may_read_beside_the_content_blocks_the_res
     # the same text as plain content was already blocked; a harmless blob still passes as it was
     harmless = {"contents": [{"uri": "mem://note", "blob": base64.b64encode(b"meeting at ten").decode()}]}
     assert anyio.run(check, "resources/read", harmless) == json.dumps(harmless)
+
+
+def test_a_listing_is_masked_by_the_policies_for_descriptions_only() -> None:
+    from policy.conditions import Predicate, Rule
+
+    rule = Rule(id="names", description="a name", when=Predicate(path="structured.**", op="regex", value="Tiny Image"))
+    results_only = make_policy(
+        id="names-in-results", action=Action.MASK, scope=Scope(kinds=[SubjectKind.TOOL_RESULT]), rules=[rule]
+    )
+    secrets = make_policy(
+        id="mask-secrets", action=Action.MASK, detectors=["secrets"], scope=Scope(kinds=[SubjectKind.TOOL_DESCRIPTION])
+    )
+    host = EngineHost(lambda: Runtime(engine=Engine([results_only, secrets]), loaded=(), judge=None), warm=False)
+    host.start()
+    assert host.wait_ready(30)
+    tools = {
+        "tools": [
+            {
+                "name": "img",
+                "title": "Get Tiny Image Tool",
+                "description": f"signed with {TOKEN}",
+                "inputSchema": {"type": "object"},
+            }
+        ]
+    }
+
+    async def listed() -> dict[str, Any]:
+        return await Guard(host).server_result("srv", "tools/list", None, tools)
+
+    [tool] = anyio.run(listed)["tools"]
+    # a tool's title is no tool result: a policy for results does not touch it; one for descriptions masks the token
+    assert (tool["title"], tool["description"]) == ("Get Tiny Image Tool", "signed with [MASKED:github-token]")
