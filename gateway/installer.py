@@ -173,6 +173,13 @@ def plan_uninstall(location: ConfigLocation, text: str, *, state: InstallState) 
     scanned = set(document.tables())
     removed += [r for r in state.records if r.file == file_key and r.table in scanned and (r.table, r.name) not in seen]
     after = render_checked(document, before, changes) if changes else text
+    write = state.file_write(file_key)
+    original = write.original(text) if write is not None else None
+    if original is not None:
+        # the file is exactly as install left it: the text it had before, byte for byte (layout, comments and
+        # line endings of every format included), and every record of the file is done with
+        after = original
+        removed = [r for r in state.records if r.file == file_key]
     return FilePlan(location, text, after, tuple(reports), removed=tuple(removed))
 
 
@@ -294,17 +301,21 @@ def _run(
                 _forget(state_file, state, results)
             else:  # the files not written keep their entries as they were: their records go
                 unwritten = tuple(r for p in plans[len(results) :] if p.changed for r in p.added)
-                if unwritten:
-                    save_state(state_file, state.updated((), unwritten))
+                save_state(state_file, state.updated((), unwritten))
             note = f" Already changed: {', '.join(done)}." if done else ""
             raise ClientConfigError(f"{exc}{note}") from exc
         results.append(FileResult(plan, backup))
+        if action is Action.INSTALL and plan.changed:
+            state = state.wrote(record_file_key(plan.location), plan.before, plan.after, backup)
     if action is Action.UNINSTALL:
         _forget(state_file, state, results)
+    elif any(plan.changed for plan in plans):
+        save_state(state_file, state)
     return results
 
 
 def _forget(state_file: Path, state: InstallState, results: list[FileResult]) -> None:
     removed = tuple(record for result in results for record in result.plan.removed)
-    if removed:
-        save_state(state_file, state.updated((), removed))
+    files = {record_file_key(result.plan.location) for result in results}
+    if removed or any(state.file_write(file) is not None for file in files):
+        save_state(state_file, state.updated((), removed).forgot(files))

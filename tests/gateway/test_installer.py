@@ -415,3 +415,36 @@ def test_a_second_install_waits_for_the_first_to_finish(tmp_path: Path) -> None:
         fcntl.flock(held, fcntl.LOCK_UN)
     worker.join(10)
     assert done.is_set() and [r.name for r in load_state(state).records] == ["a"]
+
+
+CODEX_LAYOUTS = [
+    '[mcp_servers.s]\ncommand = "npx"\ncwd = "/w"\n\n# next\n[x]\ny = 1\n',
+    '[mcp_servers.r]\nurl = "https://h/mcp"  # remote\nhttp_headers = { A = "b" }\n',
+    '[mcp_servers.s]\ncommand = "npx"\n[mcp_servers.s.env]\nA = "1"\n',
+    '# servers\r\n[mcp_servers.s]\r\ncommand = "npx"\r\nargs = ["-y", "srv"]   # pinned\r\n\r\n[other]\r\nk = true\r\n',
+]
+
+
+@pytest.mark.parametrize("text", CODEX_LAYOUTS)
+def test_uninstall_gives_back_a_file_install_left_as_it_was_byte_for_byte(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(text.encode())
+    state = tmp_path / "state" / "installs.json"
+    location = where(ClientName.CODEX, path)
+    [installed] = run(Action.INSTALL, [location], state_file=state, gateway=GATEWAY)
+    assert installed.plan.changed
+    run(Action.UNINSTALL, [location], state_file=state)
+    assert path.read_bytes() == text.encode()
+    assert load_state(state).records == () and load_state(state).files == ()
+
+
+def test_a_file_edited_since_install_is_restored_entry_by_entry_keeping_the_edit(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text(config({"a": {"command": "x"}}))
+    state = tmp_path / "state" / "installs.json"
+    run(Action.INSTALL, [where(path=path)], state_file=state, gateway=GATEWAY)
+    edited = json.loads(path.read_text())
+    edited["theme"] = "dark"  # the client saved a setting of its own meanwhile
+    path.write_text(json.dumps(edited, indent=2) + "\n")
+    run(Action.UNINSTALL, [where(path=path)], state_file=state)
+    assert json.loads(path.read_text()) == {"mcpServers": {"a": {"command": "x"}}, "theme": "dark"}
