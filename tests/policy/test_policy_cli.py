@@ -309,33 +309,33 @@ def _judged_test(policies: Path, cases: Path, tmp_path: Path, *options: str) -> 
     )
 
 
-def test_policy_test_records_judge_answers_and_replays_them_offline(tmp_path: Path) -> None:
+PROMISE = (
+    "  - {id: promise, policy: refunds, kind: tool_result, tool: crm,\n"
+    "     text: 'We will refund the full amount today.', expect: violation}\n"
+)
+FORWARD = (
+    "  - {id: forward, policy: refunds, kind: tool_result, tool: crm,\n"
+    "     text: 'Your message was forwarded to billing.', expect: allow}\n"
+)
+
+
+JSON_AT = ("--format", "json", "--judge-api-base")  # JSON out, the judge at the URL that follows
+
+
+def _refund_suite(tmp_path: Path, *cases: str) -> tuple[Path, Path]:
+    """The refunds policy compiled offline (its judge does the work), and a case file of `cases`."""
     policies = tmp_path / "policies"
     _write(policies, "refunds.md", REFUNDS)
     assert _run(["policy", "compile", str(policies), "--offline"], tmp_path).returncode == 0
-    cases = _write(
-        tmp_path,
-        "cases.yaml",
-        "cases:\n"
-        "  - {id: promise, policy: refunds, kind: tool_result, tool: crm,\n"
-        "     text: 'We will refund the full amount today.', expect: violation}\n"
-        "  - {id: forward, policy: refunds, kind: tool_result, tool: crm,\n"
-        "     text: 'Your message was forwarded to billing.', expect: allow}\n",
-    )
+    return policies, _write(tmp_path, "cases.yaml", "cases:\n" + "".join(cases))
+
+
+def test_policy_test_records_judge_answers_and_replays_them_offline(tmp_path: Path) -> None:
+    policies, cases = _refund_suite(tmp_path, PROMISE, FORWARD)
     cassette = tmp_path / "judge.jsonl"
     with scripted_llm_server() as server:
         server.script("refund the full amount", judge_reply(True)).script("forwarded to billing", judge_reply(False))
-        recorded = _judged_test(
-            policies,
-            cases,
-            tmp_path,
-            "--format",
-            "json",
-            "--judge-api-base",
-            f"{server.url}/v1",
-            "--record",
-            str(cassette),
-        )
+        recorded = _judged_test(policies, cases, tmp_path, *JSON_AT, f"{server.url}/v1", "--record", str(cassette))
         asked = len(server.requests)
     assert recorded.returncode == 0, recorded.stderr
     first = json.loads(recorded.stdout)
@@ -347,17 +347,7 @@ def test_policy_test_records_judge_answers_and_replays_them_offline(tmp_path: Pa
     assert cassette.exists()
 
     # Replayed with nothing listening: the same decisions, from the cassette alone.
-    replayed = _judged_test(
-        policies,
-        cases,
-        tmp_path,
-        "--format",
-        "json",
-        "--judge-api-base",
-        "http://127.0.0.1:9/v1",
-        "--replay",
-        str(cassette),
-    )
+    replayed = _judged_test(policies, cases, tmp_path, *JSON_AT, "http://127.0.0.1:9/v1", "--replay", str(cassette))
     assert replayed.returncode == 0, replayed.stderr
     assert [(c["id"], c["got"]) for c in json.loads(replayed.stdout)["cases"]] == [
         (c["id"], c["got"]) for c in first["cases"]
@@ -586,16 +576,7 @@ def test_a_threshold_the_cases_cannot_measure_fails_and_reads_undefined(tmp_path
 
 
 def test_replay_asks_as_the_recorded_model_and_a_failing_judge_fails_the_run(tmp_path: Path) -> None:
-    policies = tmp_path / "policies"
-    _write(policies, "refunds.md", REFUNDS)
-    assert _run(["policy", "compile", str(policies), "--offline"], tmp_path).returncode == 0
-    cases = _write(
-        tmp_path,
-        "cases.yaml",
-        "cases:\n"
-        "  - {id: promise, policy: refunds, kind: tool_result, tool: crm,\n"
-        "     text: 'We will refund the full amount today.', expect: violation}\n",
-    )
+    policies, cases = _refund_suite(tmp_path, PROMISE)
     cassette = tmp_path / "judge.jsonl"
     base = ["policy", "test", str(policies), "--cases", str(cases), "--format", "json"]
     with scripted_llm_server() as server:
