@@ -27,7 +27,7 @@ from typing import Any, cast
 
 from .errors import DownstreamError
 from .frames import encode, error_frame
-from .specs import StdioCommand, resolve_command
+from .specs import HTTP_TOKEN_ENV, StdioCommand, resolve_command
 
 __all__ = ["EarlyStart", "refuse_client", "spawn_server", "start_early"]
 
@@ -119,7 +119,8 @@ class EarlyStart:
 
 def spawn_server(name: str, spec: StdioCommand, *, max_bytes: int) -> EarlyStart:
     """Start a stdio server process, its stderr forwarded (prefixed with its name) and its last lines kept."""
-    env = {**os.environ, **dict(spec.env)}
+    # the gateway's own secret stays with it: a server holding the HTTP front's token could open sessions of its own
+    env = {**{k: v for k, v in os.environ.items() if k != HTTP_TOKEN_ENV}, **dict(spec.env)}
     executable = resolve_command(spec.command, name, env)
     try:
         process = subprocess.Popen(

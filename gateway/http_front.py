@@ -287,17 +287,22 @@ class HttpFront:
         session_id, session = transport.mcp_session_id or "", _Session(stop=transport.terminate, transport=transport)
         self._sessions[session_id] = session
         status: int | None = None
+        body = bytearray()
 
         async def watch(message: Message) -> None:
             nonlocal status
             status = message["status"] if message["type"] == "http.response.start" else status
+            if message["type"] == "http.response.body" and len(body) < ANSWER_SNIFF_BYTES:
+                body.extend(message.get("body", b"")[: ANSWER_SNIFF_BYTES - len(body)])
             await send(message)
 
         try:
             await self._tg.start(self._run_session, session_id, session, transport)
             await transport.handle_request(scope, receive, watch)
         finally:
-            if status is None or status >= 400:  # e.g. not an initialize: nothing may linger
+            # not an initialize, or one the server did not take (the error rides in a 200 answer): a session
+            # nothing can use must not hold one of the slots until its idle timeout
+            if status is None or status >= 400 or _answered_with_error(bytes(body)):
                 self._sessions.pop(session_id, None)
                 with anyio.CancelScope(shield=True):
                     await transport.terminate()
@@ -338,8 +343,11 @@ class HttpFront:
                 session.routes.standalone += 1
                 session.routes.touch()
 
+        # no events are stored to resume from: a client's Last-Event-ID gets a fresh stream (the SDK would
+        # answer it with nothing at all, which the server reports as a 500)
+        headers = [(key, value) for key, value in scope.get("headers", []) if key.lower() != b"last-event-id"]
         try:
-            await transport.handle_request(scope, receive, watch)
+            await transport.handle_request({**scope, "headers": headers}, receive, watch)
         finally:
             if opened:
                 session.routes.standalone -= 1
@@ -489,3 +497,19 @@ async def serve_run_http(
 
     relay()  # two servers whose names collide fail now, not in every session
     await serve_http(relay, settings, port, token)
+
+
+ANSWER_SNIFF_BYTES = 65536  # of an initialize's answer, read to see whether it is an error
+
+
+def _answered_with_error(body: bytes) -> bool:
+    """Whether an answer (a JSON body, or an event stream's data lines) is a JSON-RPC error."""
+    texts = [line[5:] for line in body.splitlines() if line.startswith(b"data:")] or [body]
+    for text in texts:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(message, dict) and "error" in message and "result" not in message:
+            return True
+    return False

@@ -9,7 +9,9 @@ from typing import Literal
 
 from .errors import DownstreamError
 
-__all__ = ["Limits", "ServerSpec", "StdioCommand", "resolve_command"]
+__all__ = ["HTTP_TOKEN_ENV", "Limits", "ServerSpec", "StdioCommand", "resolve_command"]
+
+HTTP_TOKEN_ENV = "MCP_GATEWAY_HTTP_TOKEN"  # noqa: S105  (a variable name) the HTTP front's token: kept from servers
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from ..specs import ServerSpec, StdioCommand
+from ..specs import HTTP_TOKEN_ENV, ServerSpec, StdioCommand
 from ._app import app
 from ._common import ConfigOption, Failed, cli_errors, fail, settings_from
 
@@ -28,7 +28,7 @@ NoAuditOpt = Annotated[bool, typer.Option("--no-audit", help="Do not write the a
 AuditDbOpt = Annotated[Path | None, typer.Option("--audit-db", help="Audit log SQLite file.")]
 TransportOpt = Annotated[Literal["stdio", "http"], typer.Option("--transport", help="How clients reach the gateway.")]
 PortOpt = Annotated[int, typer.Option("--port", help="Port for --transport http (loopback).")]
-BEARER_ENV = "MCP_GATEWAY_HTTP_TOKEN"
+BEARER_ENV = HTTP_TOKEN_ENV
 HttpTokenOpt = Annotated[
     str | None,
     typer.Option(
@@ -56,6 +56,9 @@ def _http_token(value: str | None) -> str | None:
     # click reads an empty variable as unset: a token meant to be set must not silently turn auth off.
     if (value is None and os.environ.get(BEARER_ENV) is not None) or (value is not None and not value.strip()):
         fail(f"{BEARER_ENV} (or --http-token) is set but empty; set a token or unset the variable")
+    if value is not None and (value != value.strip() or not value.isascii() or not value.isprintable()):
+        # HTTP carries header values as bytes read as Latin-1, and a client trims spaces: such a token never matches
+        fail(f"{BEARER_ENV} (or --http-token) must be printable ASCII without leading or trailing spaces")
     return value
 
 

@@ -281,6 +281,9 @@ async def test_a_configured_token_is_required_on_every_endpoint(tmp_path: Path) 
             async with session_at(gateway.url, headers={"Authorization": f"Bearer {token}"}) as session:
                 await session.initialize()
                 result = await session.call_tool("echo", {"text": "authorised"})
+                [server] = gateway.servers()
+                handed_on = server.environ()  # the token is the gateway's: a server holding it could open sessions
+    assert "MCP_GATEWAY_HTTP_TOKEN" not in handed_on and "RAW_SERVER_LOG" in handed_on
     assert (missing.status_code, wrong.status_code, legacy.status_code) == (401, 401, 401)
     assert missing.headers["www-authenticate"].startswith("Bearer")
     assert "MCP_GATEWAY_HTTP_TOKEN" in missing.text
@@ -376,3 +379,29 @@ async def test_sigterm_stops_every_server_and_the_gateway_exits_cleanly(tmp_path
     assert code == 0
     assert not [server for server in servers if server.is_running() and server.status() != psutil.STATUS_ZOMBIE]
     assert "Traceback" not in gateway.stderr.read_text()
+
+
+async def test_a_session_whose_initialize_failed_frees_its_slot(tmp_path: Path) -> None:
+    with anyio.fail_after(120):
+        async with (
+            http_gateway(tmp_path, ["wrap", "--name", "bad", "--", str(tmp_path / "no-such-server")]) as gateway,
+            httpx2.AsyncClient(timeout=30) as http,
+        ):
+            answers = [await http.post(gateway.url, json=INIT, headers=MCP_HEADERS) for _ in range(40)]
+    # more attempts than there are session slots (32): each is told why, none is refused for want of a slot
+    assert {answer.status_code for answer in answers} == {200}
+    assert all("no-such-server" in answer.text for answer in answers)
+
+
+async def test_a_stream_asked_to_resume_is_a_fresh_stream(tmp_path: Path) -> None:
+    with anyio.fail_after(90):
+        async with http_gateway(tmp_path) as gateway, httpx2.AsyncClient(timeout=30) as http:
+            opened = await http.post(gateway.url, json=INIT, headers=MCP_HEADERS)
+            session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-06-18"}
+            note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+            await http.post(gateway.url, json=note, headers={**MCP_HEADERS, **session})
+            resume = {"Accept": "text/event-stream", "Last-Event-ID": "123", **session}
+            async with http.stream("GET", gateway.url, headers=resume) as stream:
+                status, kind = stream.status_code, stream.headers.get("content-type", "")
+    # no events are kept to resume from: a fresh stream, not a 500 with nothing in it
+    assert status == 200 and kind.startswith("text/event-stream")

@@ -140,6 +140,9 @@ def test_small_mistakes_get_messages_that_name_them(tmp_path: Path) -> None:
     assert negative.returncode == 2 and "Error" in negative.stderr  # typer: not in the range x>=1
     huge = _cli(tmp_path, "logs", "--db", str(tmp_path / "a.db"), "-n", "99999999999999999999")
     assert huge.returncode == 2 and "Traceback" not in huge.stderr and "10000000" in huge.stderr, huge.stderr
+    for token in ("tok ", "pässwört"):  # never matched: HTTP reads header bytes as Latin-1, and clients trim spaces
+        refused = _cli(tmp_path, "wrap", "--transport", "http", "--http-token", token, "--", "x")
+        assert refused.returncode == 2 and "printable ASCII without leading or trailing spaces" in refused.stderr
     ending = _cli(tmp_path, "logs", "--db", str(tmp_path / "a.db"), "--follow", "--until", "1h")
     assert ending.returncode == 2 and "--until would end that at once" in ending.stderr, ending.stderr
     missing = _cli(tmp_path, "logs", "--settings", str(tmp_path / "nope.toml"))
