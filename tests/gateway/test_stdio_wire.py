@@ -17,8 +17,16 @@ from typing import Any
 import pytest
 
 from policy.subject import SubjectKind
+from policy.verdict import Action
 
-from .relay_support import RAW_SERVER, attacker_mail_policy, gateway_env, secrets_mask_policy, server_log
+from .relay_support import (
+    RAW_SERVER,
+    attacker_mail_policy,
+    gateway_env,
+    secrets_mask_policy,
+    server_log,
+    write_rule_policy,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -363,6 +371,9 @@ GH = "ghp_" + "R7x2Kq9LmN4pZ8vW3tY6uB1cD5eF0gHjK2aQ"
 def test_no_field_or_malformed_frame_carries_a_secret_past_the_gateway(tmp_path: Path) -> None:
     policies = tmp_path / "policies"
     secrets_mask_policy(policies)
+    # listings are tool descriptions: masked by the policies for those, as the built-in secrets policy is
+    write_rule_policy(policies, "description-secrets", "Mask secrets in tool descriptions.", [],
+                      [SubjectKind.TOOL_DESCRIPTION], action=Action.MASK, detectors=["secrets"])
     tools = tmp_path / "tools.json"
     tools.write_text(json.dumps([
         {"name": "verbatim", "description": f"signs with {GH}", "inputSchema": {"type": "object"}},
