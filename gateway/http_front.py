@@ -261,8 +261,13 @@ class HttpFront:
         headers = Headers(scope=scope)
         version, session_id = headers.get(MCP_PROTOCOL_VERSION_HEADER), headers.get(MCP_SESSION_ID_HEADER)
         session = self._sessions.get(session_id or "")
-        if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
+        if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS and session_id is None:
             await _refuse_sessionless(version, scope, receive, send)
+        elif version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS and scope["method"] != "DELETE":
+            # a session's request (a DELETE still ends it, whatever it says)
+            spoken = ", ".join(sorted(HANDSHAKE_PROTOCOL_VERSIONS))
+            message = f"MCP-Protocol-Version {version!r} is not a version this gateway speaks ({spoken})"
+            await _jsonrpc_error(400, INVALID_REQUEST, message)(scope, receive, send)
         elif session_id is None:
             await self._open_session(scope, receive, send)
         elif session is None or session.transport is None:

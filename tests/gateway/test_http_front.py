@@ -403,5 +403,14 @@ async def test_a_stream_asked_to_resume_is_a_fresh_stream(tmp_path: Path) -> Non
             resume = {"Accept": "text/event-stream", "Last-Event-ID": "123", **session}
             async with http.stream("GET", gateway.url, headers=resume) as stream:
                 status, kind = stream.status_code, stream.headers.get("content-type", "")
+            ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+            odd_version = {**MCP_HEADERS, **session, "MCP-Protocol-Version": "foo"}
+            odd = await http.post(gateway.url, json=ping, headers=odd_version)
+            ended = await http.delete(gateway.url, headers=odd_version)
+            after = await http.post(gateway.url, json=ping, headers={**MCP_HEADERS, **session})
+    # a session's request in a version no one speaks is refused as such (not as a sessionless request), and a
+    # DELETE ends the session whatever version it names
+    assert odd.status_code == 400 and "'foo' is not a version" in odd.text and "sessionless" not in odd.text
+    assert ended.status_code == 200 and after.status_code == 404
     # no events are kept to resume from: a fresh stream, not a 500 with nothing in it
     assert status == 200 and kind.startswith("text/event-stream")
