@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Invalid", "Message", "decode", "encode", "error_frame", "error_message", "parse", "request_key"]
+__all__ = ["Invalid", "Message", "decode", "encode", "error_frame", "error_message", "log_skipped", "request_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,19 +91,12 @@ def decode(line: bytes) -> Message | Invalid:
     return Invalid(INVALID_REQUEST, "not a JSON-RPC request, notification or response", request_id)
 
 
-def parse(line: bytes, origin: str) -> Message | None:
-    """A JSON-RPC message, or None (logged, naming `origin`) for anything else."""
-    decoded = decode(line)
-    if not isinstance(decoded, Invalid):
-        return decoded
+def log_skipped(line: bytes, origin: str, problem: str, fate: str = "skipped") -> None:
+    """Say, naming `origin`, that a line was no JSON-RPC message and what became of it."""
+    preview = line[:200].decode(errors="replace")
     logger.warning(
-        "%s sent a line that is not JSON-RPC (%d bytes), skipped: %r (%s)",
-        origin,
-        len(line),
-        line[:200].decode(errors="replace"),
-        decoded.problem,
+        "%s sent a line that is not JSON-RPC (%d bytes), %s: %r (%s)", origin, len(line), fate, preview, problem
     )
-    return None
 
 
 def encode(message: Message) -> bytes:

@@ -32,14 +32,25 @@ from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 
 from .downstream import DOWNSTREAM_UNAVAILABLE, timeout_setting
 from .errors import DownstreamError
-from .frames import INVALID_REQUEST, Invalid, Message, decode, encode, error_frame, error_message, request_key
+from .frames import (
+    INVALID_REQUEST,
+    Invalid,
+    Message,
+    decode,
+    encode,
+    error_frame,
+    error_message,
+    log_skipped,
+    request_id_in,
+    request_key,
+)
 from .guards import SERVER_TEXT_FIELDS, Guard
 from .handshake import EarlyStart
 from .relay import CHECKED_REQUESTS, NoteOrder, checked_notification, start_recheck, unchecked_request
 from .specs import Limits, ServerSpec
 from .stdio_server import ServerLink, StdioServer
 from .subjects import rest_sides
-from .transports import MESSAGE_TOO_LARGE, LineFramer, client_wire, request_id_in, too_large_text
+from .transports import MESSAGE_TOO_LARGE, LineFramer, client_wire, too_large_text
 
 __all__ = ["GUARDED_REQUESTS", "GUARDED_RESULTS", "StdioRelay"]
 
@@ -245,10 +256,7 @@ class StdioRelay:
     def _refuse_line(self, line: bytes, invalid: Invalid) -> None:
         """A line from the client that is no JSON-RPC message: logged and, unless it was an answer, answered
         with an error (a client waiting on a request it malformed learns why instead of waiting)."""
-        logger.warning(
-            "the client sent a line that is not JSON-RPC (%d bytes), not sent on: %r (%s)",
-            len(line), line[:200].decode(errors="replace"), invalid.problem,
-        )
+        log_skipped(line, "the client", invalid.problem, "not sent on")
         if invalid.request_id is not None and b'"method"' not in line[:4096]:
             return  # a malformed answer to one of the server's requests: there is no one to tell
         self._to_client(error_frame(invalid.request_id, invalid.code, f"mcp-gateway: {invalid.problem}"))
@@ -363,10 +371,7 @@ class StdioRelay:
     def _from_server(self, line: bytes) -> None:
         message = decode(line)
         if isinstance(message, Invalid):
-            logger.warning(
-                "server %r sent a line that is not JSON-RPC (%d bytes), skipped: %r (%s)",
-                self.name, len(line), line[:200].decode(errors="replace"), message.problem,
-            )
+            log_skipped(line, f"server {self.name!r}", message.problem)
             if message.request_id is not None and b'"method"' not in line[:4096]:
                 # an answer no strict client would read as the gateway checked it: the request gets an error
                 text = f"mcp-gateway: server {self.name!r} sent a malformed answer ({message.problem}); dropped"

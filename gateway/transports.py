@@ -29,7 +29,7 @@ import mcp_types as types
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.shared.message import SessionMessage
 
-from .frames import request_id_in
+from .frames import Invalid, decode, log_skipped, request_id_in
 from .handshake import EarlyStart, spawn_server
 from .specs import StdioCommand
 
@@ -40,7 +40,6 @@ __all__ = [
     "client_wire",
     "end_server",
     "pipe_streams",
-    "request_id_in",
     "stdio_downstream",
     "stdio_upstream",
     "stop_popen",
@@ -102,17 +101,15 @@ class LineFramer:
 
 
 def _parse(line: bytes, origin: str) -> SessionMessage | None:
+    # read as strictly as the stdio relay reads (`frames.decode`: no repeated keys, no NaN), then typed
+    decoded = decode(line)
+    if isinstance(decoded, Invalid):
+        log_skipped(line, origin, decoded.problem)
+        return None
     try:
-        return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
+        return SessionMessage(types.jsonrpc_message_adapter.validate_python(decoded, by_name=False))
     except ValueError as exc:
-        preview = line[:200].decode(errors="replace")
-        logger.warning(
-            "%s sent a line that is not JSON-RPC (%d bytes), skipped: %r (%s)",
-            origin,
-            len(line),
-            preview,
-            str(exc).splitlines()[0],
-        )
+        log_skipped(line, origin, str(exc).splitlines()[0])
         return None
 
 
