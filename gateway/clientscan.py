@@ -15,7 +15,7 @@ from .clientconfig import list_entries, read_config
 from .clients import ClientName, ConfigLocation, Environment, RemoteStyle, all_locations
 from .errors import ConfigError
 from .specs import ServerSpec, StdioCommand
-from .wrapping import is_wrapped, parse_invocation, remote_target
+from .wrapping import remote_target, wrapped_server
 
 __all__ = ["ClientServer", "client_server_specs", "configured_servers"]
 
@@ -78,20 +78,9 @@ def configured_servers(
             if not isinstance(value, dict):
                 found.append(ClientServer(location, entry.name, value, False, None, "the entry is not an object"))
                 continue
-            wrapped = is_wrapped(value)
-            real: Mapping[str, Any] = value
-            if wrapped:
-                invocation = parse_invocation(value.get("args"))
-                assert invocation is not None
-                if invocation.url:
-                    real = {"url": invocation.url, "headers": dict(invocation.headers), "type": invocation.transport}
-                else:
-                    real = {
-                        "command": invocation.command[0],
-                        "args": list(invocation.command[1:]),
-                        "env": value.get("env") or {},
-                        "cwd": value.get("cwd"),
-                    }
+            unwrapped = wrapped_server(value)
+            wrapped = unwrapped is not None
+            real: Mapping[str, Any] = unwrapped if unwrapped is not None else value
             spec = _spec(entry.name, real, env.project, None if wrapped else location.client.remote)
             found.append(
                 ClientServer(

@@ -11,7 +11,7 @@ from .errors import ConfigError
 from .jsonc import JsoncError
 from .jsonc import parse as parse_jsonc
 from .specs import ServerSpec, StdioCommand
-from .wrapping import is_wrapped, parse_invocation
+from .wrapping import wrapped_server
 
 __all__ = ["check_prefixes", "load_servers", "parse_servers", "server_prefix"]
 
@@ -96,18 +96,6 @@ def _workspace(name: str, where: str, path: Path | None) -> str:
     return folder.parent.name if name == "workspaceFolderBasename" else str(folder.parent)
 
 
-def _unwrapped(entry: dict[str, Any]) -> dict[str, Any]:
-    """An entry `mcp-gateway install` wrapped (`mcp-gateway wrap ... -- CMD` or `wrap --url URL`), as the
-    server it wraps: run mode fronts that server itself."""
-    invocation = parse_invocation(entry.get("args"))
-    assert invocation is not None
-    kept = {key: value for key, value in entry.items() if key in ("env", "cwd", "disabled")}
-    if invocation.url is not None:
-        remote = {"url": invocation.url, "type": invocation.transport, "headers": dict(invocation.headers)}
-        return {**kept, **remote}
-    return {**kept, "command": invocation.command[0], "args": list(invocation.command[1:])}
-
-
 def _is_gateway(entry: dict[str, Any]) -> bool:
     # A Lasso-style config lists the gateway itself next to the servers it fronts; fronting it would recurse.
     words = [str(entry.get("command", "")), *map(str, entry.get("args") or [])]
@@ -133,7 +121,7 @@ def parse_servers(data: Any, path: Path) -> list[ServerSpec]:
     specs: list[ServerSpec] = []
     for name, given in servers.items():
         where = f"{path}: server {name!r}"
-        entry = _unwrapped(given) if is_wrapped(given) else given
+        entry = (wrapped_server(given) if isinstance(given, dict) else None) or given
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: must be an object with 'command' or 'url'")
         disabled = entry.get("disabled", False)

@@ -51,11 +51,8 @@ _LIST_KEYS = {
 }
 
 
-_slug = server_prefix
-
-
 def prefix_name(server: str, name: str) -> str:
-    return f"{_slug(server)}{SEP}{name}"
+    return f"{server_prefix(server)}{SEP}{name}"
 
 
 class RouterRelay:
@@ -70,7 +67,7 @@ class RouterRelay:
     ) -> None:
         self.by_prefix: dict[str, Downstream] = {}
         for downstream in downstreams:
-            prefix = _slug(downstream.name)
+            prefix = server_prefix(downstream.name)
             other = self.by_prefix.get(prefix)
             if other is not None:
                 raise DownstreamError(
@@ -192,7 +189,7 @@ class RouterRelay:
             if method == "tasks/list":
                 return await self._task_list()
             downstream, routed, rename = self._route(method, params)
-            prefix = _slug(downstream.name)
+            prefix = server_prefix(downstream.name)
             if prefix in self.unavailable and prefix in self._starting:
                 # still starting: said at once; a request must not reach a server before its initialize does
                 raise MCPError(
@@ -215,14 +212,14 @@ class RouterRelay:
         params = dict(params or {})
         if method in ("tools/call", "prompts/get"):
             downstream, name = self._split(str(params.get("name", "")), SEP)
-            return downstream, {**params, "name": name}, _slug(downstream.name)
+            return downstream, {**params, "name": name}, server_prefix(downstream.name)
         if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
             downstream, uri = self._split(str(params.get("uri", "")), "+")
-            return downstream, {**params, "uri": uri}, _slug(downstream.name)
+            return downstream, {**params, "uri": uri}, server_prefix(downstream.name)
         if method in ("tasks/get", "tasks/result", "tasks/cancel"):
             # task ids are namespaced like tool names (<server>__<id>): no server can answer for another's task
             downstream, task_id = self._split(str(params.get("taskId", "")), SEP)
-            return downstream, {**params, "taskId": task_id}, _slug(downstream.name)
+            return downstream, {**params, "taskId": task_id}, server_prefix(downstream.name)
         if method == "completion/complete":
             ref = dict(params.get("ref") or {})
             if ref.get("type") == "ref/prompt":
@@ -234,7 +231,7 @@ class RouterRelay:
             return downstream, {**params, "ref": ref}, ""
         available = self._available()
         if len(available) == 1:
-            return available[0][1], params, _slug(available[0][1].name)
+            return available[0][1], params, server_prefix(available[0][1].name)
         raise MCPError(
             code=METHOD_NOT_FOUND,
             message=(f"mcp-gateway run mode cannot tell which server should answer {method!r}; use wrap mode for it"),

@@ -37,6 +37,7 @@ __all__ = [
     "remote_target",
     "unwrap_entry",
     "wrap_entry",
+    "wrapped_server",
 ]
 
 GATEWAY_ENV_PREFIX = "MCP_GATEWAY_"
@@ -100,6 +101,18 @@ def is_wrapped(entry: JsonValue) -> bool:
         and is_gateway_command(entry.get("command"))
         and parse_invocation(entry.get("args")) is not None
     )
+
+
+def wrapped_server(entry: Mapping[str, JsonValue]) -> dict[str, JsonValue] | None:
+    """A wrapped entry (``wrap ... -- CMD`` or ``wrap --url URL``) as the plain entry of the server it wraps,
+    its env, cwd and disabled flag kept; None for an entry that is no wrap command line."""
+    invocation = parse_invocation(entry.get("args")) if is_gateway_command(entry.get("command")) else None
+    if invocation is None:
+        return None
+    kept: dict[str, JsonValue] = {key: value for key, value in entry.items() if key in ("env", "cwd", "disabled")}
+    if invocation.url is not None:
+        return {**kept, "url": invocation.url, "type": invocation.transport, "headers": dict(invocation.headers)}
+    return {**kept, "command": invocation.command[0], "args": list(invocation.command[1:])}
 
 
 def parse_invocation(args: object) -> Invocation | None:

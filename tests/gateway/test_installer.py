@@ -271,6 +271,7 @@ def test_a_broken_file_stops_the_whole_command_before_anything_is_written(tmp_pa
     assert good.read_text() == config({"a": {"command": "x"}})
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "state") == ["broken.json", "good.json"]
     assert load_state(state).records == ()  # beside it, the state folder holds only the lock of one run at a time
+    assert sorted(p.name for p in state.parent.iterdir()) == ["installs.json.lock"]
 
 
 def test_a_file_that_cannot_be_written_keeps_no_record_and_no_backup(

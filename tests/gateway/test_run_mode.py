@@ -544,6 +544,13 @@ def test_a_server_that_hangs_in_initialize_is_stopped_answered_at_once_and_never
         with anyio.fail_after(60):
             async with create_client_server_memory_streams() as (client, server), anyio.create_task_group() as tg:
                 tg.start_soon(relay.serve, *server)
+                async def spot() -> None:  # the marker finds the process while it hangs in initialize
+                    with anyio.move_on_after(2):
+                        while not seen.get("hung"):
+                            seen["hung"] = _alive_with(marker)
+                            await anyio.sleep(0.05)
+
+                tg.start_soon(spot)
                 async with ClientSession(*client) as session:
                     await session.initialize()
                     assert "sleepy" in relay.unavailable
@@ -564,12 +571,11 @@ def test_a_server_that_hangs_in_initialize_is_stopped_answered_at_once_and_never
                 await client[1].aclose()
 
     anyio.run(session_through_the_router)
+    assert isinstance(seen["hung"], list) and len(seen["hung"]) == 1, seen  # the marker finds the process
     assert seen["after_timeout"] == []
     for attempt in ("call", "again"):
         assert isinstance(seen[f"{attempt}_s"], float) and seen[f"{attempt}_s"] < 8, seen
         assert "server 'sleepy' was restarted but did not initialize again" in str(seen[attempt]), seen
         assert seen[f"{attempt}_alive"] == [], seen
-    deadline = time.monotonic() + 5
-    while _alive_with(marker) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    assert _wait_for(lambda: not _alive_with(marker), 5)
     assert _alive_with(marker) == []

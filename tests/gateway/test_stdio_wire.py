@@ -433,4 +433,5 @@ def test_no_field_or_malformed_frame_carries_a_secret_past_the_gateway(tmp_path:
     assert delivered.count("[MASKED:github-token]") == 6, delivered  # the description, two notifications, 3 fields
     # neither the call sent without an id nor the one with a string for arguments reached the server
     reached = [m["params"].get("arguments") for m in server_log(tmp_path) if m.get("method") == "tools/call"]
+    assert reached, "the server logged no tools/call"
     assert {"x": GH} not in reached and GH not in reached
