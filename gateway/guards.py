@@ -37,7 +37,6 @@ from .masking import mask_string
 from .pins import PinStatus, PinStore
 from .subjects import (
     RESULT_KIND,
-    Side,
     TextLayout,
     call_subject,
     mask_message,
@@ -386,7 +385,8 @@ class Guard:
         if not found.masks:
             return payload
         if not isinstance(payload, dict):
-            masked = mask_sides({"v": payload}, [Side(("v", *s.path), s.value) for s in sides], list(found.masks))
+            wrapped = [dataclasses.replace(s, path=("v", *s.path)) for s in sides]
+            masked = mask_sides({"v": payload}, wrapped, list(found.masks))
             return cast(_J, masked["v"])
         return cast(_J, mask_sides(payload, sides, list(found.masks)))
 

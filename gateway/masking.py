@@ -14,9 +14,19 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from policy.subject import KEY_SUFFIX
 from policy.verdict import Span
 
-__all__ = ["mask_json_text", "mask_string", "mask_value_at", "merge_spans", "set_path", "token"]
+__all__ = [
+    "in_masking_order",
+    "mask_json_text",
+    "mask_string",
+    "mask_value_at",
+    "merge_spans",
+    "rename_key",
+    "set_path",
+    "token",
+]
 
 # A key is plain (any letters, digits, "_" or "-", as `policy.subject` writes it, non-ASCII included) or a
 # quoted JSON string; an index is a number in brackets.
@@ -184,6 +194,9 @@ def mask_value_at(root: Any, path: str, spans: Sequence[tuple[int, int, str]], *
     result's outputSchema may require a number) or the mask token (a call's argument: a server must not
     act on a plausible but wrong value)."""
     out = copy.deepcopy(root)
+    if path.endswith(KEY_SUFFIX):
+        _rename_key(out, path[: -len(KEY_SUFFIX)], spans)
+        return out
     try:
         current = get_path(out, path)
     except (KeyError, IndexError, TypeError):
@@ -197,6 +210,47 @@ def mask_value_at(root: Any, path: str, spans: Sequence[tuple[int, int, str]], *
     elif isinstance(current, str):
         set_path(out, path, mask_string(current, spans))
     return out
+
+
+def _rename_key(root: Any, path: str, spans: Sequence[tuple[int, int, str]]) -> None:
+    """Mask the key of the value at `path`, in place."""
+    parts = _parse_path(path)
+    if not parts:
+        return
+    holder = root
+    try:
+        for part in parts[:-1]:
+            holder = holder[part]
+    except (KeyError, IndexError, TypeError):
+        return
+    key = parts[-1]
+    if isinstance(holder, dict) and isinstance(key, str) and key in holder:
+        rename_key(holder, key, mask_string(key, spans))
+
+
+def rename_key(holder: dict[str, Any], key: str | int, masked: str) -> None:
+    """Rename `key` of `holder` to `masked`, in place and in its place; keys masked alike stay apart
+    (``[MASKED:email]``, ``[MASKED:email] 2``), so no value is merged or lost."""
+    renamed, number = masked, 1
+    while renamed in holder and renamed != key:
+        number += 1
+        renamed = f"{masked} {number}"
+    items = [(renamed if name == key else name, value) for name, value in holder.items()]
+    holder.clear()
+    holder.update(items)
+
+
+def in_masking_order(grouped: dict[str, list[tuple[int, int, str]]]) -> list[tuple[str, list[tuple[int, int, str]]]]:
+    """Paths and their spans, values first and then keys from the deepest up: masking a key changes the
+    path of everything under it."""
+
+    def order(item: tuple[str, list[tuple[int, int, str]]]) -> tuple[bool, int]:
+        path = item[0]
+        if path.endswith(KEY_SUFFIX):
+            return True, -len(_parse_path(path[: -len(KEY_SUFFIX)]))
+        return False, 0
+
+    return sorted(grouped.items(), key=order)
 
 
 def spans_by_field(spans: Iterable[Span], prefix: str) -> dict[str, list[tuple[int, int, str]]]:

@@ -17,10 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from policy.subject import Subject, SubjectKind
+from policy.subject import Subject, SubjectKind, plain_key
 from policy.verdict import Span
 
-from .masking import mask_string, mask_value_at, spans_by_field
+from .masking import in_masking_order, mask_string, mask_value_at, rename_key, spans_by_field
 
 __all__ = [
     "RESULT_KIND", "Part", "Side", "TextLayout", "call_subject", "mask_message", "mask_sides", "rest_sides",
@@ -145,6 +145,7 @@ class Side:
     value: Any
     encoding: str | None = None
     read: bool = False  # text a model may be given to read (a text blob, a link's description): judged whole
+    key: bool = False  # `value` is the last key of `path` (an object keyed by e-mail, name or token), not its value
 
 
 def server_meta(meta: Any) -> Any:
@@ -245,6 +246,8 @@ def rest_sides(value: Any, covered: Sequence[tuple[str | int, ...]] = ()) -> lis
                 found.append(Side(path, item))
         elif isinstance(item, dict):
             for key, child in item.items():
+                if (*path, key) not in skip and not plain_key(str(key)):
+                    found.append(Side((*path, key), str(key), key=True))
                 walk(child, (*path, key))
         elif isinstance(item, list):
             for index, child in enumerate(item):
@@ -293,27 +296,39 @@ def side_subject(
 def mask_sides(result: Mapping[str, Any], sides: list[Side], spans: list[Span]) -> dict[str, Any]:
     """A copy of `result` with the spans found in `side_subject` masked where each value came from."""
     out: dict[str, Any] = copy.deepcopy(dict(result))
-    grouped = spans_by_field(spans, "structured")
+    grouped = in_masking_order(spans_by_field(spans, "structured"))
+    renames: list[tuple[tuple[str | int, ...], str]] = []
     for index, side in enumerate(sides):
         key = f".s{index}"
         masked = {"v": side.value}
         touched = False
-        for path, field_spans in grouped.items():
+        for path, field_spans in grouped:
             if path == key or path.startswith((key + ".", key + "[")):
                 masked = mask_value_at(masked, ".v" + path[len(key) :], field_spans)
                 touched = True
         if not touched:
             continue
         value = masked["v"]
+        if side.key:
+            renames.append((side.path, str(value)))
+            continue
         if side.encoding is not None:
             value = base64.b64encode(str(value).encode(side.encoding)).decode("ascii")
         holder: Any = out
         for part in side.path[:-1]:
             holder = holder[part]
         last = side.path[-1]
-        if isinstance(value, dict) and isinstance(holder[last], dict):
-            value = {**holder[last], **value}  # keys left out of the side value (the protocol's own) stay
+        if isinstance(value, dict) and isinstance(holder[last], dict) and isinstance(side.value, dict):
+            # keys left out of the side value (the protocol's own) stay; those it held are masked ones now
+            kept = {name: item for name, item in holder[last].items() if name not in side.value}
+            value = {**kept, **value}
         holder[last] = value
+    # a key renamed changes the path of everything under it: values first, then keys from the deepest up
+    for where, masked_key in sorted(renames, key=lambda rename: -len(rename[0])):
+        holder = out
+        for part in where[:-1]:
+            holder = holder[part]
+        rename_key(holder, where[-1], masked_key)
     return out
 
 
@@ -354,10 +369,10 @@ def mask_message(
                 holder = holder[key]
             holder[part.path[-1]] = mask_string(holder[part.path[-1]], local)
     if arguments_key is not None and isinstance(out.get(arguments_key), dict):
-        for path, field_spans in spans_by_field(spans, "arguments").items():
+        for path, field_spans in in_masking_order(spans_by_field(spans, "arguments")):
             out[arguments_key] = mask_value_at(out[arguments_key], path, field_spans, keep_type=False)
     if structured_key is not None and structured_key in out:
-        for path, field_spans in spans_by_field(spans, "structured").items():
+        for path, field_spans in in_masking_order(spans_by_field(spans, "structured")):
             if path == "":
                 value = out[structured_key]
                 if isinstance(value, str):

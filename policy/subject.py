@@ -7,13 +7,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-__all__ = ["Subject", "SubjectKind", "canonical_json", "iter_strings"]
+__all__ = ["KEY_SUFFIX", "Subject", "SubjectKind", "canonical_json", "iter_strings", "plain_key"]
+
+# The field path of an object's key (not its value) ends so: ``structured.users.ann@example.com:key``.
+# A plain key never holds ":" (others are quoted: ``["a:b"]``), so the ending cannot be part of a key.
+KEY_SUFFIX = ":key"
+# Keys made of words and short numbers (``user_id``, ``createdAt``, ``x-api-version``, ``$schema``,
+# ``@type``, ``application/json``, ``2024``) name things and are not scanned; any other key (an e-mail,
+# a name with a space, a token, a hex digest) is.
+_PLAIN_KEY = re.compile(r"[$@]?[A-Za-z]+(?:[_\-./]?[A-Za-z]+|[_\-./][0-9]{1,4})*|[0-9]{1,9}")
 
 
 class SubjectKind(StrEnum):
@@ -33,7 +42,7 @@ class Subject(BaseModel):
     `text` is what a model would read (a tool result's text, a description, a prompt);
     `arguments` are a tool call's arguments; `structured` is a result's structured content.
     Evidence spans point into these by field path: ``text``, ``arguments.<path>``,
-    ``structured.<path>``.
+    ``structured.<path>`` (a path ending in `KEY_SUFFIX` points at an object's key).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -73,7 +82,9 @@ class Subject(BaseModel):
             parts.append(f"call {self.tool or '?'}" + (f" on {self.server}" if self.server else ""))
             # One line per argument value, so prose in an argument reads as prose, not as JSON.
             parts.extend(
-                f"{path.lstrip('.')}: {value}" for path, value in iter_strings(self.arguments, "") if value.strip()
+                f"{path.lstrip('.')}: {value}"
+                for path, value in iter_strings(self.arguments, "", keys=False)
+                if value.strip()
             )
         if self.text:
             parts.append(self.text)
@@ -86,8 +97,10 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def iter_strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    """Walk a JSON value and yield (path, string) for every string and number in it.
+def iter_strings(value: Any, path: str, *, keys: bool = True) -> Iterator[tuple[str, str]]:
+    """Walk a JSON value and yield (path, string) for every string and number in it, and (with `keys`)
+    for every object key that is not a plain name, at its value's path plus `KEY_SUFFIX`: servers key
+    objects by e-mail address, user name or token as often as they list them.
 
     Numbers are included because a card number or an account id is often sent as one.
     """
@@ -99,10 +112,19 @@ def iter_strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
         yield path, str(value)
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from iter_strings(item, f"{path}.{_path_key(str(key))}")
+            name = str(key)
+            step = f"{path}.{_path_key(name)}"
+            if keys and not plain_key(name):
+                yield step + KEY_SUFFIX, name
+            yield from iter_strings(item, step, keys=keys)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from iter_strings(item, f"{path}[{index}]")
+            yield from iter_strings(item, f"{path}[{index}]", keys=keys)
+
+
+def plain_key(key: str) -> bool:
+    """Whether an object key is a plain name, not worth scanning (see `_PLAIN_KEY`)."""
+    return _PLAIN_KEY.fullmatch(key) is not None
 
 
 def _path_key(key: str) -> str:

@@ -12,6 +12,10 @@ Findings come from five independent passes, most specific first:
    YAML, JSON, TOML, HCL, INI and shell; the key may also be the JSON path of the scanned string;
 5. an entropy fallback for long random strings assigned to a key with no telling name.
 
+Text with URL (``%3D``) or JSON and C (``\\u0067``, ``\\x41``) escapes is also scanned as it reads
+unescaped, and what is found there is masked over the escaped characters it came from: a token in a
+logged query string (``token%3Dghp_...``) has no word boundary before it until the ``%3D`` is read.
+
 A span covers the secret value only, never its key, quotes or delimiters, so that replacing it
 keeps a JSON or env file well-formed. Overlapping findings merge under the most specific label.
 """
@@ -94,6 +98,7 @@ _NEEDLES = tuple((rule.needle, rule) for rule in TOKEN_RULES)
 _ANY_NEEDLE = re.compile("|".join(re.escape(needle) for needle, _ in _NEEDLES))
 _ASCII_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _ANSI_BEFORE = re.compile(r"\x1b\[[0-9;]{0,12}m\Z")
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}")
 _UPPER_TO_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 # Ranks decide the label when findings overlap: the most specific evidence names the secret.
@@ -176,7 +181,8 @@ class SecretsDetector:
         return "" if match is None else (match.group(1) or match.group(2) or "")
 
     def scan(self, field: str, text: str, *, decoded: bool = False) -> list[Span]:
-        """`decoded`: `text` is itself the decoded form of a base64 value (it is not decoded again)."""
+        """`decoded`: `text` is itself the decoded form of a base64 value or of escapes (it is not decoded
+        again)."""
         if len(text) < 6:
             return []
         hits: list[_Hit] = []
@@ -201,7 +207,16 @@ class SecretsDetector:
             hits = [hit for hit in hits if hit.rank > _RANK_KEYWORD or hit.end - hit.start < 64]
         elif not decoded:
             self._base64_values(field, text, hits)
+        if not decoded and _ESCAPE.search(text):
+            self._escaped(field, text, hits)
         return self._spans(field, text, hits)
+
+    def _escaped(self, field: str, text: str, hits: list[_Hit]) -> None:
+        """What the text holds once its URL, JSON and C escapes are read, masked where it was written."""
+        view, origin = unescape(text)
+        for span in self.scan(field, view, decoded=True):
+            start, end = origin[span.start], origin[span.end]
+            hits.append(_Hit(start, end, span.label, span.score, _RANK_SYNTAX))
 
     def _base64_values(self, field: str, text: str, hits: list[_Hit]) -> None:
         """A value written in base64 (a Kubernetes Secret's data, a docker or CI variable) whose decoded
@@ -630,6 +645,43 @@ def _in_netrc(low: str, start: int) -> bool:
     if keyword < 0 or (keyword > 0 and not low[keyword - 1].isspace()):
         return False
     return NETRC_BEFORE.fullmatch(low, keyword, start) is not None
+
+
+def unescape(text: str) -> tuple[str, list[int]]:
+    """`text` with its `%XX`, `\\uXXXX` and `\\xXX` escapes read, and where in `text` each character of
+    the result begins (one more entry: the end). Percent escapes are read as UTF-8 bytes, run by run; a
+    run that is no UTF-8 stays as it was."""
+    out: list[str] = []
+    origin: list[int] = []
+    cursor = 0
+    for match in _ESCAPE_RUN.finditer(text):
+        start, end = match.span()
+        out.append(text[cursor:start])
+        origin.extend(range(cursor, start))
+        run = match.group()
+        if run[0] == "%":
+            try:
+                chars = bytes.fromhex(run.replace("%", "")).decode("utf-8")
+            except UnicodeDecodeError:
+                chars = run
+                origin.extend(range(start, end))
+            else:  # a character begins at its first byte's escape
+                offset = 0
+                for char in chars:
+                    origin.append(start + 3 * offset)
+                    offset += len(char.encode("utf-8", "surrogatepass"))
+        else:
+            width = 6 if run[1] == "u" else 4
+            chars = "".join(chr(int(run[i + 2 : i + width], 16)) for i in range(0, len(run), width))
+            origin.extend(range(start, end, width))
+        out.append(chars)
+        cursor = end
+    out.append(text[cursor:])
+    origin.extend(range(cursor, len(text) + 1))
+    return "".join(out), origin
+
+
+_ESCAPE_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+|(?:\\u[0-9A-Fa-f]{4})+|(?:\\x[0-9A-Fa-f]{2})+")
 
 
 def _pem_tail(text: str, position: int, limit: int) -> int:

@@ -309,3 +309,56 @@ def test_a_listing_is_masked_by_the_policies_for_descriptions_only() -> None:
     [tool] = anyio.run(listed)["tools"]
     # a tool's title is no tool result: a policy for results does not touch it; one for descriptions masks the token
     assert (tool["title"], tool["description"]) == ("Get Tiny Image Tool", "signed with [MASKED:github-token]")
+
+
+def _guard_both_ways() -> Guard:
+    kinds = [SubjectKind.TOOL_CALL, SubjectKind.TOOL_RESULT, SubjectKind.RESOURCE, SubjectKind.SAMPLING]
+    policy = make_policy(id="mask-secrets", action=Action.MASK, scope=Scope(kinds=kinds), detectors=["secrets"])
+    host = EngineHost(lambda: Runtime(engine=Engine([policy]), loaded=(), judge=None), warm=False)
+    host.start()
+    assert host.wait_ready(30)
+    return Guard(host)
+
+
+def test_secrets_used_as_object_keys_are_masked_wherever_the_result_holds_them() -> None:
+    other = "ghp_" + "Zy9xW8vU7tS6rQ5pO4nM3lK2jI1hG0fE9dC8"
+    result = {
+        "content": [{"type": "text", "text": "2 tokens"}],
+        "structuredContent": {"tokens": {TOKEN: {"owner": "ann", "scopes": [TOKEN]}, other: {"owner": "bo"}}},
+        "_meta": {"progressToken": 7, TOKEN: "seen"},
+        "annotations": {"by_token": {TOKEN: 1}},
+    }
+    masked = _result("tools/call", result)
+    assert TOKEN not in json.dumps(masked) and other not in json.dumps(masked)
+    # both keys masked alike, kept apart and in their order, with what they held (masked too)
+    assert masked["structuredContent"]["tokens"] == {
+        "[MASKED:github-token]": {"owner": "ann", "scopes": ["[MASKED:github-token]"]},
+        "[MASKED:github-token] 2": {"owner": "bo"},
+    }
+    assert masked["_meta"]["progressToken"] == 7 and masked["_meta"]["[MASKED:github-token]"] == "seen"
+    assert masked["annotations"] == {"by_token": {"[MASKED:github-token]": 1}}
+
+
+def test_plain_keys_are_left_as_they_are() -> None:
+    result = {"content": [{"type": "text", "text": "ok"}], "structuredContent": {"user_id": 1, "createdAt": "x"}}
+    assert _result("tools/call", result) == result
+
+
+def test_a_secret_as_an_argument_key_is_masked_before_the_call_goes_out() -> None:
+    guard = _guard_both_ways()
+
+    async def run() -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        return await guard.client_request("srv", "tools/call", {"name": "t", "arguments": {"auth": {TOKEN: True}}})
+
+    forwarded, answer = anyio.run(run)
+    assert answer is None and forwarded is not None
+    assert forwarded["arguments"] == {"auth": {"[MASKED:github-token]": True}}
+
+
+def test_a_secret_as_a_key_of_a_server_notification_is_masked() -> None:
+    guard = _guard()
+
+    async def run() -> Any:
+        return await guard.masked_rest("srv", "notifications/message", {"level": "info", "data": {TOKEN: {"k": TOKEN}}})
+
+    assert anyio.run(run) == {"level": "info", "data": {"[MASKED:github-token]": {"k": "[MASKED:github-token]"}}}

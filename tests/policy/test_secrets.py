@@ -909,3 +909,62 @@ def test_benign_mcp_tool_lists_and_results_have_no_findings() -> None:
             elif isinstance(item, list):
                 stack.extend(item)
     assert findings == []
+
+
+ESCAPED_TOKEN = "ghp_" + "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6"
+
+
+@pytest.mark.parametrize(
+    ("text", "covered"),
+    [
+        # a redirect URL inside a logged query string: no boundary before the token until "%3D" reads "="
+        (
+            f"GET /login?next=https%3A%2F%2Fapp.test%2Fcb%3Faccess_token%3D{ESCAPED_TOKEN}%26x%3D1 HTTP/1.1",
+            ESCAPED_TOKEN,
+        ),
+        # JSON written with ensure_ascii, or by hand to hide the prefix
+        ('{"t": "\\u0067\\u0068\\u0070_' + ESCAPED_TOKEN[4:] + '"}', "\\u0067\\u0068\\u0070_" + ESCAPED_TOKEN[4:]),
+        ("key = '\\x67hp_" + ESCAPED_TOKEN[4:] + "'", "\\x67hp_" + ESCAPED_TOKEN[4:]),
+        # every character percent-encoded
+        ("".join(f"%{ord(ch):02X}" for ch in ESCAPED_TOKEN), "".join(f"%{ord(ch):02X}" for ch in ESCAPED_TOKEN)),
+    ],
+)
+def test_a_token_written_with_url_json_or_c_escapes_is_masked_over_the_escaped_text(text: str, covered: str) -> None:
+    spans = DETECTOR.scan("text", text)
+    assert [(span.label, text[span.start : span.end]) for span in spans] == [("github-token", covered)]
+
+
+def test_unescaping_maps_every_character_to_where_it_was_written() -> None:
+    from policy.detectors.secrets import unescape
+
+    view, origin = unescape("caf%C3%A9%41 \\u00e9\\x21 %FF%FE %4")
+    assert view == "caféA é! %FF%FE %4"  # a run that is no UTF-8 and a broken escape stay as written
+    assert len(origin) == len(view) + 1 and origin[-1] == len("caf%C3%A9%41 \\u00e9\\x21 %FF%FE %4")
+    assert [origin[view.index(ch)] for ch in "éA!"] == [3, 9, 13]
+
+
+def test_url_encoded_text_with_no_secret_has_no_finding() -> None:
+    text = "https://example.com/search?q=hello%20world&page=2&ref=docs%2Fapi%23top&lang=%C3%A9t%C3%A9 " * 20
+    assert DETECTOR.scan("text", text) == []
+
+
+def test_keys_that_are_not_plain_names_are_scanned_at_their_own_path() -> None:
+    from policy.subject import iter_strings
+
+    value = {"user_id": 1, "createdAt": "x", "x-api-version": 2, "2024": 3, "ann@example.com": {ESCAPED_TOKEN: "v"}}
+    assert list(iter_strings(value, "structured")) == [
+        ("structured.user_id", "1"),
+        ("structured.createdAt", "x"),
+        ("structured.x-api-version", "2"),
+        ("structured.2024", "3"),
+        ('structured.["ann@example.com"]:key', "ann@example.com"),
+        (f'structured.["ann@example.com"].{ESCAPED_TOKEN}:key', ESCAPED_TOKEN),
+        (f'structured.["ann@example.com"].{ESCAPED_TOKEN}', "v"),
+    ]
+    assert [path for path, _ in iter_strings(value, "", keys=False)] == [
+        ".user_id",
+        ".createdAt",
+        ".x-api-version",
+        ".2024",
+        f'.["ann@example.com"].{ESCAPED_TOKEN}',
+    ]
