@@ -435,3 +435,17 @@ def test_no_field_or_malformed_frame_carries_a_secret_past_the_gateway(tmp_path:
     reached = [m["params"].get("arguments") for m in server_log(tmp_path) if m.get("method") == "tools/call"]
     assert reached, "the server logged no tools/call"
     assert {"x": GH} not in reached and GH not in reached
+
+
+def test_the_built_in_policies_mask_e_mail_addresses_and_tokens_used_as_object_keys(tmp_path: Path) -> None:
+    result = {"content": [{"type": "text", "text": "2 accounts"}],
+              "structuredContent": {"accounts": {"ann.lee@example.com": {"token": "t1"}, GH: {"owner": "bo"}}}}
+    frame = json.dumps({"jsonrpc": "2.0", "id": 0, "result": result}).replace('"id": 0', '"id": {id}')
+    with gateway(tmp_path, [], RAW_SERVER) as wire:
+        wire.initialize()
+        wire.send({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                   "params": {"name": "verbatim", "arguments": {"frames": [frame]}}})
+        line, answer = wire.answer_to(3, timeout=120)
+    assert b"ann.lee@example.com" not in line and GH.encode() not in line, line
+    accounts = answer["result"]["structuredContent"]["accounts"]
+    assert accounts == {"[MASKED:email]": {"token": "t1"}, "[MASKED:github-token]": {"owner": "bo"}}, accounts
