@@ -24,8 +24,8 @@ TOKEN = "ghp_" + "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6"
 PASSWORD = "Zq8mVx2LpQw7"
 
 
-def _guard() -> Guard:
-    kinds = [SubjectKind.TOOL_RESULT, SubjectKind.RESOURCE, SubjectKind.SAMPLING]
+def _guard(*also: SubjectKind) -> Guard:
+    kinds = [SubjectKind.TOOL_RESULT, SubjectKind.RESOURCE, SubjectKind.SAMPLING, *also]
     policy = make_policy(id="mask-secrets", action=Action.MASK, scope=Scope(kinds=kinds), detectors=["secrets"])
     host = EngineHost(lambda: Runtime(engine=Engine([policy]), loaded=(), judge=None), warm=False)
     host.start()
@@ -311,15 +311,6 @@ def test_a_listing_is_masked_by_the_policies_for_descriptions_only() -> None:
     assert (tool["title"], tool["description"]) == ("Get Tiny Image Tool", "signed with [MASKED:github-token]")
 
 
-def _guard_both_ways() -> Guard:
-    kinds = [SubjectKind.TOOL_CALL, SubjectKind.TOOL_RESULT, SubjectKind.RESOURCE, SubjectKind.SAMPLING]
-    policy = make_policy(id="mask-secrets", action=Action.MASK, scope=Scope(kinds=kinds), detectors=["secrets"])
-    host = EngineHost(lambda: Runtime(engine=Engine([policy]), loaded=(), judge=None), warm=False)
-    host.start()
-    assert host.wait_ready(30)
-    return Guard(host)
-
-
 def test_secrets_used_as_object_keys_are_masked_wherever_the_result_holds_them() -> None:
     other = "ghp_" + "Zy9xW8vU7tS6rQ5pO4nM3lK2jI1hG0fE9dC8"
     result = {
@@ -345,7 +336,7 @@ def test_plain_keys_are_left_as_they_are() -> None:
 
 
 def test_a_secret_as_an_argument_key_is_masked_before_the_call_goes_out() -> None:
-    guard = _guard_both_ways()
+    guard = _guard(SubjectKind.TOOL_CALL)
 
     async def run() -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         return await guard.client_request("srv", "tools/call", {"name": "t", "arguments": {"auth": {TOKEN: True}}})
