@@ -18,6 +18,7 @@ optional bearer token (``MCP_GATEWAY_HTTP_TOKEN``); at most `MAX_SESSIONS` sessi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import hmac
@@ -58,6 +59,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .errors import ConfigError
 from .relay import WrapRelay
@@ -75,6 +77,11 @@ MAX_SESSIONS = 32
 ROUTE_WAIT_S = 30.0
 CLOSE_WAIT_S = 12.0
 CLIENT_UNREACHABLE = -32044
+# A connection must have sent a whole request line and headers this long after it opened (or after its
+# last answer); one that trickles them in a byte at a time is closed, so idle sockets cannot hold the front.
+HEAD_TIMEOUT_S = 10.0
+# Connections (and requests in progress) beyond this many are answered 503 at once instead of piling up.
+MAX_CONNECTIONS = 256
 
 _LOCAL_HOST = re.compile(r"(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?", re.IGNORECASE)
 _LOCAL_ORIGIN = re.compile(r"https?://(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?", re.IGNORECASE)
@@ -424,6 +431,44 @@ async def _refuse_sessionless(version: str, scope: Scope, receive: Receive, send
     await _jsonrpc_error(400, UNSUPPORTED_PROTOCOL_VERSION, message, request_id, data)(scope, receive, send)
 
 
+class _Http(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for each request's head (`HEAD_TIMEOUT_S`)."""
+
+    _head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_request():
+            self._disarm()
+        elif self._head_deadline is None:
+            self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _in_request(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _arm(self) -> None:
+        self._head_deadline = self.loop.call_later(HEAD_TIMEOUT_S, self._head_timeout)
+
+    def _disarm(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_timeout(self) -> None:
+        self._head_deadline = None
+        if not self._in_request() and not self.transport.is_closing():
+            logger.info("closing an HTTP connection that sent no whole request within %.0f s", HEAD_TIMEOUT_S)
+            self.transport.close()
+
+
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -468,7 +513,16 @@ async def serve_http(make_relay: Callable[[], Relay], settings: Settings, port: 
         front = HttpFront(make_relay, tg, max_body_bytes=settings.max_message_bytes, token=token)
         # Logs go to the root logger (stderr); no lifespan, no websockets, no trusted proxy headers.
         options: dict[str, Any] = {"lifespan": "off", "ws": "none", "log_config": None, "access_log": False}
-        server = _Server(uvicorn.Config(front, proxy_headers=False, timeout_graceful_shutdown=5, **options))
+        server = _Server(
+            uvicorn.Config(
+                front,
+                http=_Http,
+                limit_concurrency=MAX_CONNECTIONS,
+                proxy_headers=False,
+                timeout_graceful_shutdown=5,
+                **options,
+            )
+        )
         tg.start_soon(_stop_on_signal, server, front)
         # At the default level: the user needs the address (and to know when nothing guards it).
         unguarded = "" if token else "; no bearer token: any local process can use it (set MCP_GATEWAY_HTTP_TOKEN)"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -414,3 +416,38 @@ async def test_a_stream_asked_to_resume_is_a_fresh_stream(tmp_path: Path) -> Non
     assert ended.status_code == 200 and after.status_code == 404
     # no events are kept to resume from: a fresh stream, not a 500 with nothing in it
     assert status == 200 and kind.startswith("text/event-stream")
+
+
+async def test_a_connection_trickling_its_request_head_is_closed_and_others_are_served(tmp_path: Path) -> None:
+    from gateway.http_front import HEAD_TIMEOUT_S
+
+    def trickle(port: int) -> tuple[float, bytes]:
+        """Send a request head a byte every second; how long until the gateway closed the connection."""
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), timeout=HEAD_TIMEOUT_S + 10) as sock:
+            sock.settimeout(1.0)
+            for byte in b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100:
+                try:
+                    sock.sendall(bytes([byte]))
+                    if (got := sock.recv(1024)) == b"":
+                        return time.monotonic() - started, got
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return time.monotonic() - started, b""
+            return time.monotonic() - started, b"still open"
+
+    with anyio.fail_after(120):
+        async with http_gateway(tmp_path) as gateway, anyio.create_task_group() as tg:
+            outcome: list[tuple[float, bytes]] = []
+
+            async def slow() -> None:
+                outcome.append(await anyio.to_thread.run_sync(trickle, gateway.port))
+
+            tg.start_soon(slow)
+            async with session_at(gateway.url) as session:  # served meanwhile
+                await session.initialize()
+                answered = text(await session.call_tool("echo", {"text": "hi"}))
+    elapsed, last = outcome[0]
+    assert last == b"" and HEAD_TIMEOUT_S - 1 <= elapsed <= HEAD_TIMEOUT_S + 5, outcome
+    assert answered == "hi"
