@@ -107,6 +107,8 @@ _RANK_ENTROPY, _RANK_KEYWORD, _RANK_SYNTAX, _RANK_TOKEN, _RANK_KEY = range(5)
 _HEX = frozenset("0123456789abcdefABCDEF")
 _ASSIGNED_BEFORE = re.compile(r"[:=][ \t]*[\"']?\Z")
 BASE64_VALUE = re.compile(r"(?<![A-Za-z0-9+/=_\-])[A-Za-z0-9+/]{16,8192}={0,2}(?![A-Za-z0-9+/=_\-])")
+# A data: URL's base64 payload (standard or URL-safe alphabet): a file handed over inline
+DATA_URL = re.compile(r"data:[\w.+-]*/?[\w.+-]*(?:;[\w.+-]+=?[\w.+-]*)*;base64,([A-Za-z0-9+/_\-]{16,1048576}={0,2})")
 # A provider token that turned out to be a documentation filler ("npm_...EXAMPLE") vetoes the
 # weaker passes, which would otherwise report the same string as a keyword or entropy finding.
 _VETO = ""
@@ -225,15 +227,18 @@ class SecretsDetector:
         starts = [start for start, _ in found]
         reach = list(itertools.accumulate((end for _, end in found), max))  # furthest end so far
         seen: dict[str, str | None] = {}  # a value repeated in a message is decoded once
-        for match in BASE64_VALUE.finditer(text):
-            start, end = match.span()
+        runs = [match.span() for match in BASE64_VALUE.finditer(text)]
+        if "base64," in text:
+            runs = sorted({*runs, *(match.span(1) for match in DATA_URL.finditer(text))})
+        for start, end in runs:
             whole_value = start == 0 and end == len(text) and field.startswith(("structured", "arguments"))
-            if not whole_value and not _ASSIGNED_BEFORE.search(text, max(0, start - 4), start):
+            data_url = text.endswith("base64,", max(0, start - 7), start)
+            if not (whole_value or data_url or _ASSIGNED_BEFORE.search(text, max(0, start - 4), start)):
                 continue  # a value set by a key (`KEY: ...`, `KEY=...`, `"key": "..."`), not a wrapped document
             before = bisect.bisect_left(starts, end)  # found spans that start before this run ends
             if before and reach[before - 1] > start:
                 continue  # already found
-            run = match.group()
+            run = text[start:end]
             if run not in seen:
                 seen[run] = self._decoded_label(field, run)
             label = seen[run]

@@ -940,7 +940,7 @@ def test_unescaping_maps_every_character_to_where_it_was_written() -> None:
     view, origin = unescape("caf%C3%A9%41 \\u00e9\\x21 %FF%FE %4")
     assert view == "caféA é! %FF%FE %4"  # a run that is no UTF-8 and a broken escape stay as written
     assert len(origin) == len(view) + 1 and origin[-1] == len("caf%C3%A9%41 \\u00e9\\x21 %FF%FE %4")
-    assert [origin[view.index(ch)] for ch in "éA!"] == [3, 9, 13]
+    assert [origin[i] for i, ch in enumerate(view) if ch in "éA!"] == [3, 9, 13, 19]
 
 
 def test_url_encoded_text_with_no_secret_has_no_finding() -> None:
@@ -968,3 +968,18 @@ def test_keys_that_are_not_plain_names_are_scanned_at_their_own_path() -> None:
         ".2024",
         f'.["ann@example.com"].{ESCAPED_TOKEN}',
     ]
+
+
+@pytest.mark.parametrize("encode", [base64.b64encode, base64.urlsafe_b64encode])
+def test_a_secret_in_a_data_url_is_masked_over_its_whole_payload(encode: Callable[[bytes], bytes]) -> None:
+    env = f"# build settings ~~~ ???\nGITHUB_TOKEN={ESCAPED_TOKEN}\nDEBUG=1 >>> done ???\n".encode()
+    payload = encode(env).decode()
+    assert encode is base64.b64encode or {"-", "_"} & set(payload)  # the URL-safe alphabet is exercised
+    text = f'<a download="build.env" href="data:text/plain;charset=utf-8;base64,{payload}">settings</a>'
+    spans = DETECTOR.scan("text", text)
+    assert [(span.label, text[span.start : span.end]) for span in spans] == [("base64-github-token", payload)]
+
+
+def test_a_data_url_of_an_image_has_no_finding() -> None:
+    image = "data:image/png;base64," + base64.b64encode(bytes(range(256)) * 8).decode()
+    assert DETECTOR.scan("text", f'<img src="{image}">') == []
