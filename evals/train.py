@@ -339,7 +339,7 @@ def train_policy(
         candidates.append((mean, max(mlp_auc, linear_auc)))
     for candidate, candidate_auc in candidates:
         # Calibrate through the runtime classifier itself, on the memoised embeddings.
-        classifier = PolicyClassifier(ClassifierSpec(head=candidate), cached)
+        classifier = PolicyClassifier(ClassifierSpec(head=candidate, chunk_chars=unit_chars), cached)
         scores = np.array([classifier.score(t).score for t in texts])
         _, _, candidate_f1 = _metrics(scores, labels, calibrate(scores, labels, TARGET_FPR[policy]).decision)
         logger.info("%s: %s head, dev F1 %.3f", policy, candidate.kind, candidate_f1)
@@ -389,7 +389,8 @@ def train_policy(
                 "trained_on": f"the mean of {described} and one trained on the {trained_on}",
             }
         )
-        classifier = PolicyClassifier(ClassifierSpec(head=heads["minilm"], screen=screen), cached)
+        spec = ClassifierSpec(head=heads["minilm"], screen=screen, chunk_chars=unit_chars)
+        classifier = PolicyClassifier(spec, cached)
         head_scores = np.array([classifier.score(t).score for t in texts])
         thresholds = calibrate(head_scores, labels, TARGET_FPR[policy])
         fpr, recall, f1 = _metrics(head_scores, labels, thresholds.decision)
@@ -403,7 +404,12 @@ def train_policy(
             }
         }
     )
-    out = {"screen": screen.model_dump(), "head": head.model_dump(), "thresholds": thresholds.model_dump()}
+    out = {
+        "screen": screen.model_dump(),
+        "head": head.model_dump(),
+        "thresholds": thresholds.model_dump(),
+        "chunk_chars": unit_chars,
+    }
     path = ROOT / "policies" / f"{policy}.head.json"
     path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     logger.info(
@@ -448,6 +454,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--mean-with", type=Path, default=None, help="ship the mean of the new head and the one in this head file"
     )
+    parser.add_argument(
+        "--unit-chars", type=int, default=400, help="the longest text unit (sentences merged up to it) to train on"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     minilm = MiniLMEmbedder(threads=2)
@@ -459,7 +468,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     policies = args.policy or sorted(SUITES)
     if args.mean_with is not None and len(policies) != 1:
         parser.error("--mean-with needs exactly one --policy")
-    results = [train_policy(policy, args.cases, models, stores, mean_with=args.mean_with) for policy in policies]
+    results = [
+        train_policy(policy, args.cases, models, stores, unit_chars=args.unit_chars, mean_with=args.mean_with)
+        for policy in policies
+    ]
     sys.stderr.write(json.dumps(results, indent=1) + "\n")
 
 

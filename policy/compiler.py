@@ -155,7 +155,7 @@ def compile_policy(
             raise CompileError(
                 f"{source.path}: unknown detector {name!r} in 'detectors:'; known: {', '.join(registry.names())}"
             )
-    screen, head, head_thresholds = _load_heads(source)
+    screen, head, head_thresholds, chunk_chars = _load_heads(source)
     hand_rules, hand_decide = load_rules(source)
     omitted: list[str] = []
     rules: list[Rule] = []
@@ -216,8 +216,10 @@ def compile_policy(
     classifier = None
     if head is not None or exemplars:
         thresholds, origin = _thresholds(source, head_thresholds)
+        trained_units = {} if chunk_chars is None else {"chunk_chars": chunk_chars}
         classifier = ClassifierSpec(
-            exemplars=exemplars, screen=screen, head=head, thresholds=thresholds, thresholds_source=origin
+            exemplars=exemplars, screen=screen, head=head, thresholds=thresholds, thresholds_source=origin,
+            **trained_units,
         )
     judge = None if source.front.judge == "never" else JudgeSpec(rubric=rubric, criteria=criteria)
     policy = CompiledPolicy(
@@ -350,6 +352,7 @@ class _HeadFile(BaseModel):
     screen: Head | None = None
     head: Head
     thresholds: Thresholds | None = None
+    chunk_chars: int | None = Field(default=None, ge=100, le=2000)  # the unit size the head was trained on
 
 
 def load_rules(source: PolicySource) -> tuple[list[Rule], bool]:
@@ -379,10 +382,10 @@ def load_rules(source: PolicySource) -> tuple[list[Rule], bool]:
     return rules, decide
 
 
-def _load_heads(source: PolicySource) -> tuple[Head | None, Head | None, Thresholds | None]:
+def _load_heads(source: PolicySource) -> tuple[Head | None, Head | None, Thresholds | None, int | None]:
     name = source.front.classifier
     if not name:
-        return None, None, None
+        return None, None, None, None
     path = source.companion(name)
     try:
         data = _HeadFile.model_validate_json(path.read_text(encoding="utf-8"))
@@ -390,4 +393,4 @@ def _load_heads(source: PolicySource) -> tuple[Head | None, Head | None, Thresho
         raise CompileError(f"{source.path}: the classifier file {path} named in 'classifier:' does not exist") from exc
     except ValidationError as exc:
         raise CompileError(f"{path}: not a valid classifier file ({exc.errors()[0]['msg']})") from exc
-    return data.screen, data.head, data.thresholds
+    return data.screen, data.head, data.thresholds, data.chunk_chars

@@ -222,3 +222,19 @@ def test_an_mlp_head_round_trips_through_the_lock_and_scores_like_its_layers() -
         np.float16).astype(np.float32) + 0.5
     assert spec.head is not None
     assert np.allclose(spec.head.logits(vectors), expected[:, 0], atol=1e-3)
+
+
+def test_a_head_file_names_the_unit_size_its_head_was_trained_on_and_the_lock_keeps_it(tmp_path: Path) -> None:
+    from policy.source import load_source
+
+    source = "---\napplies_to: [tool_result]\nclassifier: p.head.json\njudge: never\n---\n# Odd\n\nNothing odd.\n"
+    (tmp_path / "p.md").write_text(source, encoding="utf-8")
+    head = {"head": {"kind": "linear", "embedding": "minilm", "weights": [0.0] * 384, "bias": 0.0}}
+    for chunk_chars, expected in ((200, 200), (None, 400)):
+        written = head if chunk_chars is None else {**head, "chunk_chars": chunk_chars}
+        (tmp_path / "p.head.json").write_text(json.dumps(written), encoding="utf-8")
+        policy = compile_policy(load_source(tmp_path / "p.md"), llm=None, models=fake_models())
+        assert policy.classifier is not None and policy.classifier.chunk_chars == expected
+    (tmp_path / "p.head.json").write_text(json.dumps({**head, "chunk_chars": 50}), encoding="utf-8")
+    with pytest.raises(CompileError, match=r"p.head.json: not a valid classifier file"):
+        compile_policy(load_source(tmp_path / "p.md"), llm=None, models=fake_models())
