@@ -27,6 +27,7 @@ import itertools
 import re
 from dataclasses import dataclass
 
+from ..subject import KEY_SUFFIX
 from ..verdict import Span
 from .secret_patterns import (
     JIRA_RULE,
@@ -179,8 +180,7 @@ class SecretsDetector:
     @staticmethod
     def field_context(field: str) -> str:
         """Findings depend on the path's last key (`{"password": "..."}` names its value)."""
-        match = _LAST_KEY.search(field)
-        return "" if match is None else (match.group(1) or match.group(2) or "")
+        return _named_by(field) or ""
 
     def scan(self, field: str, text: str, *, decoded: bool = False) -> list[Span]:
         """`decoded`: `text` is itself the decoded form of a base64 value or of escapes (it is not decoded
@@ -497,10 +497,9 @@ class SecretsDetector:
 
     def _field(self, field: str, text: str, hits: list[_Hit]) -> None:
         # A tool argument `{"password": "..."}` reaches us as the string alone, named by its path.
-        match = _LAST_KEY.search(field)
-        if match is None:
+        key = _named_by(field)
+        if key is None:
             return
-        key = match.group(1) if match.group(1) is not None else match.group(2)
         words = key_words(key)
         kind = classify_key(words)
         if kind is None:
@@ -567,6 +566,15 @@ class SecretsDetector:
                     spans.append(Span(field=field, start=lo, end=hi, label=best.label, score=best.score))
                 cursor = stop + 1
         return spans
+
+
+def _named_by(field: str) -> str | None:
+    """The key that names the value at `field` (its path's last key), or None: an object key itself
+    (a path ending in `KEY_SUFFIX`) is named by nothing."""
+    if field.endswith(KEY_SUFFIX):
+        return None
+    match = _LAST_KEY.search(field)
+    return None if match is None else (match.group(1) if match.group(1) is not None else match.group(2))
 
 
 _LAST_KEY = re.compile(r"(?:\.([^.\[\]\"]+)|\[\"((?:[^\"\\]|\\.){1,64})\"\])(?:\[\d+\])*\Z")

@@ -983,3 +983,14 @@ def test_a_secret_in_a_data_url_is_masked_over_its_whole_payload(encode: Callabl
 def test_a_data_url_of_an_image_has_no_finding() -> None:
     image = "data:image/png;base64," + base64.b64encode(bytes(range(256)) * 8).decode()
     assert DETECTOR.scan("text", f'<img src="{image}">') == []
+
+
+def test_an_object_key_is_named_by_nothing_so_ids_used_as_keys_are_no_secrets() -> None:
+    from policy.subject import iter_strings
+
+    sessions = {"sessions": {"sess_9Kq2Lm7Xv4Zp1Rt8Wy3": {"user": "ann"}, "api_key": "a8F3k2J1xQ9zLm4pR7"}}
+    found = [
+        (path, span.label) for path, text in iter_strings(sessions, "structured") for span in DETECTOR.scan(path, text)
+    ]
+    # the key `api_key` names its value; the id-shaped key is looked at as text alone (no ":key" name)
+    assert found == [("structured.sessions.api_key", "generic-secret")]
