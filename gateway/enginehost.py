@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Literal
 
 import anyio
 import anyio.to_thread
@@ -23,7 +24,10 @@ from policy.verdict import Action, Outcome, Tier, TierStep, Verdict
 
 from .runtime import Runtime
 
-__all__ = ["EngineHost"]
+__all__ = ["EngineHost", "Which"]
+
+# Which in-scope policies a check asks: all of them, the ones that mask, or the others.
+Which = Literal["all", "masking", "not-masking"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +85,9 @@ class EngineHost:
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
 
-    async def check(
-        self, subject: Subject, *, masking_only: bool = False, tool_scoped: bool = False, not_masking: bool = False
-    ) -> list[Verdict]:
-        """Every in-scope policy's verdict (with `masking_only`, only of the policies that mask; with
-        `not_masking`, only of the others; with `tool_scoped`, only of the policies that name tools)."""
+    async def check(self, subject: Subject, *, which: Which = "all", tool_scoped: bool = False) -> list[Verdict]:
+        """Every in-scope policy's verdict: of `which` policies (all, those that mask, the others), and with
+        `tool_scoped`, only of the policies that name tools."""
         self.start()  # loading from here at the latest (a relay starts it once a server has answered initialize)
         if not self._ready.is_set():
             ready = await anyio.to_thread.run_sync(self._ready.wait, self._ready_timeout_s, abandon_on_cancel=True)
@@ -99,10 +101,8 @@ class EngineHost:
             return [_refusal(f"the policy engine failed to load: {self._error}")]
         engine = self._runtime.engine
         policies = engine.in_scope(subject)
-        if masking_only:
-            policies = [policy for policy in policies if policy.action is Action.MASK]
-        elif not_masking:
-            policies = [policy for policy in policies if policy.action is not Action.MASK]
+        if which != "all":
+            policies = [policy for policy in policies if (policy.action is Action.MASK) == (which == "masking")]
         if tool_scoped:
             policies = [policy for policy in policies if policy.scope.names_tools]
         if not policies:

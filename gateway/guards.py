@@ -32,7 +32,7 @@ from policy.verdict import Action, Outcome, Span, Tier, TierStep, Verdict
 
 from .audit import AuditLog, AuditRow
 from .catalogue import explain_change
-from .enginehost import EngineHost
+from .enginehost import EngineHost, Which
 from .masking import mask_string
 from .pins import PinStatus, PinStore
 from .subjects import (
@@ -153,13 +153,9 @@ class Guard:
         self._changing[server] = [*pending, event]
         return event
 
-    async def _judge(
-        self, subject: Subject, *, masking_only: bool = False, tool_scoped: bool = False, not_masking: bool = False
-    ) -> Decision:
+    async def _judge(self, subject: Subject, *, which: Which = "all", tool_scoped: bool = False) -> Decision:
         started = time.perf_counter()
-        verdicts = await self.host.check(
-            subject, masking_only=masking_only, tool_scoped=tool_scoped, not_masking=not_masking
-        )
+        verdicts = await self.host.check(subject, which=which, tool_scoped=tool_scoped)
         decision = decide(verdicts)
         if verdicts:
             self._log(subject, decision)
@@ -336,11 +332,11 @@ class Guard:
             text = "\n".join(str(side.value) for side in read)
             said = Subject(kind=kind or SubjectKind.TOOL_RESULT, server=server, tool=tool, method=method, text=text)
             # (the policies that mask read these with the other side places below, once)
-            judged = await self._judge(said, tool_scoped=tool_scoped, not_masking=True)
+            judged = await self._judge(said, tool_scoped=tool_scoped, which="not-masking")
             if judged.applied == "block":
                 return self._apply(judged, method, result, TextLayout(()))
         side = side_subject(server, method, tool, sides, kind=kind)
-        verdicts = await self.host.check(side, masking_only=True, tool_scoped=tool_scoped)
+        verdicts = await self.host.check(side, which="masking", tool_scoped=tool_scoped)
         side_masks: list[Span] = []
         if verdicts:
             found = decide(verdicts)
@@ -377,7 +373,7 @@ class Guard:
         if not sides:
             return payload
         side = side_subject(server, method, "", sides, kind=kind)
-        verdicts = await self.host.check(side, masking_only=True)
+        verdicts = await self.host.check(side, which="masking")
         if not verdicts:
             return payload
         found = decide(verdicts)
@@ -422,7 +418,7 @@ class Guard:
                 raise MCPError(code=BLOCKED, message=decision.message("sampling request"))
             if decision.applied == "mask":
                 params = mask_message(params, layout, list(decision.masks))
-        checked = await self._fields(server, method, params, ("metadata", "modelPreferences"), masking_only=True)
+        checked = await self._fields(server, method, params, ("metadata", "modelPreferences"), which="masking")
         if checked is None:  # a mask policy that found something it cannot point at
             text = "mcp-gateway blocked this sampling request: its metadata held something a policy could not mask"
             raise MCPError(code=BLOCKED, message=f"{text}; see 'mcp-gateway logs'")
@@ -435,7 +431,8 @@ class Guard:
         if method == "notifications/progress":  # and any field a server adds of its own
             keys = tuple(key for key in payload if key not in PROGRESS_NUMBERS)
         tool = self.task_of(server, payload.get("taskId")) if method == "notifications/tasks/status" else None
-        return await self._fields(server, method, payload, keys, masking_only=method in MASKED_ONLY, tool=tool)
+        which: Which = "masking" if method in MASKED_ONLY else "all"
+        return await self._fields(server, method, payload, keys, which=which, tool=tool)
 
     async def _fields(
         self,
@@ -444,7 +441,7 @@ class Guard:
         payload: Mapping[str, Any],
         keys: tuple[str, ...],
         *,
-        masking_only: bool = False,
+        which: Which = "all",
         tool: str | None = None,
     ) -> dict[str, Any] | None:
         payload = dict(payload)
@@ -457,7 +454,7 @@ class Guard:
             return payload
         kind = RESULT_KIND.get(method.removesuffix(" (error)"), SubjectKind.TOOL_RESULT)
         subject = Subject(kind=kind, server=server, tool=tool or "", method=method, structured=fields)
-        decision = await self._judge(subject, masking_only=masking_only)
+        decision = await self._judge(subject, which=which)
         if decision.applied == "block":
             return None
         if decision.applied == "mask":
