@@ -24,7 +24,15 @@ from mcp import Client, ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from .relay_support import RAW_SERVER, attacker_mail_policy, free_port, gateway_env, port_open, server_log
+from .relay_support import (
+    RAW_SERVER,
+    attacker_mail_policy,
+    free_port,
+    gateway_env,
+    port_open,
+    server_log,
+    text,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -141,10 +149,6 @@ async def wait_until(condition: Callable[[], bool], what: str) -> None:
             await anyio.sleep(0.05)  # polling the process table: there is no event to wait on
         return
     raise AssertionError(f"timed out waiting until {what}")
-
-
-def text(result: types.CallToolResult) -> str:
-    return "".join(block.text for block in result.content if isinstance(block, types.TextContent))
 
 
 def answering(label: str) -> Any:

@@ -23,6 +23,7 @@ from .relay_support import (
     gateway_session,
     secrets_mask_policy,
     server_log,
+    text,
     write_rule_policy,
 )
 
@@ -43,10 +44,6 @@ def policies(tmp_path: Path) -> Path:
 
 def args(policies: Path) -> list[str]:
     return ["--no-builtin", "--policies", str(policies)]
-
-
-def text(result: types.CallToolResult) -> str:
-    return "".join(block.text for block in result.content if isinstance(block, types.TextContent))
 
 
 async def test_messages_and_unknown_fields_pass_through_unchanged(tmp_path: Path, policies: Path) -> None:

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import mcp_types as types
 import pytest
 from mcp import MCPError
 
-from .relay_support import free_port, gateway_client, gateway_env, port_open, secrets_mask_policy
+from .relay_support import free_port, gateway_client, gateway_env, port_open, secrets_mask_policy, text
 
 pytestmark = pytest.mark.integration
 
@@ -44,10 +43,6 @@ def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
     finally:
         process.terminate()
         process.wait(15)
-
-
-def text(result: types.CallToolResult) -> str:
-    return "".join(block.text for block in result.content if isinstance(block, types.TextContent))
 
 
 async def _session(tmp: Path, url: str, mode: str) -> dict[str, Any]:
