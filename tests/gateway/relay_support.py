@@ -16,8 +16,11 @@ import mcp_types as types
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from gateway.enginehost import EngineHost
+from gateway.runtime import Runtime
 from policy.compiled import CompiledPolicy, Provenance, Scope, Verification
 from policy.conditions import Predicate, Rule
+from policy.engine import Engine
 from policy.lockfile import lock_path, write_lock
 from policy.source import load_source
 from policy.subject import SubjectKind
@@ -25,6 +28,14 @@ from policy.verdict import Action
 
 RAW_SERVER = [sys.executable, str(Path(__file__).parent.parent / "servers" / "raw_server.py")]
 HELLO = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+
+
+def ready_host(*policies: CompiledPolicy) -> EngineHost:
+    """An engine host serving `policies` (no models, no judge), loaded."""
+    host = EngineHost(lambda: Runtime(engine=Engine(list(policies)), loaded=(), judge=None), warm=False)
+    host.start()
+    assert host.wait_ready(30)
+    return host
 
 
 def text(result: types.CallToolResult) -> str:

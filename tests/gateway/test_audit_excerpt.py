@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from gateway.enginehost import EngineHost
 from gateway.guards import decide, safe_excerpt
-from gateway.runtime import Runtime
-from policy.engine import Engine
 from policy.subject import Subject, SubjectKind
 from policy.verdict import Action, Outcome, Span, Tier, Verdict
+
+from .relay_support import ready_host
 
 EMAIL = "sofia.lindqvist@polarbyte.se"
 
 
 def _host() -> EngineHost:
-    host = EngineHost(lambda: Runtime(engine=Engine([]), loaded=(), judge=None), warm=False)
-    host.start()
-    assert host.wait_ready(30)
-    return host
+    return ready_host()
 
 
 def _verdict(*spans: Span) -> Verdict:

@@ -19,6 +19,7 @@ from policy.subject import SubjectKind
 from policy.verdict import Action
 
 from ..policy.helpers import make_policy
+from .relay_support import ready_host
 
 TOKEN = "ghp_" + "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6"
 PASSWORD = "Zq8mVx2LpQw7"
@@ -27,10 +28,7 @@ PASSWORD = "Zq8mVx2LpQw7"
 def _guard(*also: SubjectKind) -> Guard:
     kinds = [SubjectKind.TOOL_RESULT, SubjectKind.RESOURCE, SubjectKind.SAMPLING, *also]
     policy = make_policy(id="mask-secrets", action=Action.MASK, scope=Scope(kinds=kinds), detectors=["secrets"])
-    host = EngineHost(lambda: Runtime(engine=Engine([policy]), loaded=(), judge=None), warm=False)
-    host.start()
-    assert host.wait_ready(30)
-    return Guard(host)
+    return Guard(ready_host(policy))
 
 
 def _result(method: str, result: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -96,10 +94,7 @@ def test_a_task_status_message_is_masked() -> None:
 def test_a_task_status_notification_is_masked_by_the_policies_of_the_tool_that_started_the_task() -> None:
     scope = Scope(kinds=[SubjectKind.TOOL_RESULT], tools=["tasky"])
     policy = make_policy(id="tasky-secrets", action=Action.MASK, scope=scope, detectors=["secrets"])
-    host = EngineHost(lambda: Runtime(engine=Engine([policy]), loaded=(), judge=None), warm=False)
-    host.start()
-    assert host.wait_ready(30)
-    guard = Guard(host)
+    guard = Guard(ready_host(policy))
     status = {"taskId": "t1", "status": "working", "statusMessage": f"pushing with {TOKEN}"}
 
     async def run() -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
