@@ -97,6 +97,15 @@ def _write(directory: Path, name: str, text: str) -> Path:
     return path
 
 
+def _compiled_transfers(tmp_path: Path) -> Path:
+    """A policies folder holding the transfers policy and its rules, compiled offline."""
+    policies = tmp_path / "policies"
+    _write(policies, "transfers.md", TRANSFERS)
+    _write(policies, "transfers.rules.yaml", TRANSFER_RULES)
+    assert _run(["policy", "compile", str(policies), "--offline"], tmp_path).returncode == 0
+    return policies
+
+
 def test_compile_writes_locks_skips_unchanged_ones_and_check_reports_stale(tmp_path: Path) -> None:
     policies = tmp_path / "policies"
     _write(policies, "transfers.md", TRANSFERS)
@@ -173,10 +182,7 @@ def test_compile_with_a_model_that_never_answers_names_the_timeout_and_stops(tmp
 
 
 def test_check_and_explain_decide_a_subject_from_stdin(tmp_path: Path) -> None:
-    policies = tmp_path / "policies"
-    _write(policies, "transfers.md", TRANSFERS)
-    _write(policies, "transfers.rules.yaml", TRANSFER_RULES)
-    assert _run(["policy", "compile", str(policies), "--offline"], tmp_path).returncode == 0
+    policies = _compiled_transfers(tmp_path)
     subject = json.dumps({"kind": "tool_call", "tool": "transfer", "arguments": {"amount": "$7,500"}})
     checked = _run(["policy", "check", "--no-builtin", "--policies", str(policies), "--no-judge"], tmp_path, subject)
     assert checked.returncode == 0, checked.stderr
@@ -234,10 +240,7 @@ def _transfer_cases(directory: Path) -> tuple[Path, Path]:
 
 
 def test_policy_test_reports_metrics_as_json_and_junit_with_ci_exit_codes(tmp_path: Path) -> None:
-    policies = tmp_path / "policies"
-    _write(policies, "transfers.md", TRANSFERS)
-    _write(policies, "transfers.rules.yaml", TRANSFER_RULES)
-    assert _run(["policy", "compile", str(policies), "--offline"], tmp_path).returncode == 0
+    policies = _compiled_transfers(tmp_path)
     yaml_cases, jsonl = _transfer_cases(tmp_path / "cases")
 
     # Hand-written cases all pass, the bulk set has one wrong label: exit 0 unless a threshold is set.
@@ -490,10 +493,7 @@ def test_tune_says_why_it_cannot_tune_instead_of_failing_inside(tmp_path: Path) 
 
 
 def test_policy_test_refuses_cases_that_could_not_test_what_they_say(tmp_path: Path) -> None:
-    policies = tmp_path / "policies"
-    _write(policies, "transfers.md", TRANSFERS)
-    _write(policies, "transfers.rules.yaml", TRANSFER_RULES)
-    assert _run(["policy", "compile", str(policies), "--offline"], tmp_path).returncode == 0
+    policies = _compiled_transfers(tmp_path)
     call = {"kind": "tool_call", "tool": "transfer", "arguments": {"amount": 5}, "expect": "allow"}
     refusals = [
         # a policy that is not loaded, named where the case is
@@ -543,10 +543,7 @@ def test_policy_test_refuses_cases_that_could_not_test_what_they_say(tmp_path: P
 
 
 def test_a_threshold_the_cases_cannot_measure_fails_and_reads_undefined(tmp_path: Path) -> None:
-    policies = tmp_path / "policies"
-    _write(policies, "transfers.md", TRANSFERS)
-    _write(policies, "transfers.rules.yaml", TRANSFER_RULES)
-    assert _run(["policy", "compile", str(policies), "--offline"], tmp_path).returncode == 0
+    policies = _compiled_transfers(tmp_path)
     allowed = _write(
         tmp_path,
         "allowed.jsonl",
