@@ -5,34 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from gateway.clients import ClientName
 from gateway.clientscan import configured_servers
 
 
-def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    for name in ("HOME", "USERPROFILE"):
-        monkeypatch.setenv(name, str(home))
-    for name in ("APPDATA", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "CODEX_HOME"):
-        monkeypatch.delenv(name, raising=False)
-    return home
-
-
-def test_a_project_that_is_the_home_folder_lists_each_server_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    home = _home(tmp_path, monkeypatch)
+def test_a_project_that_is_the_home_folder_lists_each_server_once(home: Path) -> None:
     (home / ".cursor").mkdir()
     (home / ".cursor" / "mcp.json").write_text(json.dumps({"mcpServers": {"time": {"command": "uvx"}}}))
     found = configured_servers((ClientName.CURSOR,), project=home)
     assert [(server.name, server.location.path) for server in found] == [("time", home / ".cursor" / "mcp.json")]
 
 
-def test_a_url_is_read_with_the_transport_its_client_gives_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = _home(tmp_path, monkeypatch)
+def test_a_url_is_read_with_the_transport_its_client_gives_it(home: Path, tmp_path: Path) -> None:
     (home / ".gemini").mkdir()
     servers = {"events": {"url": "https://h.example/events"}, "stream": {"httpUrl": "https://h.example/mcp"}}
     (home / ".gemini" / "settings.json").write_text(json.dumps({"mcpServers": servers}))

@@ -25,25 +25,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    for name, value in {
-        "HOME": home,
-        "USERPROFILE": home,
-        "APPDATA": home / "AppData" / "Roaming",
-        "XDG_CONFIG_HOME": home / ".config",
-        "XDG_STATE_HOME": home / ".local" / "state",
-        "XDG_CACHE_HOME": home / ".cache",
-        "CODEX_HOME": home / ".codex",
-    }.items():
-        monkeypatch.setenv(name, str(value))
-    for name in [key for key in os.environ if key.startswith("MCP_GATEWAY_")]:
-        monkeypatch.delenv(name)
-    return home
-
-
 def time_server() -> list[str]:
     script = BIN / "mcp-server-time"
     return [str(script)] if script.is_file() else [sys.executable, "-m", "mcp_server_time"]
