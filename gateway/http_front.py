@@ -28,6 +28,7 @@ import re
 import signal
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -77,11 +78,11 @@ MAX_SESSIONS = 32
 ROUTE_WAIT_S = 30.0
 CLOSE_WAIT_S = 12.0
 CLIENT_UNREACHABLE = -32044
-# A connection must have sent a whole request line and headers this long after it opened (or after its
-# last answer); one that trickles them in a byte at a time is closed, so idle sockets cannot hold the front.
-HEAD_TIMEOUT_S = 10.0
-# Connections (and requests in progress) beyond this many are answered 503 at once instead of piling up.
-MAX_CONNECTIONS = 256
+# A connection must have sent a whole request (line, headers and body) this long after it opened, or after
+# the first byte of its next request; one that trickles it in, or sends a head and no body, is closed, so
+# idle sockets cannot hold the front's memory or its requests. (Nothing caps the number of connections:
+# uvicorn's cap counts silent ones too, so a local process holding 256 open shut every client out.)
+REQUEST_TIMEOUT_S = 10.0
 
 _LOCAL_HOST = re.compile(r"(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?", re.IGNORECASE)
 _LOCAL_ORIGIN = re.compile(r"https?://(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?", re.IGNORECASE)
@@ -432,9 +433,10 @@ async def _refuse_sessionless(version: str, scope: Scope, receive: Receive, send
 
 
 class _Http(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with a deadline for each request's head (`HEAD_TIMEOUT_S`)."""
+    """uvicorn's HTTP/1.1 protocol with a deadline for each request to arrive whole (`REQUEST_TIMEOUT_S`).
+    Answers take as long as they take: a stream of server events is not cut."""
 
-    _head_deadline: asyncio.TimerHandle | None = None
+    _deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -442,31 +444,53 @@ class _Http(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self._in_request():
+        if self._received():
             self._disarm()
-        elif self._head_deadline is None:
+        elif self._deadline is None:
             self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
-    def _in_request(self) -> bool:
-        return self.cycle is not None and not self.cycle.response_complete
+    def _received(self) -> bool:
+        """Whether a request has arrived whole and is being answered."""
+        return self.cycle is not None and not self.cycle.response_complete and not self.cycle.more_body
 
     def _arm(self) -> None:
-        self._head_deadline = self.loop.call_later(HEAD_TIMEOUT_S, self._head_timeout)
+        self._deadline = self.loop.call_later(REQUEST_TIMEOUT_S, self._timed_out)
 
     def _disarm(self) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
-    def _head_timeout(self) -> None:
-        self._head_deadline = None
-        if not self._in_request() and not self.transport.is_closing():
-            logger.info("closing an HTTP connection that sent no whole request within %.0f s", HEAD_TIMEOUT_S)
+    def _timed_out(self) -> None:
+        self._deadline = None
+        if not self._received() and not self.transport.is_closing():
+            _SLOW_CLOSES.note(f"{self.client[0]}:{self.client[1]}" if self.client else "a client")
             self.transport.close()
+
+
+class _Closes:
+    """Warns of connections closed for sending no whole request: the first at once, later ones at most
+    once a minute with how many there were (a process holding thousands open would flood the log)."""
+
+    def __init__(self) -> None:
+        self._last = -1e9
+        self._since = 0
+
+    def note(self, peer: str) -> None:
+        self._since += 1
+        now = time.monotonic()
+        if now - self._last < 60.0:
+            return
+        more = f" ({self._since - 1} more since the last warning)" if self._since > 1 else ""
+        logger.warning("closed the connection of %s: no whole request within %.0f s%s", peer, REQUEST_TIMEOUT_S, more)
+        self._last, self._since = now, 0
+
+
+_SLOW_CLOSES = _Closes()
 
 
 class _Server(uvicorn.Server):
@@ -517,7 +541,6 @@ async def serve_http(make_relay: Callable[[], Relay], settings: Settings, port: 
             uvicorn.Config(
                 front,
                 http=_Http,
-                limit_concurrency=MAX_CONNECTIONS,
                 proxy_headers=False,
                 timeout_graceful_shutdown=5,
                 **options,

@@ -422,36 +422,58 @@ async def test_a_stream_asked_to_resume_is_a_fresh_stream(tmp_path: Path) -> Non
     assert status == 200 and kind.startswith("text/event-stream")
 
 
-async def test_a_connection_trickling_its_request_head_is_closed_and_others_are_served(tmp_path: Path) -> None:
-    from gateway.http_front import HEAD_TIMEOUT_S
+async def test_connections_that_send_no_whole_request_are_closed_and_never_shut_clients_out(tmp_path: Path) -> None:
+    from gateway.http_front import REQUEST_TIMEOUT_S
 
-    def trickle(port: int) -> tuple[float, bytes]:
-        """Send a request head a byte every second; how long until the gateway closed the connection."""
+    head = b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+
+    def closed_after(port: int, first: bytes, then: bytes) -> float | None:
+        """Send `first`, then a byte of `then` (if any) every second; how long until the gateway closed the
+        connection (None: still open after twice the deadline)."""
         started = time.monotonic()
-        with socket.create_connection(("127.0.0.1", port), timeout=HEAD_TIMEOUT_S + 10) as sock:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
             sock.settimeout(1.0)
-            for byte in b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100:
+            sock.sendall(first)
+            for index in range(int(2 * REQUEST_TIMEOUT_S)):
                 try:
-                    sock.sendall(bytes([byte]))
-                    if (got := sock.recv(1024)) == b"":
-                        return time.monotonic() - started, got
+                    if sock.recv(1024) == b"":
+                        return time.monotonic() - started
                 except TimeoutError:
-                    continue
+                    pass
+                try:
+                    sock.sendall(then[index : index + 1])
                 except OSError:
-                    return time.monotonic() - started, b""
-            return time.monotonic() - started, b"still open"
+                    return time.monotonic() - started
+        return None
 
     with anyio.fail_after(120):
-        async with http_gateway(tmp_path) as gateway, anyio.create_task_group() as tg:
-            outcome: list[tuple[float, bytes]] = []
+        async with http_gateway(tmp_path) as gateway:
+            # 300 connections that never send a byte: more than any cap a server might count them against
+            idle = [socket.create_connection(("127.0.0.1", gateway.port)) for _ in range(300)]
+            try:
+                outcomes: dict[str, float | None] = {}
+                async with anyio.create_task_group() as tg:
+                    cases = {
+                        "trickled head": (b"", head + b"X-Slow: " + b"a" * 40),
+                        "nothing": (b"", b""),
+                        "head, no body": (head + b"Content-Length: 100\r\n\r\n", b""),
+                        "head, trickled body": (head + b"Content-Length: 100\r\n\r\n", b"{" + b" " * 40),
+                    }
+                    for name, (first, then) in cases.items():
 
-            async def slow() -> None:
-                outcome.append(await anyio.to_thread.run_sync(trickle, gateway.port))
+                        async def run(name: str = name, first: bytes = first, then: bytes = then) -> None:
+                            outcomes[name] = await anyio.to_thread.run_sync(closed_after, gateway.port, first, then)
 
-            tg.start_soon(slow)
-            async with session_at(gateway.url) as session:  # served meanwhile
-                await session.initialize()
-                answered = text(await session.call_tool("echo", {"text": "hi"}))
-    elapsed, last = outcome[0]
-    assert last == b"" and HEAD_TIMEOUT_S - 1 <= elapsed <= HEAD_TIMEOUT_S + 5, outcome
-    assert answered == "hi"
+                        tg.start_soon(run)
+                    async with session_at(gateway.url) as session:  # served meanwhile
+                        await session.initialize()
+                        answered = text(await session.call_tool("echo", {"text": "hi"}))
+                        await anyio.sleep(REQUEST_TIMEOUT_S + 1)  # an open session outlives the deadline
+                        again = text(await session.call_tool("echo", {"text": "again"}))
+            finally:
+                for sock in idle:
+                    sock.close()
+    assert answered == "hi" and again == "again"
+    for name, elapsed in outcomes.items():
+        assert elapsed is not None and REQUEST_TIMEOUT_S - 1 <= elapsed <= REQUEST_TIMEOUT_S + 5, (name, outcomes)
+    assert "no whole request within 10 s" in gateway.stderr.read_text()
