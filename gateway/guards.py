@@ -33,7 +33,7 @@ from policy.verdict import Action, Outcome, Span, Tier, TierStep, Verdict
 from .audit import AuditLog, AuditRow
 from .catalogue import explain_change
 from .enginehost import EngineHost, Which
-from .masking import mask_string
+from .masking import mask_string, redacted_path
 from .pins import PinStatus, PinStore
 from .subjects import (
     RESULT_KIND,
@@ -460,8 +460,14 @@ class Guard:
         if decision.applied == "mask":
             masked = mask_message({"s": fields}, None, list(decision.masks), structured_key="s")["s"]
             if isinstance(masked.get("_meta"), dict):
-                masked["_meta"] = {**payload["_meta"], **masked["_meta"]}
-            payload.update(masked)
+                # the protocol's own keys (left out of the check) stay; the others are the masked ones now
+                kept = {key: value for key, value in payload["_meta"].items() if key not in fields["_meta"]}
+                masked["_meta"] = {**kept, **masked["_meta"]}
+            # fields in their places; a key masked in its name (no longer in `masked` as it was) goes, its
+            # masked name comes last
+            payload = {key: masked[key] if key in fields else value for key, value in payload.items()
+                       if key not in fields or key in masked}
+            payload.update((key, value) for key, value in masked.items() if key not in payload)
         return payload
 
     async def server_error(self, server: str, method: str, error: Mapping[str, Any]) -> dict[str, Any]:
@@ -626,7 +632,8 @@ class Guard:
                 cache_hit=v.cache_hit,
                 judge_model=v.judge_model,
                 evidence=json.dumps(
-                    [{"field": s.field, "start": s.start, "end": s.end, "label": s.label} for s in v.evidence]
+                    [{"field": redacted_path(s.field), "start": s.start, "end": s.end, "label": s.label}
+                     for s in v.evidence]
                 )
                 if v.evidence
                 else "[]",

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from policy.subject import KEY_SUFFIX
+from policy.subject import KEY_SUFFIX, plain_key
 from policy.verdict import Span
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "mask_string",
     "mask_value_at",
     "merge_spans",
+    "redacted_path",
     "rename_key",
     "set_path",
     "token",
@@ -160,6 +161,22 @@ def _parse_path(path: str) -> list[str | int]:
         else:
             parts.append(json.loads(quoted))
     return parts
+
+
+def redacted_path(path: str) -> str:
+    """A field path with every object key in it that is not a plain name written `*`: such a key may be the
+    secret or the address itself (``structured.accounts.ann@example.com:key``), and a path is kept where a
+    value must not be (the audit log's evidence)."""
+    key = path.endswith(KEY_SUFFIX)
+    body = path[: -len(KEY_SUFFIX)] if key else path
+    cut = min((i for i in (body.find("."), body.find("[")) if i >= 0), default=len(body))
+    out = [body[:cut]]
+    for part in _parse_path(body[cut:]):
+        if isinstance(part, int):
+            out.append(f"[{part}]")
+        else:
+            out.append(f".{part}" if plain_key(part) else ".*")
+    return "".join(out) + (KEY_SUFFIX if key else "")
 
 
 def set_path(root: Any, path: str, value: Any) -> bool:

@@ -20,9 +20,9 @@ __all__ = ["KEY_SUFFIX", "Subject", "SubjectKind", "canonical_json", "iter_strin
 # A plain key never holds ":" (others are quoted: ``["a:b"]``), so the ending cannot be part of a key.
 KEY_SUFFIX = ":key"
 # Keys made of words and short numbers (``user_id``, ``createdAt``, ``x-api-version``, ``$schema``,
-# ``@type``, ``application/json``, ``2024``) name things and are not scanned; any other key (an e-mail,
+# ``@type``, ``application/json``, ``address2``, ``2024``) name things and are not scanned; any other key (an e-mail,
 # a name with a space, a token, a hex digest) is.
-_PLAIN_KEY = re.compile(r"[$@]?[A-Za-z]+(?:[_\-./]?[A-Za-z]+|[_\-./][0-9]{1,4})*|[0-9]{1,9}")
+_PLAIN_KEY = re.compile(r"[$@]?[A-Za-z]+(?:[_\-./]?[A-Za-z]+|[_\-./][0-9]{1,4})*[0-9]{0,2}|[0-9]{1,9}")
 
 
 class SubjectKind(StrEnum):

@@ -348,3 +348,23 @@ def test_a_secret_as_a_key_of_a_server_notification_is_masked() -> None:
         return await guard.masked_rest("srv", "notifications/message", {"level": "info", "data": {TOKEN: {"k": TOKEN}}})
 
     assert anyio.run(run) == {"level": "info", "data": {"[MASKED:github-token]": {"k": "[MASKED:github-token]"}}}
+
+
+def test_a_notification_keeps_no_key_it_had_masked_in_its_name() -> None:
+    guard = _guard()
+    progress = {"progressToken": 3, "progress": 1, "message": "half", TOKEN: "x", "_meta": {TOKEN: 1, "k": "v"}}
+    log = {"level": "info", "data": "ok", "_meta": {"progressToken": 5, TOKEN: {"n": 1}}}
+
+    async def run() -> list[dict[str, Any] | None]:
+        return [
+            await guard.server_text("srv", "notifications/progress", progress),
+            await guard.server_text("srv", "notifications/message", log),
+        ]
+
+    masked_progress, masked_log = anyio.run(run)
+    assert masked_progress == {
+        "progressToken": 3, "progress": 1, "message": "half", "_meta": {"[MASKED:github-token]": 1, "k": "v"},
+        "[MASKED:github-token]": "x",
+    }
+    meta = {"progressToken": 5, "[MASKED:github-token]": {"n": 1}}
+    assert masked_log == {"level": "info", "data": "ok", "_meta": meta}

@@ -3,8 +3,10 @@ bytes the client receives (and the ids the server sees) can be checked."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -441,11 +443,25 @@ def test_the_built_in_policies_mask_e_mail_addresses_and_tokens_used_as_object_k
     result = {"content": [{"type": "text", "text": "2 accounts"}],
               "structuredContent": {"accounts": {"ann.lee@example.com": {"token": "t1"}, GH: {"owner": "bo"}}}}
     frame = json.dumps({"jsonrpc": "2.0", "id": 0, "result": result}).replace('"id": 0', '"id": {id}')
+    frames = tmp_path / "frames.jsonl"  # read by the server: the call's arguments carry no secret to mask
+    frames.write_text(frame + "\n", encoding="utf-8")
     with gateway(tmp_path, [], RAW_SERVER) as wire:
         wire.initialize()
         wire.send({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-                   "params": {"name": "verbatim", "arguments": {"frames": [frame]}}})
+                   "params": {"name": "verbatim", "arguments": {"file": str(frames)}}})
         line, answer = wire.answer_to(3, timeout=120)
+        wait_until(lambda: _evidence(tmp_path) != [], "the audit rows")
     assert b"ann.lee@example.com" not in line and GH.encode() not in line, line
     accounts = answer["result"]["structuredContent"]["accounts"]
     assert accounts == {"[MASKED:email]": {"token": "t1"}, "[MASKED:github-token]": {"owner": "bo"}}, accounts
+    # the audit log names where it found them, not what it found
+    fields = {item["field"] for item in _evidence(tmp_path)}
+    assert {"structured.accounts.*:key"} <= fields and not any("example.com" in f or GH in f for f in fields), fields
+
+
+def _evidence(tmp: Path) -> list[dict[str, Any]]:
+    if not (tmp / "audit.db").exists():
+        return []
+    with contextlib.closing(sqlite3.connect(tmp / "audit.db")) as db:
+        rows = db.execute("SELECT evidence FROM decisions WHERE method = 'tools/call'").fetchall()
+    return [item for (evidence,) in rows for item in json.loads(evidence)]

@@ -177,8 +177,12 @@ def call_tool(request_id: Any, params: dict[str, Any]) -> None:
         send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
         text_result(request_id, "changed")
     elif name == "verbatim":  # each of `frames` as a line, as written ({id} is the call's id): malformed on purpose
+        frames = args.get("frames", [])
+        if "file" in args:  # or the lines of a file: what the call's arguments must not carry (they are checked)
+            with open(args["file"], encoding="utf-8") as lines:
+                frames = lines.read().splitlines()
         with LOCK:
-            for frame in args.get("frames", []):
+            for frame in frames:
                 OUT.write(str(frame).replace("{id}", json.dumps(request_id)).encode() + b"\n")
             OUT.flush()
     elif name == "leak":
