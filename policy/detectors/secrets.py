@@ -109,7 +109,10 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 _ASSIGNED_BEFORE = re.compile(r"[:=][ \t]*[\"']?\Z")
 BASE64_VALUE = re.compile(r"(?<![A-Za-z0-9+/=_\-])[A-Za-z0-9+/]{16,8192}={0,2}(?![A-Za-z0-9+/=_\-])")
 # A data: URL's base64 payload (standard or URL-safe alphabet): a file handed over inline
-DATA_URL = re.compile(r"data:[\w.+-]*/?[\w.+-]*(?:;[\w.+-]+=?[\w.+-]*)*;base64,([A-Za-z0-9+/_\-]{16,1048576}={0,2})")
+DATA_URL = re.compile(
+    r"data:[\w.+-]*/?[\w.+-]*(?:;[\w.+-]+=?[\w.+-]*)*;base64,([A-Za-z0-9+/_\-]{16,1048576}={0,2})", re.IGNORECASE
+)
+_BASE64_COMMA = re.compile(";base64,", re.IGNORECASE)
 # A provider token that turned out to be a documentation filler ("npm_...EXAMPLE") vetoes the
 # weaker passes, which would otherwise report the same string as a keyword or entropy finding.
 _VETO = ""
@@ -228,11 +231,11 @@ class SecretsDetector:
         reach = list(itertools.accumulate((end for _, end in found), max))  # furthest end so far
         seen: dict[str, str | None] = {}  # a value repeated in a message is decoded once
         runs = [match.span() for match in BASE64_VALUE.finditer(text)]
-        if "base64," in text:
+        if _BASE64_COMMA.search(text):
             runs = sorted({*runs, *(match.span(1) for match in DATA_URL.finditer(text))})
         for start, end in runs:
             whole_value = start == 0 and end == len(text) and field.startswith(("structured", "arguments"))
-            data_url = text.endswith("base64,", max(0, start - 7), start)
+            data_url = text[max(0, start - 7) : start].lower() == "base64,"
             if not (whole_value or data_url or _ASSIGNED_BEFORE.search(text, max(0, start - 4), start)):
                 continue  # a value set by a key (`KEY: ...`, `KEY=...`, `"key": "..."`), not a wrapped document
             before = bisect.bisect_left(starts, end)  # found spans that start before this run ends
@@ -662,8 +665,8 @@ def _in_netrc(low: str, start: int) -> bool:
 
 def unescape(text: str) -> tuple[str, list[int]]:
     """`text` with its `%XX`, `\\uXXXX` and `\\xXX` escapes read, and where in `text` each character of
-    the result begins (one more entry: the end). Percent escapes are read as UTF-8 bytes, run by run; a
-    run that is no UTF-8 stays as it was."""
+    the result begins (one more entry: the end). Percent escapes are read as UTF-8; a byte that begins no
+    character reads as U+FFFD."""
     out: list[str] = []
     origin: list[int] = []
     cursor = 0
@@ -673,16 +676,7 @@ def unescape(text: str) -> tuple[str, list[int]]:
         origin.extend(range(cursor, start))
         run = match.group()
         if run[0] == "%":
-            try:
-                chars = bytes.fromhex(run.replace("%", "")).decode("utf-8")
-            except UnicodeDecodeError:
-                chars = run
-                origin.extend(range(start, end))
-            else:  # a character begins at its first byte's escape
-                offset = 0
-                for char in chars:
-                    origin.append(start + 3 * offset)
-                    offset += len(char.encode("utf-8", "surrogatepass"))
+            chars = _percent_decoded(run, start, origin)
         else:
             width = 6 if run[1] == "u" else 4
             chars = "".join(chr(int(run[i + 2 : i + width], 16)) for i in range(0, len(run), width))
@@ -692,6 +686,31 @@ def unescape(text: str) -> tuple[str, list[int]]:
     out.append(text[cursor:])
     origin.extend(range(cursor, len(text) + 1))
     return "".join(out), origin
+
+
+def _percent_decoded(run: str, start: int, origin: list[int]) -> str:
+    """A run of `%XX` escapes read as UTF-8, character by character (each maps to its first byte's escape);
+    a byte that begins no valid character reads as U+FFFD, and the rest of the run is still read."""
+    raw = bytes.fromhex(run.replace("%", ""))
+    out: list[str] = []
+    index = 0
+    while index < len(raw):
+        lead = raw[index]
+        width = 1 if lead < 0x80 else 2 if 0xC2 <= lead < 0xE0 else 3 if 0xE0 <= lead < 0xF0 else 0
+        width = 4 if 0xF0 <= lead < 0xF5 else width
+        try:
+            char = raw[index : index + width].decode("utf-8") if width else ""
+        except UnicodeDecodeError:
+            char = ""
+        if char:
+            out.append(char)
+            origin.append(start + 3 * index)
+            index += width
+        else:  # read as U+FFFD, which ends a token as the byte would
+            out.append("\ufffd")
+            origin.append(start + 3 * index)
+            index += 1
+    return "".join(out)
 
 
 _ESCAPE_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+|(?:\\u[0-9A-Fa-f]{4})+|(?:\\x[0-9A-Fa-f]{2})+")

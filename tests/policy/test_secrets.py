@@ -912,6 +912,7 @@ def test_benign_mcp_tool_lists_and_results_have_no_findings() -> None:
 
 
 ESCAPED_TOKEN = "ghp_" + "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6"
+PERCENT_TOKEN = "".join(f"%{ord(ch):02X}" for ch in ESCAPED_TOKEN)
 
 
 @pytest.mark.parametrize(
@@ -926,7 +927,9 @@ ESCAPED_TOKEN = "ghp_" + "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6"
         ('{"t": "\\u0067\\u0068\\u0070_' + ESCAPED_TOKEN[4:] + '"}', "\\u0067\\u0068\\u0070_" + ESCAPED_TOKEN[4:]),
         ("key = '\\x67hp_" + ESCAPED_TOKEN[4:] + "'", "\\x67hp_" + ESCAPED_TOKEN[4:]),
         # every character percent-encoded
-        ("".join(f"%{ord(ch):02X}" for ch in ESCAPED_TOKEN), "".join(f"%{ord(ch):02X}" for ch in ESCAPED_TOKEN)),
+        (PERCENT_TOKEN, PERCENT_TOKEN),
+        # ... with a byte that is no UTF-8 after it: the rest of the run is still read
+        (PERCENT_TOKEN + "%C3", PERCENT_TOKEN),
     ],
 )
 def test_a_token_written_with_url_json_or_c_escapes_is_masked_over_the_escaped_text(text: str, covered: str) -> None:
@@ -938,7 +941,7 @@ def test_unescaping_maps_every_character_to_where_it_was_written() -> None:
     from policy.detectors.secrets import unescape
 
     view, origin = unescape("caf%C3%A9%41 \\u00e9\\x21 %FF%FE %4")
-    assert view == "caféA é! %FF%FE %4"  # a run that is no UTF-8 and a broken escape stay as written
+    assert view == "caféA é! \ufffd\ufffd %4"  # bytes that begin no character read as U+FFFD; "%4" is no escape
     assert len(origin) == len(view) + 1 and origin[-1] == len("caf%C3%A9%41 \\u00e9\\x21 %FF%FE %4")
     assert [origin[i] for i, ch in enumerate(view) if ch in "éA!"] == [3, 9, 13, 19]
 
@@ -975,9 +978,10 @@ def test_a_secret_in_a_data_url_is_masked_over_its_whole_payload(encode: Callabl
     env = f"# build settings ~~~ ???\nGITHUB_TOKEN={ESCAPED_TOKEN}\nDEBUG=1 >>> done ???\n".encode()
     payload = encode(env).decode()
     assert encode is base64.b64encode or {"-", "_"} & set(payload)  # the URL-safe alphabet is exercised
-    text = f'<a download="build.env" href="data:text/plain;charset=utf-8;base64,{payload}">settings</a>'
-    spans = DETECTOR.scan("text", text)
-    assert [(span.label, text[span.start : span.end]) for span in spans] == [("base64-github-token", payload)]
+    for scheme in ("data:text/plain;charset=utf-8;base64,", "DATA:TEXT/PLAIN;BASE64,"):  # the scheme has no case
+        text = f'<a download="build.env" href="{scheme}{payload}">settings</a>'
+        spans = DETECTOR.scan("text", text)
+        assert [(span.label, text[span.start : span.end]) for span in spans] == [("base64-github-token", payload)]
 
 
 def test_a_data_url_of_an_image_has_no_finding() -> None:
