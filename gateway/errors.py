@@ -12,7 +12,18 @@ Every message says what happened, where (file, server, client), and what to do n
 
 from __future__ import annotations
 
-__all__ = ["AuditError", "ClientConfigError", "ConfigError", "DownstreamError", "GatewayError", "ProtocolError"]
+import logging
+
+__all__ = [
+    "AuditError",
+    "ClientConfigError",
+    "ConfigError",
+    "DownstreamError",
+    "GatewayError",
+    "ProtocolError",
+    "failure",
+    "log_failure",
+]
 
 
 class GatewayError(Exception):
@@ -42,3 +53,22 @@ class ProtocolError(GatewayError):
 
 class AuditError(GatewayError):
     """The audit log failed."""
+
+
+def failure(exc: BaseException) -> str:
+    """What went wrong in a check, fit for a client or a log: the kind of error, never its text, which may
+    quote the message being checked (a key, a value: a pydantic error lists the path it failed at)."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        kinds = ", ".join(sorted({str(error["type"]) for error in exc.errors()}))
+        return f"the message could not be read for checking ({kinds})"
+    if isinstance(exc, RecursionError):
+        return "the message is nested too deeply to check"
+    return type(exc).__name__
+
+
+def log_failure(log: logging.Logger, exc: BaseException, what: str, *args: object) -> None:
+    """Log a failed check as `failure` describes it; its text and traceback only at DEBUG."""
+    log.error(what + ": %s", *args, failure(exc))
+    log.debug("the failed check's details", exc_info=exc)

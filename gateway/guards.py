@@ -33,6 +33,7 @@ from policy.verdict import Action, Outcome, Span, Tier, TierStep, Verdict
 from .audit import AuditLog, AuditRow
 from .catalogue import explain_change
 from .enginehost import EngineHost, Which
+from .errors import log_failure
 from .masking import mask_string, redacted_path
 from .pins import PinStatus, PinStore
 from .subjects import (
@@ -512,8 +513,8 @@ class Guard:
         end the session it runs beside."""
         try:
             await check()
-        except Exception:
-            logger.exception("checking the %s of server %r failed", what, server)
+        except Exception as exc:
+            log_failure(logger, exc, "checking the %s of server %r failed", what, server)
 
     async def _catalogue(
         self, server: str, result: dict[str, Any], key: str, kind: str, hidden_by_server: dict[str, set[str]]

@@ -25,7 +25,7 @@ from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher, progress_token_from
 from mcp.shared.transport_context import TransportContext
 
 from .downstream import DOWNSTREAM_UNAVAILABLE, Downstream
-from .errors import DownstreamError
+from .errors import DownstreamError, failure, log_failure
 from .guards import SERVER_TEXT_FIELDS, Guard
 
 __all__ = [
@@ -272,8 +272,8 @@ async def checked_notification(
             # one no check reads by name (a server's own, a list_changed's _meta): its strings are masked
             return True, await guard.masked_rest(server, method, params)
         checked = await guard.server_text(server, method, params)
-    except Exception:  # a broken check must not let the text through unchecked
-        logger.exception("checking a %s from server %r failed; it was withheld", method, server)
+    except Exception as exc:  # a broken check must not let the text through unchecked
+        log_failure(logger, exc, "checking a %s from server %r failed; it was withheld", method, server)
         return False, None
     if checked is None:
         logger.info("withheld a %s from server %r: a policy blocked its text", method, server)
@@ -288,10 +288,10 @@ async def checked_error(guard: Guard | None, server: str, method: str, exc: MCPE
     error = exc.error.model_dump(exclude_none=True)
     try:
         checked = await guard.server_error(server, method, error)
-    except Exception as failure:  # a broken check must not let the text through unchecked
-        logger.exception("checking the error server %r answered %s with failed", server, method)
+    except Exception as broken:  # a broken check must not let the text through unchecked
+        log_failure(logger, broken, "checking the error server %r answered %s with failed", server, method)
         return MCPError(code=exc.code, message=f"mcp-gateway: checking the error server {server!r} answered {method} "
-                        f"with failed ({failure}), so its text was withheld; see 'mcp-gateway logs'")
+                        f"with failed ({failure(broken)}), so its text was withheld; see 'mcp-gateway logs'")
     if checked == error:
         return exc
     return MCPError(code=int(checked.get("code", exc.code)), message=str(checked.get("message", "")),

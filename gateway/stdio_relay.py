@@ -31,7 +31,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 
 from .downstream import DOWNSTREAM_UNAVAILABLE, timeout_setting
-from .errors import DownstreamError
+from .errors import DownstreamError, failure, log_failure
 from .frames import (
     INVALID_REQUEST,
     Invalid,
@@ -56,7 +56,10 @@ __all__ = ["GUARDED_REQUESTS", "GUARDED_RESULTS", "StdioRelay"]
 
 logger = logging.getLogger(__name__)
 
-_SEE_LOG = "the gateway's stderr log has the details (please report it: a check should never fail this way)"
+_SEE_LOG = (
+    "with MCP_GATEWAY_LOG_LEVEL=DEBUG the gateway's stderr log has the details (please report it: a check should "
+    "never fail this way)"
+)
 GUARDED_REQUESTS = CHECKED_REQUESTS  # client requests whose params are checked
 _ENVELOPE = frozenset({"jsonrpc", "id", "method", "params", "result", "error"})
 # results the guard reads (tool descriptions and instructions included); everything else passes as bytes
@@ -288,11 +291,11 @@ class StdioRelay:
         except MCPError as exc:
             refusal = error_frame(request_id, exc.error.code, exc.error.message)
         except Exception as exc:  # a broken check must not let the request through unchecked
-            logger.exception("checking %s for server %r failed; the request was refused", method, self.name)
+            log_failure(logger, exc, "checking %s for server %r failed; the request was refused", method, self.name)
             refusal = error_frame(
                 request_id,
                 INTERNAL_ERROR,
-                f"mcp-gateway: checking this {method} failed ({exc}), so it was refused; {_SEE_LOG}",
+                f"mcp-gateway: checking this {method} failed ({failure(exc)}), so it was refused; {_SEE_LOG}",
             )
         finally:
             if key is not None:
@@ -410,8 +413,10 @@ class StdioRelay:
         params = message.get("params")
         try:
             masked = await guard.masked_rest(self.name, str(message.get("method")), params)
-        except Exception:  # a broken check must not let the text through unchecked
-            logger.exception("checking a %s from server %r failed; it was withheld", message.get("method"), self.name)
+        except Exception as exc:  # a broken check must not let the text through unchecked
+            log_failure(
+                logger, exc, "checking a %s from server %r failed; it was withheld", message.get("method"), self.name
+            )
             link = self.server.link
             if "id" in message and link is not None:  # the server waits for an answer: it gets one
                 link.send(error_frame(message["id"], INTERNAL_ERROR, "mcp-gateway: the request could not be checked"))
@@ -425,9 +430,14 @@ class StdioRelay:
             masked = await guard.masked_rest(self.name, pending.method, result)
             frame = line if masked is result and line is not None else encode({**message, "result": masked})
         except Exception as exc:  # a broken check must not let the text through unchecked
-            logger.exception("checking the answer of server %r to %s failed; withheld", self.name, pending.method)
-            frame = error_frame(message["id"], INTERNAL_ERROR, f"mcp-gateway: checking this answer failed ({exc}), "
-                                f"so it was withheld; {_SEE_LOG}")
+            log_failure(
+                logger, exc, "checking the answer of server %r to %s failed; withheld", self.name, pending.method
+            )
+            frame = error_frame(
+                message["id"],
+                INTERNAL_ERROR,
+                f"mcp-gateway: checking this answer failed ({failure(exc)}), so it was withheld; {_SEE_LOG}",
+            )
         if notes is not None:
             await notes.wait()
         self._to_client(frame)
@@ -476,11 +486,13 @@ class StdioRelay:
         try:
             checked = await guard.server_error(self.name, pending.method, error)
         except Exception as exc:  # a broken check must not let the text through unchecked
-            logger.exception("checking the error server %r answered %s with failed", self.name, pending.method)
+            log_failure(
+                logger, exc, "checking the error server %r answered %s with failed", self.name, pending.method
+            )
             checked = {
                 "code": error.get("code", INTERNAL_ERROR),
                 "message": f"mcp-gateway: checking the error server {self.name!r} answered {pending.method} with "
-                f"failed ({exc}), so its text was withheld; {_SEE_LOG}",
+                f"failed ({failure(exc)}), so its text was withheld; {_SEE_LOG}",
             }
         if notes is not None:
             await notes.wait()
@@ -509,8 +521,9 @@ class StdioRelay:
                 self._to_client(error_frame(request_id, exc.error.code, exc.error.message))
                 return
             except Exception as exc:  # a broken check must not let the answer through unchecked
-                logger.exception(
-                    "checking the answer to %s from server %r failed; it was withheld", pending.method, self.name
+                log_failure(
+                    logger, exc, "checking the answer to %s from server %r failed; it was withheld", pending.method,
+                    self.name,
                 )
                 if notes is not None:
                     await notes.wait()
@@ -518,8 +531,8 @@ class StdioRelay:
                     error_frame(
                         request_id,
                         INTERNAL_ERROR,
-                        f"mcp-gateway: checking the answer to {pending.method} failed ({exc}), so it was withheld; "
-                        + _SEE_LOG,
+                        f"mcp-gateway: checking the answer to {pending.method} failed ({failure(exc)}), so it was "
+                        f"withheld; {_SEE_LOG}",
                     )
                 )
                 return
@@ -543,13 +556,15 @@ class StdioRelay:
                 self.server.link.send(error_frame(message["id"], exc.error.code, exc.error.message))
             return
         except Exception as exc:  # refuse rather than pass it unchecked
-            logger.exception("checking a %s from server %r failed; it was refused", message["method"], self.name)
+            log_failure(
+                logger, exc, "checking a %s from server %r failed; it was refused", message["method"], self.name
+            )
             if self.server.link is not None:
                 self.server.link.send(
                     error_frame(
                         message["id"],
                         INTERNAL_ERROR,
-                        f"mcp-gateway: checking this request failed ({exc}), so it was refused; {_SEE_LOG}",
+                        f"mcp-gateway: checking this request failed ({failure(exc)}), so it was refused; {_SEE_LOG}",
                     )
                 )
             return

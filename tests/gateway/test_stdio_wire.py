@@ -465,3 +465,21 @@ def _evidence(tmp: Path) -> list[dict[str, Any]]:
     with contextlib.closing(sqlite3.connect(tmp / "audit.db")) as db:
         rows = db.execute("SELECT evidence FROM decisions WHERE method = 'tools/call'").fetchall()
     return [item for (evidence,) in rows for item in json.loads(evidence)]
+
+
+def test_a_result_too_deep_to_check_is_withheld_with_an_error_that_quotes_none_of_it(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    secrets_mask_policy(policies)
+    deep: dict[str, Any] = {"x": 1}
+    for _ in range(400):
+        deep = {"d": deep}
+    result = {"content": [{"type": "text", "text": "ok"}], "structuredContent": {GH: deep}}
+    frames = tmp_path / "frames.jsonl"
+    frames.write_text(json.dumps({"jsonrpc": "2.0", "id": 0, "result": result}).replace('"id": 0', '"id": {id}'))
+    with gateway(tmp_path, ["--no-builtin", "--policies", str(policies)]) as wire:
+        wire.initialize()
+        wire.send({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                   "params": {"name": "verbatim", "arguments": {"file": str(frames)}}})
+        line, answer = wire.answer_to(3)
+    assert "withheld" in answer["error"]["message"] and GH.encode() not in line, line
+    assert GH not in (tmp_path / "gateway.stderr").read_text()
