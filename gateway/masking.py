@@ -11,20 +11,20 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from policy.subject import KEY_SUFFIX, plain_key
 from policy.verdict import Span
 
 __all__ = [
-    "in_masking_order",
     "mask_json_text",
     "mask_string",
     "mask_value_at",
+    "masked_in_place",
     "merge_spans",
     "redacted_path",
-    "rename_key",
+    "rename_keys",
     "set_path",
     "token",
 ]
@@ -207,67 +207,80 @@ def get_path(root: Any, path: str) -> Any:
 
 
 def mask_value_at(root: Any, path: str, spans: Sequence[tuple[int, int, str]], *, keep_type: bool = True) -> Any:
-    """A deep copy of `root` with the string at `path` masked. A number there becomes 0 (`keep_type`: a
-    result's outputSchema may require a number) or the mask token (a call's argument: a server must not
-    act on a plausible but wrong value)."""
-    out = copy.deepcopy(root)
-    if path.endswith(KEY_SUFFIX):
-        _rename_key(out, path[: -len(KEY_SUFFIX)], spans)
-        return out
-    try:
-        current = get_path(out, path)
-    except (KeyError, IndexError, TypeError):
-        return out
-    if isinstance(current, bool) or current is None:
-        return out
-    if isinstance(current, int | float):
-        # In a result a number stays a number (clients validate outputSchema): zero. The message's _meta
-        # names what was masked; the text copy of a result shows the token.
-        set_path(out, path, type(current)(0) if keep_type else mask_string(str(current), spans))
-    elif isinstance(current, str):
-        set_path(out, path, mask_string(current, spans))
-    return out
+    """A deep copy of `root` with the string at `path` masked (see `masked_in_place`)."""
+    return masked_in_place(copy.deepcopy(root), {path: list(spans)}, keep_type=keep_type)
 
 
-def _rename_key(root: Any, path: str, spans: Sequence[tuple[int, int, str]]) -> None:
-    """Mask the key of the value at `path`, in place."""
-    parts = _parse_path(path)
-    if not parts:
-        return
-    holder = root
-    try:
-        for part in parts[:-1]:
-            holder = holder[part]
-    except (KeyError, IndexError, TypeError):
-        return
-    key = parts[-1]
-    if isinstance(holder, dict) and isinstance(key, str) and key in holder:
-        rename_key(holder, key, mask_string(key, spans))
+def masked_in_place(root: Any, grouped: dict[str, list[tuple[int, int, str]]], *, keep_type: bool = True) -> Any:
+    """`root`, which the caller owns, with the spans of every path in `grouped` masked in place; `root` is
+    returned (a new object only where a path is "" and `root` is that string).
+
+    A number at a path becomes 0 (`keep_type`: a result's outputSchema may require a number) or the mask
+    token (a call's argument: a server must not act on a plausible but wrong value). A key path (ending in
+    `KEY_SUFFIX`) renames the key in its place; keys masked alike stay apart (``[MASKED:email]``,
+    ``[MASKED:email] 2``), so no value is merged or lost. Values go first, then keys from the deepest up
+    (renaming a key changes the path of everything under it), each object rebuilt once."""
+    renames: dict[tuple[str | int, ...], list[tuple[str, str]]] = {}
+    for path, spans in grouped.items():
+        if path.endswith(KEY_SUFFIX):
+            parts = _parse_path(path[: -len(KEY_SUFFIX)])
+            if parts and isinstance(parts[-1], str):
+                renames.setdefault(tuple(parts[:-1]), []).append((parts[-1], mask_string(parts[-1], spans)))
+            continue
+        if path == "":
+            if isinstance(root, str):
+                root = mask_string(root, spans)
+            continue
+        parts = _parse_path(path)
+        holder = _walk(root, parts[:-1])
+        if holder is None or not parts:
+            continue
+        last = parts[-1]
+        try:
+            current = holder[last]
+        except (KeyError, IndexError, TypeError):
+            continue
+        if isinstance(current, bool) or current is None:
+            continue
+        if isinstance(current, int | float):
+            # In a result a number stays a number (clients validate outputSchema): zero. The message's _meta
+            # names what was masked; the text copy of a result shows the token.
+            holder[last] = type(current)(0) if keep_type else mask_string(str(current), spans)
+        elif isinstance(current, str):
+            holder[last] = mask_string(current, spans)
+    for where in sorted(renames, key=len, reverse=True):
+        holder = _walk(root, list(where))
+        if isinstance(holder, dict):
+            rename_keys(holder, dict(renames[where]))
+    return root
 
 
-def rename_key(holder: dict[str, Any], key: str | int, masked: str) -> None:
-    """Rename `key` of `holder` to `masked`, in place and in its place; keys masked alike stay apart
-    (``[MASKED:email]``, ``[MASKED:email] 2``), so no value is merged or lost."""
-    renamed, number = masked, 1
-    while renamed in holder and renamed != key:
-        number += 1
-        renamed = f"{masked} {number}"
-    items = [(renamed if name == key else name, value) for name, value in holder.items()]
+def _walk(root: Any, parts: Sequence[str | int]) -> Any:
+    node = root
+    for part in parts:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def rename_keys(holder: dict[Any, Any], masked: Mapping[str, str]) -> None:
+    """Rename the keys of `holder` named in `masked`, in place and in their places, apart from each other and
+    from the keys that stay."""
+    taken = {key for key in holder if key not in masked}
+    items = []
+    for key, value in holder.items():
+        name = key
+        if key in masked:
+            name, number = masked[key], 1
+            while name in taken:
+                number += 1
+                name = f"{masked[key]} {number}"
+            taken.add(name)
+        items.append((name, value))
     holder.clear()
     holder.update(items)
-
-
-def in_masking_order(grouped: dict[str, list[tuple[int, int, str]]]) -> list[tuple[str, list[tuple[int, int, str]]]]:
-    """Paths and their spans, values first and then keys from the deepest up: masking a key changes the
-    path of everything under it."""
-
-    def order(item: tuple[str, list[tuple[int, int, str]]]) -> tuple[bool, int]:
-        path = item[0]
-        if path.endswith(KEY_SUFFIX):
-            return True, -len(_parse_path(path[: -len(KEY_SUFFIX)]))
-        return False, 0
-
-    return sorted(grouped.items(), key=order)
 
 
 def spans_by_field(spans: Iterable[Span], prefix: str) -> dict[str, list[tuple[int, int, str]]]:

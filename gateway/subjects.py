@@ -20,7 +20,7 @@ from typing import Any
 from policy.subject import Subject, SubjectKind, plain_key
 from policy.verdict import Span
 
-from .masking import in_masking_order, mask_string, mask_value_at, rename_key, spans_by_field
+from .masking import mask_string, masked_in_place, rename_keys, spans_by_field
 
 __all__ = [
     "RESULT_KIND", "Part", "Side", "TextLayout", "call_subject", "mask_message", "mask_sides", "rest_sides",
@@ -296,21 +296,17 @@ def side_subject(
 def mask_sides(result: Mapping[str, Any], sides: list[Side], spans: list[Span]) -> dict[str, Any]:
     """A copy of `result` with the spans found in `side_subject` masked where each value came from."""
     out: dict[str, Any] = copy.deepcopy(dict(result))
-    grouped = in_masking_order(spans_by_field(spans, "structured"))
-    renames: list[tuple[tuple[str | int, ...], str]] = []
-    for index, side in enumerate(sides):
-        key = f".s{index}"
-        masked = {"v": side.value}
-        touched = False
-        for path, field_spans in grouped:
-            if path == key or path.startswith((key + ".", key + "[")):
-                masked = mask_value_at(masked, ".v" + path[len(key) :], field_spans)
-                touched = True
-        if not touched:
-            continue
-        value = masked["v"]
+    by_side: dict[int, dict[str, list[tuple[int, int, str]]]] = {}
+    for path, field_spans in spans_by_field(spans, "structured").items():
+        match = _SIDE_PATH.match(path)
+        if match is not None and int(match.group(1)) < len(sides):
+            by_side.setdefault(int(match.group(1)), {})[".v" + path[match.end() :]] = field_spans
+    renames: dict[tuple[str | int, ...], dict[str, str]] = {}
+    for index, grouped in by_side.items():
+        side = sides[index]
+        value = masked_in_place({"v": copy.deepcopy(side.value)}, grouped)["v"]
         if side.key:
-            renames.append((side.path, str(value)))
+            renames.setdefault(side.path[:-1], {})[str(side.path[-1])] = str(value)
             continue
         if side.encoding is not None:
             value = base64.b64encode(str(value).encode(side.encoding)).decode("ascii")
@@ -324,12 +320,16 @@ def mask_sides(result: Mapping[str, Any], sides: list[Side], spans: list[Span]) 
             value = {**kept, **value}
         holder[last] = value
     # a key renamed changes the path of everything under it: values first, then keys from the deepest up
-    for where, masked_key in sorted(renames, key=lambda rename: -len(rename[0])):
+    for where in sorted(renames, key=len, reverse=True):
         holder = out
-        for part in where[:-1]:
+        for part in where:
             holder = holder[part]
-        rename_key(holder, where[-1], masked_key)
+        rename_keys(holder, renames[where])
     return out
+
+
+# a path in `side_subject`'s structured value: the side's index, then the path inside the side's value
+_SIDE_PATH = re.compile(r"\.s(\d+)(?=$|[.\[:])")
 
 
 def sampling_subject(server: str, params: Mapping[str, Any]) -> tuple[Subject, TextLayout]:
@@ -369,14 +369,7 @@ def mask_message(
                 holder = holder[key]
             holder[part.path[-1]] = mask_string(holder[part.path[-1]], local)
     if arguments_key is not None and isinstance(out.get(arguments_key), dict):
-        for path, field_spans in in_masking_order(spans_by_field(spans, "arguments")):
-            out[arguments_key] = mask_value_at(out[arguments_key], path, field_spans, keep_type=False)
+        out[arguments_key] = masked_in_place(out[arguments_key], spans_by_field(spans, "arguments"), keep_type=False)
     if structured_key is not None and structured_key in out:
-        for path, field_spans in in_masking_order(spans_by_field(spans, "structured")):
-            if path == "":
-                value = out[structured_key]
-                if isinstance(value, str):
-                    out[structured_key] = mask_string(value, field_spans)
-                continue
-            out[structured_key] = mask_value_at(out[structured_key], path, field_spans)
+        out[structured_key] = masked_in_place(out[structured_key], spans_by_field(spans, "structured"))
     return out

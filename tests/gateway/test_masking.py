@@ -161,3 +161,28 @@ def test_side_places_of_a_result_are_listed_and_masked_where_they_came_from() ->
     assert masked["contents"][1]["_meta"] == {"note": "[MASKED:s]"}
     assert base64.b64decode(masked["contents"][1]["blob"]).decode() == "key [MASKED:s]"
     assert SECRET not in json.dumps(masked) and result["contents"][1]["_meta"] == {"note": SECRET}
+
+
+def test_many_paths_are_masked_in_one_pass_values_first_then_keys_from_the_deepest_up() -> None:
+    from gateway.masking import masked_in_place
+
+    data = {"a@x.io": {"b@x.io": "c@x.io", "n": 5}, "[MASKED:e]": 1, "d@x.io": [{"e@x.io": 2}]}
+
+    def span(text: str) -> list[tuple[int, int, str]]:
+        return [(0, len(text), "e")]
+
+    grouped = {
+        '.["a@x.io"]:key': span("a@x.io"),
+        '.["a@x.io"].["b@x.io"]:key': span("b@x.io"),
+        '.["a@x.io"].["b@x.io"]': span("c@x.io"),
+        '.["a@x.io"].n': [(0, 1, "n")],
+        '.["d@x.io"]:key': span("d@x.io"),
+        '.["d@x.io"][0].["e@x.io"]:key': span("e@x.io"),
+    }
+    masked = masked_in_place(data, grouped)
+    assert masked is data  # in place: the caller's copy
+    assert json.dumps(masked) == json.dumps({
+        "[MASKED:e] 2": {"[MASKED:e]": "[MASKED:e]", "n": 0},
+        "[MASKED:e]": 1,  # a key already so named keeps its name and value
+        "[MASKED:e] 3": [{"[MASKED:e]": 2}],
+    })
