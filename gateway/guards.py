@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -365,12 +365,20 @@ class Guard:
             checked = _with_meta(checked, "masked", sorted(labels))
         return checked
 
-    async def masked_rest(self, server: str, method: str, payload: _J, *, kind: SubjectKind | None = None) -> _J:
+    async def masked_rest(
+        self,
+        server: str,
+        method: str,
+        payload: _J,
+        *,
+        kind: SubjectKind | None = None,
+        covered: Sequence[tuple[str | int, ...]] = (),
+    ) -> _J:
         """`payload` (any JSON a server sent) with what the policies that mask find in its strings masked:
         for what no other check reads (the answer to a ping, a notification or request of the server's own,
         a listing's descriptions and cursor: with `kind` tool_description, by the policies for descriptions).
-        Tool and prompt names, being simple words, are not touched."""
-        sides = rest_sides(payload)
+        Tool and prompt names, being simple words, are not touched. `covered` places were checked already."""
+        sides = rest_sides(payload, covered)
         if not sides:
             return payload
         side = side_subject(server, method, "", sides, kind=kind)
@@ -409,7 +417,9 @@ class Guard:
             if checked is None:
                 text = f"mcp-gateway blocked this {method} request; see 'mcp-gateway logs'"
                 raise MCPError(code=BLOCKED, message=text)
-            return checked
+            # the rest (its _meta, fields of the server's own) is masked like a result's
+            fields: list[tuple[str | int, ...]] = [(key,) for key in SERVER_TEXT_FIELDS[method]]
+            return await self.masked_rest(server, method, checked, covered=fields)
         if method != "sampling/createMessage":
             return params
         subject, layout = sampling_subject(server, params)
@@ -423,7 +433,9 @@ class Guard:
         if checked is None:  # a mask policy that found something it cannot point at
             text = "mcp-gateway blocked this sampling request: its metadata held something a policy could not mask"
             raise MCPError(code=BLOCKED, message=f"{text}; see 'mcp-gateway logs'")
-        return checked
+        # the rest (the request's and each message's _meta, annotations, fields of the server's own)
+        covered = [part.path for part in layout.parts] + [("metadata",), ("modelPreferences",)]
+        return await self.masked_rest(server, method, checked, kind=SubjectKind.SAMPLING, covered=covered)
 
     async def server_text(self, server: str, method: str, payload: Mapping[str, Any]) -> dict[str, Any] | None:
         """What a server says outside results (log and progress messages, elicitation requests), checked like

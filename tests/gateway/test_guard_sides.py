@@ -368,3 +368,25 @@ def test_a_notification_keeps_no_key_it_had_masked_in_its_name() -> None:
     }
     meta = {"progressToken": 5, "[MASKED:github-token]": {"n": 1}}
     assert masked_log == {"level": "info", "data": "ok", "_meta": meta}
+
+
+def test_what_else_a_sampling_or_elicitation_request_carries_is_masked_too() -> None:
+    guard = _guard()
+    sampling = {
+        "messages": [{"role": "user", "content": {"type": "text", "text": "hi", "annotations": {"note": TOKEN}}}],
+        "maxTokens": 5,
+        "_meta": {"progressToken": 1, TOKEN: "k", "why": f"token {TOKEN}"},
+        "x-server-field": {"t": TOKEN},
+    }
+    elicitation = {"message": "your name?", "requestedSchema": {"type": "object"}, "_meta": {"auth": TOKEN}}
+
+    async def run() -> list[dict[str, Any]]:
+        return [
+            await guard.server_request("srv", "sampling/createMessage", sampling),
+            await guard.server_request("srv", "elicitation/create", elicitation),
+        ]
+
+    forwarded = anyio.run(run)
+    assert TOKEN not in json.dumps(forwarded), forwarded
+    assert forwarded[0]["messages"][0]["content"]["text"] == "hi" and forwarded[0]["_meta"]["progressToken"] == 1
+    assert forwarded[1]["message"] == "your name?" and forwarded[1]["_meta"] == {"auth": "[MASKED:github-token]"}
