@@ -47,6 +47,7 @@ import regex
 
 from ..verdict import Span
 from .pii_names import AMBIGUOUS_FIRST_NAMES, NOT_NAME_WORDS, first_names, last_names
+from .secrets import unescape
 
 if TYPE_CHECKING:
     from .pii_presidio import PresidioEngine
@@ -54,6 +55,9 @@ if TYPE_CHECKING:
 __all__ = ["AS_SUBJECT", "DEFAULT_ENTITIES", "LABELS", "NER_RECOGNIZER", "Found", "PiiDetector"]
 
 logger = logging.getLogger(__name__)
+
+# an "@" written as a URL or JSON escape: the text is also read unescaped for addresses
+_ESCAPED_AT = regex.compile(r"%40|\\u0040", regex.IGNORECASE)
 
 LABELS: Mapping[str, str] = {
     "EMAIL_ADDRESS": "email",
@@ -287,6 +291,18 @@ class PiiDetector:
         return ""  # the text alone decides
 
     def scan(self, field: str, text: str) -> list[Span]:
+        spans = self._scan(field, text)
+        if "EMAIL_ADDRESS" in self._wanted and _ESCAPED_AT.search(text):
+            # an address written with URL or JSON escapes (`?to=ann.lee%40example.com`): found as it reads
+            # unescaped, masked over the escaped text
+            view, origin = unescape(text)
+            for found in self._scan(field, view):
+                start, end = origin[found.start], origin[found.end]
+                if found.label == LABELS["EMAIL_ADDRESS"] and not any(s.start < end and start < s.end for s in spans):
+                    spans.append(found.model_copy(update={"start": start, "end": end}))
+        return spans
+
+    def _scan(self, field: str, text: str) -> list[Span]:
         windows = self._pattern_windows(text)
         people = self._wanted & _NER_ENTITIES
         matches = list(_NAME_LIKE.finditer(text)) if people else []
@@ -305,7 +321,9 @@ class PiiDetector:
                 later.append(match.span())
         found: list[Found] = []
         for window in windows:
-            for item in engine.patterns(text[window.start:window.end], sorted(window.entities), self.score_threshold):
+            piece = text[window.start : window.end]
+            for found_item in engine.patterns(piece, sorted(window.entities), self.score_threshold):
+                item = _address_alone(found_item, piece)
                 if _clean_edges(item, window):
                     found.append(_shift(item, window.start))
         if cued:
@@ -531,6 +549,17 @@ def _merge(windows: list[_Window], cap: int) -> list[_Window]:
             merged.append(_Window(window.start, window.end, set(window.entities), window.clean_start,
                                   window.clean_end))
     return merged
+
+
+def _address_alone(item: Found, text: str) -> Found:
+    """An e-mail finding without the URL or assignment before it: the address pattern admits "=", "?", "/",
+    "&" and ":" in the part before "@", as RFC 5322 does, so `/unsubscribe?to=ann@example.com` matched from
+    "unsubscribe"; no address people use holds them."""
+    if item.entity != "EMAIL_ADDRESS":
+        return item
+    at = text.find("@", item.start, item.end)
+    cut = max(text.rfind(ch, item.start, at) for ch in "=?/&:") if at != -1 else -1
+    return item if cut == -1 else Found(item.entity, cut + 1, item.end, item.score, item.recognizer)
 
 
 def _clean_edges(item: Found, window: _Window) -> bool:

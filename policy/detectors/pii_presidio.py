@@ -89,7 +89,9 @@ class _OfflineEmailRecognizer(EmailRecognizer):
         self._extract = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
     def validate_result(self, pattern_text: str) -> bool:
-        return bool(self._extract(pattern_text).fqdn != "")
+        # the domain alone: a match may start inside a URL (`/unsubscribe?to=ann@example.com`), which
+        # tldextract would read as a path and a query with no host
+        return bool(self._extract(pattern_text.rsplit("@", 1)[-1]).fqdn != "")
 
 
 # A phone number as people write it: "+" and a country code, or digit groups with separators.

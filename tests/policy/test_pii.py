@@ -474,3 +474,31 @@ def test_a_planted_value_is_reported_and_masking_the_spans_removes_it(
 
     assert any(s.label == label and s.start <= start and start + len(value) <= s.end for s in spans)
     assert value not in masked(text, spans)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "GET /unsubscribe?to=ann.lee%40example.com&list=7 HTTP/1.1",
+        '{"owner": "ann.lee\\u0040example.com"}',
+    ],
+)
+def test_an_address_written_with_url_or_json_escapes_is_masked_over_the_escaped_text(
+    detector: PiiDetector, text: str
+) -> None:
+    emails = [text[span.start : span.end] for span in detector.scan("text", text) if span.label == "email"]
+    assert emails == [text[text.index("ann") : text.index(".com") + 4]]
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("GET /unsubscribe?to=ann.lee@example.com&list=7 HTTP/1.1", "ann.lee@example.com"),
+        ("notify=bo.kim@example.org", "bo.kim@example.org"),
+        ("mailto:cy@example.net", "cy@example.net"),
+    ],
+)
+def test_an_address_in_a_url_or_an_assignment_is_found_without_what_comes_before_it(
+    detector: PiiDetector, text: str, address: str
+) -> None:
+    assert [text[span.start : span.end] for span in detector.scan("text", text) if span.label == "email"] == [address]
