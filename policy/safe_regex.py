@@ -2,7 +2,8 @@
 
 Two guards against catastrophic backtracking: patterns with the classic nested-quantifier
 shapes are refused when a rule is built, and every match runs with a time limit on a bounded
-slice of input. A timed-out match raises `RegexTimeout`; the engine then applies the policy's
+slice of input (50 ms, and 500 ms for a second try: the limit is wall time, which a busy machine
+eats). A match that ran out of both raises `RegexTimeout`; the engine then applies the policy's
 ``on_error`` rather than treating the text as clean.
 """
 
@@ -25,6 +26,9 @@ __all__ = [
 MAX_PATTERN_CHARS = 512
 MAX_SCAN_CHARS = 1_048_576
 MATCH_TIMEOUT_S = 0.05
+# The limit is wall time, and a thread waiting for the interpreter lock (models loading, a busy machine)
+# loses it too: a match that ran out once is tried again with this much, before the policy's on_error.
+RETRY_TIMEOUT_S = 0.5
 
 # A group that itself ends in a quantifier, quantified again: (a+)+, (\w*)*, (x{2,})+ ...
 _NESTED_QUANTIFIER = regex.compile(r"\((?:[^()\\]|\\.)*[+*}]\)(?:[+*]|\{\d*,\d*\})")
@@ -67,15 +71,19 @@ def _overlapping(first: str, second: str) -> bool:
 
 def search_all(compiled: Any, text: str, limit: int = 32) -> list[tuple[int, int]]:
     """Spans of up to `limit` matches in the first MAX_SCAN_CHARS of `text`, time-limited."""
-    spans: list[tuple[int, int]] = []
-    try:
-        for match in compiled.finditer(text[:MAX_SCAN_CHARS], timeout=MATCH_TIMEOUT_S):
-            spans.append(match.span())
-            if len(spans) >= limit:
-                break
-    except TimeoutError as exc:
-        raise RegexTimeout(f"regex {compiled.pattern!r} took longer than {MATCH_TIMEOUT_S * 1000:.0f} ms") from exc
-    return spans
+    for timeout in (MATCH_TIMEOUT_S, RETRY_TIMEOUT_S):
+        spans: list[tuple[int, int]] = []
+        try:
+            for match in compiled.finditer(text[:MAX_SCAN_CHARS], timeout=timeout):
+                spans.append(match.span())
+                if len(spans) >= limit:
+                    break
+        except TimeoutError as exc:
+            if timeout == RETRY_TIMEOUT_S:
+                raise RegexTimeout(f"regex {compiled.pattern!r} took longer than {timeout * 1000:.0f} ms") from exc
+            continue
+        return spans
+    raise AssertionError("unreachable")
 
 
 # --- a cheap test before the scan -------------------------------------------------------------

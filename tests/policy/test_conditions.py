@@ -333,3 +333,22 @@ def test_a_field_and_any_depth_decides_as_any_other_spelling_of_the_same_path(
     general = evaluate(Predicate(path="arguments.**.**", op=op, value=value), subject)
     assert quick[0] == general[0]
     assert {(s.field, s.start, s.end) for s in quick[1]} <= {(s.field, s.start, s.end) for s in general[1]}
+
+
+def test_a_match_that_ran_out_of_time_once_is_tried_again_before_it_counts_as_a_timeout() -> None:
+    compiled = compile_safe(r"\bssh\b")
+    calls: list[float] = []
+
+    class Stalled:
+        """The compiled pattern, with its first run stalled as a thread waiting for the interpreter lock is."""
+
+        pattern = compiled.pattern
+
+        def finditer(self, text: str, timeout: float) -> Any:
+            calls.append(timeout)
+            if len(calls) == 1:
+                raise TimeoutError("regex timed out")
+            return compiled.finditer(text, timeout=timeout)
+
+    assert search_all(Stalled(), "read ~/.ssh now") == [(8, 11)]
+    assert calls[0] < calls[1]
