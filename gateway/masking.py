@@ -24,8 +24,7 @@ __all__ = [
     "masked_in_place",
     "merge_spans",
     "redacted_path",
-    "rename_keys",
-    "set_path",
+    "renamed_in_place",
     "token",
 ]
 
@@ -179,33 +178,6 @@ def redacted_path(path: str) -> str:
     return "".join(out) + (KEY_SUFFIX if key else "")
 
 
-def set_path(root: Any, path: str, value: Any) -> bool:
-    """Set the value at a subject field path (``.a.b[2]``, relative to `root`); False if absent."""
-    parts = _parse_path(path)
-    if not parts:
-        return False
-    node = root
-    for part in parts[:-1]:
-        try:
-            node = node[part]
-        except (KeyError, IndexError, TypeError):
-            return False
-    last = parts[-1]
-    try:
-        node[last]
-    except (KeyError, IndexError, TypeError):
-        return False
-    node[last] = value
-    return True
-
-
-def get_path(root: Any, path: str) -> Any:
-    node = root
-    for part in _parse_path(path):
-        node = node[part]
-    return node
-
-
 def mask_value_at(root: Any, path: str, spans: Sequence[tuple[int, int, str]], *, keep_type: bool = True) -> Any:
     """A deep copy of `root` with the string at `path` masked (see `masked_in_place`)."""
     return masked_in_place(copy.deepcopy(root), {path: list(spans)}, keep_type=keep_type)
@@ -220,12 +192,12 @@ def masked_in_place(root: Any, grouped: dict[str, list[tuple[int, int, str]]], *
     `KEY_SUFFIX`) renames the key in its place; keys masked alike stay apart (``[MASKED:email]``,
     ``[MASKED:email] 2``), so no value is merged or lost. Values go first, then keys from the deepest up
     (renaming a key changes the path of everything under it), each object rebuilt once."""
-    renames: dict[tuple[str | int, ...], list[tuple[str, str]]] = {}
+    renames: dict[tuple[str | int, ...], dict[str, str]] = {}
     for path, spans in grouped.items():
         if path.endswith(KEY_SUFFIX):
             parts = _parse_path(path[: -len(KEY_SUFFIX)])
             if parts and isinstance(parts[-1], str):
-                renames.setdefault(tuple(parts[:-1]), []).append((parts[-1], mask_string(parts[-1], spans)))
+                renames.setdefault(tuple(parts[:-1]), {})[parts[-1]] = mask_string(parts[-1], spans)
             continue
         if path == "":
             if isinstance(root, str):
@@ -248,11 +220,17 @@ def masked_in_place(root: Any, grouped: dict[str, list[tuple[int, int, str]]], *
             holder[last] = type(current)(0) if keep_type else mask_string(str(current), spans)
         elif isinstance(current, str):
             holder[last] = mask_string(current, spans)
-    for where in sorted(renames, key=len, reverse=True):
-        holder = _walk(root, list(where))
-        if isinstance(holder, dict):
-            rename_keys(holder, dict(renames[where]))
+    renamed_in_place(root, renames)
     return root
+
+
+def renamed_in_place(root: Any, renames: Mapping[tuple[str | int, ...], Mapping[str, str]]) -> None:
+    """Rename, in `root`, the keys of the object at each path to their masked names, from the deepest object
+    up (renaming a key changes the path of everything under it), each object rebuilt once."""
+    for where in sorted(renames, key=len, reverse=True):
+        holder = _walk(root, where)
+        if isinstance(holder, dict):
+            _rename_keys(holder, renames[where])
 
 
 def _walk(root: Any, parts: Sequence[str | int]) -> Any:
@@ -265,7 +243,7 @@ def _walk(root: Any, parts: Sequence[str | int]) -> Any:
     return node
 
 
-def rename_keys(holder: dict[Any, Any], masked: Mapping[str, str]) -> None:
+def _rename_keys(holder: dict[Any, Any], masked: Mapping[str, str]) -> None:
     """Rename the keys of `holder` named in `masked`, in place and in their places, apart from each other and
     from the keys that stay."""
     taken = {key for key in holder if key not in masked}

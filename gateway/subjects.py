@@ -20,7 +20,7 @@ from typing import Any
 from policy.subject import Subject, SubjectKind, plain_key
 from policy.verdict import Span
 
-from .masking import mask_string, masked_in_place, rename_keys, spans_by_field
+from .masking import mask_string, masked_in_place, renamed_in_place, spans_by_field
 
 __all__ = [
     "RESULT_KIND", "Part", "Side", "TextLayout", "call_subject", "mask_message", "mask_sides", "rest_sides",
@@ -319,12 +319,7 @@ def mask_sides(result: Mapping[str, Any], sides: list[Side], spans: list[Span]) 
             kept = {name: item for name, item in holder[last].items() if name not in side.value}
             value = {**kept, **value}
         holder[last] = value
-    # a key renamed changes the path of everything under it: values first, then keys from the deepest up
-    for where in sorted(renames, key=len, reverse=True):
-        holder = out
-        for part in where:
-            holder = holder[part]
-        rename_keys(holder, renames[where])
+    renamed_in_place(out, renames)  # keys last: renaming one changes the path of everything under it
     return out
 
 

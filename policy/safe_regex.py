@@ -71,19 +71,23 @@ def _overlapping(first: str, second: str) -> bool:
 
 def search_all(compiled: Any, text: str, limit: int = 32) -> list[tuple[int, int]]:
     """Spans of up to `limit` matches in the first MAX_SCAN_CHARS of `text`, time-limited."""
-    for timeout in (MATCH_TIMEOUT_S, RETRY_TIMEOUT_S):
-        spans: list[tuple[int, int]] = []
-        try:
-            for match in compiled.finditer(text[:MAX_SCAN_CHARS], timeout=timeout):
-                spans.append(match.span())
-                if len(spans) >= limit:
-                    break
-        except TimeoutError as exc:
-            if timeout == RETRY_TIMEOUT_S:
-                raise RegexTimeout(f"regex {compiled.pattern!r} took longer than {timeout * 1000:.0f} ms") from exc
-            continue
-        return spans
-    raise AssertionError("unreachable")
+    try:
+        return _spans(compiled, text, limit, MATCH_TIMEOUT_S)
+    except TimeoutError:
+        pass
+    try:
+        return _spans(compiled, text, limit, RETRY_TIMEOUT_S)
+    except TimeoutError as exc:
+        raise RegexTimeout(f"regex {compiled.pattern!r} took longer than {RETRY_TIMEOUT_S * 1000:.0f} ms") from exc
+
+
+def _spans(compiled: Any, text: str, limit: int, timeout: float) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    for match in compiled.finditer(text[:MAX_SCAN_CHARS], timeout=timeout):
+        spans.append(match.span())
+        if len(spans) >= limit:
+            break
+    return spans
 
 
 # --- a cheap test before the scan -------------------------------------------------------------
