@@ -46,8 +46,8 @@ from typing import TYPE_CHECKING
 import regex
 
 from ..verdict import Span
+from .escapes import unescaped_spans
 from .pii_names import AMBIGUOUS_FIRST_NAMES, NOT_NAME_WORDS, first_names, last_names
-from .secrets import unescape
 
 if TYPE_CHECKING:
     from .pii_presidio import PresidioEngine
@@ -294,13 +294,33 @@ class PiiDetector:
         spans = self._scan(field, text)
         if "EMAIL_ADDRESS" in self._wanted and _ESCAPED_AT.search(text):
             # an address written with URL or JSON escapes (`?to=ann.lee%40example.com`): found as it reads
-            # unescaped, masked over the escaped text
-            view, origin = unescape(text)
-            for found in self._scan(field, view):
-                start, end = origin[found.start], origin[found.end]
-                if found.label == LABELS["EMAIL_ADDRESS"] and not any(s.start < end and start < s.end for s in spans):
-                    spans.append(found.model_copy(update={"start": start, "end": end}))
+            # unescaped (addresses only: names and numbers were looked for in the text as written)
+            for found in unescaped_spans(lambda view: self._addresses(field, view), text):
+                if not any(span.start < found.end and found.start < span.end for span in spans):
+                    spans.append(found)
         return spans
+
+    def _addresses(self, field: str, text: str) -> list[Span]:
+        windows = [window for window in self._pattern_windows(text) if "EMAIL_ADDRESS" in window.entities]
+        if not windows:
+            return []
+        engine = self._load()
+        found = self._pattern_findings(engine, text, windows, only=("EMAIL_ADDRESS",))
+        return self._spans(field, text, found, engine)
+
+    def _pattern_findings(
+        self, engine: PresidioEngine, text: str, windows: list[_Window], only: tuple[str, ...] = ()
+    ) -> list[Found]:
+        """What the pattern recognisers find in each window (of `only` these entities, if given)."""
+        found: list[Found] = []
+        for window in windows:
+            piece = text[window.start : window.end]
+            entities = sorted(window.entities & set(only)) if only else sorted(window.entities)
+            for found_item in engine.patterns(piece, entities, self.score_threshold):
+                item = _address_alone(found_item, piece)
+                if _clean_edges(item, window):
+                    found.append(_shift(item, window.start))
+        return found
 
     def _scan(self, field: str, text: str) -> list[Span]:
         windows = self._pattern_windows(text)
@@ -319,13 +339,7 @@ class PiiDetector:
                 candidates.append(match.span())
             elif "LOCATION" in people:
                 later.append(match.span())
-        found: list[Found] = []
-        for window in windows:
-            piece = text[window.start : window.end]
-            for found_item in engine.patterns(piece, sorted(window.entities), self.score_threshold):
-                item = _address_alone(found_item, piece)
-                if _clean_edges(item, window):
-                    found.append(_shift(item, window.start))
+        found = self._pattern_findings(engine, text, windows)
         if cued:
             found.extend(engine.name_cues(text, self.score_threshold))
         if candidates or later:

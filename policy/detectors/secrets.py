@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from ..subject import KEY_SUFFIX
 from ..verdict import Span
+from .escapes import ESCAPE, unescaped_spans
 from .secret_patterns import (
     JIRA_RULE,
     TOKEN_RULES,
@@ -99,7 +100,6 @@ _NEEDLES = tuple((rule.needle, rule) for rule in TOKEN_RULES)
 _ANY_NEEDLE = re.compile("|".join(re.escape(needle) for needle, _ in _NEEDLES))
 _ASCII_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _ANSI_BEFORE = re.compile(r"\x1b\[[0-9;]{0,12}m\Z")
-_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}")
 _UPPER_TO_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 # Ranks decide the label when findings overlap: the most specific evidence names the secret.
@@ -212,16 +212,14 @@ class SecretsDetector:
             hits = [hit for hit in hits if hit.rank > _RANK_KEYWORD or hit.end - hit.start < 64]
         elif not decoded:
             self._base64_values(field, text, hits)
-        if not decoded and _ESCAPE.search(text):
+        if not decoded and ESCAPE.search(text):
             self._escaped(field, text, hits)
         return self._spans(field, text, hits)
 
     def _escaped(self, field: str, text: str, hits: list[_Hit]) -> None:
         """What the text holds once its URL, JSON and C escapes are read, masked where it was written."""
-        view, origin = unescape(text)
-        for span in self.scan(field, view, decoded=True):
-            start, end = origin[span.start], origin[span.end]
-            hits.append(_Hit(start, end, span.label, span.score, _RANK_SYNTAX))
+        for span in unescaped_spans(lambda view: self.scan(field, view, decoded=True), text):
+            hits.append(_Hit(span.start, span.end, span.label, span.score, _RANK_SYNTAX))
 
     def _base64_values(self, field: str, text: str, hits: list[_Hit]) -> None:
         """A value written in base64 (a Kubernetes Secret's data, a docker or CI variable) whose decoded
@@ -663,57 +661,6 @@ def _in_netrc(low: str, start: int) -> bool:
     return NETRC_BEFORE.fullmatch(low, keyword, start) is not None
 
 
-def unescape(text: str) -> tuple[str, list[int]]:
-    """`text` with its `%XX`, `\\uXXXX` and `\\xXX` escapes read, and where in `text` each character of
-    the result begins (one more entry: the end). Percent escapes are read as UTF-8; a byte that begins no
-    character reads as U+FFFD."""
-    out: list[str] = []
-    origin: list[int] = []
-    cursor = 0
-    for match in _ESCAPE_RUN.finditer(text):
-        start, end = match.span()
-        out.append(text[cursor:start])
-        origin.extend(range(cursor, start))
-        run = match.group()
-        if run[0] == "%":
-            chars = _percent_decoded(run, start, origin)
-        else:
-            width = 6 if run[1] == "u" else 4
-            chars = "".join(chr(int(run[i + 2 : i + width], 16)) for i in range(0, len(run), width))
-            origin.extend(range(start, end, width))
-        out.append(chars)
-        cursor = end
-    out.append(text[cursor:])
-    origin.extend(range(cursor, len(text) + 1))
-    return "".join(out), origin
-
-
-def _percent_decoded(run: str, start: int, origin: list[int]) -> str:
-    """A run of `%XX` escapes read as UTF-8, character by character (each maps to its first byte's escape);
-    a byte that begins no valid character reads as U+FFFD, and the rest of the run is still read."""
-    raw = bytes.fromhex(run.replace("%", ""))
-    out: list[str] = []
-    index = 0
-    while index < len(raw):
-        lead = raw[index]
-        width = 1 if lead < 0x80 else 2 if 0xC2 <= lead < 0xE0 else 3 if 0xE0 <= lead < 0xF0 else 0
-        width = 4 if 0xF0 <= lead < 0xF5 else width
-        try:
-            char = raw[index : index + width].decode("utf-8") if width else ""
-        except UnicodeDecodeError:
-            char = ""
-        if char:
-            out.append(char)
-            origin.append(start + 3 * index)
-            index += width
-        else:  # read as U+FFFD, which ends a token as the byte would
-            out.append("\ufffd")
-            origin.append(start + 3 * index)
-            index += 1
-    return "".join(out)
-
-
-_ESCAPE_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+|(?:\\u[0-9A-Fa-f]{4})+|(?:\\x[0-9A-Fa-f]{2})+")
 
 
 def _pem_tail(text: str, position: int, limit: int) -> int:

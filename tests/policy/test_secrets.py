@@ -938,7 +938,7 @@ def test_a_token_written_with_url_json_or_c_escapes_is_masked_over_the_escaped_t
 
 
 def test_unescaping_maps_every_character_to_where_it_was_written() -> None:
-    from policy.detectors.secrets import unescape
+    from policy.detectors.escapes import unescape
 
     view, origin = unescape("caf%C3%A9%41 \\u00e9\\x21 %FF%FE %4")
     assert view == "caféA é! \ufffd\ufffd %4"  # bytes that begin no character read as U+FFFD; "%4" is no escape
