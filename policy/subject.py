@@ -5,6 +5,7 @@ The gateway turns MCP messages into subjects; the engine never sees MCP itself.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -122,8 +123,10 @@ def iter_strings(value: Any, path: str, *, keys: bool = True) -> Iterator[tuple[
             yield from iter_strings(item, f"{path}[{index}]", keys=keys)
 
 
+@functools.lru_cache(maxsize=4096)
 def plain_key(key: str) -> bool:
-    """Whether an object key is a plain name, not worth scanning (see `_PLAIN_KEY`)."""
+    """Whether an object key is a plain name, not worth scanning (see `_PLAIN_KEY`). Remembered: every
+    object of every message asks it of its keys, and servers send the same few keys again and again."""
     return _PLAIN_KEY.fullmatch(key) is not None
 
 
