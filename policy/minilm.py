@@ -109,8 +109,9 @@ class MiniLM:
         batch, width = tokens.shape
         x = functional.embedding(tokens, word) + position[:width] + token_type
         x = functional.layer_norm(x, (self.hidden,), norm_w, norm_b, self.eps)
-        # padding keys get the lowest score, so attention gives them no weight
-        bias = (1.0 - mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min
+        # padding keys get the lowest score, so attention gives them no weight (a batch without padding, one
+        # text always, needs no mask: attention runs a faster kernel without one)
+        bias = None if bool(mask.all()) else (1.0 - mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min
         size = self.hidden // self.heads
         for qkv_w, qkv_b, out_w, out_b, n1_w, n1_b, up_w, up_b, down_w, down_b, n2_w, n2_b in self._layers:
             q, k, v = functional.linear(x, qkv_w, qkv_b).split(self.hidden, dim=-1)
