@@ -6,14 +6,14 @@ relay is the one used on stdio and messages pass through unchanged.
 Sessions: each client session gets its own relay and downstream (one server process each), because
 nothing in a server's requests to the client (sampling, elicitation, roots) or its notifications
 says which client they are for. A Streamable HTTP session starts with a POST of ``initialize`` and
-ends on DELETE, after `SESSION_IDLE_TIMEOUT_S` without requests, or at shutdown; a legacy SSE
+ends on DELETE, after ``http_session_idle_s`` without requests (30 minutes unless set), or at shutdown; a legacy SSE
 session lasts as long as its GET ``/sse`` stream. The downstream stops with its session. The
 2026-07-28 sessionless era is refused with -32022 naming the versions served (``auto`` clients
 fall back to ``initialize``).
 
 Security, since any web page the user visits can send requests to 127.0.0.1: loopback only; Host
 and Origin must be localhost names (DNS rebinding); bodies limited to ``max_message_bytes``; an
-optional bearer token (``MCP_GATEWAY_HTTP_TOKEN``); at most `MAX_SESSIONS` sessions.
+optional bearer token (``MCP_GATEWAY_HTTP_TOKEN``); at most ``http_max_sessions`` sessions (32 unless set).
 """
 
 from __future__ import annotations
@@ -73,8 +73,6 @@ __all__ = ["HttpFront", "Relay", "serve_http", "serve_run_http", "serve_wrap_htt
 logger = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
-SESSION_IDLE_TIMEOUT_S = 30 * 60.0
-MAX_SESSIONS = 32
 ROUTE_WAIT_S = 30.0
 CLOSE_WAIT_S = 12.0
 CLIENT_UNREACHABLE = -32044
@@ -206,10 +204,17 @@ class HttpFront:
     """The ASGI application: checks every request, then serves MCP sessions, each on its own relay."""
 
     def __init__(
-        self, make_relay: Callable[[], Relay], tg: anyio.abc.TaskGroup, *, max_body_bytes: int, token: str | None = None
+        self,
+        make_relay: Callable[[], Relay],
+        tg: anyio.abc.TaskGroup,
+        *,
+        max_body_bytes: int,
+        max_sessions: int,
+        idle_timeout_s: float,
+        token: str | None = None,
     ) -> None:
         self._make_relay, self._tg, self._token = make_relay, tg, token
-        self.max_sessions, self.idle_timeout_s = MAX_SESSIONS, SESSION_IDLE_TIMEOUT_S
+        self.max_sessions, self.idle_timeout_s = max_sessions, idle_timeout_s
         self._sessions: dict[str, _Session] = {}
         self._closing = False
         self._sse = SseServerTransport("/messages/", max_request_body_size=max_body_bytes)
@@ -261,7 +266,11 @@ class HttpFront:
             return None
         # Each session runs a server process: a client opening sessions in a loop must not fill the machine.
         logger.warning("refused a new session: %d are open, the limit", len(self._sessions))
-        return _plain(503, f"mcp-gateway has {len(self._sessions)} sessions open, its limit; end one (DELETE)")
+        return _plain(
+            503,
+            f"mcp-gateway has {len(self._sessions)} sessions open, its limit; end one (DELETE), or raise "
+            "MCP_GATEWAY_HTTP_MAX_SESSIONS (http_max_sessions)",
+        )
 
     # --- Streamable HTTP --------------------------------------------------------------------
 
@@ -534,7 +543,14 @@ async def serve_http(make_relay: Callable[[], Relay], settings: Settings, port: 
     sock = _bind(port)
     port = sock.getsockname()[1]
     async with anyio.create_task_group() as tg:
-        front = HttpFront(make_relay, tg, max_body_bytes=settings.max_message_bytes, token=token)
+        front = HttpFront(
+            make_relay,
+            tg,
+            max_body_bytes=settings.max_message_bytes,
+            token=token,
+            max_sessions=settings.http_max_sessions,
+            idle_timeout_s=settings.http_session_idle_s,
+        )
         # Logs go to the root logger (stderr); no lifespan, no websockets, no trusted proxy headers.
         options: dict[str, Any] = {"lifespan": "off", "ws": "none", "log_config": None, "access_log": False}
         server = _Server(

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     restart_backoff_s: float = Field(default=0.5, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     embed_threads: int = Field(default=1, ge=1, le=64)
+    # --transport http: sessions open at once (each runs its own server processes), and how long one may idle
+    http_max_sessions: int = Field(default=32, ge=1, le=10_000)
+    http_session_idle_s: float = Field(default=30 * 60.0, gt=0)
 
     @field_validator("audit_db", "pins_db")
     @classmethod

@@ -477,3 +477,20 @@ async def test_connections_that_send_no_whole_request_are_closed_and_never_shut_
     for name, elapsed in outcomes.items():
         assert elapsed is not None and REQUEST_TIMEOUT_S - 1 <= elapsed <= REQUEST_TIMEOUT_S + 5, (name, outcomes)
     assert "no whole request within 10 s" in gateway.stderr.read_text()
+
+
+async def test_the_session_limit_is_a_setting_and_a_closed_session_frees_its_slot(tmp_path: Path) -> None:
+    with anyio.fail_after(120):
+        async with (
+            http_gateway(tmp_path, MCP_GATEWAY_HTTP_MAX_SESSIONS="1") as gateway,
+            httpx2.AsyncClient(timeout=30) as http,
+        ):
+            first = await http.post(gateway.url, json=INIT, headers=MCP_HEADERS)
+            refused = await http.post(gateway.url, json=INIT, headers=MCP_HEADERS)
+            session = {"Mcp-Session-Id": first.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-06-18"}
+            ended = await http.delete(gateway.url, headers={**MCP_HEADERS, **session})
+            again = await http.post(gateway.url, json=INIT, headers=MCP_HEADERS)
+    assert first.status_code == 200 and ended.status_code == 200
+    assert refused.status_code == 503
+    assert "1 sessions open, its limit" in refused.text and "MCP_GATEWAY_HTTP_MAX_SESSIONS" in refused.text
+    assert again.status_code == 200 and again.headers["mcp-session-id"] != first.headers["mcp-session-id"]
