@@ -43,7 +43,7 @@ class MiniLM:
             modules = [str(m.get("type", "")) for m in _json(model_dir / "modules.json")]
             self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
             weights = load_file(str(model_dir / "model.safetensors"))
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
+        except Exception as exc:  # missing files, broken JSON, a damaged weights file: each library its own type
             raise ModelLoadError(f"cannot read the embedding model at {model_dir}: {exc}") from exc
         modes = [key for key, on in pooling.items() if key.startswith("pooling_mode_") and on]
         supported = (
@@ -58,13 +58,11 @@ class MiniLM:
                 f"the embedding model at {model_dir} is not a mean-pooled, normalised BERT model with GELU "
                 "(as all-MiniLM-L6-v2 is); only that architecture can be loaded"
             )
-        self.max_tokens = min(max_tokens, int(config["max_position_embeddings"]))
-        self.tokenizer.enable_truncation(self.max_tokens)
-        self.tokenizer.no_padding()
-        self.hidden = int(config["hidden_size"])
-        self.heads = int(config["num_attention_heads"])
-        self.eps = float(config["layer_norm_eps"])
         try:
+            self.max_tokens = min(max_tokens, int(config["max_position_embeddings"]))
+            self.hidden = int(config["hidden_size"])
+            self.heads = int(config["num_attention_heads"])
+            self.eps = float(config["layer_norm_eps"])
             self._embeddings = (
                 weights["embeddings.word_embeddings.weight"],
                 weights["embeddings.position_embeddings.weight"],
@@ -74,7 +72,9 @@ class MiniLM:
             )
             self._layers = [_layer(weights, f"encoder.layer.{i}.") for i in range(int(config["num_hidden_layers"]))]
         except KeyError as exc:
-            raise ModelLoadError(f"the embedding model at {model_dir} has no weight {exc}") from exc
+            raise ModelLoadError(f"the embedding model at {model_dir} has no {exc} in its config or weights") from exc
+        self.tokenizer.enable_truncation(self.max_tokens)
+        self.tokenizer.no_padding()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """One unit vector per text (float32, shape (len(texts), hidden))."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors.torch import load_file, save_file
 
 from policy import classifier as classifier_module
 from policy.classifier import EmbedderPair, PolicyClassifier, _apply
@@ -180,7 +181,17 @@ def test_a_model_folder_of_another_architecture_is_refused_with_what_is_wrong(tm
     pooling.write_text(json.dumps({**settings, "pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}))
     with pytest.raises(ModelLoadError, match="not a mean-pooled, normalised BERT model"):
         MiniLM(folder)
-    (folder / "model.safetensors").unlink()
+    pooling.write_text(json.dumps(settings))
+    weights = folder / "model.safetensors"
+    tensors = load_file(str(weights))
+    del tensors["embeddings.LayerNorm.bias"]
+    save_file(tensors, str(weights))
+    with pytest.raises(ModelLoadError, match=r"has no 'embeddings\.LayerNorm\.bias'"):
+        MiniLM(folder)
+    weights.write_bytes(b"not a weights file")
+    with pytest.raises(ModelLoadError, match="cannot read the embedding model"):
+        MiniLM(folder)
+    weights.unlink()
     with pytest.raises(ModelLoadError, match="cannot read the embedding model"):
         MiniLM(folder)
 
