@@ -85,12 +85,22 @@ class EngineHost:
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
 
+    def _wait_loaded(self, timeout: float) -> bool:
+        """`wait_ready` for a worker thread: in slices, so that once the gateway is stopping (`stop`) a waiter
+        its relay abandoned (a client that left while the models loaded) ends at once: worker threads are
+        not daemons, and the process would otherwise wait for the load to finish before it could exit."""
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(min(STOP_POLL_S, max(0.0, deadline - time.monotonic()))):
+            if self._stopping or time.monotonic() >= deadline:
+                return self._ready.is_set()
+        return True
+
     async def check(self, subject: Subject, *, which: Which = "all", tool_scoped: bool = False) -> list[Verdict]:
         """Every in-scope policy's verdict: of `which` policies (all, those that mask, the others), and with
         `tool_scoped`, only of the policies that name tools."""
         self.start()  # loading from here at the latest (a relay starts it once a server has answered initialize)
         if not self._ready.is_set():
-            ready = await anyio.to_thread.run_sync(self._ready.wait, self._ready_timeout_s, abandon_on_cancel=True)
+            ready = await anyio.to_thread.run_sync(self._wait_loaded, self._ready_timeout_s, abandon_on_cancel=True)
             if not ready:
                 return [
                     _refusal(
@@ -116,6 +126,7 @@ class EngineHost:
 
 
 INLINE_CHARS = 512
+STOP_POLL_S = 0.1  # how soon a thread waiting for the engine notices that the gateway is stopping
 
 
 @contextlib.contextmanager

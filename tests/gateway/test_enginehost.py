@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from collections.abc import Iterator
 
@@ -12,6 +13,7 @@ import pytest
 from gateway.enginehost import EngineHost
 from gateway.runtime import Runtime
 from policy.engine import Engine
+from policy.subject import Subject, SubjectKind
 
 
 @pytest.fixture(autouse=True)
@@ -105,3 +107,32 @@ def test_a_failed_background_check_of_instructions_is_logged_and_the_session_goe
 
     assert anyio.run(session) == {"instructions": "Use the tools."}
     assert "checking the instructions of server 's' failed" in caplog.text
+
+
+def test_a_check_abandoned_while_the_engine_loads_leaves_no_thread_once_the_gateway_stops() -> None:
+    # A client that leaves while the models load: its relay abandons the check waiting for them, on a worker
+    # thread the process must join before it exits. Once the gateway stops, that thread must end at once,
+    # not when the load is done (a minute, the first time the static table is built).
+    release = threading.Event()
+
+    def factory() -> Runtime:
+        release.wait(60)
+        return Runtime(engine=Engine([]), loaded=(), judge=None)
+
+    host = EngineHost(factory, warm=False)
+    subject = Subject(kind=SubjectKind.TOOL_RESULT, server="s", method="tools/call", text="hello")
+    before = set(threading.enumerate())
+
+    async def abandoned_check() -> None:
+        with anyio.move_on_after(0.3):
+            await host.check(subject)
+
+    anyio.run(abandoned_check)
+    waiting = [t for t in set(threading.enumerate()) - before if not t.daemon]
+    assert waiting, "the check did not wait on a worker thread"
+    host.stop()
+    started = time.monotonic()
+    for thread in waiting:
+        thread.join(5)
+    assert not [t for t in waiting if t.is_alive()] and time.monotonic() - started < 2
+    release.set()
