@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 from mcp.shared.dispatcher import CallOptions, DispatchContext
 from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
@@ -94,8 +95,12 @@ class Downstream:
         spec: ServerSpec,
         *,
         limits: Limits,
+        started: EarlyStart | None = None,
     ) -> None:
         self.spec = spec
+        # a stdio server's process started ahead (run mode starts them while the gateway loads): the first
+        # connection takes it over instead of starting one
+        self._started = started
         self.name = spec.name
         self.limits = limits
         self.init_params: dict[str, Any] | None = None
@@ -158,6 +163,9 @@ class Downstream:
         under way or asked for later (a background retry) does not leave a server behind."""
         if for_good:
             self._closed = True
+            started, self._started = self._started, None
+            if started is not None:  # started ahead and never connected to: stopped like any other
+                await anyio.to_thread.run_sync(started.stop)
         if self._connection is not None:
             self._connection.scope.cancel()
             with anyio.move_on_after(8, shield=True):
@@ -241,7 +249,8 @@ class Downstream:
         spec = self.spec
         if spec.stdio is not None:
             limit = self.limits.max_message_bytes
-            async with stdio_downstream(spec.name, spec.stdio, max_message_bytes=limit) as (r, w, p):
+            started, self._started = self._started, None
+            async with stdio_downstream(spec.name, spec.stdio, max_message_bytes=limit, started=started) as (r, w, p):
                 yield r, w, p
             return
         assert spec.url is not None

@@ -97,6 +97,10 @@ class EarlyStart:
                 os.write(1, error_frame(self._owed_id, SETUP_FAILED, self._refusal) + b"\n")
             self._owed_id = None
 
+    def stop(self) -> None:
+        """Stop a server started ahead of its relay that no relay took over (the gateway did not start)."""
+        self._end()
+
     def _end(self) -> None:
         """Stop the server as a relay does (`transports.end_server`): its stdin closed, then its process group
         ended, children it started (npx's node) included. No event loop runs yet in the CLI calling this."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +59,8 @@ def make_parts(settings: Settings, extra_policies: Sequence[Path] = (), *, start
     return GatewayParts(host, audit, pins)
 
 
-def make_downstream(spec: ServerSpec, settings: Settings) -> Downstream:
-    return Downstream(spec, limits=limits_of(settings))
+def make_downstream(spec: ServerSpec, settings: Settings, started: EarlyStart | None = None) -> Downstream:
+    return Downstream(spec, limits=limits_of(settings), started=started)
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -88,12 +88,18 @@ async def serve_wrap_stdio(
         await WrapRelay(make_downstream(spec, settings), parts.guard()).serve(read, write)
 
 
-async def serve_run_stdio(specs: Sequence[ServerSpec], settings: Settings, parts: GatewayParts) -> None:
+async def serve_run_stdio(
+    specs: Sequence[ServerSpec],
+    settings: Settings,
+    parts: GatewayParts,
+    started: Mapping[str, EarlyStart] | None = None,
+) -> None:
+    """Serve `run` on stdio; `started` holds server processes started ahead, by name, for the relay to take over."""
     from .router import RouterRelay
 
-    relay = RouterRelay(
-        [make_downstream(spec, settings) for spec in specs], parts.guard(), start_grace_s=settings.start_grace_s
-    )
+    started = started or {}
+    downstreams = [make_downstream(spec, settings, started.get(spec.name)) for spec in specs]
+    relay = RouterRelay(downstreams, parts.guard(), start_grace_s=settings.start_grace_s)
     async with stdio_upstream(max_message_bytes=settings.max_message_bytes) as (read, write):
         await relay.serve(read, write)
 

@@ -140,11 +140,12 @@ async def stdio_downstream(
     spec: StdioCommand,
     *,
     max_message_bytes: int,
+    started: EarlyStart | None = None,
 ) -> AsyncIterator[
     tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage], EarlyStart]
 ]:
-    """Start a stdio MCP server and connect to it as SDK message streams; on exit, stop its whole process
-    group."""
+    """Start a stdio MCP server (or take over `started`, one started ahead that nothing has talked to yet) and
+    connect to it as SDK message streams; on exit, stop its whole process group."""
     inbound_send, inbound = anyio.create_memory_object_stream[SessionMessage | Exception](64)
     outbound, outbound_receive = anyio.create_memory_object_stream[SessionMessage](64)
     ready: list[SessionMessage] = []
@@ -161,7 +162,8 @@ async def stdio_downstream(
             ready.append(_too_large(request_id, size, max_message_bytes, f"server {name!r}"))
 
     framer = LineFramer(max_message_bytes, on_line, on_oversize)
-    started = spawn_server(name, spec, max_bytes=max_message_bytes)
+    if started is None:
+        started = spawn_server(name, spec, max_bytes=max_message_bytes)
     try:
         reader, writer, closers = await pipe_streams(started.process)
     except BaseException:  # cancelled (the gateway is closing) or failed between the start and the pipes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -13,6 +14,7 @@ from ._app import app
 from ._common import ConfigOption, Failed, cli_errors, fail, settings_from
 
 if TYPE_CHECKING:
+    from ..handshake import EarlyStart
     from ..serve import GatewayParts
     from ..settings import Settings
 
@@ -149,6 +151,24 @@ def wrap(
         parts.close()
 
 
+def _start_ahead(specs: Sequence[ServerSpec], max_bytes: int) -> dict[str, EarlyStart]:
+    """Start every stdio server of a `run` now, by name: each takes about as long to start as the gateway
+    takes to load, and the client's initialize waits for both. A server that cannot start is left to the
+    relay, which says why when the client initializes."""
+    from ..errors import DownstreamError
+    from ..handshake import spawn_server
+
+    started: dict[str, EarlyStart] = {}
+    for spec in specs:
+        if spec.stdio is None:
+            continue
+        try:
+            started[spec.name] = spawn_server(spec.name, spec.stdio, max_bytes=max_bytes)
+        except DownstreamError:
+            continue
+    return started
+
+
 def _not_started(exc: BaseException) -> str:
     """What the client of a gateway whose setup failed is told: the message the user was shown, or where to
     look for an error the CLI did not expect."""
@@ -229,8 +249,8 @@ def run_cmd(
 ) -> None:
     """Put the gateway in front of every server of an mcp.json; tools become `server__tool`."""
     from ..mcpjson import check_prefixes, load_servers
-    from ..serve import run, serve_run_stdio
 
+    started: dict[str, EarlyStart] = {}
     try:
         disable = _disabled_by_plugins(plugin or [])
         if no_builtin:
@@ -242,16 +262,22 @@ def run_cmd(
         with cli_errors():
             specs = load_servers(mcp_json_path.expanduser())
             check_prefixes(specs, mcp_json_path)
+        if transport == "stdio":
+            started = _start_ahead(specs, settings.max_message_bytes)
         parts, pipes = _serving_parts(settings, policies or [], transport, start=transport != "stdio")
     except Exception as exc:
+        for server in started.values():
+            server.stop()
         if transport == "stdio":  # the client's initialize, if it comes, is answered with the reason
             from ..handshake import refuse_client
 
             refuse_client(_not_started(exc), _max_message_bytes())
         raise
+    from ..serve import run, serve_run_stdio
+
     try:
         if transport == "stdio":
-            run(serve_run_stdio, specs, settings, parts, use_uvloop=pipes)
+            run(serve_run_stdio, specs, settings, parts, started, use_uvloop=pipes)
         else:
             from ..http_front import serve_run_http
 

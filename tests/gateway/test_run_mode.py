@@ -579,3 +579,76 @@ def test_a_server_that_hangs_in_initialize_is_stopped_answered_at_once_and_never
         assert seen[f"{attempt}_alive"] == [], seen
     assert _wait_for(lambda: not _alive_with(marker), 5)
     assert _alive_with(marker) == []
+
+
+def _counted_server(tmp: Path, marker: str) -> dict[str, object]:
+    """An mcp.json entry for the raw server that writes its pid to `tmp`/starts.txt each time it starts."""
+    script = (
+        "import os, runpy, sys\n"
+        f"open({str(tmp / 'starts.txt')!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
+        f"sys.argv = [{RAW_SERVER[1]!r}]\n"
+        f"runpy.run_path({RAW_SERVER[1]!r}, run_name='__main__')\n"
+    )
+    return {"command": sys.executable, "args": ["-c", script, marker]}
+
+
+def _starts(tmp: Path) -> list[str]:
+    path = tmp / "starts.txt"
+    return path.read_text(encoding="utf-8").split() if path.exists() else []
+
+
+def test_run_starts_its_servers_while_it_loads_and_the_relay_takes_them_over(tmp_path: Path) -> None:
+    marker = f"started-ahead-{os.getpid()}-{tmp_path.name}"
+    config = write_mcp_json(tmp_path, {"raw": _counted_server(tmp_path, marker)})
+    env = gateway_env(tmp_path)
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "gateway", *_run_argv(tmp_path, config)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+    )
+    try:
+        # the server starts before the client has said anything
+        assert _wait_for(lambda: len(_starts(tmp_path)) == 1, 30), "the server was not started ahead"
+        assert gateway.stdin is not None and gateway.stdout is not None
+        hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+        call = {"name": "raw__echo", "arguments": {"text": "taken over"}}
+        for request_id, (method, params) in enumerate([("initialize", hello), ("tools/call", call)]):
+            gateway.stdin.write(json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
+                                            "params": params}).encode() + b"\n")
+            gateway.stdin.flush()
+            while (answer := json.loads(gateway.stdout.readline())).get("id") != request_id:
+                pass
+            assert "result" in answer, answer
+        assert "taken over" in json.dumps(answer["result"])
+        # the process started ahead is the one that answered: no second start
+        starts = _starts(tmp_path)
+        assert len(starts) == 1 and _alive_with(marker) == [int(starts[0])]
+    finally:
+        assert gateway.stdin is not None and gateway.stdout is not None
+        gateway.stdin.close()
+        gateway.wait(30)
+        gateway.stdout.close()
+    assert _wait_for(lambda: not _alive_with(marker), 15), "the server was left running"
+
+
+@pytest.mark.parametrize("ending", ["client leaves before initialize", "policy file broken"])
+def test_servers_started_ahead_are_stopped_when_no_session_comes(tmp_path: Path, ending: str) -> None:
+    marker = f"never-used-{os.getpid()}-{tmp_path.name}-{ending.split(maxsplit=1)[0]}"
+    # one server that ends when its stdin closes, one that would live on (it reads nothing)
+    sleeper = {"command": sys.executable, "args": ["-c", "import time; time.sleep(600)", f"{marker}-sleeper"]}
+    config = write_mcp_json(tmp_path, {"raw": _counted_server(tmp_path, marker), "sleepy": sleeper})
+    policies = _policies(tmp_path)
+    if ending == "policy file broken":
+        (policies / "broken.md").write_text("---\nid: [not, a, name\n---\nBroken front matter.\n", encoding="utf-8")
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "gateway", *_run_argv(tmp_path, config, policies)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=gateway_env(tmp_path),
+    )
+    assert _wait_for(lambda: len(_starts(tmp_path)) == 1 or gateway.poll() is not None, 30)
+    assert _alive_with(f"{marker}-sleeper"), "the second server was not started ahead"
+    _, errors = gateway.communicate(b"", timeout=60)  # stdin closed without a word
+    if ending == "policy file broken":
+        assert gateway.returncode != 0 and b"broken.md" in errors
+    else:
+        assert gateway.returncode == 0, errors.decode(errors="replace")[-2000:]
+    assert len(_starts(tmp_path)) == 1
+    assert _wait_for(lambda: not _alive_with(marker), 15), "a server started ahead was left running"
