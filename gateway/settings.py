@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     embed_threads: int = Field(default=1, ge=1, le=64)
     # --transport http: sessions open at once (each runs its own server processes), and how long one may idle
     http_max_sessions: int = Field(default=32, ge=1, le=10_000)
-    http_session_idle_s: float = Field(default=30 * 60.0, gt=0)
+    http_session_idle_s: float = Field(default=30 * 60.0, ge=1, allow_inf_nan=False)
 
     @field_validator("audit_db", "pins_db")
     @classmethod

@@ -73,8 +73,21 @@ class MiniLM:
             self._layers = [_layer(weights, f"encoder.layer.{i}.") for i in range(int(config["num_hidden_layers"]))]
         except KeyError as exc:
             raise ModelLoadError(f"the embedding model at {model_dir} has no {exc} in its config or weights") from exc
+        except (TypeError, ValueError) as exc:
+            raise ModelLoadError(
+                f"the embedding model at {model_dir} has a config value of the wrong kind: {exc}"
+            ) from exc
+        if self.heads < 1 or self.hidden % self.heads:
+            raise ModelLoadError(
+                f"the embedding model at {model_dir} has {self.hidden} hidden units, which its "
+                f"{self.heads} attention heads do not divide"
+            )
         self.tokenizer.enable_truncation(self.max_tokens)
         self.tokenizer.no_padding()
+        try:  # weights whose shapes disagree with the config fail here, not on the first message
+            self.encode(["ready"])
+        except RuntimeError as exc:
+            raise ModelLoadError(f"the embedding model at {model_dir} does not run: {exc}") from exc
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """One unit vector per text (float32, shape (len(texts), hidden))."""

@@ -37,6 +37,7 @@ Labels are lower-case kebab names (`LABELS`), like the secrets detector's: ``ema
 from __future__ import annotations
 
 import bisect
+import importlib.abc
 import logging
 import sys
 import threading
@@ -233,20 +234,31 @@ def _import_presidio() -> ModuleType:
 
     Presidio's NLP engines module imports transformers whenever it is installed (for a Hugging Face
     engine this detector never uses): 2.2 s of the gateway's start on two cores, and hundreds of MB.
-    While the module is imported, ``import transformers`` fails as if it were not installed, which
-    Presidio handles; a process that had imported transformers already keeps it."""
-    name = "transformers"
-    if name in sys.modules:
+    While this thread imports the module, its ``import transformers`` fails as if it were not
+    installed, which Presidio handles; other threads import it as usual, and a process that had
+    imported transformers already keeps it."""
+    if "transformers" in sys.modules:
         from . import pii_presidio
 
         return pii_presidio
-    sys.modules[name] = None  # type: ignore[assignment]  # the import system's "not importable"
+    blocker = _NoTransformersOnThisThread()
+    sys.meta_path.insert(0, blocker)
     try:
         from . import pii_presidio
     finally:
-        if name in sys.modules and sys.modules[name] is None:
-            del sys.modules[name]
+        sys.meta_path.remove(blocker)
     return pii_presidio
+
+
+class _NoTransformersOnThisThread(importlib.abc.MetaPathFinder):
+    """Makes ``import transformers`` fail on the thread that created it, and nowhere else."""
+
+    def __init__(self) -> None:
+        self._thread = threading.get_ident()
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> None:
+        if threading.get_ident() == self._thread and fullname.partition(".")[0] == "transformers":
+            raise ModuleNotFoundError(f"No module named {fullname!r} (not loaded for Presidio)", name=fullname)
 
 
 class PiiDetector:

@@ -494,3 +494,26 @@ async def test_the_session_limit_is_a_setting_and_a_closed_session_frees_its_slo
     assert refused.status_code == 503
     assert "1 sessions open, its limit" in refused.text and "MCP_GATEWAY_HTTP_MAX_SESSIONS" in refused.text
     assert again.status_code == 200 and again.headers["mcp-session-id"] != first.headers["mcp-session-id"]
+
+
+async def test_a_session_idle_past_the_setting_ends_and_an_endless_idle_time_is_refused(tmp_path: Path) -> None:
+    with anyio.fail_after(120):
+        async with (
+            http_gateway(tmp_path, MCP_GATEWAY_HTTP_SESSION_IDLE_S="1") as gateway,
+            httpx2.AsyncClient(timeout=30) as http,
+        ):
+            opened = await http.post(gateway.url, json=INIT, headers=MCP_HEADERS)
+            session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-06-18"}
+            ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+            at_once = await http.post(gateway.url, json=ping, headers={**MCP_HEADERS, **session})
+            await anyio.sleep(3)  # idle past the setting: no event says when the session ended
+            later = await http.post(gateway.url, json=ping, headers={**MCP_HEADERS, **session})
+    assert opened.status_code == 200 and at_once.status_code == 200
+    assert later.status_code == 404
+    # a setting the server transport cannot take is refused at start, with the setting's name
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", *wrap(), "--transport", "http", "--port", str(free_port())],
+        env={**gateway_env(tmp_path), "MCP_GATEWAY_HTTP_SESSION_IDLE_S": "inf"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode != 0 and "http_session_idle_s" in done.stderr
