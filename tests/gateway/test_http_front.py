@@ -151,6 +151,13 @@ async def wait_until(condition: Callable[[], bool], what: str) -> None:
     raise AssertionError(f"timed out waiting until {what}")
 
 
+
+async def open_session(http: httpx2.AsyncClient, url: str) -> tuple[httpx2.Response, dict[str, str]]:
+    """POST an initialize: the answer, and the headers each request of that session carries."""
+    opened = await http.post(url, json=INIT, headers=MCP_HEADERS)
+    session = {"Mcp-Session-Id": opened.headers.get("mcp-session-id", ""), "MCP-Protocol-Version": "2025-06-18"}
+    return opened, {**MCP_HEADERS, **session}
+
 def answering(label: str) -> Any:
     async def sampling(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
         asked = params.messages[0].content
@@ -402,18 +409,17 @@ async def test_a_session_whose_initialize_failed_frees_its_slot(tmp_path: Path) 
 async def test_a_stream_asked_to_resume_is_a_fresh_stream(tmp_path: Path) -> None:
     with anyio.fail_after(90):
         async with http_gateway(tmp_path) as gateway, httpx2.AsyncClient(timeout=30) as http:
-            opened = await http.post(gateway.url, json=INIT, headers=MCP_HEADERS)
-            session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-06-18"}
+            _, session = await open_session(http, gateway.url)
             note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-            await http.post(gateway.url, json=note, headers={**MCP_HEADERS, **session})
-            resume = {"Accept": "text/event-stream", "Last-Event-ID": "123", **session}
+            await http.post(gateway.url, json=note, headers=session)
+            resume = {**session, "Accept": "text/event-stream", "Last-Event-ID": "123"}
             async with http.stream("GET", gateway.url, headers=resume) as stream:
                 status, kind = stream.status_code, stream.headers.get("content-type", "")
             ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-            odd_version = {**MCP_HEADERS, **session, "MCP-Protocol-Version": "foo"}
+            odd_version = {**session, "MCP-Protocol-Version": "foo"}
             odd = await http.post(gateway.url, json=ping, headers=odd_version)
             ended = await http.delete(gateway.url, headers=odd_version)
-            after = await http.post(gateway.url, json=ping, headers={**MCP_HEADERS, **session})
+            after = await http.post(gateway.url, json=ping, headers=session)
     # a session's request in a version no one speaks is refused as such (not as a sessionless request), and a
     # DELETE ends the session whatever version it names
     assert odd.status_code == 400 and "'foo' is not a version" in odd.text and "sessionless" not in odd.text
@@ -485,10 +491,9 @@ async def test_the_session_limit_is_a_setting_and_a_closed_session_frees_its_slo
             http_gateway(tmp_path, MCP_GATEWAY_HTTP_MAX_SESSIONS="1") as gateway,
             httpx2.AsyncClient(timeout=30) as http,
         ):
-            first = await http.post(gateway.url, json=INIT, headers=MCP_HEADERS)
+            first, session = await open_session(http, gateway.url)
             refused = await http.post(gateway.url, json=INIT, headers=MCP_HEADERS)
-            session = {"Mcp-Session-Id": first.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-06-18"}
-            ended = await http.delete(gateway.url, headers={**MCP_HEADERS, **session})
+            ended = await http.delete(gateway.url, headers=session)
             again = await http.post(gateway.url, json=INIT, headers=MCP_HEADERS)
     assert first.status_code == 200 and ended.status_code == 200
     assert refused.status_code == 503
@@ -502,12 +507,11 @@ async def test_a_session_idle_past_the_setting_ends_and_an_endless_idle_time_is_
             http_gateway(tmp_path, MCP_GATEWAY_HTTP_SESSION_IDLE_S="1") as gateway,
             httpx2.AsyncClient(timeout=30) as http,
         ):
-            opened = await http.post(gateway.url, json=INIT, headers=MCP_HEADERS)
-            session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-06-18"}
+            opened, session = await open_session(http, gateway.url)
             ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-            at_once = await http.post(gateway.url, json=ping, headers={**MCP_HEADERS, **session})
+            at_once = await http.post(gateway.url, json=ping, headers=session)
             await anyio.sleep(3)  # idle past the setting: no event says when the session ended
-            later = await http.post(gateway.url, json=ping, headers={**MCP_HEADERS, **session})
+            later = await http.post(gateway.url, json=ping, headers=session)
     assert opened.status_code == 200 and at_once.status_code == 200
     assert later.status_code == 404
     # a setting the server transport cannot take is refused at start, with the setting's name
