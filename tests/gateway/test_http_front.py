@@ -133,6 +133,13 @@ async def http_gateway(tmp: Path, command: Sequence[str] | None = None, **env: s
         process.stdout.close()
 
 
+
+@asynccontextmanager
+async def raw_http(tmp: Path, **env: str) -> AsyncIterator[tuple[Gateway, httpx2.AsyncClient]]:
+    """A gateway over HTTP (`http_gateway`, wrap mode) and a plain HTTP client to send it raw requests."""
+    async with http_gateway(tmp, **env) as gateway, httpx2.AsyncClient(timeout=30) as http:
+        yield gateway, http
+
 @asynccontextmanager
 async def session_at(url: str, headers: dict[str, str] | None = None, **kwargs: Any) -> AsyncIterator[ClientSession]:
     async with (
@@ -408,7 +415,7 @@ async def test_a_session_whose_initialize_failed_frees_its_slot(tmp_path: Path) 
 
 async def test_a_stream_asked_to_resume_is_a_fresh_stream(tmp_path: Path) -> None:
     with anyio.fail_after(90):
-        async with http_gateway(tmp_path) as gateway, httpx2.AsyncClient(timeout=30) as http:
+        async with raw_http(tmp_path) as (gateway, http):
             _, session = await open_session(http, gateway.url)
             note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
             await http.post(gateway.url, json=note, headers=session)
@@ -487,10 +494,7 @@ async def test_connections_that_send_no_whole_request_are_closed_and_never_shut_
 
 async def test_the_session_limit_is_a_setting_and_a_closed_session_frees_its_slot(tmp_path: Path) -> None:
     with anyio.fail_after(120):
-        async with (
-            http_gateway(tmp_path, MCP_GATEWAY_HTTP_MAX_SESSIONS="1") as gateway,
-            httpx2.AsyncClient(timeout=30) as http,
-        ):
+        async with raw_http(tmp_path, MCP_GATEWAY_HTTP_MAX_SESSIONS="1") as (gateway, http):
             first, session = await open_session(http, gateway.url)
             refused = await http.post(gateway.url, json=INIT, headers=MCP_HEADERS)
             ended = await http.delete(gateway.url, headers=session)
@@ -503,10 +507,7 @@ async def test_the_session_limit_is_a_setting_and_a_closed_session_frees_its_slo
 
 async def test_a_session_idle_past_the_setting_ends_and_an_endless_idle_time_is_refused(tmp_path: Path) -> None:
     with anyio.fail_after(120):
-        async with (
-            http_gateway(tmp_path, MCP_GATEWAY_HTTP_SESSION_IDLE_S="1") as gateway,
-            httpx2.AsyncClient(timeout=30) as http,
-        ):
+        async with raw_http(tmp_path, MCP_GATEWAY_HTTP_SESSION_IDLE_S="1") as (gateway, http):
             opened, session = await open_session(http, gateway.url)
             ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
             at_once = await http.post(gateway.url, json=ping, headers=session)
