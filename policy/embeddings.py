@@ -174,7 +174,7 @@ class StaticEmbedder:
         """Run every vocabulary token through the transformer once ([CLS] token [SEP], mean-pooled)."""
         import torch
 
-        logger.info("building the static embedding table (one-time, about a minute on two cores)")
+        logger.info("building the static embedding table (one-time, about 20 s on two cores)")
         model = self._minilm.load()
         rows = []
         with torch.inference_mode():
