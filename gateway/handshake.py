@@ -84,7 +84,7 @@ class EarlyStart:
             else:
                 self._refuse_owed()
             waiting = self._owed_id is None and not self.answered
-        self._end()
+        self.stop()
         if waiting and self._thread is not None and not os.isatty(0):
             # the client has not sent its initialize yet: it is about to, and will read the refusal (a person
             # at a terminal reads the error printed already)
@@ -98,12 +98,9 @@ class EarlyStart:
             self._owed_id = None
 
     def stop(self) -> None:
-        """Stop a server started ahead of its relay that no relay took over (the gateway did not start)."""
-        self._end()
-
-    def _end(self) -> None:
         """Stop the server as a relay does (`transports.end_server`): its stdin closed, then its process group
-        ended, children it started (npx's node) included. No event loop runs yet in the CLI calling this."""
+        ended, children it started (npx's node) included. It runs an event loop of its own: call it where none
+        runs (the CLI before it serves, or a worker thread)."""
         import anyio
 
         from .transports import stop_popen

@@ -237,16 +237,14 @@ def _import_presidio() -> ModuleType:
     While this thread imports the module, its ``import transformers`` fails as if it were not
     installed, which Presidio handles; other threads import it as usual, and a process that had
     imported transformers already keeps it."""
-    if "transformers" in sys.modules:
-        from . import pii_presidio
-
-        return pii_presidio
-    blocker = _NoTransformersOnThisThread()
-    sys.meta_path.insert(0, blocker)
+    blocker = None if "transformers" in sys.modules else _NoTransformersOnThisThread()
+    if blocker is not None:
+        sys.meta_path.insert(0, blocker)
     try:
         from . import pii_presidio
     finally:
-        sys.meta_path.remove(blocker)
+        if blocker is not None:
+            sys.meta_path.remove(blocker)
     return pii_presidio
 
 
