@@ -23,7 +23,7 @@ from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.shared.transport_context import TransportContext
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
-from .errors import DownstreamError
+from .errors import DownstreamError, server_stopped, server_timed_out
 from .handshake import EarlyStart
 from .specs import Limits, ServerSpec
 from .transports import stdio_downstream
@@ -44,10 +44,6 @@ class _Connection:
     done: anyio.Event = field(default_factory=anyio.Event)
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     failure: str | None = None  # why it ended, when it ended with an error
-
-
-def timeout_setting(method: str) -> str:
-    return "init_timeout_s" if method == "initialize" else "request_timeout_s"
 
 
 def _leaf(exc: BaseException) -> BaseException:
@@ -303,20 +299,8 @@ class Downstream:
                 with anyio.move_on_after(2):
                     await connection.done.wait()
                 note = self._exit_note(connection)
-                raise MCPError(
-                    code=CONNECTION_CLOSED,
-                    message=(
-                        f"mcp-gateway: server {self.name!r} stopped while handling {method} ({note}); "
-                        "it will be restarted on the next request"
-                    ),
-                ) from exc
+                raise MCPError(code=CONNECTION_CLOSED, message=server_stopped(self.name, method, note)) from exc
             if code == REQUEST_TIMEOUT and "timed out" in exc.error.message:
-                seconds = opts.get("timeout")
-                raise MCPError(
-                    code=REQUEST_TIMEOUT,
-                    message=(
-                        f"mcp-gateway: server {self.name!r} did not answer {method} within {seconds:g} s and may be "
-                        f"hung; the request was cancelled (raise {timeout_setting(method)} if it is slow)"
-                    ),
-                ) from exc
+                seconds = float(opts.get("timeout") or 0)
+                raise MCPError(code=REQUEST_TIMEOUT, message=server_timed_out(self.name, method, seconds)) from exc
             raise

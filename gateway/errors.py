@@ -23,7 +23,13 @@ __all__ = [
     "ProtocolError",
     "failure",
     "log_failure",
+    "server_stopped",
+    "server_timed_out",
+    "timeout_setting",
+    "too_large_text",
 ]
+
+MESSAGE_TOO_LARGE = -32042  # the gateway's error code for a message over max_message_bytes
 
 
 class GatewayError(Exception):
@@ -72,3 +78,30 @@ def log_failure(log: logging.Logger, exc: BaseException, what: str, *args: objec
     """Log a failed check as `failure` describes it; its text and traceback only at DEBUG."""
     log.error(what + ": %s", *args, failure(exc))
     log.debug("the failed check's details", exc_info=exc)
+
+
+def timeout_setting(method: str) -> str:
+    return "init_timeout_s" if method == "initialize" else "request_timeout_s"
+
+
+def server_stopped(server: str, method: str, note: str) -> str:
+    """What the client reads when a server ended while it handled `method`; `note` says how it ended."""
+    return (
+        f"mcp-gateway: server {server!r} stopped while handling {method} ({note}); "
+        "it will be restarted on the next request"
+    )
+
+
+def server_timed_out(server: str, method: str, seconds: float) -> str:
+    """What the client reads when a server did not answer `method` in time."""
+    return (
+        f"mcp-gateway: server {server!r} did not answer {method} within {seconds:g} s and may be hung; "
+        f"the request was cancelled (raise {timeout_setting(method)} if it is slow)"
+    )
+
+
+def too_large_text(size: int, limit: int, who: str) -> str:
+    return (
+        f"mcp-gateway: {who} sent a message of more than {size:,} bytes, over the {limit:,}-byte limit; it was "
+        "dropped. Raise max_message_bytes (MCP_GATEWAY_MAX_MESSAGE_BYTES) if this is expected."
+    )

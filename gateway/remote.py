@@ -21,7 +21,7 @@ import httpx2
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, PARSE_ERROR
 
-from .transports import MESSAGE_TOO_LARGE
+from .errors import MESSAGE_TOO_LARGE
 
 __all__ = ["bounded_client", "bounded_client_factory", "too_large_error"]
 

@@ -30,8 +30,16 @@ import anyio.abc
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 
-from .downstream import DOWNSTREAM_UNAVAILABLE, timeout_setting
-from .errors import DownstreamError, failure, log_failure
+from .downstream import DOWNSTREAM_UNAVAILABLE
+from .errors import (
+    MESSAGE_TOO_LARGE,
+    DownstreamError,
+    failure,
+    log_failure,
+    server_stopped,
+    server_timed_out,
+    too_large_text,
+)
 from .frames import (
     INVALID_REQUEST,
     Invalid,
@@ -50,7 +58,7 @@ from .relay import CHECKED_REQUESTS, NoteOrder, checked_notification, start_rech
 from .specs import Limits, ServerSpec
 from .stdio_server import ServerLink, StdioServer
 from .subjects import rest_sides
-from .transports import MESSAGE_TOO_LARGE, LineFramer, client_wire, too_large_text
+from .transports import LineFramer, client_wire
 
 __all__ = ["GUARDED_REQUESTS", "GUARDED_RESULTS", "StdioRelay"]
 
@@ -209,8 +217,7 @@ class StdioRelay:
                 error_frame(
                     key,
                     CONNECTION_CLOSED,
-                    f"mcp-gateway: server {self.name!r} stopped while handling {pending.method} ({note}); "
-                    "it will be restarted on the next request",
+                    server_stopped(self.name, pending.method, note),
                 )
             )
 
@@ -352,8 +359,7 @@ class StdioRelay:
             error_frame(
                 key,
                 REQUEST_TIMEOUT,
-                f"mcp-gateway: server {self.name!r} did not answer {pending.method} within {pending.timeout_s:g} s "
-                f"and may be hung; the request was cancelled (raise {timeout_setting(pending.method)} if it is slow)",
+                server_timed_out(self.name, pending.method, pending.timeout_s),
             )
         )
         server = self.server.link

@@ -29,6 +29,7 @@ import mcp_types as types
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.shared.message import SessionMessage
 
+from .errors import MESSAGE_TOO_LARGE, too_large_text
 from .frames import Invalid, decode, log_skipped, request_id_in
 from .handshake import EarlyStart, spawn_server
 from .specs import StdioCommand
@@ -43,12 +44,10 @@ __all__ = [
     "stdio_downstream",
     "stdio_upstream",
     "stop_popen",
-    "too_large_text",
 ]
 
 logger = logging.getLogger(__name__)
 
-MESSAGE_TOO_LARGE = -32042
 
 
 @dataclass
@@ -115,13 +114,6 @@ def _parse(line: bytes, origin: str) -> SessionMessage | None:
 
 def _encode(message: SessionMessage) -> bytes:
     return message.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
-
-
-def too_large_text(size: int, limit: int, who: str) -> str:
-    return (
-        f"mcp-gateway: {who} sent a message of more than {size:,} bytes, over the {limit:,}-byte limit; it was "
-        "dropped. Raise max_message_bytes (MCP_GATEWAY_MAX_MESSAGE_BYTES) if this is expected."
-    )
 
 
 def _too_large(request_id: types.RequestId, size: int, limit: int, who: str) -> SessionMessage:
