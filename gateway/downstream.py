@@ -121,6 +121,9 @@ class Downstream:
     async def initialize(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         """Forward the client's initialize (and remember it, to replay after a restart)."""
         self.init_params = dict(params or {})
+        started = self._started
+        if started is not None and started.init_sent:
+            return await self._adopt(started)
         async with self._lock:
             connection = await self._start_locked(replay=False)
         try:
@@ -138,6 +141,29 @@ class Downstream:
             raise
         self.init_result = result
         return result
+
+    async def drop_started(self) -> None:
+        """Stop the process started ahead, if nothing has connected to it: a server that will not be used."""
+        started, self._started = self._started, None
+        if started is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(started.stop)
+
+    async def _adopt(self, started: EarlyStart) -> dict[str, Any]:
+        """The outcome of the initialize `run`'s fast start sent this server (waited for, under its own
+        init_timeout_s): its process taken over with its result, or stopped and its error raised."""
+        await anyio.to_thread.run_sync(started.done.wait, abandon_on_cancel=True)
+        if started.init_result is None:
+            await self.drop_started()
+            error = started.init_error or {
+                "code": CONNECTION_CLOSED,
+                "message": f"mcp-gateway: server {self.name!r} did not answer initialize",
+            }
+            raise MCPError(code=error["code"], message=error["message"], data=error.get("data"))
+        async with self._lock:
+            await self._start_locked(replay=False)
+        self.init_result = started.init_result
+        return started.init_result
 
     async def request(
         self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
@@ -159,9 +185,7 @@ class Downstream:
         under way or asked for later (a background retry) does not leave a server behind."""
         if for_good:
             self._closed = True
-            started, self._started = self._started, None
-            if started is not None:  # started ahead and never connected to: stopped like any other
-                await anyio.to_thread.run_sync(started.stop)
+            await self.drop_started()
         if self._connection is not None:
             self._connection.scope.cancel()
             with anyio.move_on_after(8, shield=True):

@@ -1,5 +1,6 @@
 """A fast start for ``wrap``: the server is spawned and the client's ``initialize`` relayed before
-the rest of the gateway has even finished importing.
+the rest of the gateway has even finished importing. (``run`` does the same for all its servers at
+once with the parts shared here: see ``gateway.run_start``.)
 
 Clients spawn the gateway for every session, so its start-up is paid again and again. Importing
 the MCP SDK and the engine takes about a second; the server's own start-up often half of that.
@@ -18,10 +19,12 @@ import io
 import json
 import logging
 import os
+import select
 import stat
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -29,7 +32,9 @@ from .errors import DownstreamError
 from .frames import encode, error_frame
 from .specs import HTTP_TOKEN_ENV, StdioCommand, resolve_command
 
-__all__ = ["EarlyStart", "refuse_client", "spawn_server", "start_early"]
+__all__ = [
+    "ClientHello", "EarlyStart", "await_answer", "initialize_request", "refuse_client", "spawn_server", "start_early",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,29 +49,25 @@ STDERR_LINE_BYTES = 64 * 1024
 STDERR_CUT_MARGIN = 512
 
 
-@dataclass
-class EarlyStart:
-    """A started stdio server process: by the fast handshake (which may have relayed its initialize), or
-    again by a relay after it stopped. Its stderr is forwarded and its last lines kept."""
+@dataclass(kw_only=True)
+class ClientHello:
+    """The client's side of a fast start: its initialize, once read and while unanswered, what it sent after it
+    (for the relay), and the refusal of a gateway whose own setup failed (`refuse`)."""
 
-    name: str
-    process: subprocess.Popen[bytes]
-    max_bytes: int
     client_leftover: bytes = b""  # what the client sent after its first message, for the relay
-    server_leftover: bytes = b""  # what the server wrote after its answer, for the relay
-    init_params: dict[str, Any] | None = None
-    init_result: dict[str, Any] | None = None
-    stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
-    done: threading.Event = field(default_factory=threading.Event)
     answered: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
     _refusal: str | None = None  # why the gateway cannot serve, once its setup has failed (`refuse`)
     _owed_id: Any = None  # the id of the client's initialize, once read and while unanswered
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    stderr_thread: threading.Thread | None = None
     _thread: threading.Thread | None = None
 
     def wait(self) -> None:
         self.done.wait()
+
+    def stop(self) -> None:
+        """Stop the server process(es) this fast start began."""
+        raise NotImplementedError
 
     def refuse(self, reason: str) -> None:
         """The gateway's own setup failed (settings, policy files) and it is about to exit: the client
@@ -96,6 +97,46 @@ class EarlyStart:
             with contextlib.suppress(OSError):
                 os.write(1, error_frame(self._owed_id, SETUP_FAILED, self._refusal) + b"\n")
             self._owed_id = None
+
+    def _owe(self, request_id: Any) -> bool:
+        """The client's initialize was read: False when the gateway has refused already (and said so)."""
+        with self._lock:
+            self._owed_id = request_id
+            if self._refusal is not None:
+                self._refuse_owed()
+                return False
+        return True
+
+    def _answer(self, frame: bytes) -> bool:
+        """Write the answer to the client's initialize, unless the gateway has refused meanwhile (then the
+        refusal is the answer); whether it was written."""
+        with self._lock:
+            if self._refusal is not None:
+                self._refuse_owed()
+                return False
+            os.write(1, frame + b"\n")
+            self.answered = True
+            self._owed_id = None
+        return True
+
+
+@dataclass
+class EarlyStart(ClientHello):
+    """A started stdio server process: by the fast handshake (which may have relayed its initialize), or
+    again by a relay after it stopped. Its stderr is forwarded and its last lines kept. In `run`, whose fast
+    start (`gateway.run_start`) initializes every server, `init_sent` says it did, and `done` that the
+    exchange is over: `init_result`, or `init_error` (a JSON-RPC error object) says how it ended."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    max_bytes: int
+    server_leftover: bytes = b""  # what the server wrote after its answer, for the relay
+    init_params: dict[str, Any] | None = None
+    init_result: dict[str, Any] | None = None
+    init_sent: bool = False
+    init_error: dict[str, Any] | None = None
+    stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
+    stderr_thread: threading.Thread | None = None
 
     def stop(self) -> None:
         """Stop the server as a relay does (`transports.end_server`): its stdin closed, then its process group
@@ -214,10 +255,14 @@ def _skip_line(lines: io.BufferedReader[io.RawIOBase]) -> int:
     return skipped
 
 
-def _read_line(fd: int, buffer: bytearray, limit: int) -> bytes | None:
+def _read_line(fd: int, buffer: bytearray, limit: int, deadline: float | None = None) -> bytes | None:
+    """The next line from `fd` (read into `buffer`, which keeps what follows it); None at the end of the stream
+    or past `limit` bytes without a newline. TimeoutError past `deadline` (a time.monotonic())."""
     while b"\n" not in buffer:
         if len(buffer) > limit:
             return None
+        if deadline is not None and not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            raise TimeoutError
         chunk = os.read(fd, 65536)
         if not chunk:
             return None
@@ -225,6 +270,37 @@ def _read_line(fd: int, buffer: bytearray, limit: int) -> bytes | None:
     line, _, rest = bytes(buffer).partition(b"\n")
     buffer[:] = rest
     return line
+
+
+def initialize_request(line: bytes) -> dict[str, Any] | None:
+    """The client's first line, if it is an initialize request (anything else is left to the relay)."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    if isinstance(message, dict) and message.get("method") == "initialize" and "id" in message:
+        return message
+    return None
+
+
+def await_answer(early: EarlyStart, buffer: bytearray, deadline: float | None = None) -> dict[str, Any] | None:
+    """Read the server's answer to the gateway's initialize (id INIT_ID); what it says before that (a log
+    message) is kept in `early.server_leftover` for the relay, and the rest of what was read stays in
+    `buffer`. None when the server stopped or spoke nonsense first; TimeoutError past `deadline`."""
+    assert early.process.stdout is not None
+    fd = early.process.stdout.fileno()
+    while True:
+        line = _read_line(fd, buffer, early.max_bytes, deadline)
+        if line is None:
+            return None
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            logger.warning("server %r wrote a line that is not JSON-RPC before initializing, skipped", early.name)
+            continue
+        if isinstance(answer, dict) and answer.get("id") == INIT_ID:
+            return answer
+        early.server_leftover += line + b"\n"  # an early notification: the relay delivers it
 
 
 def _handshake(early: EarlyStart) -> None:
@@ -235,37 +311,22 @@ def _handshake(early: EarlyStart) -> None:
         line = _read_line(0, client, early.max_bytes)
         if line is None:
             return
-        try:
-            message = json.loads(line)
-        except ValueError:
-            message = None
-        if not (isinstance(message, dict) and message.get("method") == "initialize" and "id" in message):
+        message = initialize_request(line)
+        if message is None:
             client[:0] = line + b"\n"  # not a handshake-era start: the relay handles it as usual
             return
-        assert early.process.stdin is not None and early.process.stdout is not None
+        assert early.process.stdin is not None
         owed = line
-        with early._lock:
-            early._owed_id = message["id"]
-            if early._refusal is not None:
-                early._refuse_owed()
-                owed = None
-                return
+        if not early._owe(message["id"]):
+            owed = None
+            return
         early.process.stdin.write(json.dumps({**message, "id": INIT_ID}).encode() + b"\n")
         early.process.stdin.flush()
         from policy.detectors.hidden import find_hidden
 
-        while True:
-            answer_line = _read_line(early.process.stdout.fileno(), server, early.max_bytes)
-            if answer_line is None:
-                return  # the server died or spoke nonsense: the relay starts it afresh (`finally`)
-            try:
-                answer = json.loads(answer_line)
-            except ValueError:
-                logger.warning("server %r wrote a line that is not JSON-RPC before initializing, skipped", early.name)
-                continue
-            if isinstance(answer, dict) and answer.get("id") == INIT_ID:
-                break
-            server += answer_line + b"\n"  # an early notification: the relay delivers it
+        answer = await_answer(early, server)
+        if answer is None:
+            return  # the server died or spoke nonsense: the relay starts it afresh (`finally`)
         answer["id"] = message["id"]
         result = answer.get("result")
         # The models are not loaded yet; what can be checked without them is, before the model reads it.
@@ -276,14 +337,9 @@ def _handshake(early: EarlyStart) -> None:
         ):
             logger.warning("server %r: its instructions hide text from people; they were removed", early.name)
             answer["result"] = {k: v for k, v in result.items() if k != "instructions"}
-        with early._lock:
-            owed = None
-            if early._refusal is not None:
-                early._refuse_owed()
-                return
-            os.write(1, json.dumps(answer, ensure_ascii=False).encode() + b"\n")
-            early.answered = True
-            early._owed_id = None
+        owed = None
+        if not early._answer(json.dumps(answer, ensure_ascii=False).encode()):
+            return
         early.init_params = message.get("params") if isinstance(message.get("params"), dict) else {}
         early.init_result = answer.get("result") if isinstance(answer.get("result"), dict) else None
     except (OSError, ValueError) as exc:
@@ -294,7 +350,7 @@ def _handshake(early: EarlyStart) -> None:
             # client's initialize back to the relay, which starts the server afresh and answers it
             client[:0] = owed + b"\n"
         early.client_leftover = bytes(client)
-        early.server_leftover = bytes(server)
+        early.server_leftover += bytes(server)
         early.done.set()
 
 

@@ -8,6 +8,7 @@ quarantined — hidden from lists and refused when called — until the user app
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
@@ -21,7 +22,7 @@ from typing import Any
 
 from .errors import AuditError
 
-__all__ = ["PinCheck", "PinStatus", "PinStore", "canonical_definition", "definition_digest"]
+__all__ = ["PinCheck", "PinStatus", "PinStore", "canonical_definition", "definition_digest", "pinned_differs"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pins (
@@ -67,6 +68,25 @@ def canonical_definition(kind: str, item: Mapping[str, Any]) -> dict[str, Any]:
 
 def definition_digest(definition: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(definition, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def pinned_differs(path: Path, server: str, kind: str, item: Mapping[str, Any]) -> bool:
+    """Whether `item` differs from its pin in the store at `path`, read without writing anything (nothing pinned
+    yet: False). A store that exists but cannot be read counts as differing: what it would say is unknown."""
+    if not path.exists():
+        return False
+    digest = definition_digest(canonical_definition(kind, item))
+    name = str(item.get("name", kind))
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)) as db:
+            row = db.execute(
+                "SELECT digest FROM pins WHERE server=? AND kind=? AND name=?", (server, kind, name)
+            ).fetchone()
+    except sqlite3.OperationalError as exc:
+        return not str(exc).startswith("no such table")  # a store made but never written to
+    except sqlite3.Error:
+        return True
+    return row is not None and row[0] != digest
 
 
 class PinStore:

@@ -35,6 +35,7 @@ from .relay import (
     start_recheck,
     unchecked_request,
 )
+from .run_start import GATEWAY_VERSION, RunStart, late_note, merged_initialize
 
 __all__ = ["SEP", "RouterRelay", "prefix_name"]
 
@@ -61,7 +62,7 @@ class RouterRelay:
         downstreams: list[Downstream],
         guard: Guard | None,
         *,
-        version: str = "0.1.0",
+        version: str = GATEWAY_VERSION,
         client_request_timeout_s: float = 600.0,
         start_grace_s: float = 10.0,
     ) -> None:
@@ -90,7 +91,8 @@ class RouterRelay:
         # one per server: a server can report progress only on its own requests
         self.progress = {prefix: ProgressRoutes() for prefix in self.by_prefix}
 
-    async def serve(self, read: Any, write: Any) -> None:
+    async def serve(self, read: Any, write: Any, answered: RunStart | None = None) -> None:
+        """Relay one client session; `answered`, the fast start that already answered its initialize."""
         up: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(
             read, write, inline_methods=frozenset({"initialize"})
         )
@@ -99,6 +101,8 @@ class RouterRelay:
             self._tg = tg
             for prefix, downstream in self.by_prefix.items():
                 downstream.bind(tg, self._server_request_for(prefix), self._server_notify_for(prefix))
+            if answered is not None:
+                await self._adopt(answered)
             await up.run(self._client_request, self._client_notify)
             for downstream in self.by_prefix.values():
                 await downstream.close(for_good=True)
@@ -279,46 +283,45 @@ class RouterRelay:
         answered.set()
         late = [prefix for prefix in self.by_prefix if prefix not in finished]
         for prefix in late:
-            self._failed(prefix, f"still starting after {self.start_grace_s:g} s; listed once it answers")
+            self._failed(prefix, late_note(self.start_grace_s))
             logger.warning("server %r is still starting; the client is told when it is ready", prefix)
+        # in the config's order, not the order they answered in: the same answer every time
+        unavailable = {p: self.unavailable[p] for p in self.by_prefix if p in self.unavailable}
         if not results:
             raise MCPError(
                 code=DOWNSTREAM_UNAVAILABLE,
-                message="mcp-gateway: no server started: "
-                + "; ".join(f"{p}: {m}" for p, m in self.unavailable.items()),
+                message="mcp-gateway: no server started: " + "; ".join(f"{p}: {m}" for p, m in unavailable.items()),
             )
-        # in the config's order, not the order they answered in: the same answer every time
-        merged = self._merged(params or {}, {p: results[p] for p in self.by_prefix if p in results})
-        if late:
-            # the late servers' lists will change under the client: say that it may be told so
-            capabilities = merged["capabilities"]
-            for kind in ("tools", "prompts", "resources"):
-                entry = capabilities.get(kind)
-                capabilities[kind] = {**(entry if isinstance(entry, dict) else {}), "listChanged": True}
-        return merged
+        answered_by = {p: results[p] for p in self.by_prefix if p in results}
+        # the late servers' lists will change under the client: it is told it may be told so
+        return merged_initialize(params or {}, answered_by, unavailable, late=bool(late), version=self.version)
 
-    def _merged(self, params: Mapping[str, Any], results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        capabilities: dict[str, Any] = {}
-        for result in results.values():
-            for key, value in (result.get("capabilities") or {}).items():
-                if isinstance(value, dict) and isinstance(capabilities.get(key), dict):
-                    merged = dict(capabilities[key])
-                    for flag, setting in value.items():
-                        merged[flag] = merged.get(flag) or setting
-                    capabilities[key] = merged
-                else:
-                    capabilities.setdefault(key, value)
-        first = next(iter(results.values()))
-        notes = [f"{p}: {r['instructions']}" for p, r in results.items() if r.get("instructions")]
-        notes += [f"{p}: unavailable ({m})" for p, m in self.unavailable.items()]
-        merged_result: dict[str, Any] = {
-            "protocolVersion": first.get("protocolVersion", params.get("protocolVersion")),
-            "capabilities": capabilities,
-            "serverInfo": {"name": "mcp-gateway", "version": self.version},
-        }
-        if notes:
-            merged_result["instructions"] = "\n".join(notes)
-        return merged_result
+    async def _adopt(self, run: RunStart) -> None:
+        """Take over a session whose initialize `run`'s fast start answered (`gateway.run_start`): each server
+        that answered is connected, and its instructions checked once the engine is ready; one that failed is
+        stopped, and tried again later; one still starting joins when it answers, and the client is told."""
+        assert self._tg is not None and run.init_params is not None
+        self._init_params = dict(run.init_params)
+        failures = run.failures()
+        for prefix, downstream in self.by_prefix.items():
+            name = downstream.name
+            if name in run.late:
+                self._failed(prefix, late_note(self.start_grace_s))
+                self._starting.add(prefix)
+                self._tg.start_soon(self._retry, prefix)
+            elif name in failures:  # the answer said so already; its process is stopped off the session's path
+                self._failed(prefix, failures[name])
+                logger.error("server %r did not start: %s", name, failures[name])
+                self._tg.start_soon(downstream.drop_started)
+            else:
+                try:
+                    result = await downstream.initialize(self._init_params)
+                except (MCPError, DownstreamError) as exc:
+                    self._failed(prefix, exc.error.message if isinstance(exc, MCPError) else str(exc))
+                    continue
+                if self.guard is not None:
+                    checked = functools.partial(self.guard.initialize_result, name, result)
+                    self._tg.start_soon(self.guard.in_background, "instructions", name, checked)
 
     async def _list(self, method: str) -> dict[str, Any]:
         key = _LIST_KEYS[method]

@@ -20,6 +20,7 @@ from .guards import Guard
 from .handshake import EarlyStart
 from .pins import PinStore
 from .relay import WrapRelay
+from .run_start import RunStart
 from .runtime import build_runtime
 from .settings import Settings
 from .specs import Limits, ServerSpec
@@ -93,15 +94,20 @@ async def serve_run_stdio(
     settings: Settings,
     parts: GatewayParts,
     started: Mapping[str, EarlyStart] | None = None,
+    fast: RunStart | None = None,
 ) -> None:
-    """Serve `run` on stdio; `started` holds server processes started ahead, by name, for the relay to take over."""
+    """Serve `run` on stdio; `started` holds server processes started ahead, by name, for the relay to take over,
+    and `fast` the fast start that may have answered the client's initialize with them."""
     from .router import RouterRelay
 
     started = started or {}
+    if fast is not None:
+        await anyio.to_thread.run_sync(fast.wait, abandon_on_cancel=True)
     downstreams = [make_downstream(spec, settings, started.get(spec.name)) for spec in specs]
     relay = RouterRelay(downstreams, parts.guard(), start_grace_s=settings.start_grace_s)
-    async with stdio_upstream(max_message_bytes=settings.max_message_bytes) as (read, write):
-        await relay.serve(read, write)
+    leftover = fast.client_leftover if fast is not None else b""
+    async with stdio_upstream(max_message_bytes=settings.max_message_bytes, leftover=leftover) as (read, write):
+        await relay.serve(read, write, fast if fast is not None and fast.answered else None)
 
 
 def stdio_is_pipes() -> bool:

@@ -168,6 +168,9 @@ async def stdio_downstream(
 
     async def read_stdout() -> None:
         async with inbound_send:
+            framer.feed(started.server_leftover)  # what a fast start read past the answer it took
+            while ready:
+                await inbound_send.send(ready.pop(0))
             with suppress(ConnectionError, OSError):
                 while True:
                     data = await reader.read(1 << 16)
@@ -271,11 +274,12 @@ async def client_wire() -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.Str
 
 @asynccontextmanager
 async def stdio_upstream(
-    *, max_message_bytes: int
+    *, max_message_bytes: int, leftover: bytes = b""
 ) -> AsyncIterator[
     tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]]
 ]:
-    """Serve the protocol on this process's stdin/stdout (see `client_wire`), as SDK message streams."""
+    """Serve the protocol on this process's stdin/stdout (see `client_wire`), as SDK message streams; `leftover`
+    is what a fast start read from stdin and did not take."""
     inbound_send, inbound = anyio.create_memory_object_stream[SessionMessage | Exception](64)
     outbound, outbound_receive = anyio.create_memory_object_stream[SessionMessage](64)
     replies: list[SessionMessage] = []
@@ -298,15 +302,16 @@ async def stdio_upstream(
 
         async def read_stdin() -> None:
             async with inbound_send:
+                data = leftover
                 while True:
-                    data = await reader.read(1 << 16)
-                    if not data:
-                        return
                     framer.feed(data)
                     while replies:
                         await outbound.send(replies.pop(0))
                     while pending:
                         await inbound_send.send(pending.pop(0))
+                    data = await reader.read(1 << 16)
+                    if not data:
+                        return
 
         async def write_stdout() -> None:
             async with outbound_receive:

@@ -48,8 +48,11 @@ if [[ $what == big || $what == all ]]; then
      --args '{"kb":64}' "${TARGETS[@]}" --json-out "$OUT/latency_big64k.json"
 fi
 if [[ $what == startup || $what == all ]]; then
+  # start-up also through `run`, with the same server as the one entry of an mcp.json
+  printf '{"mcpServers": {"bench": {"command": "%s", "args": ["%s"]}}}\n' "$PYB" "$HARNESS/downstream_server.py" > "$WORK/mcp.json"
+  RUN="env MCP_GATEWAY_AUDIT_DB=$WORK/audit.db MCP_GATEWAY_PINS_DB=$WORK/pins.db MCP_GATEWAY_ENGINE_READY_TIMEOUT_S=600 $ROOT/.venv/bin/mcp-gateway run --mcp-json-path $WORK/mcp.json"
   $H startup "${CWD[@]}" --stderr-dir "$OUT/logs/startup" --repeat "${REPEAT:-7}" "${TARGETS[@]}" \
-     --json-out "$OUT/startup.json"
+     --target "mcp-gateway-run=$RUN" --json-out "$OUT/startup.json"
 fi
 if [[ $what == load || $what == all ]]; then
   # engine load time and the cost of a full garbage collection once loaded

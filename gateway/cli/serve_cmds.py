@@ -15,6 +15,7 @@ from ._common import ConfigOption, Failed, cli_errors, fail, settings_from
 
 if TYPE_CHECKING:
     from ..handshake import EarlyStart
+    from ..run_start import RunStart
     from ..serve import GatewayParts
     from ..settings import Settings
 
@@ -169,6 +170,23 @@ def _start_ahead(specs: Sequence[ServerSpec], max_bytes: int) -> dict[str, Early
     return started
 
 
+def _fast_start(started: dict[str, EarlyStart], settings: Settings) -> RunStart:
+    """Answer the client's initialize with the started servers while the gateway loads (`gateway.run_start`)."""
+    from ..run_start import start_run
+
+    fast = start_run(
+        started,
+        max_bytes=settings.max_message_bytes,
+        init_timeout_s=settings.init_timeout_s,
+        grace_s=settings.start_grace_s,
+        pins_db=settings.pins_db if settings.pins else None,
+    )
+    # Leave the cores to the starting servers until they have answered (bounded, as in wrap).
+    if not os.isatty(0):
+        fast.done.wait(timeout=3.0)
+    return fast
+
+
 def _not_started(exc: BaseException) -> str:
     """What the client of a gateway whose setup failed is told: the message the user was shown, or where to
     look for an error the CLI did not expect."""
@@ -251,6 +269,7 @@ def run_cmd(
     from ..mcpjson import check_prefixes, load_servers
 
     started: dict[str, EarlyStart] = {}
+    fast: RunStart | None = None
     try:
         disable = _disabled_by_plugins(plugin or [])
         if no_builtin:
@@ -264,8 +283,13 @@ def run_cmd(
             check_prefixes(specs, mcp_json_path)
         if transport == "stdio":
             started = _start_ahead(specs, settings.max_message_bytes)
+            if len(started) == len(specs):  # every server is local and started: they answer initialize from here
+                fast = _fast_start(started, settings)
         parts, pipes = _serving_parts(settings, policies or [], transport, start=transport != "stdio")
     except Exception as exc:
+        if fast is not None:  # the client hears why, from the thread that reads its initialize
+            fast.refuse(_not_started(exc))
+            raise
         for server in started.values():
             server.stop()
         if transport == "stdio":  # the client's initialize, if it comes, is answered with the reason
@@ -277,7 +301,7 @@ def run_cmd(
 
     try:
         if transport == "stdio":
-            run(serve_run_stdio, specs, settings, parts, started, use_uvloop=pipes)
+            run(serve_run_stdio, specs, settings, parts, started, fast, use_uvloop=pipes)
         else:
             from ..http_front import serve_run_http
 

@@ -73,12 +73,15 @@ class RawSession:
     answer; the notifications that came meanwhile are kept in `notes`, in order. The gateway's stderr goes
     to `stderr` if given."""
 
-    def __init__(self, argv: Sequence[str], env: dict[str, str], stderr: Path | None = None) -> None:
+    def __init__(
+        self, argv: Sequence[str], env: dict[str, str], stderr: Path | None = None, *, ping_first: bool = False
+    ) -> None:
         with stderr.open("wb") if stderr else open(os.devnull, "wb") as errors:
             self.process = subprocess.Popen([sys.executable, "-m", "gateway", *argv], stdin=subprocess.PIPE,
                                             stdout=subprocess.PIPE, stderr=errors, env=env)
         self.next_id = 0
         self.notes: list[dict[str, Any]] = []
+        self.pong = self.ask("ping", {}) if ping_first else None  # a client may ping before it initializes
         self.hello = self.ask("initialize", HELLO)
 
     def ask(self, method: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 from mcp import MCPError
 
 from gateway.catalogue import explain_change, item_findings, shadowing_findings, skeleton
-from gateway.pins import PinStatus, PinStore
+from gateway.pins import PinStatus, PinStore, pinned_differs
 
 from .relay_support import RAW_SERVER, gateway_env, gateway_session
 
@@ -69,6 +69,25 @@ def test_pins_are_taken_on_first_sight_and_changes_wait_for_approval(tmp_path: P
     assert store.check("srv", "tool", RUG_ECHO).status is PinStatus.SAME
     assert store.reset("srv") == 1
     assert store.rows() == []
+
+
+def test_a_pin_can_be_compared_without_writing_the_store(tmp_path: Path) -> None:
+    # run's fast start reads the pins before the gateway's own store is open: it must not write or create one
+    path = tmp_path / "pins.db"
+    assert not pinned_differs(path, "srv", "tool", RUG_ECHO) and not path.exists()  # nothing pinned anywhere
+    store = PinStore(path)
+    assert not pinned_differs(path, "srv", "tool", SAFE_ECHO)  # a store with nothing pinned yet
+    store.check("srv", "tool", SAFE_ECHO)
+    before = store.rows()
+    assert not pinned_differs(path, "srv", "tool", SAFE_ECHO)
+    assert pinned_differs(path, "srv", "tool", RUG_ECHO)
+    assert not pinned_differs(path, "other", "tool", RUG_ECHO)  # pins are per server
+    assert store.rows() == before  # no pending change recorded, nothing pinned
+    store.close()
+    # as a gateway starting finds it: closed by the last one (its write-ahead log folded in)
+    assert pinned_differs(path, "srv", "tool", RUG_ECHO) and not pinned_differs(path, "srv", "tool", SAFE_ECHO)
+    path.write_bytes(b"not a database at all, " * 100)
+    assert pinned_differs(path, "srv", "tool", SAFE_ECHO)  # unreadable: what it would say is unknown
 
 
 def _policies(tmp: Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from mcp import MCPError
 from gateway.pins import PinStore
 
 from .relay_support import (
+    HELLO,
     RAW_SERVER,
     RawSession,
     gateway_client,
@@ -652,3 +654,162 @@ def test_servers_started_ahead_are_stopped_when_no_session_comes(tmp_path: Path,
         assert gateway.returncode == 0, errors.decode(errors="replace")[-2000:]
     assert len(_starts(tmp_path)) == 1
     assert _wait_for(lambda: not _alive_with(marker), 15), "a server started ahead was left running"
+
+
+# --- the fast start (gateway.run_start): initialize answered while the gateway loads --------------------------
+
+def _script_server(marker: str, script: str) -> dict[str, object]:
+    """An mcp.json entry running `script` in Python, findable by `marker`."""
+    return {"command": sys.executable, "args": ["-c", script, marker]}
+
+
+REFUSER = (
+    "import json, sys\n"
+    "hello = json.loads(sys.stdin.readline())\n"
+    "print(json.dumps({'jsonrpc': '2.0', 'id': hello['id'],"
+    " 'error': {'code': -32602, 'message': 'unsupported protocol version', 'data': {'supported': ['2024-11-05']}}}),"
+    " flush=True)\n"
+    "sys.stdin.read()\n"
+)
+# says something before it reads the client's initialize, then serves as the raw server
+CHATTY = (
+    "import json, runpy, sys\n"
+    "print(json.dumps({'jsonrpc': '2.0', 'method': 'notifications/message',"
+    " 'params': {'level': 'info', 'data': 'chatty is up'}}), flush=True)\n"
+    f"sys.argv = [{RAW_SERVER[1]!r}]\n"
+    f"runpy.run_path({RAW_SERVER[1]!r}, run_name='__main__')\n"
+)
+
+
+def test_the_fast_answer_is_the_one_the_relay_would_give(tmp_path: Path) -> None:
+    marker = f"fast-same-{os.getpid()}-{tmp_path.name}"
+    config = write_mcp_json(tmp_path, {
+        "raw": raw_entry(RAW_SERVER_INSTRUCTIONS="Notes on raw."),
+        "demo": {"command": DEMO[0], "args": DEMO[1:]},
+        "refuser": _script_server(f"{marker}-refuser", REFUSER),
+        "gone": {"command": "sh", "args": ["-c", "exit 3"]},
+    })
+    answers = {}
+    for ping_first in (False, True):  # a client that pings first is answered by the relay alone
+        stderr = tmp_path / f"gateway-{ping_first}.stderr"
+        env = gateway_env(tmp_path, log_level="INFO")
+        session = RawSession(_run_argv(tmp_path, config), env, stderr=stderr, ping_first=ping_first)
+        try:
+            tools = session.ask("tools/list", {})["result"]["tools"]
+        finally:
+            session.close()
+        answers[ping_first] = session.hello
+        fast = "initialize answered by 2 of 4 servers while the gateway loads" in stderr.read_text(encoding="utf-8")
+        assert fast != ping_first
+        assert ping_first == (session.pong == {"jsonrpc": "2.0", "id": 0, "result": {}})
+        names = {tool["name"].split("__")[0] for tool in tools}
+        assert names == {"raw", "demo"}, names
+    assert answers[False]["result"] == answers[True]["result"]
+    said = answers[False]["result"]["instructions"]
+    assert "raw: Notes on raw." in said
+    assert "refuser: unavailable (unsupported protocol version)" in said
+    assert "gone: unavailable (mcp-gateway: server 'gone' stopped while handling initialize (exit code 3" in said
+    assert _wait_for(lambda: not _alive_with(marker), 15), "the server that refused initialize was left running"
+
+
+def test_a_server_that_hangs_in_the_fast_initialize_is_named_after_its_timeout_and_stopped(tmp_path: Path) -> None:
+    marker = f"fast-hang-{os.getpid()}-{tmp_path.name}"
+    config = write_mcp_json(tmp_path, {
+        "raw": raw_entry(),
+        "sleepy": _script_server(marker, "import time; time.sleep(600)"),
+    })
+    env = gateway_env(tmp_path, init_timeout_s="1", start_grace_s="30")
+    started = time.monotonic()
+    session = RawSession(_run_argv(tmp_path, config), env)
+    try:
+        waited = time.monotonic() - started
+        said = session.hello["result"]["instructions"]
+        tools = session.ask("tools/list", {})["result"]["tools"]
+        stopped = _wait_for(lambda: not _alive_with(marker), 15)
+    finally:
+        session.close()
+    assert waited < 20  # the timeout, not the grace
+    assert "sleepy: unavailable (mcp-gateway: server 'sleepy' did not answer initialize within 1 s" in said
+    assert "raise init_timeout_s" in said
+    assert [tool["name"] for tool in tools if tool["name"].startswith("sleepy__")] == []
+    assert stopped, "the server that hung in initialize was left running"
+
+
+def test_what_comes_around_the_fast_answer_reaches_its_side(tmp_path: Path) -> None:
+    config = write_mcp_json(tmp_path, {"chatty": _script_server("chatty", CHATTY)})
+    gateway = subprocess.Popen([sys.executable, "-m", "gateway", *_run_argv(tmp_path, config)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               env=gateway_env(tmp_path))
+    assert gateway.stdin is not None and gateway.stdout is not None
+    # the client says everything at once: the fast start reads the first line, the relay the rest
+    said = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": HELLO},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "chatty__echo",
+                                                                        "arguments": {"text": "pipelined"}}},
+    ]
+    gateway.stdin.write(b"".join(json.dumps(message).encode() + b"\n" for message in said))
+    gateway.stdin.flush()
+    heard: list[dict[str, object]] = []
+    pending = b""
+    deadline = time.monotonic() + 60
+    while not any(message.get("id") == 2 for message in heard):
+        assert select.select([gateway.stdout], [], [], max(0.0, deadline - time.monotonic()))[0], heard
+        chunk = os.read(gateway.stdout.fileno(), 65536)
+        assert chunk, f"the gateway closed its stdout; it had said {heard}"
+        *lines, pending = (pending + chunk).split(b"\n")
+        heard += [json.loads(line) for line in lines]
+    gateway.stdin.close()
+    gateway.wait(30)
+    gateway.stdout.close()
+    assert heard[0]["id"] == 1 and "result" in heard[0]
+    notes = [message["params"]["data"] for message in heard if message.get("method") == "notifications/message"]
+    assert notes == ["chatty is up"]  # what the server said before its answer was kept for the relay
+    assert "pipelined" in json.dumps(heard[-1]["result"])
+    log = (tmp_path / "server.log").read_text(encoding="utf-8")
+    told = [json.loads(line).get("method") for line in log.splitlines()]
+    assert told[:3] == ["initialize", "notifications/initialized", "tools/call"]
+
+
+def test_a_setup_that_fails_after_the_fast_answer_is_told_to_the_client(tmp_path: Path) -> None:
+    marker = f"fast-refused-{os.getpid()}-{tmp_path.name}"
+    policies = _policies(tmp_path)
+    (policies / "broken.md").write_text("---\nid: [not, a, name\n---\nBroken front matter.\n", encoding="utf-8")
+    config = write_mcp_json(tmp_path, {"raw": _counted_server(tmp_path, marker)})
+    gateway = subprocess.Popen([sys.executable, "-m", "gateway", *_run_argv(tmp_path, config, policies)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=gateway_env(tmp_path))
+    hello = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": HELLO}).encode() + b"\n"
+    out, errors = gateway.communicate(hello, timeout=60)
+    heard = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert gateway.returncode != 0 and b"broken.md" in errors
+    assert heard, "the client heard nothing"
+    if "result" in heard[0]:  # answered before the setup failed: the reason follows as a log message
+        told = heard[1]["params"]["data"]
+        assert heard[1]["method"] == "notifications/message" and heard[1]["params"]["level"] == "error"
+    else:  # the setup failed first: the initialize itself is refused
+        told = heard[0]["error"]["message"]
+    assert "mcp-gateway could not start" in told and "broken.md" in told
+    assert _wait_for(lambda: not _alive_with(marker), 15), "the server was left running"
+
+
+def test_when_no_server_answers_the_fast_start_leaves_the_answer_to_the_relay(tmp_path: Path) -> None:
+    config = write_mcp_json(tmp_path, {
+        "one": {"command": "sh", "args": ["-c", "exit 3"]},
+        "two": {"command": "sh", "args": ["-c", "echo not json; exit 4"]},
+    })
+    session = RawSession(_run_argv(tmp_path, config), gateway_env(tmp_path))
+    session.close()
+    error = session.hello["error"]["message"]
+    assert error.startswith("mcp-gateway: no server started: ")
+    assert "one: mcp-gateway: server 'one' stopped while handling initialize (exit code 3" in error
+    assert "two: mcp-gateway: server 'two' stopped while handling initialize (exit code 4" in error
+
+
+def test_the_fast_starts_error_codes_are_the_sdks() -> None:
+    # gateway.run_start does not import the SDK (that import is what it saves): its copies must stay equal
+    from gateway import run_start
+
+    assert run_start.CONNECTION_CLOSED == types.CONNECTION_CLOSED
+    assert run_start.REQUEST_TIMEOUT == types.REQUEST_TIMEOUT
+    assert run_start.INTERNAL_ERROR == types.INTERNAL_ERROR
