@@ -93,6 +93,8 @@ class RunStart(ClientHello):
     init_timeout_s: float
     grace_s: float
     pins_db: Path | None  # where the pins are (None: pins are off)
+    unstarted: dict[str, str] = field(default_factory=dict)  # servers whose process could not start: why
+    order: list[str] = field(default_factory=list)  # every server's name, in the config's order
     init_params: dict[str, Any] | None = None  # the client's initialize, once answered here
     late: list[str] = field(default_factory=list)  # servers still starting when the client was answered
     _changed: threading.Event = field(default_factory=threading.Event)
@@ -102,9 +104,9 @@ class RunStart(ClientHello):
             early.stop()
 
     def failures(self) -> dict[str, str]:
-        """Why each server whose initialize failed did not start, by name."""
+        """Why each server that could not start, or whose initialize failed, did not start, by name."""
         failed = {name: early.init_error for name, early in self.servers.items() if early.init_error is not None}
-        return {name: str(error["message"]) for name, error in failed.items()}
+        return {**self.unstarted, **{name: str(error["message"]) for name, error in failed.items()}}
 
     def _wait_for_servers(self) -> list[str]:
         """Until every server has answered initialize, or `grace_s` after the first did: the ones still starting."""
@@ -141,11 +143,26 @@ class RunStart(ClientHello):
 
 
 def start_run(
-    servers: dict[str, EarlyStart], *, max_bytes: int, init_timeout_s: float, grace_s: float, pins_db: Path | None
+    servers: dict[str, EarlyStart],
+    *,
+    unstarted: dict[str, str],
+    order: list[str],
+    max_bytes: int,
+    init_timeout_s: float,
+    grace_s: float,
+    pins_db: Path | None,
 ) -> RunStart:
-    """Begin the fast start of `run` on a thread of its own: it waits for the client's first message."""
+    """Begin the fast start of `run` on a thread of its own: it waits for the client's first message. `servers`
+    are the ones started, `unstarted` the ones that could not be (and why), `order` all their names in the
+    config's order."""
     run = RunStart(
-        servers=servers, max_bytes=max_bytes, init_timeout_s=init_timeout_s, grace_s=grace_s, pins_db=pins_db
+        servers=servers,
+        unstarted=unstarted,
+        order=order,
+        max_bytes=max_bytes,
+        init_timeout_s=init_timeout_s,
+        grace_s=grace_s,
+        pins_db=pins_db,
     )
     run._thread = threading.Thread(target=_run_handshake, args=(run,), name="mcp-gateway-handshake", daemon=True)
     run._thread.start()
@@ -187,7 +204,7 @@ def _run_handshake(run: RunStart) -> None:
         failures = run.failures()
         unavailable = {
             server_prefix(name): late_note(run.grace_s) if name in late else failures[name]
-            for name in run.servers
+            for name in run.order
             if name in late or name in failures
         }
         params: dict[str, Any] = message["params"] if isinstance(message.get("params"), dict) else {}
@@ -197,7 +214,7 @@ def _run_handshake(run: RunStart) -> None:
         if run._answer(frame):
             run.init_params, run.late = dict(params), late
             logger.info(
-                "initialize answered by %d of %d servers while the gateway loads", len(results), len(run.servers)
+                "initialize answered by %d of %d servers while the gateway loads", len(results), len(run.order)
             )
     except (OSError, ValueError) as exc:
         logger.warning("fast start failed (%s); continuing without it", exc)

@@ -152,30 +152,35 @@ def wrap(
         parts.close()
 
 
-def _start_ahead(specs: Sequence[ServerSpec], max_bytes: int) -> dict[str, EarlyStart]:
+def _start_ahead(specs: Sequence[ServerSpec], max_bytes: int) -> tuple[dict[str, EarlyStart], dict[str, str]]:
     """Start every stdio server of a `run` now, by name: each takes about as long to start as the gateway
-    takes to load, and the client's initialize waits for both. A server that cannot start is left to the
-    relay, which says why when the client initializes."""
+    takes to load, and the client's initialize waits for both. A server that cannot start is said so to the
+    client at initialize: its reason is the second dict, by name."""
     from ..errors import DownstreamError
     from ..handshake import spawn_server
 
     started: dict[str, EarlyStart] = {}
+    unstarted: dict[str, str] = {}
     for spec in specs:
         if spec.stdio is None:
             continue
         try:
             started[spec.name] = spawn_server(spec.name, spec.stdio, max_bytes=max_bytes)
-        except DownstreamError:
-            continue
-    return started
+        except DownstreamError as exc:
+            unstarted[spec.name] = str(exc)
+    return started, unstarted
 
 
-def _fast_start(started: dict[str, EarlyStart], settings: Settings) -> RunStart:
+def _fast_start(
+    specs: Sequence[ServerSpec], started: dict[str, EarlyStart], unstarted: dict[str, str], settings: Settings
+) -> RunStart:
     """Answer the client's initialize with the started servers while the gateway loads (`gateway.run_start`)."""
     from ..run_start import start_run
 
     fast = start_run(
         started,
+        unstarted=unstarted,
+        order=[spec.name for spec in specs],
         max_bytes=settings.max_message_bytes,
         init_timeout_s=settings.init_timeout_s,
         grace_s=settings.start_grace_s,
@@ -282,9 +287,9 @@ def run_cmd(
             specs = load_servers(mcp_json_path.expanduser())
             check_prefixes(specs, mcp_json_path)
         if transport == "stdio":
-            started = _start_ahead(specs, settings.max_message_bytes)
-            if len(started) == len(specs):  # every server is local and started: they answer initialize from here
-                fast = _fast_start(started, settings)
+            started, unstarted = _start_ahead(specs, settings.max_message_bytes)
+            if started and len(started) + len(unstarted) == len(specs):  # no remote server: all answer from here
+                fast = _fast_start(specs, started, unstarted, settings)
         parts, pipes = _serving_parts(settings, policies or [], transport, start=transport != "stdio")
     except Exception as exc:
         if fast is not None:  # the client hears why, from the thread that reads its initialize

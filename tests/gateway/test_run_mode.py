@@ -688,6 +688,7 @@ def test_the_fast_answer_is_the_one_the_relay_would_give(tmp_path: Path) -> None
         "demo": {"command": DEMO[0], "args": DEMO[1:]},
         "refuser": _script_server(f"{marker}-refuser", REFUSER),
         "gone": {"command": "sh", "args": ["-c", "exit 3"]},
+        "missing": {"command": str(tmp_path / "no-such-server")},  # cannot even start
     })
     answers = {}
     for ping_first in (False, True):  # a client that pings first is answered by the relay alone
@@ -699,7 +700,7 @@ def test_the_fast_answer_is_the_one_the_relay_would_give(tmp_path: Path) -> None
         finally:
             session.close()
         answers[ping_first] = session.hello
-        fast = "initialize answered by 2 of 4 servers while the gateway loads" in stderr.read_text(encoding="utf-8")
+        fast = "initialize answered by 2 of 5 servers while the gateway loads" in stderr.read_text(encoding="utf-8")
         assert fast != ping_first
         assert ping_first == (session.pong == {"jsonrpc": "2.0", "id": 0, "result": {}})
         names = {tool["name"].split("__")[0] for tool in tools}
@@ -709,6 +710,8 @@ def test_the_fast_answer_is_the_one_the_relay_would_give(tmp_path: Path) -> None
     assert "raw: Notes on raw." in said
     assert "refuser: unavailable (unsupported protocol version)" in said
     assert "gone: unavailable (mcp-gateway: server 'gone' stopped while handling initialize (exit code 3" in said
+    missing = str(tmp_path / "no-such-server")
+    assert f"missing: unavailable (server 'missing': command {missing!r} does not exist; fix the path" in said
     assert _wait_for(lambda: not _alive_with(marker), 15), "the server that refused initialize was left running"
 
 
