@@ -25,6 +25,7 @@ from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from .errors import DownstreamError, server_stopped, server_timed_out
 from .handshake import EarlyStart
+from .remote_start import RemoteStart
 from .specs import Limits, ServerSpec
 from .transports import stdio_downstream
 
@@ -92,8 +93,12 @@ class Downstream:
         *,
         limits: Limits,
         started: EarlyStart | None = None,
+        fast: RemoteStart | None = None,
     ) -> None:
         self.spec = spec
+        # a remote server whose initialize the fast start of `wrap --url` sent: the first connection's HTTP layer
+        # answers the SDK's initialize with the recorded result and session id
+        self._fast = fast
         # a stdio server's process started ahead (run mode starts them while the gateway loads): the first
         # connection takes it over instead of starting one
         self._started = started
@@ -276,7 +281,7 @@ class Downstream:
         assert spec.url is not None
         import httpx2
 
-        from .remote import bounded_client, bounded_client_factory
+        from .remote import ReplayedInitialize, bounded_client, bounded_client_factory
 
         headers = dict(spec.headers)
         limit = self.limits.max_message_bytes
@@ -295,8 +300,11 @@ class Downstream:
                 from mcp.client.streamable_http import streamable_http_client
 
                 timeout = httpx2.Timeout(self.limits.request_timeout_s)
+                recorded = self._fast.take() if self._fast is not None else None
+                replay = ReplayedInitialize(*recorded) if recorded is not None else None
+                http_client = bounded_client(limit, sse_lines=False, headers=headers, timeout=timeout, transport=replay)
                 async with (
-                    bounded_client(limit, sse_lines=False, headers=headers, timeout=timeout) as http,
+                    http_client as http,
                     streamable_http_client(spec.url, http_client=http, max_sse_event_size=limit) as streams,
                 ):
                     yield streams[0], streams[1], None

@@ -107,15 +107,16 @@ class ClientHello:
                 return False
         return True
 
-    def _answer(self, frame: bytes) -> bool:
+    def _answer(self, frame: bytes, *, initialized: bool = True) -> bool:
         """Write the answer to the client's initialize, unless the gateway has refused meanwhile (then the
-        refusal is the answer); whether it was written."""
+        refusal is the answer); whether it was written. Not `initialized`: an error, after which the relay
+        serves the session as one that has not initialized yet."""
         with self._lock:
             if self._refusal is not None:
                 self._refuse_owed()
                 return False
             os.write(1, frame + b"\n")
-            self.answered = True
+            self.answered = initialized
             self._owed_id = None
         return True
 

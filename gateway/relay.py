@@ -10,6 +10,7 @@ them with only the token changed. Guards act only on the messages that carry con
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import secrets
@@ -27,6 +28,7 @@ from mcp.shared.transport_context import TransportContext
 from .downstream import DOWNSTREAM_UNAVAILABLE, Downstream
 from .errors import DownstreamError, failure, log_failure
 from .guards import SERVER_TEXT_FIELDS, Guard
+from .remote_start import RemoteStart
 
 __all__ = [
     "CHECKED_REQUESTS", "DISPATCHER_OWNED", "NoteOrder", "ProgressRoutes", "ToolSource", "WrapRelay", "checked_error",
@@ -156,7 +158,8 @@ class WrapRelay:
         self.order = NoteOrder()
         self.progress = ProgressRoutes()
 
-    async def serve(self, read: Any, write: Any) -> None:
+    async def serve(self, read: Any, write: Any, answered: RemoteStart | None = None) -> None:
+        """Relay one client session; `answered`, the fast start that already answered its initialize."""
         # initialize runs inline: the client's notifications/initialized must not overtake it downstream.
         up: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(
             read, write, inline_methods=frozenset({"initialize"})
@@ -165,9 +168,27 @@ class WrapRelay:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             self.downstream.bind(tg, self._server_request, self._server_notify)
+            if answered is not None and answered.init_params is not None:
+                await self._take_over(answered.init_params)
             await up.run(self._client_request, self._client_notify)
             await self.downstream.close(for_good=True)
             tg.cancel_scope.cancel()
+
+    async def _take_over(self, params: dict[str, Any]) -> None:
+        """Connect to the session the fast start initialized (its HTTP layer replays the answer); the
+        instructions are checked once the engine is ready. A failure is logged: the next request starts the
+        connection again, with an initialize of its own."""
+        assert self._tg is not None
+        name = self.downstream.name
+        try:
+            result = await self.downstream.initialize(params)
+        except (MCPError, DownstreamError) as exc:
+            message = exc.error.message if isinstance(exc, MCPError) else str(exc)
+            logger.error("server %r: the session its fast start opened could not be taken over: %s", name, message)
+            return
+        if self.guard is not None:
+            checked = functools.partial(self.guard.initialize_result, name, result)
+            self._tg.start_soon(self.guard.in_background, "instructions", name, checked)
 
     async def _client_request(
         self, dctx: DispatchContext[TransportContext], method: str, params: Mapping[str, Any] | None

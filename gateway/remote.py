@@ -12,6 +12,7 @@ clients keep httpx's own transport, so proxies from the environment and TLS sett
 
 from __future__ import annotations
 
+import json
 import re
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,7 +24,7 @@ from mcp_types import CONNECTION_CLOSED, PARSE_ERROR
 
 from .errors import MESSAGE_TOO_LARGE
 
-__all__ = ["bounded_client", "bounded_client_factory", "too_large_error"]
+__all__ = ["ReplayedInitialize", "bounded_client", "bounded_client_factory", "too_large_error"]
 
 _MARK = "over the max_message_bytes limit"
 _SLICE = 1 << 16  # bytes decompressed at a time
@@ -145,6 +146,34 @@ def bounded_client(
     headers = {**dict(options.pop("headers", None) or {}), "Accept-Encoding": "identity"}
     hook = _bounding(limit, sse_lines=sse_lines, refused=refused)
     return httpx2.AsyncClient(headers=headers, event_hooks={"response": [hook]}, **options)
+
+
+class ReplayedInitialize(httpx2.AsyncBaseTransport):
+    """The HTTP layer of a connection whose initialize the fast start of `wrap --url` already sent
+    (`gateway.remote_start`): the first initialize POST is answered with the recorded result and session id,
+    under the id the SDK gave it, and reaches the server no more; everything else goes to the server."""
+
+    def __init__(self, result: dict[str, Any], session_id: str | None) -> None:
+        self._inner = httpx2.AsyncHTTPTransport()
+        self._recorded: tuple[dict[str, Any], str | None] | None = (result, session_id)
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if self._recorded is not None and request.method == "POST":
+            try:
+                message = json.loads(await request.aread())
+            except ValueError:
+                message = None
+            if isinstance(message, dict) and message.get("method") == "initialize" and "id" in message:
+                (result, session_id), self._recorded = self._recorded, None
+                headers = {"content-type": "application/json"}
+                if session_id:
+                    headers["mcp-session-id"] = session_id
+                body = json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result}).encode()
+                return httpx2.Response(200, headers=headers, content=body, request=request)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 def bounded_client_factory(limit: int, refused: Callable[[str], None]) -> Any:

@@ -20,6 +20,7 @@ from .guards import Guard
 from .handshake import EarlyStart
 from .pins import PinStore
 from .relay import WrapRelay
+from .remote_start import RemoteStart
 from .run_start import RunStart
 from .runtime import build_runtime
 from .settings import Settings
@@ -60,8 +61,10 @@ def make_parts(settings: Settings, extra_policies: Sequence[Path] = (), *, start
     return GatewayParts(host, audit, pins)
 
 
-def make_downstream(spec: ServerSpec, settings: Settings, started: EarlyStart | None = None) -> Downstream:
-    return Downstream(spec, limits=limits_of(settings), started=started)
+def make_downstream(
+    spec: ServerSpec, settings: Settings, started: EarlyStart | None = None, fast: RemoteStart | None = None
+) -> Downstream:
+    return Downstream(spec, limits=limits_of(settings), started=started, fast=fast)
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -74,8 +77,13 @@ def limits_of(settings: Settings) -> Limits:
 
 
 async def serve_wrap_stdio(
-    spec: ServerSpec, settings: Settings, parts: GatewayParts, early: EarlyStart | None = None
+    spec: ServerSpec,
+    settings: Settings,
+    parts: GatewayParts,
+    early: EarlyStart | None = None,
+    fast: RemoteStart | None = None,
 ) -> None:
+    """Serve `wrap` on stdio; `early` is the stdio server's fast start, `fast` the remote server's."""
     # Loading the models takes both cores for seconds; it starts once the server has answered initialize
     # (over a remote server, when the guard sees that answer).
     if early is not None:
@@ -85,8 +93,11 @@ async def serve_wrap_stdio(
         relay = StdioRelay(spec, parts.guard(), limits=limits_of(settings))
         await relay.serve(early)
         return
-    async with stdio_upstream(max_message_bytes=settings.max_message_bytes) as (read, write):
-        await WrapRelay(make_downstream(spec, settings), parts.guard()).serve(read, write)
+    if fast is not None:
+        await anyio.to_thread.run_sync(fast.wait, abandon_on_cancel=True)
+    leftover = fast.client_leftover if fast is not None else b""
+    async with stdio_upstream(max_message_bytes=settings.max_message_bytes, leftover=leftover) as (read, write):
+        await WrapRelay(make_downstream(spec, settings, fast=fast), parts.guard()).serve(read, write, fast)
 
 
 async def serve_run_stdio(

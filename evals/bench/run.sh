@@ -51,8 +51,15 @@ if [[ $what == startup || $what == all ]]; then
   # start-up also through `run`, with the same server as the one entry of an mcp.json
   printf '{"mcpServers": {"bench": {"command": "%s", "args": ["%s"]}}}\n' "$PYB" "$HARNESS/downstream_server.py" > "$WORK/mcp.json"
   RUN="env MCP_GATEWAY_AUDIT_DB=$WORK/audit.db MCP_GATEWAY_PINS_DB=$WORK/pins.db MCP_GATEWAY_ENGINE_READY_TIMEOUT_S=600 $ROOT/.venv/bin/mcp-gateway run --mcp-json-path $WORK/mcp.json"
+  # and through `wrap --url`, in front of the repo's remote test server (already running: its row is all gateway)
+  URL_PORT=${URL_PORT:-18799}
+  "$ROOT/.venv/bin/python" "$ROOT/tests/servers/remote_server.py" "$URL_PORT" stream 2> "$WORK/remote.log" &
+  REMOTE_PID=$!
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$URL_PORT") 2>/dev/null && break; sleep 0.1; done
+  URLW="env MCP_GATEWAY_AUDIT_DB=$WORK/audit.db MCP_GATEWAY_PINS_DB=$WORK/pins.db MCP_GATEWAY_ENGINE_READY_TIMEOUT_S=600 $ROOT/.venv/bin/mcp-gateway wrap --name bench --url http://127.0.0.1:$URL_PORT/mcp"
   $H startup "${CWD[@]}" --stderr-dir "$OUT/logs/startup" --repeat "${REPEAT:-7}" "${TARGETS[@]}" \
-     --target "mcp-gateway-run=$RUN" --json-out "$OUT/startup.json"
+     --target "mcp-gateway-run=$RUN" --target "mcp-gateway-url=$URLW" --json-out "$OUT/startup.json"
+  kill "$REMOTE_PID"
 fi
 if [[ $what == load || $what == all ]]; then
   # engine load time and the cost of a full garbage collection once loaded

@@ -72,10 +72,14 @@ def main(results: Path, out: Path) -> None:
             }
         direct = summary["startup"].get("direct", {}).get("init_p50_ms", 0)
         for target, values in summary["startup"].items():
-            added = values["init_p50_ms"] - direct
+            if target.endswith("-url"):  # in front of a server already running: the whole time is the gateway's
+                added, said = values["init_p50_ms"], f"{values['init_p50_ms']} in all (target ≤ 500)"
+            else:
+                added = values["init_p50_ms"] - direct
+                said = f"{added:+d} (target ≤ 500)"
             values["init_added_ms"] = added
             startup_lines.append(
-                f"| {target} | {values['init_p50_ms']} | {added:+d} (target ≤ 500) | {values['tools_list_p50_ms']} | "
+                f"| {target} | {values['init_p50_ms']} | {said} | {values['tools_list_p50_ms']} | "
                 f"{_num(values['rss_tree_mib'])} |"
             )
         lines += ["", *startup_lines]

@@ -15,6 +15,7 @@ from ._common import ConfigOption, Failed, cli_errors, fail, settings_from
 
 if TYPE_CHECKING:
     from ..handshake import EarlyStart
+    from ..remote_start import RemoteStart
     from ..run_start import RunStart
     from ..serve import GatewayParts
     from ..settings import Settings
@@ -128,19 +129,32 @@ def wrap(
             name=server_name, url=url, transport=remote_transport, headers=tuple(_header(h) for h in header or [])
         )
     token = _http_token(http_token) if transport == "http" else None
+    fast: RemoteStart | None = None
     try:
         settings = _serving_settings(config, judge_model, judge_api_base, no_builtin, no_audit, audit_db)
+        if url and transport == "stdio" and remote_transport == "http":
+            # Send the client's initialize to the server and relay its answer while the rest loads.
+            from ..remote_start import start_remote
+
+            fast = start_remote(
+                server_name,
+                url,
+                dict(spec.headers),
+                max_bytes=settings.max_message_bytes,
+                timeout_s=settings.init_timeout_s,
+            )
         # over stdio the models load once the server has answered initialize, not alongside its start
         parts, pipes = _serving_parts(settings, policies or [], transport, start=transport != "stdio")
     except BaseException as exc:  # the client is told why (`EarlyStart.refuse`), not left with a server that vanished
-        if early is not None:
-            early.refuse(_not_started(exc))
+        for started in (early, fast):
+            if started is not None:
+                started.refuse(_not_started(exc))
         raise
     from ..serve import run, serve_wrap_stdio
 
     try:
         if transport == "stdio":
-            run(serve_wrap_stdio, spec, settings, parts, early, use_uvloop=pipes)
+            run(serve_wrap_stdio, spec, settings, parts, early, fast, use_uvloop=pipes)
         else:
             from ..http_front import serve_wrap_http
 

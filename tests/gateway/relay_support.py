@@ -99,6 +99,13 @@ class RawSession:
             if "id" not in answer:
                 self.notes.append(answer)
 
+    def tell(self, method: str, params: dict[str, Any] | None = None) -> None:
+        """Send a notification."""
+        assert self.process.stdin is not None
+        message = {"jsonrpc": "2.0", "method": method, **({"params": params} if params is not None else {})}
+        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+        self.process.stdin.flush()
+
     def close(self) -> None:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.close()

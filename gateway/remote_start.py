@@ -1,0 +1,221 @@
+"""A fast start for ``wrap --url``: the client's ``initialize`` sent to the remote server, and its answer
+relayed, while the gateway loads.
+
+The gateway's relay speaks Streamable HTTP through the MCP SDK, whose import alone takes about a
+second. Here a thread reads the client's first message and, if it is ``initialize``, POSTs it to the
+server with the standard library (the request id swapped, as in ``gateway.handshake``), reads the
+answer (a JSON body or an event stream), and relays a result to the client, text hidden in the
+server's instructions removed. When the relay has loaded, its SDK client sends the same initialize,
+and the gateway's HTTP layer answers it with the recorded result and session id instead of the
+server (``replay_transport``): one session, initialized once, that the SDK then carries on.
+
+A status other than 200 (a 401 for missing credentials, a 404 for a wrong URL) is answered here, with
+the status and what to do; a server that does not answer within ``init_timeout_s`` is said so, as the
+relay would. Anything else out of the ordinary (a proxy to go through, an error answer, a connection
+that fails) leaves the initialize to the relay, which sends it as always and reports what went wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import logging
+import threading
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import server_timed_out
+from .frames import error_frame
+from .handshake import INIT_ID, ClientHello, _read_line, initialize_request
+
+__all__ = ["RemoteStart", "start_remote"]
+
+logger = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = -32001  # mcp_types.REQUEST_TIMEOUT (not imported here: see the module's note)
+DOWNSTREAM_UNAVAILABLE = -32043  # gateway.downstream's (which imports the SDK)
+SESSION_HEADER = "mcp-session-id"
+
+
+@dataclass(kw_only=True)
+class RemoteStart(ClientHello):
+    """The fast start of `wrap --url` (Streamable HTTP): once `answered`, the result the client was given and
+    the server's session id, for the relay's HTTP layer to give its SDK client."""
+
+    name: str
+    url: str
+    headers: dict[str, str]
+    max_bytes: int
+    timeout_s: float
+    init_params: dict[str, Any] | None = None
+    init_result: dict[str, Any] | None = None
+    session_id: str | None = None
+    _consumed: bool = field(default=False, repr=False)
+
+    def stop(self) -> None:
+        """End the session the server opened for an initialize the gateway answered and cannot serve."""
+        if self.answered:
+            _end_session(self)
+
+    def take(self) -> tuple[dict[str, Any], str | None] | None:
+        """The recorded result and session id, once: for the relay's first initialize only."""
+        if not self.answered or self._consumed or self.init_result is None:
+            return None
+        self._consumed = True
+        return self.init_result, self.session_id
+
+
+def start_remote(
+    name: str, url: str, headers: dict[str, str], *, max_bytes: int, timeout_s: float
+) -> RemoteStart | None:
+    """Begin the fast start on a thread of its own; None where it does not apply (a proxy would carry the
+    requests: the relay's HTTP client honours proxies, and both must reach the server the same way)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    proxies = urllib.request.getproxies()
+    if (parts.scheme in proxies or "all" in proxies) and not urllib.request.proxy_bypass(parts.hostname):
+        return None
+    fast = RemoteStart(name=name, url=url, headers=dict(headers), max_bytes=max_bytes, timeout_s=timeout_s)
+    fast._thread = threading.Thread(target=_remote_handshake, args=(fast,), name="mcp-gateway-handshake", daemon=True)
+    fast._thread.start()
+    return fast
+
+
+def _request(fast: RemoteStart, method: str, body: bytes | None, timeout_s: float) -> http.client.HTTPResponse:
+    parts = urllib.parse.urlsplit(fast.url)
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        import ssl
+
+        try:
+            import certifi  # what the relay's HTTP client trusts
+
+            context = ssl.create_default_context(cafile=certifi.where())
+        except ImportError:
+            context = ssl.create_default_context()
+        connection = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout_s, context=context)
+    else:
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout_s)
+    path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    headers = {
+        **fast.headers,
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "Accept-Encoding": "identity",
+    }
+    if method != "POST" and fast.session_id:
+        headers[SESSION_HEADER] = fast.session_id
+    connection.request(method, path, body=body, headers=headers)
+    return connection.getresponse()
+
+
+def _read_answer(response: http.client.HTTPResponse, limit: int, deadline: float) -> dict[str, Any] | None:
+    """The answer with id INIT_ID in a JSON body or an event stream; None when there is none (or too much)."""
+    kind = (response.getheader("content-type") or "").split(";")[0].strip().lower()
+    if kind == "application/json":
+        body = response.read(limit + 1)
+        if len(body) > limit:
+            return None
+        answer = json.loads(body)
+        return answer if isinstance(answer, dict) and answer.get("id") == INIT_ID else None
+    if kind != "text/event-stream":
+        return None
+    data: list[bytes] = []
+    read = 0
+    while time.monotonic() < deadline:
+        line = response.readline(limit + 1)
+        read += len(line)
+        if not line or read > limit:
+            return None
+        line = line.rstrip(b"\r\n")
+        if line.startswith(b"data:"):
+            data.append(line[5:].removeprefix(b" "))
+        elif not line and data:  # an event ends
+            try:
+                answer = json.loads(b"\n".join(data))
+            except ValueError:
+                answer = None
+            data = []
+            if isinstance(answer, dict) and answer.get("id") == INIT_ID:
+                return answer
+    raise TimeoutError
+
+
+def _remote_handshake(fast: RemoteStart) -> None:
+    client = bytearray()
+    owed: bytes | None = None  # the client's initialize, taken but not yet answered
+    try:
+        line = _read_line(0, client, fast.max_bytes)
+        if line is None:
+            return
+        message = initialize_request(line)
+        if message is None:
+            client[:0] = line + b"\n"  # not a handshake-era start: the relay handles it as usual
+            return
+        owed = line
+        if not fast._owe(message["id"]):
+            owed = None
+            return
+        body = json.dumps({**message, "id": INIT_ID}).encode()
+        deadline = time.monotonic() + fast.timeout_s
+        try:
+            response = _request(fast, "POST", body, fast.timeout_s)
+            if response.status != 200:  # said here, where the status is known (the SDK's error does not name it)
+                owed = None
+                text = _refused_text(fast, response)
+                fast._answer(error_frame(message["id"], DOWNSTREAM_UNAVAILABLE, text), initialized=False)
+                return
+            fast.session_id = response.getheader(SESSION_HEADER)
+            with contextlib.closing(response):
+                answer = _read_answer(response, fast.max_bytes, deadline)
+        except TimeoutError:  # said as the relay would; the session has not initialized, and the relay serves on
+            owed = None
+            text = server_timed_out(fast.name, "initialize", fast.timeout_s)
+            fast._answer(error_frame(message["id"], REQUEST_TIMEOUT, text), initialized=False)
+            return
+        if answer is None or not isinstance(answer.get("result"), dict):
+            return  # an error, or nothing the gateway reads: the relay sends it again and relays that
+        result: dict[str, Any] = answer["result"]
+        from policy.detectors.hidden import find_hidden
+
+        shown = result
+        if isinstance(result.get("instructions"), str) and find_hidden(result["instructions"]):
+            logger.warning("server %r: its instructions hide text from people; they were removed", fast.name)
+            shown = {key: value for key, value in result.items() if key != "instructions"}
+        frame = json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": shown}, ensure_ascii=False).encode()
+        owed = None
+        if fast._answer(frame):
+            fast.init_params = message["params"] if isinstance(message.get("params"), dict) else {}
+            fast.init_result = result
+            logger.info("initialize answered by server %r while the gateway loads", fast.name)
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        logger.debug("fast start of %s failed (%s); the relay initializes it", fast.url, exc)
+    finally:
+        if owed is not None:
+            client[:0] = owed + b"\n"
+            _end_session(fast)  # a session the server opened for an answer the relay will ask for again
+        fast.client_leftover = bytes(client)
+        fast.done.set()
+
+
+def _refused_text(fast: RemoteStart, response: http.client.HTTPResponse) -> str:
+    said = f"mcp-gateway: server {fast.name!r} at {fast.url} answered initialize with HTTP {response.status}"
+    said += f" {response.reason}" if response.reason else ""
+    if response.status in (401, 403):
+        return said + "; it asks for credentials: give them with --header (e.g. 'Authorization: Bearer <token>')"
+    if response.status in (404, 405):
+        return said + "; check the URL (use --remote-transport sse for a server on the older HTTP+SSE transport)"
+    if 300 <= response.status < 400 and response.getheader("location"):
+        return said + f"; it redirects to {response.getheader('location')}: give that URL to --url"
+    return said
+
+
+def _end_session(fast: RemoteStart) -> None:
+    if fast.session_id:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            _request(fast, "DELETE", None, 2.0).close()
