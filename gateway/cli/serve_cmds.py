@@ -293,17 +293,18 @@ def run_cmd(
         disable = _disabled_by_plugins(plugin or [])
         if no_builtin:
             disable = None  # the plugins choose among built-in policies, and there are none
+        with cli_errors():
+            specs = load_servers(mcp_json_path.expanduser())
+            check_prefixes(specs, mcp_json_path)
+        unstarted: dict[str, str] = {}
+        if transport == "stdio":  # before the settings are read (pydantic's import): the servers start sooner
+            started, unstarted = _start_ahead(specs, _max_message_bytes())
         settings = _serving_settings(config, judge_model, judge_api_base, no_builtin, no_audit, audit_db)
         if disable:  # what the plugins leave out, on top of what the settings already switch off
             settings = settings.model_copy(update={"disable": list(dict.fromkeys([*settings.disable, *disable]))})
         token = _http_token(http_token) if transport == "http" else None
-        with cli_errors():
-            specs = load_servers(mcp_json_path.expanduser())
-            check_prefixes(specs, mcp_json_path)
-        if transport == "stdio":
-            started, unstarted = _start_ahead(specs, settings.max_message_bytes)
-            if started and len(started) + len(unstarted) == len(specs):  # no remote server: all answer from here
-                fast = _fast_start(specs, started, unstarted, settings)
+        if started and len(started) + len(unstarted) == len(specs):  # no remote server: all answer from here
+            fast = _fast_start(specs, started, unstarted, settings)
         parts, pipes = _serving_parts(settings, policies or [], transport, start=transport != "stdio")
     except Exception as exc:
         if fast is not None:  # the client hears why, from the thread that reads its initialize

@@ -632,7 +632,7 @@ def test_run_starts_its_servers_while_it_loads_and_the_relay_takes_them_over(tmp
     assert _wait_for(lambda: not _alive_with(marker), 15), "the server was left running"
 
 
-@pytest.mark.parametrize("ending", ["client leaves before initialize", "policy file broken"])
+@pytest.mark.parametrize("ending", ["client leaves before initialize", "policy file broken", "settings broken"])
 def test_servers_started_ahead_are_stopped_when_no_session_comes(tmp_path: Path, ending: str) -> None:
     marker = f"never-used-{os.getpid()}-{tmp_path.name}-{ending.split(maxsplit=1)[0]}"
     # one server that ends when its stdin closes, one that would live on (it reads nothing)
@@ -641,15 +641,20 @@ def test_servers_started_ahead_are_stopped_when_no_session_comes(tmp_path: Path,
     policies = _policies(tmp_path)
     if ending == "policy file broken":
         (policies / "broken.md").write_text("---\nid: [not, a, name\n---\nBroken front matter.\n", encoding="utf-8")
+    env = gateway_env(tmp_path)
+    if ending == "settings broken":  # read after the servers have started
+        Path(env["MCP_GATEWAY_CONFIG"]).write_text("request_timeout_s = [broken\n", encoding="utf-8")
     gateway = subprocess.Popen(
         [sys.executable, "-m", "gateway", *_run_argv(tmp_path, config, policies)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=gateway_env(tmp_path),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
     )
     assert _wait_for(lambda: len(_starts(tmp_path)) == 1 or gateway.poll() is not None, 30)
     assert _alive_with(f"{marker}-sleeper"), "the second server was not started ahead"
     _, errors = gateway.communicate(b"", timeout=60)  # stdin closed without a word
     if ending == "policy file broken":
         assert gateway.returncode != 0 and b"broken.md" in errors
+    elif ending == "settings broken":
+        assert gateway.returncode != 0 and b"no-config.toml" in errors, errors
     else:
         assert gateway.returncode == 0, errors.decode(errors="replace")[-2000:]
     assert len(_starts(tmp_path)) == 1
