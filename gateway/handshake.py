@@ -98,6 +98,21 @@ class ClientHello:
                 os.write(1, error_frame(self._owed_id, SETUP_FAILED, self._refusal) + b"\n")
             self._owed_id = None
 
+    def _take_initialize(self, client: bytearray, max_bytes: int) -> tuple[dict[str, Any], bytes] | None:
+        """Read the client's first message (into `client`, which keeps what follows it): its initialize request
+        and the line it came on, owed an answer from now on. None when the stream ended, the gateway has
+        refused already, or the message is no initialize (left in `client` for the relay)."""
+        line = _read_line(0, client, max_bytes)
+        if line is None:
+            return None
+        message = initialize_request(line)
+        if message is None:
+            client[:0] = line + b"\n"  # not a handshake-era start: the relay handles it as usual
+            return None
+        if not self._owe(message["id"]):
+            return None
+        return message, line
+
     def _owe(self, request_id: Any) -> bool:
         """The client's initialize was read: False when the gateway has refused already (and said so)."""
         with self._lock:
@@ -309,18 +324,11 @@ def _handshake(early: EarlyStart) -> None:
     server = bytearray()
     owed: bytes | None = None  # the client's initialize, taken but not yet answered
     try:
-        line = _read_line(0, client, early.max_bytes)
-        if line is None:
+        taken = early._take_initialize(client, early.max_bytes)
+        if taken is None:
             return
-        message = initialize_request(line)
-        if message is None:
-            client[:0] = line + b"\n"  # not a handshake-era start: the relay handles it as usual
-            return
+        message, owed = taken
         assert early.process.stdin is not None
-        owed = line
-        if not early._owe(message["id"]):
-            owed = None
-            return
         early.process.stdin.write(json.dumps({**message, "id": INIT_ID}).encode() + b"\n")
         early.process.stdin.flush()
         from policy.detectors.hidden import find_hidden

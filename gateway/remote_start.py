@@ -30,7 +30,7 @@ from typing import Any
 
 from .errors import server_timed_out
 from .frames import error_frame
-from .handshake import INIT_ID, ClientHello, _read_line, initialize_request
+from .handshake import INIT_ID, ClientHello
 
 __all__ = ["RemoteStart", "start_remote"]
 
@@ -150,17 +150,10 @@ def _remote_handshake(fast: RemoteStart) -> None:
     client = bytearray()
     owed: bytes | None = None  # the client's initialize, taken but not yet answered
     try:
-        line = _read_line(0, client, fast.max_bytes)
-        if line is None:
+        taken = fast._take_initialize(client, fast.max_bytes)
+        if taken is None:
             return
-        message = initialize_request(line)
-        if message is None:
-            client[:0] = line + b"\n"  # not a handshake-era start: the relay handles it as usual
-            return
-        owed = line
-        if not fast._owe(message["id"]):
-            owed = None
-            return
+        message, owed = taken
         body = json.dumps({**message, "id": INIT_ID}).encode()
         deadline = time.monotonic() + fast.timeout_s
         try:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MESSAGE_TOO_LARGE, server_stopped, server_timed_out, too_large_text
-from .handshake import INIT_ID, ClientHello, EarlyStart, _read_line, await_answer, initialize_request
+from .handshake import INIT_ID, ClientHello, EarlyStart, await_answer
 from .mcpjson import server_prefix
 
 __all__ = ["GATEWAY_VERSION", "RunStart", "late_note", "merged_initialize", "start_run"]
@@ -173,17 +173,10 @@ def _run_handshake(run: RunStart) -> None:
     client = bytearray()
     owed: bytes | None = None  # the client's initialize, taken but not yet answered
     try:
-        line = _read_line(0, client, run.max_bytes)
-        if line is None:
+        taken = run._take_initialize(client, run.max_bytes)
+        if taken is None:
             return
-        message = initialize_request(line)
-        if message is None:
-            client[:0] = line + b"\n"  # not a handshake-era start: the relay handles it as usual
-            return
-        owed = line
-        if not run._owe(message["id"]):
-            owed = None
-            return
+        message, owed = taken
         request = json.dumps({**message, "id": INIT_ID}).encode() + b"\n"
         for early in run.servers.values():
             early.init_sent = True
