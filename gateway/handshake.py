@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 from .errors import DownstreamError
@@ -33,13 +34,15 @@ from .frames import encode, error_frame
 from .specs import HTTP_TOKEN_ENV, StdioCommand, resolve_command
 
 __all__ = [
-    "ClientHello", "EarlyStart", "await_answer", "initialize_request", "refuse_client", "spawn_server", "start_early",
+    "ClientHello", "EarlyStart", "await_answer", "initialize_request", "refuse_client", "shown_before_load",
+    "spawn_server", "start_early",
 ]
 
 logger = logging.getLogger(__name__)
 
 INIT_ID = "mcp-gateway-initialize"
 SETUP_FAILED = -32045  # the answer to initialize when the gateway's settings or policy files do not work
+SETTLE_WAIT_S = 5.0  # how long wrap's fast start waits for the settings (where the pins are) before it answers
 REFUSAL_WAIT_S = 2.0  # how long a gateway that cannot start waits for the client's initialize, to answer it
 REMEMBERED_LINE_CHARS = 1000  # stderr lines up to this long are remembered masked, 256 of them
 # A server's stderr line is read up to this many bytes; the rest of a longer one is skipped, counted, not kept:
@@ -59,6 +62,7 @@ class ClientHello:
     done: threading.Event = field(default_factory=threading.Event)
     _refusal: str | None = None  # why the gateway cannot serve, once its setup has failed (`refuse`)
     _owed_id: Any = None  # the id of the client's initialize, once read and while unanswered
+    _refused_id: Any = field(default_factory=object)  # the id the refusal answered (none yet: no id matches)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _thread: threading.Thread | None = None
 
@@ -80,8 +84,7 @@ class ClientHello:
             self._refusal = reason
             if self.answered:
                 params = {"level": "error", "logger": "mcp-gateway", "data": reason}
-                with contextlib.suppress(OSError):
-                    os.write(1, encode({"jsonrpc": "2.0", "method": "notifications/message", "params": params}) + b"\n")
+                _say(encode({"jsonrpc": "2.0", "method": "notifications/message", "params": params}))
             else:
                 self._refuse_owed()
             waiting = self._owed_id is None and not self.answered
@@ -90,13 +93,24 @@ class ClientHello:
             # the client has not sent its initialize yet: it is about to, and will read the refusal (a person
             # at a terminal reads the error printed already)
             self._thread.join(REFUSAL_WAIT_S)
+        with self._lock:
+            self._refuse_leftover()
 
     def _refuse_owed(self) -> None:
         """Under `_lock`: answer the client's pending initialize with the refusal, once."""
         if self._refusal is not None and self._owed_id is not None and not self.answered:
-            with contextlib.suppress(OSError):
-                os.write(1, error_frame(self._owed_id, SETUP_FAILED, self._refusal) + b"\n")
-            self._owed_id = None
+            _say(error_frame(self._owed_id, SETUP_FAILED, self._refusal))
+            self._refused_id, self._owed_id = self._owed_id, None
+
+    def _refuse_leftover(self) -> None:
+        """Under `_lock`: a first request that was no initialize (a ping), read by the fast start and left for a
+        relay that will not run now, is answered with the refusal too."""
+        if self._refusal is None or self.answered or not self.done.is_set() or not _client_on_pipe():
+            return
+        message = _request_in(self.client_leftover.partition(b"\n")[0])
+        if message is not None and message["id"] != self._refused_id:
+            _say(error_frame(message["id"], SETUP_FAILED, self._refusal))
+            self._refused_id = message["id"]
 
     def _take_initialize(self, client: bytearray, max_bytes: int) -> tuple[dict[str, Any], bytes] | None:
         """Read the client's first message (into `client`, which keeps what follows it): its initialize request
@@ -130,7 +144,7 @@ class ClientHello:
             if self._refusal is not None:
                 self._refuse_owed()
                 return False
-            os.write(1, frame + b"\n")
+            _say(frame, quiet=False)
             self.answered = initialized
             self._owed_id = None
         return True
@@ -153,6 +167,13 @@ class EarlyStart(ClientHello):
     init_error: dict[str, Any] | None = None
     stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
     stderr_thread: threading.Thread | None = None
+    pins_db: Path | None = None  # where the pins are, once the settings are read (`settle`)
+    _settled: threading.Event = field(default_factory=threading.Event)
+
+    def settle(self, pins_db: Path | None) -> None:
+        """The settings are read: the pins are at `pins_db` (None: pins are off)."""
+        self.pins_db = pins_db
+        self._settled.set()
 
     def stop(self) -> None:
         """Stop the server as a relay does (`transports.end_server`): its stdin closed, then its process group
@@ -162,6 +183,7 @@ class EarlyStart(ClientHello):
 
         from .transports import stop_popen
 
+        self._settled.set()  # a fast start waiting for the settings has nothing to wait for any more
         if self.process.stdin is not None:
             with contextlib.suppress(OSError):
                 self.process.stdin.close()
@@ -171,7 +193,7 @@ class EarlyStart(ClientHello):
         """How the process ended, with the last lines of its stderr: for error messages."""
         code = self.process.poll()
         note = f"exit code {code}" if code is not None else "its output closed"
-        words = " | ".join(line for line in self.stderr_tail if line.strip())[-600:]
+        words = " | ".join(line for line in self.stderr_tail.copy() if line.strip())[-600:]  # a copy: it grows
         return f"{note}; its stderr ended with: {words}" if words else note
 
 
@@ -277,7 +299,11 @@ def _read_line(fd: int, buffer: bytearray, limit: int, deadline: float | None = 
     while b"\n" not in buffer:
         if len(buffer) > limit:
             return None
-        if deadline is not None and not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        # checked before every read: a server that keeps writing (without ever answering) is always readable
+        if deadline is not None and (
+            time.monotonic() >= deadline
+            or not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]
+        ):
             raise TimeoutError
         chunk = os.read(fd, 65536)
         if not chunk:
@@ -290,33 +316,86 @@ def _read_line(fd: int, buffer: bytearray, limit: int, deadline: float | None = 
 
 def initialize_request(line: bytes) -> dict[str, Any] | None:
     """The client's first line, if it is an initialize request (anything else is left to the relay)."""
+    message = _request_in(line)
+    return message if message is not None and message["method"] == "initialize" else None
+
+
+def _request_in(line: bytes) -> dict[str, Any] | None:
+    """`line` read as a JSON-RPC request (a method and an id), or None."""
     try:
         message = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return None
-    if isinstance(message, dict) and message.get("method") == "initialize" and "id" in message:
+    if isinstance(message, dict) and isinstance(message.get("method"), str) and "id" in message:
         return message
     return None
 
 
+def _say(frame: bytes, *, quiet: bool = True) -> None:
+    """Write one line to the client, all of it (`quiet`: a client that has gone is no error here)."""
+    data = memoryview(frame + b"\n")
+    try:
+        while data:
+            data = data[os.write(1, data) :]
+    except OSError:
+        if not quiet:
+            raise
+
+
 def await_answer(early: EarlyStart, buffer: bytearray, deadline: float | None = None) -> dict[str, Any] | None:
     """Read the server's answer to the gateway's initialize (id INIT_ID); what it says before that (a log
-    message) is kept in `early.server_leftover` for the relay, and the rest of what was read stays in
-    `buffer`. None when the server stopped or spoke nonsense first; TimeoutError past `deadline`."""
+    message) is kept in `early.server_leftover` for the relay (up to max_bytes), and the rest of what was read
+    stays in `buffer`. None when the server stopped, or said too much first; TimeoutError past `deadline`."""
     assert early.process.stdout is not None
     fd = early.process.stdout.fileno()
     while True:
         line = _read_line(fd, buffer, early.max_bytes, deadline)
         if line is None:
             return None
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError  # what it keeps writing is not its answer
         try:
             answer = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             logger.warning("server %r wrote a line that is not JSON-RPC before initializing, skipped", early.name)
             continue
         if isinstance(answer, dict) and answer.get("id") == INIT_ID:
             return answer
         early.server_leftover += line + b"\n"  # an early notification: the relay delivers it
+        if len(early.server_leftover) > early.max_bytes:
+            return None  # kept for the relay, they must stay within one message's bound
+
+
+def _has_instructions(result: dict[str, Any]) -> bool:
+    instructions = result.get("instructions")
+    return isinstance(instructions, str) and bool(instructions.strip())
+
+
+def shown_before_load(
+    server: str, result: dict[str, Any], pins_db: Path | None, *, known: bool = True
+) -> dict[str, Any]:
+    """A server's initialize result as a fast start may give it to the client before the engine is ready: its
+    instructions left out when they hide text from people or changed since they were pinned (`pins_db`; None
+    when pins are off), or when where the pins are is not `known` yet. Each is said again, and audited, when
+    the policies check the instructions."""
+    if not _has_instructions(result):
+        return result
+    from policy.detectors.hidden import find_hidden
+
+    from .pins import pinned_differs
+
+    instructions = result["instructions"]
+    item = {"name": "(instructions)", "description": instructions}
+    if find_hidden(instructions):
+        why = "hide text from people"
+    elif not known:
+        why = "could not be compared with their pin in time"
+    elif pins_db is not None and pinned_differs(pins_db, server, "instructions", item):
+        why = "changed since they were pinned"
+    else:
+        return result
+    logger.warning("server %r: its instructions %s; they were removed", server, why)
+    return {key: value for key, value in result.items() if key != "instructions"}
 
 
 def _handshake(early: EarlyStart) -> None:
@@ -331,28 +410,22 @@ def _handshake(early: EarlyStart) -> None:
         assert early.process.stdin is not None
         early.process.stdin.write(json.dumps({**message, "id": INIT_ID}).encode() + b"\n")
         early.process.stdin.flush()
-        from policy.detectors.hidden import find_hidden
-
         answer = await_answer(early, server)
         if answer is None:
             return  # the server died or spoke nonsense: the relay starts it afresh (`finally`)
         answer["id"] = message["id"]
         result = answer.get("result")
-        # The models are not loaded yet; what can be checked without them is, before the model reads it.
-        if (
-            isinstance(result, dict)
-            and isinstance(result.get("instructions"), str)
-            and find_hidden(result["instructions"])
-        ):
-            logger.warning("server %r: its instructions hide text from people; they were removed", early.name)
-            answer["result"] = {k: v for k, v in result.items() if k != "instructions"}
+        if isinstance(result, dict) and _has_instructions(result):
+            # the pins are where the settings say: read once they are (in the time the server took to start)
+            settled = early._settled.wait(SETTLE_WAIT_S)
+            answer["result"] = shown_before_load(early.name, result, early.pins_db, known=settled)
         owed = None
         if not early._answer(json.dumps(answer, ensure_ascii=False).encode()):
             return
         early.init_params = message.get("params") if isinstance(message.get("params"), dict) else {}
         early.init_result = answer.get("result") if isinstance(answer.get("result"), dict) else None
-    except (OSError, ValueError) as exc:
-        logger.warning("fast start of server %r failed (%s); continuing without it", early.name, exc)
+    except Exception as exc:  # the relay takes it from here (`finally`)
+        logger.warning("fast start of server %r failed (%s); continuing without it", early.name, type(exc).__name__)
     finally:
         if owed is not None:
             # the server died before it answered (or before it read a byte: a broken pipe): hand the
@@ -367,8 +440,7 @@ def refuse_client(reason: str, max_bytes: int) -> None:
     """A gateway that cannot start (`run`, whose setup is checked before it reads its client) answers the
     client's first request, its initialize, with `reason` as a JSON-RPC error, if one comes within
     REFUSAL_WAIT_S: a client shows that, where a process that just exits reads as a crash."""
-    mode = os.fstat(0).st_mode
-    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):  # a terminal or a file: no client to answer
+    if not _client_on_pipe():
         return
     said: list[bytes | None] = []
     reader = threading.Thread(
@@ -385,4 +457,10 @@ def refuse_client(reason: str, max_bytes: int) -> None:
         return
     if isinstance(message, dict) and isinstance(message.get("method"), str) and "id" in message:
         with contextlib.suppress(OSError):
-            os.write(1, error_frame(message["id"], SETUP_FAILED, reason) + b"\n")
+            _say(error_frame(message["id"], SETUP_FAILED, reason))
+
+
+def _client_on_pipe() -> bool:
+    """Whether stdin is a pipe or socket: a client to answer (a terminal or a file has none)."""
+    mode = os.fstat(0).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)

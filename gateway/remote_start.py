@@ -26,11 +26,12 @@ import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import server_timed_out
 from .frames import error_frame
-from .handshake import INIT_ID, ClientHello
+from .handshake import INIT_ID, ClientHello, shown_before_load
 
 __all__ = ["RemoteStart", "start_remote"]
 
@@ -51,6 +52,7 @@ class RemoteStart(ClientHello):
     headers: dict[str, str]
     max_bytes: int
     timeout_s: float
+    pins_db: Path | None = None  # where the pins are (None: pins are off)
     init_params: dict[str, Any] | None = None
     init_result: dict[str, Any] | None = None
     session_id: str | None = None
@@ -70,17 +72,20 @@ class RemoteStart(ClientHello):
 
 
 def start_remote(
-    name: str, url: str, headers: dict[str, str], *, max_bytes: int, timeout_s: float
+    name: str, url: str, headers: dict[str, str], *, max_bytes: int, timeout_s: float, pins_db: Path | None
 ) -> RemoteStart | None:
-    """Begin the fast start on a thread of its own; None where it does not apply (a proxy would carry the
-    requests: the relay's HTTP client honours proxies, and both must reach the server the same way)."""
+    """Begin the fast start on a thread of its own; None where it does not apply: a proxy would carry the
+    requests (the relay's HTTP client honours proxies, and both must reach the server the same way), or the
+    URL carries credentials (the relay's client sends them as Basic auth)."""
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
         return None
     proxies = urllib.request.getproxies()
     if (parts.scheme in proxies or "all" in proxies) and not urllib.request.proxy_bypass(parts.hostname):
         return None
-    fast = RemoteStart(name=name, url=url, headers=dict(headers), max_bytes=max_bytes, timeout_s=timeout_s)
+    fast = RemoteStart(
+        name=name, url=url, headers=dict(headers), max_bytes=max_bytes, timeout_s=timeout_s, pins_db=pins_db
+    )
     fast._thread = threading.Thread(target=_remote_handshake, args=(fast,), name="mcp-gateway-handshake", daemon=True)
     fast._thread.start()
     return fast
@@ -90,14 +95,9 @@ def _request(fast: RemoteStart, method: str, body: bytes | None, timeout_s: floa
     parts = urllib.parse.urlsplit(fast.url)
     connection: http.client.HTTPConnection
     if parts.scheme == "https":
-        import ssl
+        import httpx2  # for the certificates the relay's HTTP client trusts (SSL_CERT_FILE, the system's)
 
-        try:
-            import certifi  # what the relay's HTTP client trusts
-
-            context = ssl.create_default_context(cafile=certifi.where())
-        except ImportError:
-            context = ssl.create_default_context()
+        context = httpx2.create_ssl_context()
         connection = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout_s, context=context)
     else:
         connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout_s)
@@ -121,7 +121,10 @@ def _read_answer(response: http.client.HTTPResponse, limit: int, deadline: float
         body = response.read(limit + 1)
         if len(body) > limit:
             return None
-        answer = json.loads(body)
+        try:
+            answer = json.loads(body)
+        except RecursionError:
+            return None
         return answer if isinstance(answer, dict) and answer.get("id") == INIT_ID else None
     if kind != "text/event-stream":
         return None
@@ -138,7 +141,7 @@ def _read_answer(response: http.client.HTTPResponse, limit: int, deadline: float
         elif not line and data:  # an event ends
             try:
                 answer = json.loads(b"\n".join(data))
-            except ValueError:
+            except (ValueError, RecursionError):
                 answer = None
             data = []
             if isinstance(answer, dict) and answer.get("id") == INIT_ID:
@@ -169,29 +172,26 @@ def _remote_handshake(fast: RemoteStart) -> None:
         except TimeoutError:  # said as the relay would; the session has not initialized, and the relay serves on
             owed = None
             text = server_timed_out(fast.name, "initialize", fast.timeout_s)
+            logger.warning("%s", text.removeprefix("mcp-gateway: "))
             fast._answer(error_frame(message["id"], REQUEST_TIMEOUT, text), initialized=False)
             return
         if answer is None or not isinstance(answer.get("result"), dict):
             return  # an error, or nothing the gateway reads: the relay sends it again and relays that
         result: dict[str, Any] = answer["result"]
-        from policy.detectors.hidden import find_hidden
-
-        shown = result
-        if isinstance(result.get("instructions"), str) and find_hidden(result["instructions"]):
-            logger.warning("server %r: its instructions hide text from people; they were removed", fast.name)
-            shown = {key: value for key, value in result.items() if key != "instructions"}
+        shown = shown_before_load(fast.name, result, fast.pins_db)
         frame = json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": shown}, ensure_ascii=False).encode()
         owed = None
         if fast._answer(frame):
             fast.init_params = message["params"] if isinstance(message.get("params"), dict) else {}
             fast.init_result = result
             logger.info("initialize answered by server %r while the gateway loads", fast.name)
-    except (OSError, ValueError, http.client.HTTPException) as exc:
-        logger.debug("fast start of %s failed (%s); the relay initializes it", fast.url, exc)
+    except Exception as exc:  # the relay initializes it (`finally`)
+        logger.debug("fast start of server %r failed (%s); the relay initializes it", fast.name, type(exc).__name__)
     finally:
         if owed is not None:
             client[:0] = owed + b"\n"
-            _end_session(fast)  # a session the server opened for an answer the relay will ask for again
+        if fast.init_result is None:
+            _end_session(fast)  # a session the server opened that nothing will use: the relay opens its own
         fast.client_leftover = bytes(client)
         fast.done.set()
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MESSAGE_TOO_LARGE, server_stopped, server_timed_out, too_large_text
-from .handshake import INIT_ID, ClientHello, EarlyStart, await_answer
+from .handshake import INIT_ID, ClientHello, EarlyStart, await_answer, shown_before_load
 from .mcpjson import server_prefix
 
 __all__ = ["GATEWAY_VERSION", "RunStart", "late_note", "merged_initialize", "start_run"]
@@ -123,24 +123,6 @@ class RunStart(ClientHello):
                 return pending
             self._changed.wait(timeout)
 
-    def _shown(self, name: str, result: dict[str, Any]) -> dict[str, Any]:
-        """A server's result as the client may read it before the engine is ready: its instructions left out
-        when they hide text from people or changed since they were pinned (both said again, and audited,
-        when the policies check them)."""
-        instructions = result.get("instructions")
-        if not isinstance(instructions, str) or not instructions.strip():
-            return result
-        from policy.detectors.hidden import find_hidden
-
-        if find_hidden(instructions):
-            why = "hide text from people"
-        elif self.pins_db is not None and _pin_differs(self.pins_db, name, instructions):
-            why = "changed since they were pinned"
-        else:
-            return result
-        logger.warning("server %r: its instructions %s; they were removed", name, why)
-        return {key: value for key, value in result.items() if key != "instructions"}
-
 
 def start_run(
     servers: dict[str, EarlyStart],
@@ -188,7 +170,7 @@ def _run_handshake(run: RunStart) -> None:
             ).start()
         late = run._wait_for_servers()
         results = {
-            server_prefix(name): run._shown(name, early.init_result)
+            server_prefix(name): shown_before_load(name, early.init_result, run.pins_db)
             for name, early in run.servers.items()
             if name not in late and early.init_result is not None
         }
@@ -209,8 +191,8 @@ def _run_handshake(run: RunStart) -> None:
             logger.info(
                 "initialize answered by %d of %d servers while the gateway loads", len(results), len(run.order)
             )
-    except (OSError, ValueError) as exc:
-        logger.warning("fast start failed (%s); continuing without it", exc)
+    except Exception as exc:  # the relay answers instead (`finally`)
+        logger.warning("fast start failed (%s); continuing without it", type(exc).__name__)
     finally:
         if owed is not None:
             client[:0] = owed + b"\n"
@@ -230,6 +212,10 @@ def _initialize_server(early: EarlyStart, request: bytes, timeout_s: float, chan
             who = f"server {early.name!r}"
             early.init_error = {"code": MESSAGE_TOO_LARGE, "message": too_large_text(len(buffer), early.max_bytes, who)}
             buffer.clear()
+        elif answer is None and len(early.server_leftover) > early.max_bytes:
+            said = f"mcp-gateway: server {early.name!r} wrote over {early.max_bytes:,} bytes of other messages "
+            early.init_error = {"code": MESSAGE_TOO_LARGE, "message": said + "before it answered initialize"}
+            early.server_leftover = b""
         elif answer is None:
             early.init_error = _stopped(early)
         elif isinstance(answer.get("result"), dict):
@@ -251,6 +237,9 @@ def _initialize_server(early: EarlyStart, request: bytes, timeout_s: float, chan
         early.init_error = {"code": REQUEST_TIMEOUT, "message": server_timed_out(early.name, "initialize", timeout_s)}
     except (OSError, ValueError):  # its stdin closed (it exited), or its stdout was closed under the read
         early.init_error = _stopped(early)
+    except Exception as exc:  # whatever it wrote, the relay must learn how this server's start ended
+        said = f"mcp-gateway: the answer of server {early.name!r} to initialize could not be read"
+        early.init_error = {"code": INTERNAL_ERROR, "message": f"{said} ({type(exc).__name__})"}
     finally:
         early.server_leftover += bytes(buffer)
         early.done.set()
@@ -261,9 +250,3 @@ def _stopped(early: EarlyStart) -> dict[str, Any]:
     with contextlib.suppress(subprocess.TimeoutExpired):
         early.process.wait(timeout=1.0)  # for its exit code
     return {"code": CONNECTION_CLOSED, "message": server_stopped(early.name, "initialize", early.exit_note())}
-
-
-def _pin_differs(path: Path, server: str, instructions: str) -> bool:
-    from .pins import pinned_differs
-
-    return pinned_differs(path, server, "instructions", {"name": "(instructions)", "description": instructions})

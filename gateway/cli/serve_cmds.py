@@ -112,11 +112,6 @@ def wrap(
             )
         except DownstreamError as exc:
             fail(str(exc))
-        # Leave the cores to the starting server until it has answered (bounded: a slow server or a
-        # client that waits before initializing must not hold the gateway back; a person at a terminal
-        # sends no initialize, and a mistake in the setup is reported at once).
-        if not os.isatty(0):
-            early.done.wait(timeout=3.0)
     if command:
         server_name = name or Path(command[0]).name
         spec = ServerSpec(name=server_name, stdio=StdioCommand(command[0], tuple(command[1:]), cwd=os.getcwd()))
@@ -132,6 +127,13 @@ def wrap(
     fast: RemoteStart | None = None
     try:
         settings = _serving_settings(config, judge_model, judge_api_base, no_builtin, no_audit, audit_db)
+        if early is not None:
+            early.settle(settings.pins_db if settings.pins else None)  # its answer's instructions meet their pin
+            # Leave the cores to the starting server until it has answered (bounded: a slow server or a
+            # client that waits before initializing must not hold the gateway back; a person at a terminal
+            # sends no initialize, and a mistake in the setup is reported at once).
+            if not os.isatty(0):
+                early.done.wait(timeout=3.0)
         if url and transport == "stdio" and remote_transport == "http":
             # Send the client's initialize to the server and relay its answer while the rest loads.
             from ..remote_start import start_remote
@@ -142,6 +144,7 @@ def wrap(
                 dict(spec.headers),
                 max_bytes=settings.max_message_bytes,
                 timeout_s=settings.init_timeout_s,
+                pins_db=settings.pins_db if settings.pins else None,
             )
         # over stdio the models load once the server has answered initialize, not alongside its start
         parts, pipes = _serving_parts(settings, policies or [], transport, start=transport != "stdio")
@@ -191,6 +194,8 @@ def _fast_start(
     """Answer the client's initialize with the started servers while the gateway loads (`gateway.run_start`)."""
     from ..run_start import start_run
 
+    for early in started.values():  # started before the settings were read: the limit is theirs from now on
+        early.max_bytes = settings.max_message_bytes
     fast = start_run(
         started,
         unstarted=unstarted,

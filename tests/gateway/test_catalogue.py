@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,10 @@ def test_a_pin_can_be_compared_without_writing_the_store(tmp_path: Path) -> None
     store.close()
     # as a gateway starting finds it: closed by the last one (its write-ahead log folded in)
     assert pinned_differs(path, "srv", "tool", RUG_ECHO) and not pinned_differs(path, "srv", "tool", SAFE_ECHO)
+    other = tmp_path / "other.db"  # an SQLite file with no pins in it at all
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE unrelated (x)")
+    assert not pinned_differs(other, "srv", "tool", RUG_ECHO)
     path.write_bytes(b"not a database at all, " * 100)
     assert pinned_differs(path, "srv", "tool", SAFE_ECHO)  # unreadable: what it would say is unknown
 
