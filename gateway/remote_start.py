@@ -4,15 +4,18 @@ relayed, while the gateway loads.
 The gateway's relay speaks Streamable HTTP through the MCP SDK, whose import alone takes about a
 second. Here a thread reads the client's first message and, if it is ``initialize``, POSTs it to the
 server with the standard library (the request id swapped, as in ``gateway.handshake``), reads the
-answer (a JSON body or an event stream), and relays a result to the client, text hidden in the
-server's instructions removed. When the relay has loaded, its SDK client sends the same initialize,
-and the gateway's HTTP layer answers it with the recorded result and session id instead of the
-server (``replay_transport``): one session, initialized once, that the SDK then carries on.
+answer (a JSON body or an event stream), and relays a result to the client, the server's
+instructions left out if they hide text or changed since they were pinned (``shown_before_load``).
+When the relay has loaded, its SDK client sends the same initialize, and the gateway's HTTP layer
+answers it with the recorded result and session id instead of the server
+(``gateway.remote.ReplayedInitialize``): one session, initialized once, that the SDK carries on.
 
 A status other than 200 (a 401 for missing credentials, a 404 for a wrong URL) is answered here, with
 the status and what to do; a server that does not answer within ``init_timeout_s`` is said so, as the
-relay would. Anything else out of the ordinary (a proxy to go through, an error answer, a connection
-that fails) leaves the initialize to the relay, which sends it as always and reports what went wrong.
+relay would. Anything else out of the ordinary (an error answer, a connection that fails) leaves the
+initialize to the relay, which sends it as always and reports what went wrong. There is no fast start
+where a proxy would carry the requests or the URL carries credentials: the relay's HTTP client does
+both its own way.
 """
 
 from __future__ import annotations
