@@ -686,13 +686,21 @@ REFUSER = (
     " flush=True)\n"
     "sys.stdin.read()\n"
 )
-# says something before it reads the client's initialize, then serves as the raw server
-CHATTY = (
-    "import json, runpy, sys\n"
+
+
+def _raw_server_after(first: str) -> str:
+    """A script that runs the Python line `first`, then serves as the raw server."""
+    return (
+        f"import json, runpy, sys\n{first}\n"
+        f"sys.argv = [{RAW_SERVER[1]!r}]\n"
+        f"runpy.run_path({RAW_SERVER[1]!r}, run_name='__main__')\n"
+    )
+
+
+# says something before it reads the client's initialize
+CHATTY = _raw_server_after(
     "print(json.dumps({'jsonrpc': '2.0', 'method': 'notifications/message',"
-    " 'params': {'level': 'info', 'data': 'chatty is up'}}), flush=True)\n"
-    f"sys.argv = [{RAW_SERVER[1]!r}]\n"
-    f"runpy.run_path({RAW_SERVER[1]!r}, run_name='__main__')\n"
+    " 'params': {'level': 'info', 'data': 'chatty is up'}}), flush=True)"
 )
 
 
@@ -835,13 +843,8 @@ def test_the_fast_starts_error_codes_are_the_sdks() -> None:
 
 
 FLOODER = "import sys\nwhile True:\n    sys.stdout.write('starting up, please wait\\n'); sys.stdout.flush()\n"
-# a first line nested deeper than a JSON parser goes, then the raw server as usual
-DEEP = (
-    "import runpy, sys\n"
-    "print('[' * 200000, flush=True)\n"
-    f"sys.argv = [{RAW_SERVER[1]!r}]\n"
-    f"runpy.run_path({RAW_SERVER[1]!r}, run_name='__main__')\n"
-)
+# a first line nested deeper than a JSON parser goes
+DEEP = _raw_server_after("print('[' * 200000, flush=True)")
 
 
 def test_servers_that_flood_or_nest_before_answering_do_not_stall_the_fast_start(tmp_path: Path) -> None:
