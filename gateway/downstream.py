@@ -23,19 +23,18 @@ from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.shared.transport_context import TransportContext
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
-from .errors import DownstreamError, server_stopped, server_timed_out
+from .errors import DOWNSTREAM_UNAVAILABLE, DownstreamError, server_stopped, server_timed_out
 from .handshake import EarlyStart
 from .remote_start import RemoteStart
 from .specs import Limits, ServerSpec
 from .transports import stdio_downstream
 
-__all__ = ["Downstream", "Restarts", "ServerSpec"]
+__all__ = ["DOWNSTREAM_UNAVAILABLE", "Downstream", "Restarts", "ServerSpec"]
 
 logger = logging.getLogger(__name__)
 
 OnRequest = Callable[[DispatchContext[TransportContext], str, Mapping[str, Any] | None], Awaitable[dict[str, Any]]]
 OnNotify = Callable[[DispatchContext[TransportContext], str, Mapping[str, Any] | None], Awaitable[None]]
-DOWNSTREAM_UNAVAILABLE = -32043
 
 
 @dataclass

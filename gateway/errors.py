@@ -29,7 +29,13 @@ __all__ = [
     "too_large_text",
 ]
 
-MESSAGE_TOO_LARGE = -32042  # the gateway's error code for a message over max_message_bytes
+# JSON-RPC error codes, here for the fast starts, which answer before the SDK is imported (tests hold the SDK's
+# own three equal to these)
+CONNECTION_CLOSED = -32000  # mcp_types.CONNECTION_CLOSED
+REQUEST_TIMEOUT = -32001  # mcp_types.REQUEST_TIMEOUT
+INTERNAL_ERROR = -32603  # mcp_types.INTERNAL_ERROR
+MESSAGE_TOO_LARGE = -32042  # the gateway's own: a message over max_message_bytes
+DOWNSTREAM_UNAVAILABLE = -32043  # the gateway's own: a server that cannot be reached or started
 
 
 class GatewayError(Exception):

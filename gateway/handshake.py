@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -112,20 +113,39 @@ class ClientHello:
             _say(error_frame(message["id"], SETUP_FAILED, self._refusal))
             self._refused_id = message["id"]
 
-    def _take_initialize(self, client: bytearray, max_bytes: int) -> tuple[dict[str, Any], bytes] | None:
-        """Read the client's first message (into `client`, which keeps what follows it): its initialize request
-        and the line it came on, owed an answer from now on. None when the stream ended, the gateway has
-        refused already, or the message is no initialize (left in `client` for the relay)."""
-        line = _read_line(0, client, max_bytes)
-        if line is None:
-            return None
-        message = initialize_request(line)
-        if message is None:
-            client[:0] = line + b"\n"  # not a handshake-era start: the relay handles it as usual
-            return None
-        if not self._owe(message["id"]):
-            return None
-        return message, line
+    def begin(self, exchange: Callable[[dict[str, Any]], bool], max_bytes: int) -> None:
+        """Start the fast start's thread: it reads the client's first message and, when it is an initialize
+        request, has `exchange` settle it (True: answered, or refused). One it does not settle (False, or an
+        error) is handed back to the relay, with whatever the client sent after it; so is a first message
+        that is no initialize."""
+        self._thread = threading.Thread(
+            target=self._first_exchange, args=(exchange, max_bytes), name="mcp-gateway-handshake", daemon=True
+        )
+        self._thread.start()
+
+    def _first_exchange(self, exchange: Callable[[dict[str, Any]], bool], max_bytes: int) -> None:
+        client = bytearray()
+        owed: bytes | None = None  # the client's initialize, taken but not settled
+        try:
+            line = _read_line(0, client, max_bytes)
+            if line is None:
+                return
+            message = initialize_request(line)
+            if message is None:
+                client[:0] = line + b"\n"  # not a handshake-era start: the relay handles it as usual
+                return
+            if not self._owe(message["id"]):
+                return
+            owed = line
+            if exchange(message):
+                owed = None
+        except Exception as exc:  # the relay takes it from here
+            logger.warning("a fast start failed (%s); the relay takes over", type(exc).__name__)
+        finally:
+            if owed is not None:
+                client[:0] = owed + b"\n"
+            self.client_leftover = bytes(client)
+            self.done.set()
 
     def _owe(self, request_id: Any) -> bool:
         """The client's initialize was read: False when the gateway has refused already (and said so)."""
@@ -224,8 +244,7 @@ def spawn_server(name: str, spec: StdioCommand, *, max_bytes: int) -> EarlyStart
 def start_early(name: str, spec: StdioCommand, *, max_bytes: int) -> EarlyStart:
     """Start the server and relay the client's initialize to it on a thread of its own."""
     early = spawn_server(name, spec, max_bytes=max_bytes)
-    early._thread = threading.Thread(target=_handshake, args=(early,), name="mcp-gateway-handshake", daemon=True)
-    early._thread.start()
+    early.begin(functools.partial(_exchange, early), max_bytes)
     return early
 
 
@@ -398,42 +417,29 @@ def shown_before_load(
     return {key: value for key, value in result.items() if key != "instructions"}
 
 
-def _handshake(early: EarlyStart) -> None:
-    client = bytearray()
+def _exchange(early: EarlyStart, message: dict[str, Any]) -> bool:
+    """wrap's: relay the client's initialize to the server and its answer back. A server that died or spoke
+    nonsense first leaves it to the relay, which starts the server afresh and answers it."""
     server = bytearray()
-    owed: bytes | None = None  # the client's initialize, taken but not yet answered
     try:
-        taken = early._take_initialize(client, early.max_bytes)
-        if taken is None:
-            return
-        message, owed = taken
         assert early.process.stdin is not None
         early.process.stdin.write(json.dumps({**message, "id": INIT_ID}).encode() + b"\n")
         early.process.stdin.flush()
         answer = await_answer(early, server)
-        if answer is None:
-            return  # the server died or spoke nonsense: the relay starts it afresh (`finally`)
-        answer["id"] = message["id"]
-        result = answer.get("result")
-        if isinstance(result, dict) and _has_instructions(result):
-            # the pins are where the settings say: read once they are (in the time the server took to start)
-            settled = early._settled.wait(SETTLE_WAIT_S)
-            answer["result"] = shown_before_load(early.name, result, early.pins_db, known=settled)
-        owed = None
-        if not early._answer(json.dumps(answer, ensure_ascii=False).encode()):
-            return
+    finally:
+        early.server_leftover += bytes(server)
+    if answer is None:
+        return False
+    answer["id"] = message["id"]
+    result = answer.get("result")
+    if isinstance(result, dict) and _has_instructions(result):
+        # the pins are where the settings say: read once they are (in the time the server took to start)
+        settled = early._settled.wait(SETTLE_WAIT_S)
+        answer["result"] = shown_before_load(early.name, result, early.pins_db, known=settled)
+    if early._answer(json.dumps(answer, ensure_ascii=False).encode()):
         early.init_params = message.get("params") if isinstance(message.get("params"), dict) else {}
         early.init_result = answer.get("result") if isinstance(answer.get("result"), dict) else None
-    except Exception as exc:  # the relay takes it from here (`finally`)
-        logger.warning("fast start of server %r failed (%s); continuing without it", early.name, type(exc).__name__)
-    finally:
-        if owed is not None:
-            # the server died before it answered (or before it read a byte: a broken pipe): hand the
-            # client's initialize back to the relay, which starts the server afresh and answers it
-            client[:0] = owed + b"\n"
-        early.client_leftover = bytes(client)
-        early.server_leftover += bytes(server)
-        early.done.set()
+    return True
 
 
 def refuse_client(reason: str, max_bytes: int) -> None:

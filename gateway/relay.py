@@ -25,8 +25,8 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher, progress_token_from_params
 from mcp.shared.transport_context import TransportContext
 
-from .downstream import DOWNSTREAM_UNAVAILABLE, Downstream
-from .errors import DownstreamError, failure, log_failure
+from .downstream import Downstream
+from .errors import DOWNSTREAM_UNAVAILABLE, DownstreamError, failure, log_failure
 from .guards import SERVER_TEXT_FIELDS, Guard
 from .remote_start import RemoteStart
 

@@ -21,10 +21,10 @@ both its own way.
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import json
 import logging
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import server_timed_out
+from .errors import DOWNSTREAM_UNAVAILABLE, REQUEST_TIMEOUT, server_timed_out
 from .frames import error_frame
 from .handshake import INIT_ID, ClientHello, shown_before_load
 
@@ -40,8 +40,6 @@ __all__ = ["RemoteStart", "start_remote"]
 
 logger = logging.getLogger(__name__)
 
-REQUEST_TIMEOUT = -32001  # mcp_types.REQUEST_TIMEOUT (not imported here: see the module's note)
-DOWNSTREAM_UNAVAILABLE = -32043  # gateway.downstream's (which imports the SDK)
 SESSION_HEADER = "mcp-session-id"
 
 
@@ -89,8 +87,7 @@ def start_remote(
     fast = RemoteStart(
         name=name, url=url, headers=dict(headers), max_bytes=max_bytes, timeout_s=timeout_s, pins_db=pins_db
     )
-    fast._thread = threading.Thread(target=_remote_handshake, args=(fast,), name="mcp-gateway-handshake", daemon=True)
-    fast._thread.start()
+    fast.begin(functools.partial(_exchange, fast), max_bytes)
     return fast
 
 
@@ -152,51 +149,43 @@ def _read_answer(response: http.client.HTTPResponse, limit: int, deadline: float
     raise TimeoutError
 
 
-def _remote_handshake(fast: RemoteStart) -> None:
-    client = bytearray()
-    owed: bytes | None = None  # the client's initialize, taken but not yet answered
+def _exchange(fast: RemoteStart, message: dict[str, Any]) -> bool:
+    """POST the client's initialize and answer with the server's result (or with why there is none); an error
+    answer, or one the gateway cannot read, is left to the relay, which sends it again and relays that."""
     try:
-        taken = fast._take_initialize(client, fast.max_bytes)
-        if taken is None:
-            return
-        message, owed = taken
-        body = json.dumps({**message, "id": INIT_ID}).encode()
-        deadline = time.monotonic() + fast.timeout_s
-        try:
-            response = _request(fast, "POST", body, fast.timeout_s)
-            if response.status != 200:  # said here, where the status is known (the SDK's error does not name it)
-                owed = None
-                text = _refused_text(fast, response)
-                fast._answer(error_frame(message["id"], DOWNSTREAM_UNAVAILABLE, text), initialized=False)
-                return
-            fast.session_id = response.getheader(SESSION_HEADER)
-            with contextlib.closing(response):
-                answer = _read_answer(response, fast.max_bytes, deadline)
-        except TimeoutError:  # said as the relay would; the session has not initialized, and the relay serves on
-            owed = None
-            text = server_timed_out(fast.name, "initialize", fast.timeout_s)
-            logger.warning("%s", text.removeprefix("mcp-gateway: "))
-            fast._answer(error_frame(message["id"], REQUEST_TIMEOUT, text), initialized=False)
-            return
-        if answer is None or not isinstance(answer.get("result"), dict):
-            return  # an error, or nothing the gateway reads: the relay sends it again and relays that
-        result: dict[str, Any] = answer["result"]
-        shown = shown_before_load(fast.name, result, fast.pins_db)
-        frame = json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": shown}, ensure_ascii=False).encode()
-        owed = None
-        if fast._answer(frame):
-            fast.init_params = message["params"] if isinstance(message.get("params"), dict) else {}
-            fast.init_result = result
-            logger.info("initialize answered by server %r while the gateway loads", fast.name)
-    except Exception as exc:  # the relay initializes it (`finally`)
-        logger.debug("fast start of server %r failed (%s); the relay initializes it", fast.name, type(exc).__name__)
+        return _answered(fast, message)
     finally:
-        if owed is not None:
-            client[:0] = owed + b"\n"
         if fast.init_result is None:
             _end_session(fast)  # a session the server opened that nothing will use: the relay opens its own
-        fast.client_leftover = bytes(client)
-        fast.done.set()
+
+
+def _answered(fast: RemoteStart, message: dict[str, Any]) -> bool:
+    body = json.dumps({**message, "id": INIT_ID}).encode()
+    deadline = time.monotonic() + fast.timeout_s
+    try:
+        response = _request(fast, "POST", body, fast.timeout_s)
+        if response.status != 200:  # said here, where the status is known (the SDK's error does not name it)
+            text = _refused_text(fast, response)
+            fast._answer(error_frame(message["id"], DOWNSTREAM_UNAVAILABLE, text), initialized=False)
+            return True
+        fast.session_id = response.getheader(SESSION_HEADER)
+        with contextlib.closing(response):
+            answer = _read_answer(response, fast.max_bytes, deadline)
+    except TimeoutError:  # said as the relay would; the session has not initialized, and the relay serves on
+        text = server_timed_out(fast.name, "initialize", fast.timeout_s)
+        logger.warning("%s", text.removeprefix("mcp-gateway: "))
+        fast._answer(error_frame(message["id"], REQUEST_TIMEOUT, text), initialized=False)
+        return True
+    if answer is None or not isinstance(answer.get("result"), dict):
+        return False
+    result: dict[str, Any] = answer["result"]
+    shown = shown_before_load(fast.name, result, fast.pins_db)
+    frame = json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": shown}, ensure_ascii=False).encode()
+    if fast._answer(frame):
+        fast.init_params = message["params"] if isinstance(message.get("params"), dict) else {}
+        fast.init_result = result
+        logger.info("initialize answered by server %r while the gateway loads", fast.name)
+    return True
 
 
 def _refused_text(fast: RemoteStart, response: http.client.HTTPResponse) -> str:

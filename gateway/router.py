@@ -21,8 +21,8 @@ from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.shared.transport_context import TransportContext
 from mcp_types import METHOD_NOT_FOUND
 
-from .downstream import DOWNSTREAM_UNAVAILABLE, Downstream
-from .errors import DownstreamError
+from .downstream import Downstream
+from .errors import DOWNSTREAM_UNAVAILABLE, DownstreamError
 from .guards import Guard
 from .mcpjson import server_prefix
 from .relay import (

@@ -16,6 +16,7 @@ Nothing here imports the MCP SDK: that import alone takes longer than most serve
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import subprocess
@@ -26,7 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import MESSAGE_TOO_LARGE, server_stopped, server_timed_out, too_large_text
+from .errors import (
+    CONNECTION_CLOSED,
+    INTERNAL_ERROR,
+    MESSAGE_TOO_LARGE,
+    REQUEST_TIMEOUT,
+    server_stopped,
+    server_timed_out,
+    too_large_text,
+)
 from .handshake import INIT_ID, ClientHello, EarlyStart, await_answer, shown_before_load
 from .mcpjson import server_prefix
 
@@ -35,10 +44,6 @@ __all__ = ["GATEWAY_VERSION", "RunStart", "late_note", "merged_initialize", "sta
 logger = logging.getLogger(__name__)
 
 GATEWAY_VERSION = "0.1.0"
-# the JSON-RPC codes of mcp_types, which this module does not import (tests hold them equal)
-CONNECTION_CLOSED = -32000
-REQUEST_TIMEOUT = -32001
-INTERNAL_ERROR = -32603
 
 
 def late_note(grace_s: float) -> str:
@@ -146,58 +151,43 @@ def start_run(
         grace_s=grace_s,
         pins_db=pins_db,
     )
-    run._thread = threading.Thread(target=_run_handshake, args=(run,), name="mcp-gateway-handshake", daemon=True)
-    run._thread.start()
+    run.begin(functools.partial(_exchange, run), max_bytes)
     return run
 
 
-def _run_handshake(run: RunStart) -> None:
-    client = bytearray()
-    owed: bytes | None = None  # the client's initialize, taken but not yet answered
-    try:
-        taken = run._take_initialize(client, run.max_bytes)
-        if taken is None:
-            return
-        message, owed = taken
-        request = json.dumps({**message, "id": INIT_ID}).encode() + b"\n"
-        for early in run.servers.values():
-            early.init_sent = True
-            threading.Thread(
-                target=_initialize_server,
-                args=(early, request, run.init_timeout_s, run._changed),
-                name="mcp-gateway-initialize",
-                daemon=True,
-            ).start()
-        late = run._wait_for_servers()
-        results = {
-            server_prefix(name): shown_before_load(name, early.init_result, run.pins_db)
-            for name, early in run.servers.items()
-            if name not in late and early.init_result is not None
-        }
-        if not results:
-            return  # no server started: the relay answers, with every server's reason (`finally`)
-        failures = run.failures()
-        unavailable = {
-            server_prefix(name): late_note(run.grace_s) if name in late else failures[name]
-            for name in run.order
-            if name in late or name in failures
-        }
-        params: dict[str, Any] = message["params"] if isinstance(message.get("params"), dict) else {}
-        answer = merged_initialize(params, results, unavailable, late=bool(late))
-        frame = json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": answer}, ensure_ascii=False).encode()
-        owed = None
-        if run._answer(frame):
-            run.init_params, run.late = dict(params), late
-            logger.info(
-                "initialize answered by %d of %d servers while the gateway loads", len(results), len(run.order)
-            )
-    except Exception as exc:  # the relay answers instead (`finally`)
-        logger.warning("fast start failed (%s); continuing without it", type(exc).__name__)
-    finally:
-        if owed is not None:
-            client[:0] = owed + b"\n"
-        run.client_leftover = bytes(client)
-        run.done.set()
+def _exchange(run: RunStart, message: dict[str, Any]) -> bool:
+    """Send the client's initialize to every server at once and answer with the merged result; with no server
+    started, leave it to the relay, which answers with every server's reason."""
+    request = json.dumps({**message, "id": INIT_ID}).encode() + b"\n"
+    for early in run.servers.values():
+        early.init_sent = True
+        threading.Thread(
+            target=_initialize_server,
+            args=(early, request, run.init_timeout_s, run._changed),
+            name="mcp-gateway-initialize",
+            daemon=True,
+        ).start()
+    late = run._wait_for_servers()
+    results = {
+        server_prefix(name): shown_before_load(name, early.init_result, run.pins_db)
+        for name, early in run.servers.items()
+        if name not in late and early.init_result is not None
+    }
+    if not results:
+        return False
+    failures = run.failures()
+    unavailable = {
+        server_prefix(name): late_note(run.grace_s) if name in late else failures[name]
+        for name in run.order
+        if name in late or name in failures
+    }
+    params: dict[str, Any] = message["params"] if isinstance(message.get("params"), dict) else {}
+    answer = merged_initialize(params, results, unavailable, late=bool(late))
+    frame = json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": answer}, ensure_ascii=False).encode()
+    if run._answer(frame):
+        run.init_params, run.late = dict(params), late
+        logger.info("initialize answered by %d of %d servers while the gateway loads", len(results), len(run.order))
+    return True
 
 
 def _initialize_server(early: EarlyStart, request: bytes, timeout_s: float, changed: threading.Event) -> None:

@@ -30,8 +30,8 @@ import anyio.abc
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 
-from .downstream import DOWNSTREAM_UNAVAILABLE
 from .errors import (
+    DOWNSTREAM_UNAVAILABLE,
     MESSAGE_TOO_LARGE,
     DownstreamError,
     failure,
