@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import anyio
 import anyio.to_thread
 
+from policy.compiled import CompiledPolicy
 from policy.engine import Engine
 from policy.subject import Subject
 from policy.verdict import Action, Outcome, Tier, TierStep, Verdict
@@ -43,6 +46,9 @@ class EngineHost:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self.load_seconds: float | None = None
+        # the verdicts of the last MEMO_ENTRIES short subjects, and the policy list they were decided by
+        self._memo: OrderedDict[tuple[object, ...], tuple[Verdict, ...]] = OrderedDict()
+        self._memo_of: object = None
 
     def stop(self) -> None:
         """The gateway is shutting down: a load still under way will fail, and that is no error."""
@@ -121,11 +127,53 @@ class EngineHost:
         if sum(len(text) for _, text in strings) <= INLINE_CHARS:
             # A short message is decided in well under a millisecond (detectors, rules, the static screen,
             # memoised embeddings): cheaper on the event loop than two thread switches.
-            return engine.check(subject, policies, strings)
+            return self._short(engine, subject, policies, strings, (which, tool_scoped))
         return await anyio.to_thread.run_sync(engine.check, subject, policies, strings, abandon_on_cancel=True)
+
+    def _short(
+        self,
+        engine: Engine,
+        subject: Subject,
+        policies: Sequence[CompiledPolicy],
+        strings: list[tuple[str, str]],
+        asked: tuple[str, bool],
+    ) -> list[Verdict]:
+        """A short subject's verdicts; those of one met in the last MEMO_ENTRIES are reused.
+
+        Servers repeat short answers ("OK", a status line, an echo) and agents repeat calls. Every tier
+        but the judge is a function of the subject alone (the judge keeps its own cache), so the same
+        subject, asked the same way of the same policies, gets the same verdicts: they are handed out
+        again, marked as cached, with the time the lookup took. A verdict from the judge or from a
+        tier's failure is never reused: the next message decides afresh."""
+        started = time.perf_counter()
+        if self._memo_of is not engine.policies:  # other policies: what they decided no longer holds
+            self._memo.clear()
+            self._memo_of = engine.policies
+        try:
+            # the whole subject; JSON keeps 1, 1.0 and true apart, and the order of keys (spans follow it)
+            values = json.dumps([subject.arguments, subject.structured, subject.metadata], ensure_ascii=False)
+        except (TypeError, ValueError):  # not JSON (no relay makes such a subject): decided afresh
+            return engine.check(subject, policies, strings)
+        if len(values) > MEMO_KEY_CHARS:  # a result's call arguments (context, not scanned) may be long
+            return engine.check(subject, policies, strings)
+        key = (asked, subject.kind, subject.server, subject.tool, subject.method, subject.text, values)
+        known = self._memo.get(key)
+        if known is not None:
+            self._memo.move_to_end(key)
+            latency = (time.perf_counter() - started) * 1000
+            return [verdict.model_copy(update={"cache_hit": True, "latency_ms": latency}) for verdict in known]
+        verdicts = engine.check(subject, policies, strings)
+        if not any(verdict.tier in _NOT_REUSED for verdict in verdicts):
+            self._memo[key] = tuple(verdicts)
+            if len(self._memo) > MEMO_ENTRIES:
+                self._memo.popitem(last=False)
+        return verdicts
 
 
 INLINE_CHARS = 512
+MEMO_ENTRIES = 1024  # short subjects whose verdicts are kept for reuse
+MEMO_KEY_CHARS = 4096  # ... whose arguments, structured content and metadata come to at most this in JSON
+_NOT_REUSED = frozenset({Tier.JUDGE, Tier.ON_ERROR})
 STOP_POLL_S = 0.1  # how soon a thread waiting for the engine notices that the gateway is stopping
 
 

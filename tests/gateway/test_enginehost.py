@@ -10,10 +10,18 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
-from gateway.enginehost import EngineHost
+from gateway.enginehost import INLINE_CHARS, MEMO_KEY_CHARS, EngineHost
 from gateway.runtime import Runtime
+from policy.cache import MemoryVerdictCache
+from policy.compiled import CompiledPolicy, JudgeSpec, Scope
+from policy.conditions import Predicate, Rule
+from policy.detectors import DetectorRegistry
 from policy.engine import Engine
+from policy.judge import Judge
 from policy.subject import Subject, SubjectKind
+from policy.testing import FakeLLM
+from policy.verdict import Action, Outcome, Span, Tier, Verdict
+from tests.policy.helpers import make_policy
 
 
 @pytest.fixture(autouse=True)
@@ -136,3 +144,157 @@ def test_a_check_abandoned_while_the_engine_loads_leaves_no_thread_once_the_gate
         thread.join(5)
     assert not [t for t in waiting if t.is_alive()] and time.monotonic() - started < 2
     release.set()
+
+
+# --- the verdicts of short subjects, reused -------------------------------------------------------
+
+
+class _CountingDetector:
+    """Finds the word 'forbidden'; counts the strings it read, so a test can tell a reuse from a decision."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.scans = 0
+
+    def scan(self, path: str, text: str) -> list[Span]:
+        self.scans += 1
+        start = text.find("forbidden")
+        return [] if start < 0 else [Span(field=path, start=start, end=start + 9, label="forbidden")]
+
+
+def _memo_host(*policies: CompiledPolicy, judge: Judge | None = None) -> tuple[EngineHost, _CountingDetector]:
+    counting = _CountingDetector()
+    detectors = DetectorRegistry({"counting": lambda: counting}, plugins=False)
+    engine = Engine(list(policies), detectors=detectors, judge=judge)
+    return _load(lambda: Runtime(engine=engine, loaded=(), judge=judge)), counting
+
+
+def _calls_policy(**overrides: object) -> CompiledPolicy:
+    fields: dict[str, object] = {
+        "id": "no-big-or-forbidden",
+        "kinds": [SubjectKind.TOOL_CALL, SubjectKind.TOOL_RESULT],
+        "detectors": ["counting"],
+        "rules": [
+            Rule(id="big", description="over 1,000", when=Predicate(path="arguments.amount", op="gt", value=1000))
+        ],
+        "rules_decide": True,
+    }
+    fields.update(overrides)
+    kinds = fields.pop("kinds")
+    return make_policy(scope=Scope(kinds=kinds), **fields)  # type: ignore[arg-type]
+
+
+def _call(amount: object, note: str = "pay the invoice") -> Subject:
+    return Subject(
+        kind=SubjectKind.TOOL_CALL,
+        server="bank",
+        tool="transfer",
+        method="tools/call",
+        arguments={"amount": amount, "note": note},
+    )
+
+
+def test_a_short_subject_met_again_gets_its_verdicts_back_marked_cached_without_a_new_decision() -> None:
+    host, counting = _memo_host(_calls_policy())
+
+    async def checks() -> list[list[Verdict]]:
+        return [await host.check(subject) for subject in (_call(5000), _call(5000), _call(5000, "forbidden"))]
+
+    first, again, other = anyio.run(checks)
+    assert [v.outcome for v in first] == [Outcome.VIOLATION] and not first[0].cache_hit
+    assert counting.scans == 4  # the call's two strings, for each of the two different subjects: none for the repeat
+    assert again[0].cache_hit and again[0].model_dump(exclude={"cache_hit", "latency_ms"}) == first[0].model_dump(
+        exclude={"cache_hit", "latency_ms"}
+    )
+    assert again[0].tier is Tier.DETECTOR or again[0].tier is Tier.RULES
+    assert not other[0].cache_hit and other[0].evidence[0].label == "forbidden"
+
+
+def test_a_reused_verdict_needs_the_very_same_subject_asked_the_same_way() -> None:
+    masking = make_policy(
+        id="mask-forbidden", action=Action.MASK, scope=Scope(kinds=[SubjectKind.TOOL_CALL]), detectors=["counting"]
+    )
+    host, _ = _memo_host(_calls_policy(), masking)
+    same = _call(5000)
+
+    async def checks() -> list[list[Verdict]]:
+        return [
+            await host.check(same),
+            await host.check(_call(500)),  # the rule's value differs: allowed, not the first's violation
+            await host.check(_call(5000.0)),  # 5000.0 is not 5000 in JSON: decided afresh (the same answer)
+            await host.check(_call("5000")),  # a string: decided afresh (the rule reads it as a number too)
+            await host.check(same.model_copy(update={"server": "other-bank"})),
+            await host.check(same.model_copy(update={"kind": SubjectKind.TOOL_RESULT})),  # not masked there
+            await host.check(same, which="masking"),  # the policies that mask only: not the first's two verdicts
+            await host.check(same, which="not-masking"),
+            await host.check(same),
+        ]
+
+    verdicts = anyio.run(checks)
+    big = ("no-big-or-forbidden", Outcome.VIOLATION)
+    small, unmasked = ("no-big-or-forbidden", Outcome.ALLOW), ("mask-forbidden", Outcome.ALLOW)
+    assert [[(v.policy, v.outcome) for v in found] for found in verdicts] == [
+        [big, unmasked],
+        [small, unmasked],
+        [big, unmasked],
+        [big, unmasked],
+        [big, unmasked],
+        [big],
+        [unmasked],
+        [big],
+        [big, unmasked],
+    ]
+    assert [[v.cache_hit for v in found] for found in verdicts] == [[False, False]] * 5 + [
+        [False],
+        [False],
+        [False],
+        [True, True],
+    ]
+
+
+def test_verdicts_of_the_judge_or_of_a_failure_are_not_reused_and_new_policies_forget_the_rest() -> None:
+    llm = FakeLLM().script("JudgeAnswer", "", _judge_says_no)
+    judge = Judge(llm, MemoryVerdictCache())
+    needs_judge = make_policy(id="asks-the-judge", judge=JudgeSpec(rubric="Block refunds."))
+    host, _ = _memo_host(needs_judge, judge=judge)
+    subject = Subject(kind=SubjectKind.TOOL_RESULT, server="crm", tool="t", method="tools/call", text="refund sent")
+
+    async def twice() -> list[list[Verdict]]:
+        return [await host.check(subject), await host.check(subject)]
+
+    first, second = anyio.run(twice)
+    assert first[0].tier is Tier.JUDGE and second[0].tier is Tier.JUDGE
+    assert judge.stats["cache_hits"] == 1  # the second went to the judge again, which answered from its cache
+
+    failing, _ = _memo_host(make_policy(id="needs-a-judge", judge=JudgeSpec(rubric="Block refunds.")))  # no judge
+    first, second = anyio.run(lambda: _both(failing, subject))
+    assert first[0].tier is Tier.ON_ERROR and not second[0].cache_hit
+
+    host, counting = _memo_host(_calls_policy())
+    anyio.run(lambda: _both(host, _call(5000)))
+    assert host.engine is not None
+    host.engine.policies = [_calls_policy(id="renamed")]
+    (again,) = anyio.run(host.check, _call(5000))
+    assert again.policy == "renamed" and not again.cache_hit and counting.scans == 4
+
+
+async def _both(host: EngineHost, subject: Subject) -> list[list[Verdict]]:
+    return [await host.check(subject), await host.check(subject)]
+
+
+def _judge_says_no(messages: list[dict[str, str]]) -> dict[str, object]:
+    nonce = messages[0]["content"].split('exactly the string "')[1].split('"')[0]
+    return {"evidence": "", "reasoning": "no refund promised", "violates": False, "confidence": 0.9, "check": nonce}
+
+
+def test_a_long_subject_or_long_call_arguments_are_decided_every_time() -> None:
+    host, _ = _memo_host(_calls_policy())
+    long_text = _call(5000).model_copy(update={"kind": SubjectKind.TOOL_RESULT, "text": "x" * (INLINE_CHARS + 1)})
+    long_context = _call(5000, "y" * MEMO_KEY_CHARS).model_copy(update={"kind": SubjectKind.TOOL_RESULT})
+
+    async def checks() -> list[list[Verdict]]:
+        return [await host.check(s) for s in (long_text, long_text, long_context, long_context)]
+
+    verdicts = anyio.run(checks)
+    assert [v[0].cache_hit for v in verdicts] == [False] * 4

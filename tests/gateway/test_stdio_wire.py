@@ -483,3 +483,31 @@ def test_a_result_too_deep_to_check_is_withheld_with_an_error_that_quotes_none_o
         line, answer = wire.answer_to(3)
     assert "withheld" in answer["error"]["message"] and GH.encode() not in line, line
     assert GH not in (tmp_path / "gateway.stderr").read_text()
+
+
+def test_a_result_met_again_is_masked_alike_from_the_verdicts_kept_and_audited_as_reused(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    secrets_mask_policy(policies)
+    sent = f"aws_access_key_id={AWS_KEY}\naws_secret_access_key={AWS_SECRET}"
+    call = {"name": "leak", "arguments": {"reverse": sent[::-1]}}  # the server reverses it: the result leaks
+    with gateway(tmp_path, ["--no-builtin", "--policies", str(policies)]) as wire:
+        wire.initialize()
+        answers = []
+        for request_id in (1, 2, 3):
+            wire.send({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": call})
+            answers.append(wire.answer_to(request_id))
+        wait_until(lambda: len(_reused(tmp_path)) >= 3, "the audit rows")
+    assert answers[1][1]["result"] == answers[0][1]["result"] == answers[2][1]["result"]  # masked alike
+    for line, answer in answers:
+        assert AWS_KEY.encode() not in line and AWS_SECRET.encode() not in line
+        assert "[MASKED" in answer["result"]["content"][0]["text"]
+    assert [(applied, hit) for applied, hit in _reused(tmp_path)] == [("mask", 0), ("mask", 1), ("mask", 1)]
+
+
+def _reused(tmp: Path) -> list[tuple[str, int]]:
+    if not (tmp / "audit.db").exists():
+        return []
+    with contextlib.closing(sqlite3.connect(tmp / "audit.db")) as db:
+        return db.execute(
+            "SELECT applied, cache_hit FROM decisions WHERE kind = 'tool_result' ORDER BY ts, rowid"
+        ).fetchall()
