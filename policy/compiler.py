@@ -376,10 +376,31 @@ def load_rules(source: PolicySource) -> tuple[list[Rule], bool]:
         try:
             rules.append(Rule.model_validate(item))
         except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(p) for p in error["loc"])
-            raise CompileError(f"{path}: rule {index} is invalid at {where!r}: {error['msg']}") from exc
+            named = f" ({item['id']!r})" if isinstance(item, dict) and isinstance(item.get("id"), str) else ""
+            raise CompileError(f"{path}: rule {index}{named} is invalid {_rule_error(exc)}") from exc
     return rules, decide
+
+
+_UNION_BRANCHES = ("Predicate", "AllOf", "AnyOf", "NotOf")
+
+
+def _rule_error(exc: ValidationError) -> str:
+    """The error that says what is wrong with a rule, and where, in the rules file's own terms.
+
+    A condition may be a predicate, `all`, `any` or `not`: pydantic reports why it is none of them, a
+    'field required' for each shape it is not, before the one a validator raised (a regex that nests
+    quantifiers, an operator given the wrong kind of value), which is the one its author needs."""
+    errors = exc.errors()
+    error = next((e for e in errors if e["type"] == "value_error"), None)
+    if error is None:
+        error = next((e for e in errors if e["type"] not in ("missing", "extra_forbidden")), errors[0])
+    where = ".".join(
+        str(part)
+        for part in error["loc"]
+        if not (isinstance(part, str) and (part.startswith("function-") or part in _UNION_BRANCHES))
+    )
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"at {where!r}: {message}"
 
 
 def _load_heads(source: PolicySource) -> tuple[Head | None, Head | None, Thresholds | None, int | None]:

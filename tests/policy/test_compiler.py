@@ -238,3 +238,26 @@ def test_a_head_file_names_the_unit_size_its_head_was_trained_on_and_the_lock_ke
     (tmp_path / "p.head.json").write_text(json.dumps({**head, "chunk_chars": 50}), encoding="utf-8")
     with pytest.raises(CompileError, match=r"p.head.json: not a valid classifier file"):
         compile_policy(load_source(tmp_path / "p.md"), llm=None, models=fake_models())
+
+
+def test_a_bad_rule_deep_in_a_condition_is_named_with_its_own_problem_and_place(tmp_path: Path) -> None:
+    from policy.compiler import load_rules
+    from policy.source import load_source
+
+    (tmp_path / "p.md").write_text("---\nrules: p.rules.yaml\n---\nNo shouting.\n", encoding="utf-8")
+    rules = tmp_path / "p.rules.yaml"
+    nested = (
+        "rules:\n  - id: shout\n    description: d\n    effect: violate\n    when:\n      all:\n"
+        "        - {path: kind, op: in, value: [tool_result]}\n        - {path: text, op: regex, value: '(a+)+b'}\n"
+    )
+    rules.write_text(nested, encoding="utf-8")
+    with pytest.raises(CompileError) as caught:
+        load_rules(load_source(tmp_path / "p.md"))
+    message = str(caught.value)
+    assert "rule 1 ('shout') is invalid at 'when.all.1': regex '(a+)+b' nests quantifiers" in message, message
+    assert "nests quantifiers" in message and "Field required" not in message and "function-after" not in message
+
+    rules.write_text(nested.replace("op: in, value: [tool_result]", "op: gt, value: many"), encoding="utf-8")
+    with pytest.raises(CompileError) as caught:
+        load_rules(load_source(tmp_path / "p.md"))
+    assert "needs a number as value" in str(caught.value) and "'when.all.0'" in str(caught.value), caught.value
