@@ -46,9 +46,11 @@ class EngineHost:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self.load_seconds: float | None = None
-        # the verdicts of the last MEMO_ENTRIES short subjects, and the policy list they were decided by
+        # the verdicts of the last MEMO_ENTRIES short subjects, what decided them (policies, detectors, judge,
+        # models), and for each policy whether its detectors let its verdicts be reused
         self._memo: OrderedDict[tuple[object, ...], tuple[Verdict, ...]] = OrderedDict()
-        self._memo_of: object = None
+        self._memo_of: tuple[object, ...] = ()
+        self._reusable: dict[int, tuple[CompiledPolicy, bool]] = {}
 
     def stop(self) -> None:
         """The gateway is shutting down: a load still under way will fail, and that is no error."""
@@ -143,31 +145,60 @@ class EngineHost:
         Servers repeat short answers ("OK", a status line, an echo) and agents repeat calls. Every tier
         but the judge is a function of the subject alone (the judge keeps its own cache), so the same
         subject, asked the same way of the same policies, gets the same verdicts: they are handed out
-        again, marked as cached, with the time the lookup took. A verdict from the judge or from a
-        tier's failure is never reused: the next message decides afresh."""
+        again, marked as cached, with a last trace step that says so. A verdict from the judge or from a
+        tier's failure is never reused, nor one of a policy with a detector that reads more than the
+        text (`reuses_verdicts = False`). Runs on the event loop only: nothing here awaits."""
         started = time.perf_counter()
-        if self._memo_of is not engine.policies:  # other policies: what they decided no longer holds
-            self._memo.clear()
-            self._memo_of = engine.policies
+        deciders = (engine.policies, engine.detectors, engine.judge, engine.models)
+        if not self._memo_of or any(now is not then for now, then in zip(deciders, self._memo_of, strict=True)):
+            self._memo.clear()  # other policies or tiers: what they decided no longer holds
+            self._reusable.clear()
+            self._memo_of = deciders
+        if not all(self._policy_reusable(engine, policy) for policy in policies):
+            return engine.check(subject, policies, strings)
         try:
             # the whole subject; JSON keeps 1, 1.0 and true apart, and the order of keys (spans follow it)
             values = json.dumps([subject.arguments, subject.structured, subject.metadata], ensure_ascii=False)
-        except (TypeError, ValueError):  # not JSON (no relay makes such a subject): decided afresh
+        except (TypeError, ValueError, RecursionError):  # not JSON (no relay makes such a subject)
             return engine.check(subject, policies, strings)
-        if len(values) > MEMO_KEY_CHARS:  # a result's call arguments (context, not scanned) may be long
+        names = len(subject.server) + len(subject.tool) + len(subject.method)
+        if len(values) + len(subject.text) + names > MEMO_KEY_CHARS:  # a name or a call's arguments may be long
             return engine.check(subject, policies, strings)
         key = (asked, subject.kind, subject.server, subject.tool, subject.method, subject.text, values)
         known = self._memo.get(key)
         if known is not None:
             self._memo.move_to_end(key)
             latency = (time.perf_counter() - started) * 1000
-            return [verdict.model_copy(update={"cache_hit": True, "latency_ms": latency}) for verdict in known]
+            return [_reused(verdict, latency) for verdict in known]
         verdicts = engine.check(subject, policies, strings)
         if not any(verdict.tier in _NOT_REUSED for verdict in verdicts):
             self._memo[key] = tuple(verdicts)
             if len(self._memo) > MEMO_ENTRIES:
                 self._memo.popitem(last=False)
         return verdicts
+
+    def _policy_reusable(self, engine: Engine, policy: CompiledPolicy) -> bool:
+        known = self._reusable.get(id(policy))
+        if known is not None and known[0] is policy:
+            return known[1]
+        try:
+            reusable = all(
+                getattr(engine.detectors.get(name), "reuses_verdicts", True) is not False for name in policy.detectors
+            )
+        except Exception:  # a detector that cannot be built: the check itself says why, every time
+            reusable = False
+        self._reusable[id(policy)] = (policy, reusable)
+        return reusable
+
+
+def _reused(verdict: Verdict, latency_ms: float) -> Verdict:
+    step = TierStep(
+        tier=verdict.tier,
+        result="reused",
+        detail="the same message was decided moments before; its verdict was reused and no tier ran again",
+        latency_ms=latency_ms,
+    )
+    return verdict.model_copy(update={"cache_hit": True, "latency_ms": latency_ms, "trace": (*verdict.trace, step)})
 
 
 INLINE_CHARS = 512

@@ -32,6 +32,10 @@ class Detector(Protocol):
     A detector may also define ``field_context(field) -> str``: the part of a field path its findings
     depend on ("" for none). The engine then scans a string met again under a path of the same
     context once. Without it, findings are taken to depend on the whole path.
+
+    Findings must depend on `field` and `text` alone: a running gateway hands a short message it meets
+    again the verdicts that message got before. A detector that reads anything else (a feed, a counter,
+    the clock) sets ``reuses_verdicts = False``; the policies that use it then decide every message.
     """
 
     name: str

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
+from gateway import enginehost
 from gateway.enginehost import INLINE_CHARS, MEMO_KEY_CHARS, EngineHost
 from gateway.runtime import Runtime
 from policy.cache import MemoryVerdictCache
@@ -153,6 +154,7 @@ class _CountingDetector:
     """Finds the word 'forbidden'; counts the strings it read, so a test can tell a reuse from a decision."""
 
     name = "counting"
+    reuses_verdicts = True
 
     def __init__(self) -> None:
         self.scans = 0
@@ -204,10 +206,10 @@ def test_a_short_subject_met_again_gets_its_verdicts_back_marked_cached_without_
     first, again, other = anyio.run(checks)
     assert [v.outcome for v in first] == [Outcome.VIOLATION] and not first[0].cache_hit
     assert counting.scans == 4  # the call's two strings, for each of the two different subjects: none for the repeat
-    assert again[0].cache_hit and again[0].model_dump(exclude={"cache_hit", "latency_ms"}) == first[0].model_dump(
-        exclude={"cache_hit", "latency_ms"}
-    )
-    assert again[0].tier is Tier.DETECTOR or again[0].tier is Tier.RULES
+    unchanged = {"cache_hit", "latency_ms", "trace"}
+    assert again[0].cache_hit and again[0].model_dump(exclude=unchanged) == first[0].model_dump(exclude=unchanged)
+    assert again[0].trace[:-1] == first[0].trace and again[0].trace[-1].result == "reused"
+    assert again[0].tier is Tier.RULES
     assert not other[0].cache_hit and other[0].evidence[0].label == "forbidden"
 
 
@@ -298,3 +300,78 @@ def test_a_long_subject_or_long_call_arguments_are_decided_every_time() -> None:
 
     verdicts = anyio.run(checks)
     assert [v[0].cache_hit for v in verdicts] == [False] * 4
+
+
+def test_every_part_of_the_subject_and_of_the_question_is_part_of_what_is_remembered() -> None:
+    scoped = _calls_policy(id="transfers-only")
+    scoped = scoped.model_copy(update={"scope": Scope(kinds=scoped.scope.kinds, tools=["transfer"])})
+    host, _ = _memo_host(_calls_policy(), scoped)
+    base = _call(5000).model_copy(update={"kind": SubjectKind.TOOL_RESULT, "text": "sent"})
+    variants = [
+        base.model_copy(update={"tool": "transfer_all"}),
+        base.model_copy(update={"method": "tasks/result"}),
+        base.model_copy(update={"text": "sent!"}),
+        base.model_copy(update={"structured": {"ok": True}}),
+        base.model_copy(update={"metadata": {"uri": "bank://1"}}),
+    ]
+
+    async def checks() -> list[list[Verdict]]:
+        found = [await host.check(base)]
+        found += [await host.check(variant) for variant in variants]
+        found.append(await host.check(base, tool_scoped=True))  # only the policy that names tools
+        found.append(await host.check(base))
+        return found
+
+    verdicts = anyio.run(checks)
+    assert [[v.cache_hit for v in found] for found in verdicts] == [
+        [False, False],
+        [False],  # transfer_all: the policy scoped to 'transfer' is not asked
+        [False, False],
+        [False, False],
+        [False, False],
+        [False, False],
+        [False],
+        [True, True],
+    ]
+    assert [v.policy for v in verdicts[-2]] == ["transfers-only"]
+
+
+def test_a_subject_one_of_whose_policies_went_to_the_judge_is_decided_afresh_for_every_policy() -> None:
+    llm = FakeLLM().script("JudgeAnswer", "", _judge_says_no)
+    judge = Judge(llm, MemoryVerdictCache())
+    asks = make_policy(id="asks-the-judge", judge=JudgeSpec(rubric="Block refunds."))
+    host, counting = _memo_host(asks, _calls_policy(), judge=judge)
+    subject = _call(5000).model_copy(update={"kind": SubjectKind.TOOL_RESULT, "text": "refund sent"})
+    first, second = anyio.run(lambda: _both(host, subject))
+    assert [v.tier for v in first] == [Tier.JUDGE, Tier.RULES]
+    assert not any(v.cache_hit and v.tier is not Tier.JUDGE for v in second) and counting.scans == 2
+
+
+def test_the_oldest_subject_is_forgotten_first_and_a_reused_verdict_says_so_in_its_trace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(enginehost, "MEMO_ENTRIES", 2)
+    host, counting = _memo_host(_calls_policy())
+
+    async def checks() -> list[list[Verdict]]:
+        return [await host.check(_call(amount)) for amount in (1, 2, 1, 3, 1, 2)]
+
+    verdicts = anyio.run(checks)
+    # 1, 2, 1 (kept, and now the newest), 3 (2 forgotten, the least recently met), 1 (kept), 2 (decided again)
+    assert [found[0].cache_hit for found in verdicts] == [False, False, True, False, True, False]
+    assert counting.scans == 2 * 4
+    reused = verdicts[2][0]
+    assert reused.trace[:-1] == verdicts[0][0].trace
+    assert reused.trace[-1].result == "reused" and "no tier ran again" in reused.trace[-1].detail
+
+
+def test_long_names_or_a_detector_that_reads_more_than_the_text_keep_a_subject_out_of_memory() -> None:
+    host, counting = _memo_host(_calls_policy())
+    named = _call(5000).model_copy(update={"method": "x" * MEMO_KEY_CHARS})  # a server's own method name
+    anyio.run(lambda: _both(host, named))
+    assert counting.scans == 4  # scanned both times: nothing kept
+
+    host, counting = _memo_host(_calls_policy())
+    counting.reuses_verdicts = False  # a plugin that reads a feed, a counter or the clock
+    _, second = anyio.run(lambda: _both(host, _call(5000)))
+    assert not second[0].cache_hit and counting.scans == 4
