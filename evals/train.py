@@ -276,8 +276,7 @@ def fit_mlp(
     positives, negatives = np.where(y)[0], np.where(~y)[0]
     small, large = (positives, negatives) if len(positives) < len(negatives) else (negatives, positives)
     index = np.concatenate([large, rng.choice(small, len(large), replace=True)])  # balance the classes
-    model = MLPClassifier(hidden_layer_sizes=(256, 128), alpha=1e-3, max_iter=60, early_stopping=True,
-                          random_state=7)
+    model = MLPClassifier(hidden_layer_sizes=(256, 128), alpha=1e-3, max_iter=60, early_stopping=True, random_state=7)
     model.fit(x[index], y[index])
     layers = [Layer.of(w, b) for w, b in zip(model.coefs_, model.intercepts_, strict=True)]
     head = MLPHead(embedding="minilm", layers=layers)
@@ -320,8 +319,13 @@ def train_policy(
     # FPR: with enough data the MLP wins (prompt injection: +0.09 F1), with little the linear one does.
     static = stores["static"]
     weights, bias, auc = fit_with_bags(static, units, bags, static.encode([u.text for u in dev_units]), y_dev)
-    screen_head = LinearHead(embedding="static-minilm", weights=[round(float(w), 6) for w in weights],
-                             bias=round(bias, 6), trained_on=trained_on, metrics={"dev_unit_auc": round(auc, 4)})
+    screen_head = LinearHead(
+        embedding="static-minilm",
+        weights=[round(float(w), 6) for w in weights],
+        bias=round(bias, 6),
+        trained_on=trained_on,
+        metrics={"dev_unit_auc": round(auc, 4)},
+    )
     minilm_store = stores["minilm"]
     x_dev = minilm_store.encode([u.text for u in dev_units])
     mlp, mlp_auc = fit_mlp(minilm_store, units, bags, x_dev, y_dev)
@@ -380,8 +384,10 @@ def train_policy(
         new_head = heads["minilm"]  # a single head: with --mean-with, no mean was a candidate
         if earlier["kind"] == "mean":
             # a flat mean would weigh a head of several members more than a single one
-            raise SystemExit(f"--mean-with {mean_with}: its head's first member is itself a mean; give a file "
-                             "whose head is a single head, or a mean of single heads")
+            raise SystemExit(
+                f"--mean-with {mean_with}: its head's first member is itself a mean; give a file "
+                "whose head is a single head, or a mean of single heads"
+            )
         heads["minilm"] = MeanHead.model_validate(
             {
                 "embedding": "minilm",
