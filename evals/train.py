@@ -58,6 +58,7 @@ SUITES = {
     "tool-poisoning": "tool-poisoning",
 }
 MAX_UNITS_PER_CASE = 12
+UNIT_CHARS = 400  # the longest text unit trained on (sentences merged up to it)
 MAX_TRAIN_UNITS = 40_000
 # The false-positive rate each head is calibrated to on its dev split. Content safety's benign dev
 # cases are mostly XSTest-style safe prompts that sound dangerous, and the judge is meant to settle
@@ -289,7 +290,7 @@ def train_policy(
     cases_dir: Path,
     models: EmbedderPair,
     stores: dict[str, EmbeddingStore],
-    unit_chars: int = 400,
+    unit_chars: int = UNIT_CHARS,
     mean_with: Path | None = None,
 ) -> dict[str, object]:
     train = suite_cases(SUITES[policy], cases_dir, "train")
@@ -461,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--mean-with", type=Path, default=None, help="ship the mean of the new head and the one in this head file"
     )
     parser.add_argument(
-        "--unit-chars", type=int, default=400, help="the longest text unit (sentences merged up to it) to train on"
+        "--unit-chars", type=int, default=UNIT_CHARS, help="the longest text unit (sentences merged up to it)"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
