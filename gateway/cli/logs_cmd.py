@@ -40,7 +40,8 @@ def _line(row: AuditRow) -> str:
     excerpt = row.excerpt.replace("\n", " ")[:80]
     return (
         f"{stamp} {row.applied:<5} {row.policy:<18} {target:<28} {row.kind:<16} {row.tier:<10}{score} "
-        f"{row.latency_ms:6.1f}ms  {row.reason[:90]}" + (f"  | {excerpt}" if excerpt else "")
+        f"{row.latency_ms:6.1f}ms{' cached' if row.cache_hit else ''}  {row.reason[:90]}"
+        + (f"  | {excerpt}" if excerpt else "")
     )
 
 

@@ -40,10 +40,10 @@ def test_a_typo_in_the_settings_file_is_an_error_naming_the_file(tmp_path: Path)
         load_settings(config)
 
 
-def _row(policy: str, applied: str, server: str = "srv", excerpt: str = "") -> AuditRow:
+def _row(policy: str, applied: str, server: str = "srv", excerpt: str = "", cache_hit: bool = False) -> AuditRow:
     return AuditRow(ts=time.time(), session="s1", server=server, method="tools/call", tool="t", kind="tool_result",
                     policy=policy, outcome="violation" if applied != "allow" else "allow", action="block",
-                    applied=applied, tier="rules", score=1.0, reason="because", latency_ms=0.5, cache_hit=False,
+                    applied=applied, tier="rules", score=1.0, reason="because", latency_ms=0.5, cache_hit=cache_hit,
                     judge_model=None, evidence="[]", excerpt=excerpt, trace="[]")
 
 
@@ -51,7 +51,7 @@ def test_logs_filters_and_prints_json_lines(tmp_path: Path) -> None:
     db = tmp_path / "audit.db"
     log = AuditLog(db)
     log.record([_row("secrets", "mask", excerpt="key=[MASKED:aws]"), _row("pii", "allow"),
-                _row("prompt-injection", "block", server="web")])
+                _row("prompt-injection", "block", server="web"), _row("prompt-injection", "block", "web", "", True)])
     log.close()
     env = {"MCP_GATEWAY_CONFIG": str(tmp_path / "none.toml")}
     (tmp_path / "none.toml").write_text("", encoding="utf-8")
@@ -59,11 +59,14 @@ def test_logs_filters_and_prints_json_lines(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60, env={**_base_env(), **env})
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [row["policy"] for row in rows] == ["secrets", "prompt-injection"]
-    assert rows[0]["excerpt"] == "key=[MASKED:aws]"
+    assert [row["policy"] for row in rows] == ["secrets", "prompt-injection", "prompt-injection"]
+    assert rows[0]["excerpt"] == "key=[MASKED:aws]" and [row["cache_hit"] for row in rows] == [False, False, True]
     result = subprocess.run([sys.executable, "-m", "gateway", "logs", "--db", str(db), "--server", "web"],
                             capture_output=True, text=True, timeout=60, env={**_base_env(), **env})
     assert "prompt-injection" in result.stderr and "secrets" not in result.stderr
+    # a verdict reused (a short message met again) or answered from the judge's cache says so
+    lines = [line for line in result.stderr.splitlines() if "prompt-injection" in line]
+    assert len(lines) == 2 and sum(" cached " in line for line in lines) == 1, lines
     missing = subprocess.run([sys.executable, "-m", "gateway", "logs", "--db", str(tmp_path / "nope.db")],
                              capture_output=True, text=True, timeout=60, env={**_base_env(), **env})
     assert missing.returncode == 2 and "no audit log yet" in missing.stderr
