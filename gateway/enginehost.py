@@ -22,6 +22,7 @@ import anyio.to_thread
 
 from policy.compiled import CompiledPolicy
 from policy.engine import Engine
+from policy.quick import WouldBlock, quick_only
 from policy.subject import Subject
 from policy.verdict import Action, Outcome, Tier, TierStep, Verdict
 
@@ -126,28 +127,36 @@ class EngineHost:
         if not policies:
             return []
         strings = list(subject.strings())  # listed once: for the size here, and for every policy's detectors
-        if sum(len(text) for _, text in strings) <= INLINE_CHARS:
-            # A short message is decided in well under a millisecond (detectors, rules, the static screen,
-            # memoised embeddings): cheaper on the event loop than two thread switches.
-            return self._short(engine, subject, policies, strings, (which, tool_scoped))
-        return await anyio.to_thread.run_sync(engine.check, subject, policies, strings, abandon_on_cancel=True)
+        if sum(len(text) for _, text in strings) > INLINE_CHARS:
+            return await anyio.to_thread.run_sync(engine.check, subject, policies, strings, abandon_on_cancel=True)
+        # A short message is decided in well under a millisecond (detectors, rules, the static screen,
+        # remembered vectors and scores): on the event loop, cheaper than two thread switches. Unless it
+        # needs a step that takes long (a MiniLM pass over a new text, a judge call): then it is decided
+        # again on a worker thread, so that the relay goes on meanwhile.
+        key, known = self._recall(engine, subject, policies, (which, tool_scoped))
+        if known is not None:
+            return known
+        try:
+            with quick_only():
+                verdicts = engine.check(subject, policies, strings)
+        except WouldBlock:
+            verdicts = await anyio.to_thread.run_sync(engine.check, subject, policies, strings, abandon_on_cancel=True)
+        if key is not None and not any(verdict.tier in _NOT_REUSED for verdict in verdicts):
+            self._remember(key, verdicts)
+        return verdicts
 
-    def _short(
-        self,
-        engine: Engine,
-        subject: Subject,
-        policies: Sequence[CompiledPolicy],
-        strings: list[tuple[str, str]],
-        asked: tuple[str, bool],
-    ) -> list[Verdict]:
-        """A short subject's verdicts; those of one met in the last MEMO_ENTRIES are reused.
+    def _recall(
+        self, engine: Engine, subject: Subject, policies: Sequence[CompiledPolicy], asked: tuple[str, bool]
+    ) -> tuple[tuple[object, ...] | None, list[Verdict] | None]:
+        """The key a short subject's verdicts are kept under (None: they are not kept), and the verdicts of
+        the same subject met in the last MEMO_ENTRIES, if any, handed out again.
 
         Servers repeat short answers ("OK", a status line, an echo) and agents repeat calls. Every tier
         but the judge is a function of the subject alone (the judge keeps its own cache), so the same
         subject, asked the same way of the same policies, gets the same verdicts: they are handed out
         again, marked as cached, with a last trace step that says so. A verdict from the judge or from a
-        tier's failure is never reused, nor one of a policy with a detector that reads more than the
-        text (`reuses_verdicts = False`). Runs on the event loop only: nothing here awaits."""
+        tier's failure is never kept, nor one of a policy with a detector that reads more than the text
+        (`reuses_verdicts = False`). Runs on the event loop only, as does `_remember`."""
         started = time.perf_counter()
         deciders = (engine.policies, engine.detectors, engine.judge, engine.models)
         if not self._memo_of or any(now is not then for now, then in zip(deciders, self._memo_of, strict=True)):
@@ -155,27 +164,27 @@ class EngineHost:
             self._reusable.clear()
             self._memo_of = deciders
         if not all(self._policy_reusable(engine, policy) for policy in policies):
-            return engine.check(subject, policies, strings)
+            return None, None
         try:
             # the whole subject; JSON keeps 1, 1.0 and true apart, and the order of keys (spans follow it)
             values = json.dumps([subject.arguments, subject.structured, subject.metadata], ensure_ascii=False)
         except (TypeError, ValueError, RecursionError):  # not JSON (no relay makes such a subject)
-            return engine.check(subject, policies, strings)
+            return None, None
         names = len(subject.server) + len(subject.tool) + len(subject.method)
         if len(values) + len(subject.text) + names > MEMO_KEY_CHARS:  # a name or a call's arguments may be long
-            return engine.check(subject, policies, strings)
+            return None, None
         key = (asked, subject.kind, subject.server, subject.tool, subject.method, subject.text, values)
         known = self._memo.get(key)
-        if known is not None:
-            self._memo.move_to_end(key)
-            latency = (time.perf_counter() - started) * 1000
-            return [_reused(verdict, latency) for verdict in known]
-        verdicts = engine.check(subject, policies, strings)
-        if not any(verdict.tier in _NOT_REUSED for verdict in verdicts):
-            self._memo[key] = tuple(verdicts)
-            if len(self._memo) > MEMO_ENTRIES:
-                self._memo.popitem(last=False)
-        return verdicts
+        if known is None:
+            return key, None
+        self._memo.move_to_end(key)
+        latency = (time.perf_counter() - started) * 1000
+        return key, [_reused(verdict, latency) for verdict in known]
+
+    def _remember(self, key: tuple[object, ...], verdicts: list[Verdict]) -> None:
+        self._memo[key] = tuple(verdicts)
+        if len(self._memo) > MEMO_ENTRIES:
+            self._memo.popitem(last=False)
 
     def _policy_reusable(self, engine: Engine, policy: CompiledPolicy) -> bool:
         known = self._reusable.get(id(policy))

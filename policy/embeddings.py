@@ -27,6 +27,7 @@ import numpy as np
 
 from .errors import ModelLoadError
 from .minilm import MiniLM
+from .quick import slow_step
 from .wordpiece import AsciiWordPiece
 
 __all__ = ["Embedder", "MiniLMEmbedder", "StaticEmbedder", "default_cache_dir", "minilm_path"]
@@ -94,6 +95,8 @@ class MiniLMEmbedder:
             return self._model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self._model is None:
+            slow_step("loading MiniLM")
         model = self.load()
         keys = [hashlib.blake2b(text.encode(), digest_size=16).digest() for text in texts]
         if len(keys) == 1:
@@ -104,6 +107,7 @@ class MiniLMEmbedder:
                 return row.reshape(1, -1)
         missing = [i for i, key in enumerate(keys) if key not in self._memo]
         if missing:
+            slow_step("a MiniLM pass")
             vectors = model.encode([texts[i] for i in missing])
             with self._lock:
                 for i, vector in zip(missing, vectors, strict=True):
@@ -115,6 +119,7 @@ class MiniLMEmbedder:
         with self._lock:
             rows = [self._memo.get(key) for key in keys]
         if any(row is None for row in rows):  # evicted between the two locks under heavy load
+            slow_step("a MiniLM pass")
             return model.encode(list(texts))
         return np.stack([row for row in rows if row is not None])
 

@@ -23,6 +23,7 @@ from .cache import VerdictCache, judge_cache_key
 from .compiled import SCHEMA_VERSION, CompiledPolicy, JudgeSpec
 from .errors import JudgeBudgetError, LLMError, LLMOutputError
 from .llm import StructuredLLM
+from .quick import slow_step
 from .subject import Subject
 
 __all__ = ["PROMPT_VERSION", "CanaryResult", "Judge", "JudgeAnswer", "JudgeOutcome", "build_messages", "canary_check"]
@@ -134,6 +135,7 @@ class Judge:
                 latency_ms=0.0,
                 cache_hit=True,
             )
+        slow_step("a judge call")  # asking, or waiting for another asker's answer
         with self._lock:
             pending = self._inflight.get(key)
             owner = pending is None

@@ -6,6 +6,7 @@ import gc
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import pytest
@@ -375,3 +376,49 @@ def test_long_names_or_a_detector_that_reads_more_than_the_text_keep_a_subject_o
     counting.reuses_verdicts = False  # a plugin that reads a feed, a counter or the clock
     _, second = anyio.run(lambda: _both(host, _call(5000)))
     assert not second[0].cache_hit and counting.scans == 4
+
+
+def test_a_short_subject_that_needs_the_judge_is_decided_off_the_event_loop_which_keeps_serving(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked_on: list[threading.Thread] = []
+
+    def slow_judge(messages: list[dict[str, str]]) -> dict[str, object]:
+        asked_on.append(threading.current_thread())
+        time.sleep(0.4)  # a local model thinking
+        return _judge_says_no(messages)
+
+    judge = Judge(FakeLLM().script("JudgeAnswer", "", slow_judge), MemoryVerdictCache())
+    host, _ = _memo_host(make_policy(id="asks-the-judge", judge=JudgeSpec(rubric="Block refunds.")), judge=judge)
+    subject = Subject(kind=SubjectKind.TOOL_RESULT, server="crm", tool="t", method="tools/call", text="refund sent")
+    threads: list[int] = []
+    real_run_sync = anyio.to_thread.run_sync
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        threads.append(1)
+        return await real_run_sync(*args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+
+    async def session() -> tuple[list[Verdict], int, list[Verdict]]:
+        ticks = 0
+
+        async def relay_goes_on() -> None:
+            nonlocal ticks
+            while True:
+                await anyio.sleep(0.01)
+                ticks += 1
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(relay_goes_on)
+            first = await host.check(subject)
+            during = ticks
+            again = await host.check(subject)  # the judge's cache answers: quick, on the loop
+            tg.cancel_scope.cancel()
+        return first, during, again
+
+    first, during, again = anyio.run(session)
+    assert first[0].tier is Tier.JUDGE and again[0].tier is Tier.JUDGE and again[0].cache_hit
+    assert asked_on and asked_on[0] is not threading.main_thread()  # the loop runs on the main thread
+    assert during >= 10, during  # the loop went on while the judge thought
+    assert len(threads) == 1  # the cache hit needed no worker thread
