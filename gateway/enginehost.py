@@ -129,18 +129,21 @@ class EngineHost:
         strings = list(subject.strings())  # listed once: for the size here, and for every policy's detectors
         if sum(len(text) for _, text in strings) > INLINE_CHARS:
             return await anyio.to_thread.run_sync(engine.check, subject, policies, strings, abandon_on_cancel=True)
-        # A short message is decided in well under a millisecond (detectors, rules, the static screen,
-        # remembered vectors and scores): on the event loop, cheaper than two thread switches. Unless it
-        # needs a step that takes long (a MiniLM pass over a new text, a judge call): then it is decided
-        # again on a worker thread, so that the relay goes on meanwhile.
+        # A short message is decided in about a millisecond (detectors, rules, the static screen, remembered
+        # vectors and scores; a MiniLM pass over a new text takes 7-17 ms): on the event loop, cheaper than
+        # two thread switches. Unless it needs a step that takes long (a judge call): then that policy and
+        # the ones after it are decided on a worker thread, so that the relay goes on meanwhile.
         key, known = self._recall(engine, subject, policies, (which, tool_scoped))
         if known is not None:
             return known
+        verdicts: list[Verdict] = []
         try:
             with quick_only():
-                verdicts = engine.check(subject, policies, strings)
-        except WouldBlock:
-            verdicts = await anyio.to_thread.run_sync(engine.check, subject, policies, strings, abandon_on_cancel=True)
+                for policy in policies:
+                    verdicts.append(engine.check_policy(policy, subject, strings=strings))
+        except WouldBlock:  # the policies decided so far stand; this one and the rest are decided off the loop
+            rest = policies[len(verdicts) :]
+            verdicts += await anyio.to_thread.run_sync(engine.check, subject, rest, strings, abandon_on_cancel=True)
         if key is not None and not any(verdict.tier in _NOT_REUSED for verdict in verdicts):
             self._remember(key, verdicts)
         return verdicts

@@ -107,7 +107,6 @@ class MiniLMEmbedder:
                 return row.reshape(1, -1)
         missing = [i for i, key in enumerate(keys) if key not in self._memo]
         if missing:
-            slow_step("a MiniLM pass")
             vectors = model.encode([texts[i] for i in missing])
             with self._lock:
                 for i, vector in zip(missing, vectors, strict=True):
@@ -119,7 +118,6 @@ class MiniLMEmbedder:
         with self._lock:
             rows = [self._memo.get(key) for key in keys]
         if any(row is None for row in rows):  # evicted between the two locks under heavy load
-            slow_step("a MiniLM pass")
             return model.encode(list(texts))
         return np.stack([row for row in rows if row is not None])
 
