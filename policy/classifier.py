@@ -21,6 +21,7 @@ import numpy as np
 from .chunking import Chunk, segment
 from .compiled import ClassifierSpec, Exemplar, LinearHead, MeanHead, MLPHead, sigmoid
 from .embeddings import Embedder
+from .quick import slow_step
 
 __all__ = ["ClassifierResult", "EmbedderPair", "PolicyClassifier", "exemplar_score"]
 
@@ -67,6 +68,8 @@ class PolicyClassifier:
         self._vectors()
 
     def _vectors(self) -> np.ndarray:
+        if self._exemplar_vectors is None:
+            slow_step("embedding the exemplars")  # `warm` does it before the first message
         with self._lock:
             if self._exemplar_vectors is None:
                 texts = [exemplar.text for exemplar in self.spec.exemplars]

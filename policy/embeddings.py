@@ -188,6 +188,8 @@ class StaticEmbedder:
         return _normalise(np.concatenate(rows))
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self._table is None:
+            slow_step("loading the static embeddings")
         self.load()
         assert self._tokenizer is not None and self._table is not None and self._weights is not None
         if len(texts) == 1:

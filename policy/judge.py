@@ -107,6 +107,7 @@ class Judge:
         self._inflight: dict[str, Future[JudgeOutcome]] = {}
         self._lock = threading.Lock()
         self.stats = {"calls": 0, "cache_hits": 0, "shared": 0, "errors": 0}
+        self._digests: dict[int, tuple[CompiledPolicy, str]] = {}
 
     @property
     def model(self) -> str:
@@ -116,7 +117,7 @@ class Judge:
         content = _content(subject, excerpts)
         key = judge_cache_key(
             model=self.llm.model,
-            policy_digest=policy.digest(),
+            policy_digest=self._digest(policy),
             prompt_version=PROMPT_VERSION,
             schema_version=SCHEMA_VERSION,
             subject=subject.canonical(),
@@ -169,6 +170,15 @@ class Judge:
         finally:
             with self._lock:
                 self._inflight.pop(key, None)
+
+    def _digest(self, policy: CompiledPolicy) -> str:
+        """The policy's digest, worked out once per policy object (a built-in one is a JSON of some 700 KB to
+        hash, and this runs on every judge question, cached answers included)."""
+        known = self._digests.get(id(policy))
+        if known is None or known[0] is not policy:  # a new object at a reused address is not taken for it
+            known = (policy, policy.digest())
+            self._digests[id(policy)] = known
+        return known[1]
 
     def _ask(self, policy: CompiledPolicy, subject: Subject, content: str) -> JudgeOutcome:
         self._spend()

@@ -1,6 +1,7 @@
 """Checks that must not wait: a caller that decides a message where waiting would hold up other work
 (the gateway's event loop) asks for a quick check, and a step that would take long instead raises
-`WouldBlock`, before it starts; the caller then runs the whole check again where it may wait.
+`WouldBlock`, before it starts; the caller then decides that policy (and the ones after it) again
+where it may wait.
 
 The steps that take long are a call to the LLM judge (seconds) and loading MiniLM. Everything else
 on a short text is quick enough: detectors and rules, the static screen, remembered vectors and

@@ -422,3 +422,24 @@ def test_a_short_subject_that_needs_the_judge_is_decided_off_the_event_loop_whic
     assert asked_on and asked_on[0] is not threading.main_thread()  # the loop runs on the main thread
     assert during >= 10, during  # the loop went on while the judge thought
     assert len(threads) == 1  # the cache hit needed no worker thread
+
+
+def test_the_policies_decided_before_a_judge_call_stand_and_only_the_rest_go_to_a_thread() -> None:
+    asked_on: list[threading.Thread] = []
+
+    def judge_says_no(messages: list[dict[str, str]]) -> dict[str, object]:
+        asked_on.append(threading.current_thread())
+        return _judge_says_no(messages)
+
+    judge = Judge(FakeLLM().script("JudgeAnswer", "", judge_says_no), MemoryVerdictCache())
+    asks = make_policy(id="asks-the-judge", judge=JudgeSpec(rubric="Block refunds."))
+    host, counting = _memo_host(_calls_policy(), asks, _calls_policy(id="after-the-judge"), judge=judge)
+    subject = _call(5000).model_copy(update={"kind": SubjectKind.TOOL_RESULT, "text": "refund sent"})
+    (verdicts,) = [anyio.run(host.check, subject)]
+    assert [(v.policy, v.tier) for v in verdicts] == [
+        ("no-big-or-forbidden", Tier.RULES),
+        ("asks-the-judge", Tier.JUDGE),
+        ("after-the-judge", Tier.RULES),
+    ]
+    assert counting.scans == 2  # the text once for each policy that scans it: the first was not decided again
+    assert asked_on and asked_on[0] is not threading.main_thread()

@@ -246,3 +246,20 @@ def test_a_quick_check_embeds_a_new_short_text_but_does_not_load_the_model() -> 
     with quick_only():
         assert np.array_equal(unloaded.encode(["hello"]), vector)
         assert unloaded.encode(["a new short text"]).shape == vector.shape  # 7-17 ms: done where it is asked
+
+
+def test_a_quick_check_does_not_build_the_static_table_or_embed_exemplars_either() -> None:
+    from policy.compiled import ClassifierSpec, Exemplar
+    from policy.quick import WouldBlock, quick_only
+
+    from .helpers import fake_models
+
+    with quick_only(), pytest.raises(WouldBlock):
+        StaticEmbedder(MiniLMEmbedder()).encode(["hello"])  # a table to load, or build from the model
+    spec = ClassifierSpec(exemplars=[Exemplar(text="bake the cake", violation=True)])
+    unwarmed = PolicyClassifier(spec, fake_models())
+    with quick_only(), pytest.raises(WouldBlock):
+        unwarmed.score("a recipe for bread")
+    unwarmed.warm()
+    with quick_only():
+        assert unwarmed.score("a recipe for bread").stage == "exemplars"

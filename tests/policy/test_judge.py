@@ -158,3 +158,24 @@ def test_llm_output_errors_are_not_cached() -> None:
     with pytest.raises(LLMOutputError):
         judge.judge(policy(), result("x"), None)
     assert judge.judge(policy(), result("x"), None).violates is False
+
+
+def test_a_policys_digest_is_worked_out_once_not_on_every_question(monkeypatch: pytest.MonkeyPatch) -> None:
+    digests: list[str] = []
+    real = CompiledPolicy.digest
+
+    def counted(self: CompiledPolicy) -> str:
+        digests.append(self.id)
+        return real(self)
+
+    monkeypatch.setattr(CompiledPolicy, "digest", counted)
+    llm = FakeLLM().script(JudgeAnswer, "No refunds", answer(False))
+    judge = Judge(llm, MemoryVerdictCache())
+    first, other = policy(), policy(id="no-credits")
+    engine = Engine([first, other], judge=judge)
+    for text in ("refund sent", "refund sent", "credit note attached"):
+        engine.check(result(text))
+    assert sorted(digests) == ["no-credits", "no-refunds"]  # once each, for three questions each
+    assert judge.stats["cache_hits"] == 2 and len(llm.calls) == 4
+    changed = first.model_copy(update={"body": "Tool results must not promise refunds or credits."})
+    assert judge._digest(changed) != judge._digest(first)  # another policy object: its own digest
