@@ -8,6 +8,7 @@ is refused with the reason: a guard that failed to start must not quietly become
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import logging
@@ -22,6 +23,7 @@ import anyio.to_thread
 
 from policy.compiled import CompiledPolicy
 from policy.engine import Engine
+from policy.memo import PerObject
 from policy.quick import WouldBlock, quick_only
 from policy.subject import Subject
 from policy.verdict import Action, Outcome, Tier, TierStep, Verdict
@@ -51,7 +53,7 @@ class EngineHost:
         # models), and for each policy whether its detectors let its verdicts be reused
         self._memo: OrderedDict[tuple[object, ...], tuple[Verdict, ...]] = OrderedDict()
         self._memo_of: tuple[object, ...] = ()
-        self._reusable: dict[int, tuple[CompiledPolicy, bool]] = {}
+        self._reusable: PerObject[CompiledPolicy, bool] = PerObject()
 
     def stop(self) -> None:
         """The gateway is shutting down: a load still under way will fail, and that is no error."""
@@ -166,7 +168,8 @@ class EngineHost:
             self._memo.clear()  # other policies or tiers: what they decided no longer holds
             self._reusable.clear()
             self._memo_of = deciders
-        if not all(self._policy_reusable(engine, policy) for policy in policies):
+        reusable = functools.partial(_detectors_reusable, engine)
+        if not all(self._reusable.get(policy, reusable) for policy in policies):
             return None, None
         try:
             # the whole subject; JSON keeps 1, 1.0 and true apart, and the order of keys (spans follow it)
@@ -189,18 +192,15 @@ class EngineHost:
         if len(self._memo) > MEMO_ENTRIES:
             self._memo.popitem(last=False)
 
-    def _policy_reusable(self, engine: Engine, policy: CompiledPolicy) -> bool:
-        known = self._reusable.get(id(policy))
-        if known is not None and known[0] is policy:
-            return known[1]
-        try:
-            reusable = all(
-                getattr(engine.detectors.get(name), "reuses_verdicts", True) is not False for name in policy.detectors
-            )
-        except Exception:  # a detector that cannot be built: the check itself says why, every time
-            reusable = False
-        self._reusable[id(policy)] = (policy, reusable)
-        return reusable
+
+def _detectors_reusable(engine: Engine, policy: CompiledPolicy) -> bool:
+    """Whether every detector of the policy lets its verdicts be reused (`reuses_verdicts`)."""
+    try:
+        return all(
+            getattr(engine.detectors.get(name), "reuses_verdicts", True) is not False for name in policy.detectors
+        )
+    except Exception:  # a detector that cannot be built: the check itself says why, every time
+        return False
 
 
 def _reused(verdict: Verdict, latency_ms: float) -> Verdict:
@@ -215,7 +215,7 @@ def _reused(verdict: Verdict, latency_ms: float) -> Verdict:
 
 INLINE_CHARS = 512
 MEMO_ENTRIES = 1024  # short subjects whose verdicts are kept for reuse
-MEMO_KEY_CHARS = 4096  # ... whose arguments, structured content and metadata come to at most this in JSON
+MEMO_KEY_CHARS = 4096  # ... whose text, names, arguments, structured content and metadata (JSON) come to at most this
 _NOT_REUSED = frozenset({Tier.JUDGE, Tier.ON_ERROR})
 STOP_POLL_S = 0.1  # how soon a thread waiting for the engine notices that the gateway is stopping
 

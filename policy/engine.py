@@ -21,6 +21,7 @@ from .conditions import Rule, evaluate, prerequisite, subject_view
 from .detectors import DetectorRegistry
 from .errors import JudgeBudgetError, LLMError, ModelLoadError, PolicyError
 from .judge import Judge
+from .memo import PerObject
 from .safe_regex import casefolded
 from .subject import Subject, SubjectKind
 from .verdict import Action, Outcome, Span, Tier, TierStep, Verdict
@@ -141,7 +142,7 @@ class Engine:
         self.judge = judge
         self._classifiers: dict[str, PolicyClassifier] = {}
         # keyed by id(); the policy is kept beside its plan, so a new object at a reused address is not taken for it
-        self._plans: dict[int, tuple[CompiledPolicy, list[tuple[Rule, tuple[str, frozenset[str]] | None]]]] = {}
+        self._plans: PerObject[CompiledPolicy, list[tuple[Rule, tuple[str, frozenset[str]] | None]]] = PerObject()
         self._lock = threading.Lock()
         self._scopes: dict[tuple[SubjectKind, str, str], list[CompiledPolicy]] = {}
 
@@ -282,13 +283,7 @@ class Engine:
     def _rule_plan(self, policy: CompiledPolicy) -> list[tuple[Rule, tuple[str, frozenset[str]] | None]]:
         """A policy's rules in the order they are tried (every violate rule, then allow, then escalate),
         each with its `prerequisite`, worked out once per policy."""
-        plan = self._plans.get(id(policy))
-        if plan is None or plan[0] is not policy:
-            ordered = [rule for effect in _EFFECT_ORDER for rule in policy.rules if rule.effect == effect]
-            plan = (policy, [(rule, prerequisite(rule.when)) for rule in ordered])
-            with self._lock:
-                self._plans[id(policy)] = plan
-        return plan[1]
+        return self._plans.get(policy, _rule_plan)
 
     def _classifier(self, policy: CompiledPolicy, spec: ClassifierSpec | None = None) -> PolicyClassifier:
         if self.models is None:
@@ -401,6 +396,11 @@ class Engine:
             return run.verdict(Outcome.ALLOW, Tier.ON_ERROR, reason)
         action = Action.WARN if mode == "warn" else Action.BLOCK
         return run.verdict(Outcome.VIOLATION, Tier.ON_ERROR, reason, action=action)
+
+
+def _rule_plan(policy: CompiledPolicy) -> list[tuple[Rule, tuple[str, frozenset[str]] | None]]:
+    ordered = [rule for effect in _EFFECT_ORDER for rule in policy.rules if rule.effect == effect]
+    return [(rule, prerequisite(rule.when)) for rule in ordered]
 
 
 def _relabel(step: TierStep, result: str) -> TierStep:

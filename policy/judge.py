@@ -23,6 +23,7 @@ from .cache import VerdictCache, judge_cache_key
 from .compiled import SCHEMA_VERSION, CompiledPolicy, JudgeSpec
 from .errors import JudgeBudgetError, LLMError, LLMOutputError
 from .llm import StructuredLLM
+from .memo import PerObject
 from .quick import slow_step
 from .subject import Subject
 
@@ -107,7 +108,7 @@ class Judge:
         self._inflight: dict[str, Future[JudgeOutcome]] = {}
         self._lock = threading.Lock()
         self.stats = {"calls": 0, "cache_hits": 0, "shared": 0, "errors": 0}
-        self._digests: dict[int, tuple[CompiledPolicy, str]] = {}
+        self._digests: PerObject[CompiledPolicy, str] = PerObject()
 
     @property
     def model(self) -> str:
@@ -174,11 +175,7 @@ class Judge:
     def _digest(self, policy: CompiledPolicy) -> str:
         """The policy's digest, worked out once per policy object (a built-in one is a JSON of some 700 KB to
         hash, and this runs on every judge question, cached answers included)."""
-        known = self._digests.get(id(policy))
-        if known is None or known[0] is not policy:  # a new object at a reused address is not taken for it
-            known = (policy, policy.digest())
-            self._digests[id(policy)] = known
-        return known[1]
+        return self._digests.get(policy, CompiledPolicy.digest)
 
     def _ask(self, policy: CompiledPolicy, subject: Subject, content: str) -> JudgeOutcome:
         self._spend()
