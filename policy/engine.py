@@ -161,8 +161,11 @@ class Engine:
             self._classifiers.clear()
 
     def warm(self) -> None:
-        """Load every detector and model the policies need, and embed their exemplars."""
+        """Load every detector and model the policies need, embed their exemplars, and work out the digests the
+        judge's cache keys need (a policy with a tuned head is a JSON of some 14 MB to hash)."""
         for policy in self.policies:
+            if self.judge is not None and policy.judge is not None:
+                self.judge.warm(policy)
             for name in policy.detectors:
                 detector = self.detectors.get(name)
                 warm = getattr(detector, "warm", None)

@@ -172,6 +172,10 @@ class Judge:
             with self._lock:
                 self._inflight.pop(key, None)
 
+    def warm(self, policy: CompiledPolicy) -> None:
+        """Work out `policy`'s digest now, not on its first question (which may be asked on an event loop)."""
+        self._digest(policy)
+
     def _digest(self, policy: CompiledPolicy) -> str:
         """The policy's digest, worked out once per policy object (a built-in one is a JSON of some 700 KB to
         hash, and this runs on every judge question, cached answers included)."""

@@ -179,3 +179,20 @@ def test_a_policys_digest_is_worked_out_once_not_on_every_question(monkeypatch: 
     assert judge.stats["cache_hits"] == 2 and len(llm.calls) == 4
     changed = first.model_copy(update={"body": "Tool results must not promise refunds or credits."})
     assert judge._digest(changed) != judge._digest(first)  # another policy object: its own digest
+
+
+def test_warming_the_engine_works_out_the_digests_before_the_first_question(monkeypatch: pytest.MonkeyPatch) -> None:
+    digests: list[str] = []
+    real = CompiledPolicy.digest
+
+    def counted(self: CompiledPolicy) -> str:
+        digests.append(self.id)
+        return real(self)
+
+    monkeypatch.setattr(CompiledPolicy, "digest", counted)
+    llm = FakeLLM().script(JudgeAnswer, "No refunds", answer(False))
+    engine = Engine([policy(), policy(id="no-credits")], judge=Judge(llm, MemoryVerdictCache()))
+    engine.warm()
+    assert sorted(digests) == ["no-credits", "no-refunds"]
+    engine.check(result("refund sent"))
+    assert sorted(digests) == ["no-credits", "no-refunds"] and len(llm.calls) == 2  # asked, not worked out again
