@@ -32,6 +32,7 @@ from . import (
     indirect,
     injection,
     mcp_catalogue,
+    multilingual,
     npm_code,
     package_code,
     pii_data,
@@ -58,11 +59,12 @@ ADAPTERS: dict[str, Callable[[Path], Iterable[Case]]] = {
     "package-code": package_code.package_code_cases,
     "package-docs": package_code.package_doc_cases,
     "npm-code": npm_code.npm_code_cases,
+    "benign-multilingual": multilingual.multilingual_cases,
 }
 SOURCES: dict[str, Source] = {
     source.name: source
     for module in (injection, bipia, indirect, mcp_catalogue, safety, secrets_data, pii_data, tool_outputs,
-                   package_code, npm_code, crosssuite)
+                   package_code, npm_code, crosssuite, multilingual)
     for source in module.SOURCES
 }
 
