@@ -377,6 +377,11 @@ def train_policy(
     if mean_with is not None:
         # the mean of an earlier head and the new one, calibrated again through the runtime classifier
         earlier = json.loads(mean_with.read_text(encoding="utf-8"))["head"]
+        if earlier["kind"] == "tuned":
+            raise SystemExit(
+                f"--mean-with {mean_with}: its head is a fine-tuned one (evals.finetune); a mean joins heads "
+                "on frozen MiniLM vectors only"
+            )
         described = f"the head in {mean_with.name} as it was"
         if earlier["kind"] == "mean":
             # retraining a shipped mean: keep its earlier member, replace the one trained before

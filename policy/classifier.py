@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .chunking import Chunk, segment
-from .compiled import ClassifierSpec, Exemplar, LinearHead, MeanHead, MLPHead, sigmoid
-from .embeddings import Embedder
+from .compiled import ClassifierSpec, Exemplar, LinearHead, MeanHead, MLPHead, TunedHead, sigmoid
+from .embeddings import Embedder, TunedEmbedder
+from .errors import ModelLoadError
 from .quick import slow_step
 
 __all__ = ["ClassifierResult", "EmbedderPair", "PolicyClassifier", "exemplar_score"]
@@ -64,8 +65,23 @@ class PolicyClassifier:
     _memo: OrderedDict[bytes, ClassifierResult] = field(default_factory=OrderedDict, init=False)
 
     def warm(self) -> None:
-        """Embed the exemplars now, so the first subject does not pay for it."""
+        """Embed the exemplars (and decode a tuned head's layers) now, so the first subject does not pay for it."""
         self._vectors()
+        if isinstance(self.spec.head, TunedHead):
+            self._tuned_embedder().tuned_layers(self.spec.head)
+
+    def _tuned_embedder(self) -> TunedEmbedder:
+        embedder = self.models.minilm
+        if not isinstance(embedder, TunedEmbedder):
+            name = type(embedder).__name__
+            raise ModelLoadError(f"a tuned head needs an embedder that runs tuned layers; {name} does not")
+        return embedder
+
+    def _encode_tuned(self, texts: list[str], head: TunedHead) -> np.ndarray:
+        embedder = self._tuned_embedder()
+        if embedder.tuned_layers_pending(head):
+            slow_step("decoding a tuned head")  # `warm` does it before the first message
+        return embedder.encode_tuned(texts, head)
 
     def _vectors(self) -> np.ndarray:
         if self._exemplar_vectors is None:
@@ -73,7 +89,12 @@ class PolicyClassifier:
         with self._lock:
             if self._exemplar_vectors is None:
                 texts = [exemplar.text for exemplar in self.spec.exemplars]
-                self._exemplar_vectors = self.models.minilm.encode(texts) if texts else np.zeros((0, 1))
+                if not texts:
+                    self._exemplar_vectors = np.zeros((0, 1))
+                elif isinstance(self.spec.head, TunedHead):  # compared with the tuned vectors of a text
+                    self._exemplar_vectors = self._encode_tuned(texts, self.spec.head)
+                else:
+                    self._exemplar_vectors = self.models.minilm.encode(texts)
             return self._exemplar_vectors
 
     def _static_vectors(self) -> np.ndarray:
@@ -128,7 +149,13 @@ class PolicyClassifier:
             candidates = [chunks[i] for i in flagged]
         elif len(chunks) > MAX_HEAD_CHUNKS:
             candidates = _spread(chunks, MAX_HEAD_CHUNKS)
-        vectors = self.models.minilm.encode([c.text for c in candidates])
+        texts = [c.text for c in candidates]
+        if isinstance(self.spec.head, TunedHead):
+            # the head, and the trace's nearest exemplar, read the tuned copy's vectors (the text runs through
+            # MiniLM's shared layers and the tuned ones only: no more than a plain MiniLM pass)
+            vectors = self._encode_tuned(texts, self.spec.head)
+        else:
+            vectors = self.models.minilm.encode(texts)
         head_scores = _apply(self.spec.head, vectors)
         order = _ranked(head_scores)
         best = order[0]
@@ -196,7 +223,7 @@ def exemplar_score(similarities: np.ndarray, positive: np.ndarray) -> float:
     return relevance * margin
 
 
-def _apply(head: LinearHead | MLPHead | MeanHead, vectors: np.ndarray) -> np.ndarray:
+def _apply(head: LinearHead | MLPHead | MeanHead | TunedHead, vectors: np.ndarray) -> np.ndarray:
     logits = head.logits(vectors)
     if logits.shape == (1,):
         # one chunk (most tool results): a scalar sigmoid, not three array operations

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from .conditions import Rule
 from .source import OnError, Quality, Thresholds
@@ -24,6 +24,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "ClassifierSpec",
     "CompiledPolicy",
+    "EncoderLayer",
     "Exemplar",
     "Head",
     "JudgeSpec",
@@ -34,6 +35,7 @@ __all__ = [
     "Mismatch",
     "Provenance",
     "Scope",
+    "TunedHead",
     "Verification",
     "sigmoid",
 ]
@@ -225,6 +227,38 @@ class MeanHead(_Frozen):
         return fused
 
 
+class EncoderLayer(_Frozen):
+    """One BERT encoder layer: self-attention (query, key and value as one matrix) and the feed-forward, each
+    followed by a residual layer norm. Matrices as `Layer` (rows = inputs), norms as floats."""
+
+    attention: Layer
+    attention_output: Layer
+    attention_norm: tuple[list[float], list[float]]  # weight, bias
+    up: Layer
+    down: Layer
+    output_norm: tuple[list[float], list[float]]
+
+
+class TunedHead(_Frozen):
+    """A copy of MiniLM's last layers fine-tuned for one policy, and a linear head on its mean-pooled, normalised
+    output: a text runs through MiniLM's first layers, then these (`MiniLMEmbedder.encode_tuned`), and `logits`
+    takes the vectors that come out."""
+
+    kind: Literal["tuned"] = "tuned"
+    embedding: Literal["minilm"]
+    layers: list[EncoderLayer] = Field(min_length=1)
+    weights: list[float]
+    bias: float
+    trained_on: str = ""
+    metrics: dict[str, float] = Field(default_factory=dict)
+    _vector: _Derived = PrivateAttr(default_factory=_Derived)
+
+    def logits(self, vectors: np.ndarray) -> np.ndarray:
+        weights = self._vector.get(self.weights, lambda: np.asarray(self.weights, dtype=np.float32))
+        result: np.ndarray = vectors @ weights + self.bias
+        return result
+
+
 def sigmoid(x: float) -> float:
     """The logistic function of one number, without overflow for large negative `x`."""
     if x >= 0:
@@ -233,7 +267,7 @@ def sigmoid(x: float) -> float:
     return z / (1.0 + z)
 
 
-Head = Annotated[LinearHead | MLPHead | MeanHead, Field(discriminator="kind")]
+Head = Annotated[LinearHead | MLPHead | MeanHead | TunedHead, Field(discriminator="kind")]
 
 
 class ClassifierSpec(_Frozen):
@@ -244,6 +278,13 @@ class ClassifierSpec(_Frozen):
     thresholds: Thresholds = Field(default_factory=Thresholds)
     thresholds_source: Literal["default", "front_matter", "tuned", "head"] = "default"
     chunk_chars: int = Field(default=400, ge=100, le=2000)
+
+    @field_validator("screen")
+    @classmethod
+    def _screen_reads_static_vectors(cls, screen: Any) -> Any:
+        if isinstance(screen, TunedHead):
+            raise ValueError("a screen runs on static embeddings; a tuned head can only be the head")
+        return screen
 
 
 class JudgeSpec(_Frozen):

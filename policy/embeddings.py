@@ -21,16 +21,18 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .compiled import EncoderLayer, TunedHead
 from .errors import ModelLoadError
+from .memo import PerObject
 from .minilm import MiniLM
 from .quick import slow_step
 from .wordpiece import AsciiWordPiece
 
-__all__ = ["Embedder", "MiniLMEmbedder", "StaticEmbedder", "default_cache_dir", "minilm_path"]
+__all__ = ["Embedder", "MiniLMEmbedder", "StaticEmbedder", "TunedEmbedder", "default_cache_dir", "minilm_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,17 @@ class Embedder(Protocol):
     name: str
 
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class TunedEmbedder(Embedder, Protocol):
+    """An embedder that can also run MiniLM with a `TunedHead`'s layers in place of its last ones."""
+
+    def encode_tuned(self, texts: Sequence[str], head: TunedHead) -> np.ndarray: ...
+
+    def tuned_layers_pending(self, head: TunedHead) -> bool: ...
+
+    def tuned_layers(self, head: TunedHead) -> list[tuple[Any, ...]]: ...
 
 
 def default_cache_dir() -> Path:
@@ -79,6 +92,7 @@ class MiniLMEmbedder:
         self._lock = threading.Lock()
         self._memo: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._memo_size = memo_size
+        self._tuned: PerObject[TunedHead, list[tuple[Any, ...]]] = PerObject()
 
     def load(self) -> MiniLM:
         with self._lock:
@@ -120,6 +134,73 @@ class MiniLMEmbedder:
         if any(row is None for row in rows):  # evicted between the two locks under heavy load
             return model.encode(list(texts))
         return np.stack([row for row in rows if row is not None])
+
+    def encode_tuned(self, texts: Sequence[str], head: TunedHead) -> np.ndarray:
+        """The vectors of `texts` from the copy of MiniLM whose last layers `head` fine-tuned."""
+        if self._model is None:
+            slow_step("loading MiniLM")
+        model = self.load()
+        return model.encode_tuned(list(texts), self.tuned_layers(head))
+
+    def tuned_layers_pending(self, head: TunedHead) -> bool:
+        """Whether `head`'s layers are still to be decoded (or the model still to be loaded)."""
+        return self._model is None or not self._tuned.has(head)
+
+    def tuned_layers(self, head: TunedHead) -> list[tuple[Any, ...]]:
+        """`head`'s layers as the model runs them (decoded once per head; checked against the model's shapes)."""
+        model = self.load()
+
+        def decode(h: TunedHead) -> list[tuple[Any, ...]]:
+            if len(h.layers) > len(model.layers):
+                raise ModelLoadError(
+                    f"the head tunes {len(h.layers)} layers; the embedding model has {len(model.layers)}"
+                )
+            return [_torch_layer(layer, model, i) for i, layer in enumerate(h.layers)]
+
+        return self._tuned.get(head, decode)
+
+
+def _torch_layer(layer: EncoderLayer, model: MiniLM, index: int) -> tuple[Any, ...]:
+    import torch
+
+    hidden = model.hidden
+    expected = {
+        "attention": (hidden, 3 * hidden),
+        "attention_output": (hidden, hidden),
+        "up": (hidden, model.intermediate),
+        "down": (model.intermediate, hidden),
+    }
+    for name, shape in expected.items():
+        got = tuple(getattr(layer, name).shape)
+        if got != shape:
+            raise ModelLoadError(
+                f"tuned layer {index + 1}: its {name} matrix is {got[0]}x{got[1]}, the embedding model's is "
+                f"{shape[0]}x{shape[1]}; the head was tuned for another model: retrain it"
+            )
+    for name in ("attention_norm", "output_norm"):
+        if any(len(part) != hidden for part in getattr(layer, name)):
+            raise ModelLoadError(f"tuned layer {index + 1}: its {name} does not have {hidden} weights and biases")
+
+    def matrix(part: Any) -> Any:
+        return torch.from_numpy(np.ascontiguousarray(part.matrix().T))
+
+    def vector(values: list[float]) -> Any:
+        return torch.tensor(values, dtype=torch.float32)
+
+    return (
+        matrix(layer.attention),
+        vector(layer.attention.bias),
+        matrix(layer.attention_output),
+        vector(layer.attention_output.bias),
+        vector(layer.attention_norm[0]),
+        vector(layer.attention_norm[1]),
+        matrix(layer.up),
+        vector(layer.up.bias),
+        matrix(layer.down),
+        vector(layer.down.bias),
+        vector(layer.output_norm[0]),
+        vector(layer.output_norm[1]),
+    )
 
 
 class StaticEmbedder:

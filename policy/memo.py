@@ -29,5 +29,9 @@ class PerObject(Generic[K, V]):
             self._values[id(key)] = known
         return known[1]
 
+    def has(self, key: K) -> bool:
+        known = self._values.get(id(key))
+        return known is not None and known[0] is key
+
     def clear(self) -> None:
         self._values.clear()

@@ -71,6 +71,7 @@ class MiniLM:
                 weights["embeddings.LayerNorm.bias"],
             )
             self._layers = [_layer(weights, f"encoder.layer.{i}.") for i in range(int(config["num_hidden_layers"]))]
+            self.intermediate = int(config["intermediate_size"])
         except KeyError as exc:
             raise ModelLoadError(f"the embedding model at {model_dir} has no {exc} in its config or weights") from exc
         except (TypeError, ValueError) as exc:
@@ -89,12 +90,23 @@ class MiniLM:
         except RuntimeError as exc:
             raise ModelLoadError(f"the embedding model at {model_dir} does not run: {exc}") from exc
 
+    @property
+    def layers(self) -> list[tuple[Any, ...]]:
+        """The encoder layers' weights (as `_layer` groups them), read-only by convention."""
+        return self._layers
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """One unit vector per text (float32, shape (len(texts), hidden))."""
+        return self.encode_tuned(texts, ())
+
+    def encode_tuned(self, texts: Sequence[str], tuned: Sequence[tuple[Any, ...]]) -> np.ndarray:
+        """The unit vectors of a copy of the model whose last ``len(tuned)`` layers are `tuned` (tuples shaped as
+        `_layer` makes them); with none, the model's own."""
         torch = self._torch
         out = np.zeros((len(texts), self.hidden), dtype=np.float32)
         if not texts:
             return out
+        layers = [*self._layers[: len(self._layers) - len(tuned)], *tuned]
         ids = [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
         order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
         with torch.inference_mode():
@@ -106,27 +118,36 @@ class MiniLM:
                 for row, index in enumerate(batch):
                     tokens[row, : len(ids[index])] = torch.tensor(ids[index], dtype=torch.long)
                     mask[row, : len(ids[index])] = 1
-                states = self.states(tokens, mask)
-                weight = mask.unsqueeze(-1).to(states.dtype)
-                pooled = (states * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1e-9)
-                vectors = torch.nn.functional.normalize(pooled, dim=1).numpy()
+                vectors = self._pool(self.states(tokens, mask, layers), mask)
                 for row, index in enumerate(batch):
                     out[index] = vectors[row]
         return out
 
-    def states(self, tokens: Any, mask: Any) -> Any:
-        """The last layer's hidden states for a batch of token ids (padding marked 0 in `mask`)."""
+    def _pool(self, states: Any, mask: Any) -> np.ndarray:
+        weight = mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1e-9)
+        vectors: np.ndarray = self._torch.nn.functional.normalize(pooled, dim=1).numpy()
+        return vectors
+
+    def states(self, tokens: Any, mask: Any, layers: Sequence[tuple[Any, ...]] | None = None) -> Any:
+        """The hidden states after `layers` (all of the model's by default) for a batch of token ids (padding
+        marked 0 in `mask`)."""
+        functional = self._torch.nn.functional
+        word, position, token_type, norm_w, norm_b = self._embeddings
+        x = functional.embedding(tokens, word) + position[: tokens.shape[1]] + token_type
+        x = functional.layer_norm(x, (self.hidden,), norm_w, norm_b, self.eps)
+        return self.run_layers(x, mask, self._layers if layers is None else layers)
+
+    def run_layers(self, x: Any, mask: Any, layers: Sequence[tuple[Any, ...]]) -> Any:
+        """Hidden states `x` through encoder `layers`."""
         torch = self._torch
         functional = torch.nn.functional
-        word, position, token_type, norm_w, norm_b = self._embeddings
-        batch, width = tokens.shape
-        x = functional.embedding(tokens, word) + position[:width] + token_type
-        x = functional.layer_norm(x, (self.hidden,), norm_w, norm_b, self.eps)
+        batch, width = mask.shape
         # padding keys get the lowest score, so attention gives them no weight (a batch without padding, one
         # text always, needs no mask: attention runs a faster kernel without one)
         bias = None if bool(mask.all()) else (1.0 - mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min
         size = self.hidden // self.heads
-        for qkv_w, qkv_b, out_w, out_b, n1_w, n1_b, up_w, up_b, down_w, down_b, n2_w, n2_b in self._layers:
+        for qkv_w, qkv_b, out_w, out_b, n1_w, n1_b, up_w, up_b, down_w, down_b, n2_w, n2_b in layers:
             q, k, v = functional.linear(x, qkv_w, qkv_b).split(self.hidden, dim=-1)
             q, k, v = (t.view(batch, width, self.heads, size).transpose(1, 2) for t in (q, k, v))
             context = functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)

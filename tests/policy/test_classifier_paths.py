@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from policy import classifier as classifier_module
 from policy.classifier import EmbedderPair, PolicyClassifier, _apply
+from policy.compiled import TunedHead
 from policy.embeddings import MiniLMEmbedder, StaticEmbedder, minilm_path
 from policy.errors import ModelLoadError
 from policy.loader import builtin_policy_dir
@@ -88,6 +90,16 @@ class _Counting:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         self.texts.extend(texts)
         return self.inner.encode(texts)  # type: ignore[attr-defined]
+
+    def encode_tuned(self, texts: Sequence[str], head: TunedHead) -> np.ndarray:
+        self.texts.extend(texts)
+        return self.inner.encode_tuned(texts, head)  # type: ignore[attr-defined]
+
+    def tuned_layers_pending(self, head: TunedHead) -> bool:
+        return self.inner.tuned_layers_pending(head)  # type: ignore[attr-defined,no-any-return]
+
+    def tuned_layers(self, head: TunedHead) -> list[Any]:
+        return self.inner.tuned_layers(head)  # type: ignore[attr-defined,no-any-return]
 
 
 def test_a_short_text_met_again_is_not_scored_again_and_scores_the_same(
