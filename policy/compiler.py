@@ -12,10 +12,10 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from .classifier import EmbedderPair
 from .compiled import (
@@ -26,6 +26,7 @@ from .compiled import (
     JudgeSpec,
     Provenance,
     Scope,
+    TunedHead,
     Verification,
 )
 from .conditions import Condition, Rule, evaluate
@@ -353,6 +354,13 @@ class _HeadFile(BaseModel):
     head: Head
     thresholds: Thresholds | None = None
     chunk_chars: int | None = Field(default=None, ge=100, le=2000)  # the unit size the head was trained on
+
+    @field_validator("screen")
+    @classmethod
+    def _screen_is_not_tuned(cls, screen: Any) -> Any:
+        if isinstance(screen, TunedHead):
+            raise ValueError("the screen is a tuned head; a screen runs on static embeddings, only 'head' may be tuned")
+        return screen
 
 
 def load_rules(source: PolicySource) -> tuple[list[Rule], bool]:

@@ -13,6 +13,7 @@ torch is imported only when a `MiniLMEmbedder` first encodes, never at ``import 
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import logging
 import math
@@ -155,6 +156,10 @@ class MiniLMEmbedder:
                 raise ModelLoadError(
                     f"the head tunes {len(h.layers)} layers; the embedding model has {len(model.layers)}"
                 )
+            if len(h.weights) != model.hidden:
+                raise ModelLoadError(
+                    f"the tuned head has {len(h.weights)} weights; the embedding model's vectors have {model.hidden}"
+                )
             return [_torch_layer(layer, model, i) for i, layer in enumerate(h.layers)]
 
         return self._tuned.get(head, decode)
@@ -171,18 +176,29 @@ def _torch_layer(layer: EncoderLayer, model: MiniLM, index: int) -> tuple[Any, .
         "down": (model.intermediate, hidden),
     }
     for name, shape in expected.items():
-        got = tuple(getattr(layer, name).shape)
+        part = getattr(layer, name)
+        got = tuple(part.shape)
         if got != shape:
             raise ModelLoadError(
                 f"tuned layer {index + 1}: its {name} matrix is {got[0]}x{got[1]}, the embedding model's is "
                 f"{shape[0]}x{shape[1]}; the head was tuned for another model: retrain it"
+            )
+        if len(part.bias) != shape[1]:
+            raise ModelLoadError(
+                f"tuned layer {index + 1}: its {name} matrix has {len(part.bias)} biases, not {shape[1]}"
             )
     for name in ("attention_norm", "output_norm"):
         if any(len(part) != hidden for part in getattr(layer, name)):
             raise ModelLoadError(f"tuned layer {index + 1}: its {name} does not have {hidden} weights and biases")
 
     def matrix(part: Any) -> Any:
-        return torch.from_numpy(np.ascontiguousarray(part.matrix().T))
+        try:
+            return torch.from_numpy(np.ascontiguousarray(part.matrix().T))
+        except (ValueError, binascii.Error) as exc:  # base64 that does not decode, or not rows x columns float16s
+            raise ModelLoadError(
+                f"tuned layer {index + 1}: a matrix's data does not hold its {part.shape[0]}x{part.shape[1]} "
+                f"float16 values ({exc}); the lock file is damaged: compile it again"
+            ) from exc
 
     def vector(values: list[float]) -> Any:
         return torch.tensor(values, dtype=torch.float32)

@@ -106,6 +106,8 @@ class MiniLM:
         out = np.zeros((len(texts), self.hidden), dtype=np.float32)
         if not texts:
             return out
+        if len(tuned) > len(self._layers):
+            raise ValueError(f"{len(tuned)} tuned layers for a model of {len(self._layers)}")
         layers = [*self._layers[: len(self._layers) - len(tuned)], *tuned]
         ids = [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
         order = sorted(range(len(texts)), key=lambda i: len(ids[i]))

@@ -3,7 +3,9 @@
 `WouldBlock`, before it starts; the caller then decides that policy (and the ones after it) again
 where it may wait.
 
-The steps that take long are a call to the LLM judge (seconds) and loading MiniLM. Everything else
+The steps that take long are a call to the LLM judge (seconds), loading MiniLM or the static table,
+embedding a policy's exemplars and decoding a fine-tuned head's layers (the last three done by warm-up
+before the first message). Everything else
 on a short text is quick enough: detectors and rules, the static screen, remembered vectors and
 scores, the judge's cache, and even a MiniLM pass over a new short text (7-17 ms here; decided on a
 worker thread instead, a new short text cost about 0.8 ms more in all, measured).
