@@ -74,6 +74,14 @@ class ClientHello:
         """Stop the server process(es) this fast start began."""
         raise NotImplementedError
 
+    def refuse_first(self, reason: str) -> None:
+        """The setup failed and `refuse` will follow: from now on a client's initialize is answered with
+        `reason`, never relayed to the server (the error is about to be printed, and a client may act on it)."""
+        with self._lock:
+            self._refusal = reason
+            if not self.answered:
+                self._refuse_owed()
+
     def refuse(self, reason: str) -> None:
         """The gateway's own setup failed (settings, policy files) and it is about to exit: the client
         hears `reason` before the pipe closes, and the server is stopped. A client whose initialize is

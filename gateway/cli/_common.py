@@ -7,8 +7,9 @@ import logging
 import sqlite3
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -56,9 +57,26 @@ class Failed(typer.Exit):
         self.message = message
 
 
+_BEFORE_FAIL: ContextVar[Callable[[str], None] | None] = ContextVar("mcp_gateway_before_fail", default=None)
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    before = _BEFORE_FAIL.get()
+    if before is not None:
+        before(message)
     say(f"error: {message}")
     raise Failed(message, code)
+
+
+@contextmanager
+def before_failing(tell: Callable[[str], None]) -> Iterator[None]:
+    """While inside, `fail` calls `tell(message)` before it prints the message: a client waiting on a server the
+    gateway started early hears the refusal before anyone can read the error and act on it."""
+    token = _BEFORE_FAIL.set(tell)
+    try:
+        yield
+    finally:
+        _BEFORE_FAIL.reset(token)
 
 
 @contextmanager

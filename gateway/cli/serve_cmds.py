@@ -11,7 +11,7 @@ import typer
 
 from ..specs import HTTP_TOKEN_ENV, ServerSpec, StdioCommand
 from ._app import app
-from ._common import ConfigOption, Failed, cli_errors, fail, settings_from
+from ._common import ConfigOption, Failed, before_failing, cli_errors, fail, settings_from
 
 if TYPE_CHECKING:
     from ..handshake import EarlyStart
@@ -125,6 +125,12 @@ def wrap(
         )
     token = _http_token(http_token) if transport == "http" else None
     fast: RemoteStart | None = None
+
+    def tell(message: str) -> None:
+        for started in (early, fast):
+            if started is not None:
+                started.refuse_first(f"mcp-gateway could not start: {message}")
+
     try:
         settings = _serving_settings(config, judge_model, judge_api_base, no_builtin, no_audit, audit_db)
         if early is not None:
@@ -147,7 +153,8 @@ def wrap(
                 pins_db=settings.pins_db if settings.pins else None,
             )
         # over stdio the models load once the server has answered initialize, not alongside its start
-        parts, pipes = _serving_parts(settings, policies or [], transport, start=transport != "stdio")
+        with before_failing(tell):
+            parts, pipes = _serving_parts(settings, policies or [], transport, start=transport != "stdio")
     except BaseException as exc:  # the client is told why (`EarlyStart.refuse`), not left with a server that vanished
         for started in (early, fast):
             if started is not None:
@@ -294,6 +301,11 @@ def run_cmd(
 
     started: dict[str, EarlyStart] = {}
     fast: RunStart | None = None
+
+    def tell(message: str) -> None:
+        if fast is not None:
+            fast.refuse_first(f"mcp-gateway could not start: {message}")
+
     try:
         disable = _disabled_by_plugins(plugin or [])
         if no_builtin:
@@ -310,7 +322,8 @@ def run_cmd(
         token = _http_token(http_token) if transport == "http" else None
         if started and len(started) + len(unstarted) == len(specs):  # no remote server: all answer from here
             fast = _fast_start(specs, started, unstarted, settings)
-        parts, pipes = _serving_parts(settings, policies or [], transport, start=transport != "stdio")
+        with before_failing(tell):
+            parts, pipes = _serving_parts(settings, policies or [], transport, start=transport != "stdio")
     except Exception as exc:
         if fast is not None:  # the client hears why, from the thread that reads its initialize
             fast.refuse(_not_started(exc))
