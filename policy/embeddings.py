@@ -94,6 +94,7 @@ class MiniLMEmbedder:
         self._memo: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._memo_size = memo_size
         self._tuned: PerObject[TunedHead, list[tuple[Any, ...]]] = PerObject()
+        self._tuned_memos: PerObject[TunedHead, OrderedDict[bytes, np.ndarray]] = PerObject()
 
     def load(self) -> MiniLM:
         with self._lock:
@@ -137,11 +138,30 @@ class MiniLMEmbedder:
         return np.stack([row for row in rows if row is not None])
 
     def encode_tuned(self, texts: Sequence[str], head: TunedHead) -> np.ndarray:
-        """The vectors of `texts` from the copy of MiniLM whose last layers `head` fine-tuned."""
+        """The vectors of `texts` from the copy of MiniLM whose last layers `head` fine-tuned; the last
+        `memo_size` texts' vectors are remembered per head, as `encode` remembers its own (a long result
+        repeats its lines, a server its short results)."""
         if self._model is None:
             slow_step("loading MiniLM")
         model = self.load()
-        return model.encode_tuned(list(texts), self.tuned_layers(head))
+        layers = self.tuned_layers(head)
+        memo = self._tuned_memos.get(head, lambda _: OrderedDict())
+        keys = [hashlib.blake2b(text.encode(), digest_size=16).digest() for text in texts]
+        with self._lock:
+            missing = {key: text for key, text in zip(keys, texts, strict=True) if key not in memo}
+        if missing:
+            vectors = model.encode_tuned(list(missing.values()), layers)
+            with self._lock:
+                for key, vector in zip(missing, vectors, strict=True):
+                    vector.setflags(write=False)  # handed out as is; nobody may change a remembered vector
+                    memo[key] = vector
+                while len(memo) > self._memo_size:
+                    memo.popitem(last=False)
+        with self._lock:
+            rows = [memo.get(key) for key in keys]
+        if any(row is None for row in rows):  # evicted between the two locks under heavy load
+            return model.encode_tuned(list(texts), layers)
+        return np.stack([row for row in rows if row is not None])
 
     def tuned_layers_pending(self, head: TunedHead) -> bool:
         """Whether `head`'s layers are still to be decoded (or the model still to be loaded)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -166,3 +167,29 @@ def test_a_head_file_whose_screen_is_tuned_is_refused_when_compiling(minilm: Min
     (tmp_path / "p.head.json").write_text(json.dumps({"screen": head, "head": head}), encoding="utf-8")
     with pytest.raises(CompileError, match=r"p.head.json: not a valid classifier file \(.*the screen is a tuned head"):
         compile_policy(load_source(tmp_path / "p.md"), llm=None, models=fake_models())
+
+
+def test_tuned_vectors_of_texts_met_again_are_remembered_and_kept_safe(
+    minilm: MiniLMEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    head = _copy_of_last_layers(minilm, 2, np.zeros(384, np.float32), 0.0)
+    model = minilm.load()
+    passed: list[list[str]] = []
+    real = model.encode_tuned
+
+    def counted(texts: list[str], layers: list[Any]) -> np.ndarray:
+        passed.append(list(texts))
+        return real(texts, layers)
+
+    monkeypatch.setattr(model, "encode_tuned", counted)
+    line = "lorem ipsum dolor sit amet"
+    first = minilm.encode_tuned([line, "other", line], head)
+    assert passed == [[line, "other"]]  # a text twice in one call runs once
+    again = minilm.encode_tuned([line], head)
+    assert passed == [[line, "other"]] and np.array_equal(again[0], first[0]) and np.array_equal(first[0], first[2])
+    handed = minilm.encode_tuned([line], head)
+    handed[0][0] = 1e6  # what a caller does to its copy does not reach the memo
+    assert np.array_equal(minilm.encode_tuned([line], head)[0], first[0])
+    other_head = head.model_copy(update={"weights": [1.0] * 384})  # another head: its own vectors
+    minilm.encode_tuned([line], other_head)
+    assert passed[-1] == [line]
