@@ -82,21 +82,12 @@ def shared_states(model: MiniLM, texts: Sequence[str], shared: int) -> list[Any]
     since those layers are not trained."""
     import torch
 
-    ids = [encoding.ids for encoding in model.tokenizer.encode_batch(list(texts))]
-    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
     out: list[Any] = [None] * len(texts)
     with torch.inference_mode():
-        for start in range(0, len(order), 64):
-            batch = order[start : start + 64]
-            width = max(len(ids[i]) for i in batch)
-            tokens = torch.zeros((len(batch), width), dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, index in enumerate(batch):
-                tokens[row, : len(ids[index])] = torch.tensor(ids[index], dtype=torch.long)
-                mask[row, : len(ids[index])] = 1
+        for batch, tokens, mask in model.batches(texts, 64):
             states = model.states(tokens, mask, model.layers[:shared])
             for row, index in enumerate(batch):
-                out[index] = states[row, : len(ids[index])].to(torch.float16).clone()
+                out[index] = states[row, : int(mask[row].sum())].to(torch.float16).clone()
     return out
 
 

@@ -239,24 +239,14 @@ class EncoderLayer(_Frozen):
     output_norm: tuple[list[float], list[float]]
 
 
-class TunedHead(_Frozen):
+class TunedHead(LinearHead):
     """A copy of MiniLM's last layers fine-tuned for one policy, and a linear head on its mean-pooled, normalised
     output: a text runs through MiniLM's first layers, then these (`MiniLMEmbedder.encode_tuned`), and `logits`
-    takes the vectors that come out."""
+    (the linear head's) takes the vectors that come out."""
 
-    kind: Literal["tuned"] = "tuned"
-    embedding: Literal["minilm"]
+    kind: Literal["tuned"] = "tuned"  # type: ignore[assignment]
+    embedding: Literal["minilm"]  # type: ignore[assignment]
     layers: list[EncoderLayer] = Field(min_length=1)
-    weights: list[float]
-    bias: float
-    trained_on: str = ""
-    metrics: dict[str, float] = Field(default_factory=dict)
-    _vector: _Derived = PrivateAttr(default_factory=_Derived)
-
-    def logits(self, vectors: np.ndarray) -> np.ndarray:
-        weights = self._vector.get(self.weights, lambda: np.asarray(self.weights, dtype=np.float32))
-        result: np.ndarray = vectors @ weights + self.bias
-        return result
 
 
 def sigmoid(x: float) -> float:

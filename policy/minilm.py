@@ -14,7 +14,7 @@ folder with another one is refused with a clear error.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,28 +102,34 @@ class MiniLM:
     def encode_tuned(self, texts: Sequence[str], tuned: Sequence[tuple[Any, ...]]) -> np.ndarray:
         """The unit vectors of a copy of the model whose last ``len(tuned)`` layers are `tuned` (tuples shaped as
         `_layer` makes them); with none, the model's own."""
-        torch = self._torch
         out = np.zeros((len(texts), self.hidden), dtype=np.float32)
-        if not texts:
-            return out
         if len(tuned) > len(self._layers):
             raise ValueError(f"{len(tuned)} tuned layers for a model of {len(self._layers)}")
         layers = [*self._layers[: len(self._layers) - len(tuned)], *tuned]
-        ids = [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
-        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
-        with torch.inference_mode():
-            for start in range(0, len(order), BATCH):
-                batch = order[start : start + BATCH]
-                width = max(len(ids[i]) for i in batch)
-                tokens = torch.zeros((len(batch), width), dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, index in enumerate(batch):
-                    tokens[row, : len(ids[index])] = torch.tensor(ids[index], dtype=torch.long)
-                    mask[row, : len(ids[index])] = 1
+        with self._torch.inference_mode():
+            for batch, tokens, mask in self.batches(texts, BATCH):
                 vectors = self._pool(self.states(tokens, mask, layers), mask)
                 for row, index in enumerate(batch):
                     out[index] = vectors[row]
         return out
+
+    def batches(self, texts: Sequence[str], size: int) -> Iterator[tuple[list[int], Any, Any]]:
+        """(indices into `texts`, token ids, attention mask) per batch of `size` texts, sorted by length first so
+        that little of a batch is padding."""
+        torch = self._torch
+        if not texts:
+            return
+        ids = [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
+        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+        for start in range(0, len(order), size):
+            batch = order[start : start + size]
+            width = max(len(ids[i]) for i in batch)
+            tokens = torch.zeros((len(batch), width), dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, index in enumerate(batch):
+                tokens[row, : len(ids[index])] = torch.tensor(ids[index], dtype=torch.long)
+                mask[row, : len(ids[index])] = 1
+            yield batch, tokens, mask
 
     def _pool(self, states: Any, mask: Any) -> np.ndarray:
         weight = mask.unsqueeze(-1).to(states.dtype)
