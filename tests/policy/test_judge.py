@@ -160,7 +160,8 @@ def test_llm_output_errors_are_not_cached() -> None:
     assert judge.judge(policy(), result("x"), None).violates is False
 
 
-def test_a_policys_digest_is_worked_out_once_not_on_every_question(monkeypatch: pytest.MonkeyPatch) -> None:
+def _count_digests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the policies whose digest is worked out, in order, from now on."""
     digests: list[str] = []
     real = CompiledPolicy.digest
 
@@ -169,6 +170,11 @@ def test_a_policys_digest_is_worked_out_once_not_on_every_question(monkeypatch: 
         return real(self)
 
     monkeypatch.setattr(CompiledPolicy, "digest", counted)
+    return digests
+
+
+def test_a_policys_digest_is_worked_out_once_not_on_every_question(monkeypatch: pytest.MonkeyPatch) -> None:
+    digests = _count_digests(monkeypatch)
     llm = FakeLLM().script(JudgeAnswer, "No refunds", answer(False))
     judge = Judge(llm, MemoryVerdictCache())
     first, other = policy(), policy(id="no-credits")
@@ -182,14 +188,7 @@ def test_a_policys_digest_is_worked_out_once_not_on_every_question(monkeypatch: 
 
 
 def test_warming_the_engine_works_out_the_digests_before_the_first_question(monkeypatch: pytest.MonkeyPatch) -> None:
-    digests: list[str] = []
-    real = CompiledPolicy.digest
-
-    def counted(self: CompiledPolicy) -> str:
-        digests.append(self.id)
-        return real(self)
-
-    monkeypatch.setattr(CompiledPolicy, "digest", counted)
+    digests = _count_digests(monkeypatch)
     llm = FakeLLM().script(JudgeAnswer, "No refunds", answer(False))
     engine = Engine([policy(), policy(id="no-credits")], judge=Judge(llm, MemoryVerdictCache()))
     engine.warm()
