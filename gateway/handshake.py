@@ -89,13 +89,11 @@ class ClientHello:
         error; one already answered, as a log message (a client shows those), rather than a server that
         initialized and vanished. The answer itself is not held back for the setup: that would add the
         setup's imports (some 0.35 s here) to every start."""
+        self.refuse_first(reason)
         with self._lock:
-            self._refusal = reason
             if self.answered:
                 params = {"level": "error", "logger": "mcp-gateway", "data": reason}
                 _say(encode({"jsonrpc": "2.0", "method": "notifications/message", "params": params}))
-            else:
-                self._refuse_owed()
             waiting = self._owed_id is None and not self.answered
         self.stop()
         if waiting and self._thread is not None and not os.isatty(0):

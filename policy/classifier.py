@@ -78,10 +78,7 @@ class PolicyClassifier:
         return embedder
 
     def _encode_tuned(self, texts: list[str], head: TunedHead) -> np.ndarray:
-        embedder = self._tuned_embedder()
-        if embedder.tuned_layers_pending(head):
-            slow_step("decoding a tuned head")  # `warm` does it before the first message
-        return embedder.encode_tuned(texts, head)
+        return self._tuned_embedder().encode_tuned(texts, head)
 
     def _vectors(self) -> np.ndarray:
         if self._exemplar_vectors is None:

@@ -38,6 +38,7 @@ __all__ = [
     "TunedHead",
     "Verification",
     "sigmoid",
+    "untuned_screen",
 ]
 
 SCHEMA_VERSION = 1
@@ -260,6 +261,13 @@ def sigmoid(x: float) -> float:
 Head = Annotated[LinearHead | MLPHead | MeanHead | TunedHead, Field(discriminator="kind")]
 
 
+def untuned_screen(screen: Any) -> Any:
+    """A screen as it may be: not a tuned head (a screen reads static vectors; only the head may be tuned)."""
+    if isinstance(screen, TunedHead):
+        raise ValueError("the screen is a tuned head; a screen runs on static embeddings, only 'head' may be tuned")
+    return screen
+
+
 class ClassifierSpec(_Frozen):
     embedding_model: Literal["minilm"] = "minilm"
     exemplars: list[Exemplar] = Field(default_factory=list)
@@ -269,12 +277,8 @@ class ClassifierSpec(_Frozen):
     thresholds_source: Literal["default", "front_matter", "tuned", "head"] = "default"
     chunk_chars: int = Field(default=400, ge=100, le=2000)
 
-    @field_validator("screen")
-    @classmethod
-    def _screen_reads_static_vectors(cls, screen: Any) -> Any:
-        if isinstance(screen, TunedHead):
-            raise ValueError("a screen runs on static embeddings; a tuned head can only be the head")
-        return screen
+    _screen_reads_static_vectors = field_validator("screen")(untuned_screen)
+
 
 
 class JudgeSpec(_Frozen):

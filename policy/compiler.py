@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
@@ -26,8 +26,8 @@ from .compiled import (
     JudgeSpec,
     Provenance,
     Scope,
-    TunedHead,
     Verification,
+    untuned_screen,
 )
 from .conditions import Condition, Rule, evaluate
 from .detectors import DetectorRegistry
@@ -355,12 +355,7 @@ class _HeadFile(BaseModel):
     thresholds: Thresholds | None = None
     chunk_chars: int | None = Field(default=None, ge=100, le=2000)  # the unit size the head was trained on
 
-    @field_validator("screen")
-    @classmethod
-    def _screen_is_not_tuned(cls, screen: Any) -> Any:
-        if isinstance(screen, TunedHead):
-            raise ValueError("the screen is a tuned head; a screen runs on static embeddings, only 'head' may be tuned")
-        return screen
+    _screen_reads_static_vectors = field_validator("screen")(untuned_screen)
 
 
 def load_rules(source: PolicySource) -> tuple[list[Rule], bool]:

@@ -52,8 +52,6 @@ class TunedEmbedder(Embedder, Protocol):
 
     def encode_tuned(self, texts: Sequence[str], head: TunedHead) -> np.ndarray: ...
 
-    def tuned_layers_pending(self, head: TunedHead) -> bool: ...
-
     def tuned_layers(self, head: TunedHead) -> list[tuple[Any, ...]]: ...
 
 
@@ -143,6 +141,8 @@ class MiniLMEmbedder:
         repeats its lines, a server its short results)."""
         if self._model is None:
             slow_step("loading MiniLM")
+        if not self._tuned.has(head):
+            slow_step("decoding a tuned head")  # `PolicyClassifier.warm` does it before the first message
         model = self.load()
         layers = self.tuned_layers(head)
         memo = self._tuned_memos.get(head, lambda _: OrderedDict())
